@@ -1,0 +1,16 @@
+//! The configuration vocabulary of Meridian: spec types (the one serialized form), validation
+//! with field paths, and the typed model the data planes compile.
+//!
+//! **Architecture Invariant:** no tokio, no I/O. Everything here is a pure function of its input,
+//! so the API, the CLI and the Raft state machine all validate the same way.
+
+pub mod object;
+pub mod parse;
+pub mod spec;
+pub mod typed;
+pub mod validate;
+
+pub use object::{Object, ObjectKind};
+pub use spec::*;
+pub use typed::*;
+pub use validate::{validate, FieldError, ValidationErrors};

@@ -1,0 +1,538 @@
+//! Validation: turns a [`ConfigSpec`] into a [`Config`] or returns every error with its field
+//! path. It never stops at the first error, so one round trip shows an operator all of them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::spec::*;
+use crate::typed::*;
+
+/// One problem found in a configuration, with the path of the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found; never empty when returned as an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{} configuration error(s): {}", .errors.len(), summary(.errors))]
+pub struct ValidationErrors {
+    pub errors: Vec<FieldError>,
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ValidationErrors {
+    pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationErrors {
+            errors: vec![FieldError {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Collects errors while walking the spec.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Validates the whole document.
+pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
+    let mut e = Errors::default();
+    if spec.api_version != API_VERSION {
+        e.push(
+            "api_version",
+            format!(
+                "unsupported api_version {:?}, expected {API_VERSION:?}",
+                spec.api_version
+            ),
+        );
+    }
+
+    let health_checks = health_checks(spec, &mut e);
+    let listeners = listeners(spec, &mut e);
+    let pools = pools(spec, &health_checks, &mut e);
+    let routes = routes(spec, &mut e);
+    let zones = zones(spec, &mut e);
+    let gslb_records = gslb(spec, &zones, &health_checks, &mut e);
+
+    if !e.0.is_empty() {
+        return Err(ValidationErrors { errors: e.0 });
+    }
+    Ok(Config {
+        spec: spec.clone(),
+        listeners,
+        routes,
+        pools,
+        health_checks,
+        zones,
+        gslb_records,
+    })
+}
+
+fn check_name(path: &str, name: &str, seen: &mut HashSet<String>, e: &mut Errors) {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        e.push(
+            format!("{path}.name"),
+            format!("invalid name {name:?}: use 1-63 letters, digits, '-', '_' or '.'"),
+        );
+    }
+    if !seen.insert(name.to_string()) {
+        e.push(format!("{path}.name"), format!("duplicate name {name:?}"));
+    }
+}
+
+fn parse_socket_addr(path: &str, s: &str, e: &mut Errors) -> Option<SocketAddr> {
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.port() == 0 => {
+            e.push(path, format!("port 0 is not allowed in {s:?}"));
+            None
+        }
+        Ok(a) => Some(a),
+        Err(_) => {
+            e.push(
+                path,
+                format!("invalid address {s:?}: expected ip:port such as 192.0.2.10:8080 or [2001:db8::1]:443"),
+            );
+            None
+        }
+    }
+}
+
+fn range_u64(path: String, v: u64, lo: u64, hi: u64, e: &mut Errors) {
+    if v < lo || v > hi {
+        e.push(path, format!("{v} is out of range {lo}..={hi}"));
+    }
+}
+
+fn health_checks(spec: &ConfigSpec, e: &mut Errors) -> BTreeMap<String, Arc<HealthCheck>> {
+    let mut seen = HashSet::new();
+    let mut out = BTreeMap::new();
+    for (i, hc) in spec.health_checks.iter().enumerate() {
+        let p = format!("health_checks[{i}]");
+        check_name(&p, &hc.name, &mut seen, e);
+        if !hc.path.starts_with('/') || hc.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            e.push(format!("{p}.path"), "must start with '/' and contain no spaces");
+        }
+        if let Some(h) = &hc.host {
+            if !is_hostname(h) {
+                e.push(format!("{p}.host"), format!("invalid host {h:?}"));
+            }
+        }
+        range_u64(format!("{p}.interval_ms"), hc.interval_ms, 100, 3_600_000, e);
+        range_u64(format!("{p}.timeout_ms"), hc.timeout_ms, 10, 3_600_000, e);
+        if hc.timeout_ms > hc.interval_ms {
+            e.push(format!("{p}.timeout_ms"), "must not exceed interval_ms");
+        }
+        range_u64(format!("{p}.rise"), hc.rise.into(), 1, 100, e);
+        range_u64(format!("{p}.fall"), hc.fall.into(), 1, 100, e);
+        range_u64(format!("{p}.expect_status"), hc.expect_status.into(), 100, 599, e);
+        out.insert(
+            hc.name.clone(),
+            Arc::new(HealthCheck {
+                name: hc.name.clone(),
+                path: hc.path.clone(),
+                host: hc.host.clone(),
+                interval: Duration::from_millis(hc.interval_ms),
+                timeout: Duration::from_millis(hc.timeout_ms),
+                rise: hc.rise,
+                fall: hc.fall,
+                expect_status: hc.expect_status,
+            }),
+        );
+    }
+    out
+}
+
+fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
+    let mut seen = HashSet::new();
+    let mut binds: HashMap<SocketAddr, String> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, l) in spec.listeners.iter().enumerate() {
+        let p = format!("listeners[{i}]");
+        check_name(&p, &l.name, &mut seen, e);
+        if let Some(bind) = parse_socket_addr(&format!("{p}.bind"), &l.bind, e) {
+            if let Some(other) = binds.insert(bind, l.name.clone()) {
+                e.push(
+                    format!("{p}.bind"),
+                    format!("{bind} is already bound by listener {other:?}"),
+                );
+            }
+            out.push(Listener {
+                name: l.name.clone(),
+                bind,
+                protocol: l.protocol,
+            });
+        }
+    }
+    out
+}
+
+fn pools(
+    spec: &ConfigSpec,
+    hcs: &BTreeMap<String, Arc<HealthCheck>>,
+    e: &mut Errors,
+) -> Vec<Pool> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, pool) in spec.pools.iter().enumerate() {
+        let p = format!("pools[{i}]");
+        check_name(&p, &pool.name, &mut seen, e);
+        let mut members = Vec::new();
+        let mut addrs = HashSet::new();
+        for (j, m) in pool.members.iter().enumerate() {
+            let mp = format!("{p}.members[{j}]");
+            if let Some(a) = parse_socket_addr(&format!("{mp}.address"), &m.address, e) {
+                if !addrs.insert(a) {
+                    e.push(format!("{mp}.address"), format!("duplicate member {a}"));
+                }
+                members.push(Member {
+                    address: a,
+                    weight: m.weight,
+                });
+            }
+            range_u64(format!("{mp}.weight"), m.weight.into(), 1, 1000, e);
+        }
+        let health_check = pool.health_check.as_ref().and_then(|name| {
+            let hc = hcs.get(name).cloned();
+            if hc.is_none() {
+                e.push(
+                    format!("{p}.health_check"),
+                    format!("no health check named {name:?}"),
+                );
+            }
+            hc
+        });
+        range_u64(format!("{p}.timeout_ms"), pool.timeout_ms, 10, 3_600_000, e);
+        out.push(Pool {
+            name: pool.name.clone(),
+            members,
+            health_check,
+            timeout: Duration::from_millis(pool.timeout_ms),
+        });
+    }
+    out
+}
+
+fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let listener_names: HashSet<&str> = spec.listeners.iter().map(|l| l.name.as_str()).collect();
+    let pool_names: HashSet<&str> = spec.pools.iter().map(|p| p.name.as_str()).collect();
+    for (i, r) in spec.routes.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        check_name(&p, &r.name, &mut seen, e);
+        if !listener_names.contains(r.listener.as_str()) {
+            e.push(
+                format!("{p}.listener"),
+                format!("no listener named {:?}", r.listener),
+            );
+        }
+        if !pool_names.contains(r.pool.as_str()) {
+            e.push(format!("{p}.pool"), format!("no pool named {:?}", r.pool));
+        }
+        if !r.path_prefix.starts_with('/') || r.path_prefix.chars().any(|c| c.is_whitespace()) {
+            e.push(
+                format!("{p}.path_prefix"),
+                "must start with '/' and contain no spaces",
+            );
+        }
+        let host = match r.host.as_deref() {
+            None | Some("*") => HostMatch::Any,
+            Some(h) => {
+                let h = h.to_ascii_lowercase();
+                if let Some(rest) = h.strip_prefix("*.") {
+                    if !is_hostname(rest) {
+                        e.push(format!("{p}.host"), format!("invalid host pattern {h:?}"));
+                    }
+                    HostMatch::Suffix(format!(".{rest}"))
+                } else {
+                    if !is_hostname(&h) {
+                        e.push(format!("{p}.host"), format!("invalid host {h:?}"));
+                    }
+                    HostMatch::Exact(h)
+                }
+            }
+        };
+        out.push(Route {
+            name: r.name.clone(),
+            listener: r.listener.clone(),
+            host,
+            path_prefix: r.path_prefix.clone(),
+            pool: r.pool.clone(),
+        });
+    }
+    out
+}
+
+/// A DNS name made of 1-63 character labels of letters, digits, '-' and '_', at most 253 long.
+pub fn is_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// Lowercase with a trailing dot.
+pub fn fqdn(s: &str) -> String {
+    let mut s = s.to_ascii_lowercase();
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
+}
+
+/// Resolves a record owner name: `@` is the apex, a trailing dot is absolute, anything else is
+/// relative to the origin.
+fn owner_name(name: &str, origin: &str) -> String {
+    if name == "@" {
+        origin.to_string()
+    } else if name.ends_with('.') {
+        name.to_ascii_lowercase()
+    } else {
+        format!("{}.{origin}", name.to_ascii_lowercase())
+    }
+}
+
+/// Targets in record data follow the same rule as owner names.
+fn target_name(path: String, s: &str, origin: &str, e: &mut Errors) -> String {
+    let n = owner_name(s, origin);
+    if !is_hostname(&n) {
+        e.push(path, format!("invalid domain name {s:?}"));
+    }
+    n
+}
+
+fn in_zone(name: &str, origin: &str) -> bool {
+    name == origin || name.ends_with(&format!(".{origin}"))
+}
+
+fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, z) in spec.zones.iter().enumerate() {
+        let p = format!("zones[{i}]");
+        if !is_hostname(&z.name) {
+            e.push(format!("{p}.name"), format!("invalid zone name {:?}", z.name));
+        }
+        let origin = fqdn(&z.name);
+        if !seen.insert(origin.clone()) {
+            e.push(format!("{p}.name"), format!("duplicate zone {origin:?}"));
+        }
+        let mname = target_name(format!("{p}.soa.mname"), &z.soa.mname, &origin, e);
+        let rname = target_name(format!("{p}.soa.rname"), &z.soa.rname, &origin, e);
+        let ns: Vec<String> = z
+            .ns
+            .iter()
+            .enumerate()
+            .map(|(j, n)| target_name(format!("{p}.ns[{j}]"), n, &origin, e))
+            .collect();
+        let mut records = Vec::new();
+        let mut cname_owners = HashSet::new();
+        let mut other_owners = HashSet::new();
+        for (j, r) in z.records.iter().enumerate() {
+            let rp = format!("{p}.records[{j}]");
+            let name = owner_name(&r.name, &origin);
+            if !is_hostname(&name) || !in_zone(&name, &origin) {
+                e.push(
+                    format!("{rp}.name"),
+                    format!("{:?} is not a valid name inside zone {origin}", r.name),
+                );
+            }
+            let vp = format!("{rp}.value");
+            let data = match r.rtype {
+                RecordType::A => r.value.parse::<Ipv4Addr>().map(RecordData::A).map_err(|_| {
+                    e.push(vp.clone(), format!("invalid IPv4 address {:?}", r.value))
+                }),
+                RecordType::AAAA => r.value.parse::<Ipv6Addr>().map(RecordData::AAAA).map_err(|_| {
+                    e.push(vp.clone(), format!("invalid IPv6 address {:?}", r.value))
+                }),
+                RecordType::CNAME => Ok(RecordData::CNAME(target_name(vp.clone(), &r.value, &origin, e))),
+                RecordType::TXT => {
+                    if r.value.len() > 4000 {
+                        e.push(vp.clone(), "TXT value longer than 4000 bytes");
+                    }
+                    Ok(RecordData::TXT(r.value.clone()))
+                }
+                RecordType::MX => {
+                    let mut parts = r.value.split_whitespace();
+                    match (parts.next().map(str::parse::<u16>), parts.next(), parts.next()) {
+                        (Some(Ok(preference)), Some(host), None) => Ok(RecordData::MX {
+                            preference,
+                            exchange: target_name(vp.clone(), host, &origin, e),
+                        }),
+                        _ => {
+                            e.push(
+                                vp.clone(),
+                                format!("invalid MX value {:?}: expected \"<preference> <host>\"", r.value),
+                            );
+                            Err(())
+                        }
+                    }
+                }
+            };
+            if r.rtype == RecordType::CNAME {
+                if name == origin {
+                    e.push(format!("{rp}.name"), "a CNAME cannot sit at the zone apex");
+                }
+                if !cname_owners.insert(name.clone()) || other_owners.contains(&name) {
+                    e.push(
+                        format!("{rp}.name"),
+                        format!("{name} has a CNAME and other records"),
+                    );
+                }
+            } else {
+                other_owners.insert(name.clone());
+                if cname_owners.contains(&name) {
+                    e.push(
+                        format!("{rp}.name"),
+                        format!("{name} has a CNAME and other records"),
+                    );
+                }
+            }
+            if let Ok(data) = data {
+                records.push(Record {
+                    name,
+                    ttl: r.ttl,
+                    data,
+                });
+            }
+        }
+        out.push(Zone {
+            origin,
+            soa: z.soa.clone(),
+            mname,
+            rname,
+            ns,
+            records,
+        });
+    }
+    out
+}
+
+fn gslb(
+    spec: &ConfigSpec,
+    zones: &[Zone],
+    hcs: &BTreeMap<String, Arc<HealthCheck>>,
+    e: &mut Errors,
+) -> Vec<GslbRecord> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, g) in spec.gslb_records.iter().enumerate() {
+        let p = format!("gslb_records[{i}]");
+        let name = fqdn(&g.name);
+        if !is_hostname(&name) {
+            e.push(format!("{p}.name"), format!("invalid name {:?}", g.name));
+        }
+        if !seen.insert(name.clone()) {
+            e.push(format!("{p}.name"), format!("duplicate GSLB record {name:?}"));
+        }
+        // The longest enclosing zone owns the name.
+        let zone = zones
+            .iter()
+            .filter(|z| in_zone(&name, &z.origin))
+            .max_by_key(|z| z.origin.len());
+        let zone_origin = match zone {
+            Some(z) => {
+                if z.records.iter().any(|r| r.name == name) {
+                    e.push(
+                        format!("{p}.name"),
+                        format!("{name} also has static records in zone {}", z.origin),
+                    );
+                }
+                z.origin.clone()
+            }
+            None => {
+                e.push(
+                    format!("{p}.name"),
+                    format!("{name} is not inside any configured zone"),
+                );
+                String::new()
+            }
+        };
+        if g.sites.is_empty() {
+            e.push(format!("{p}.sites"), "a GSLB record needs at least one site");
+        }
+        range_u64(format!("{p}.ttl"), g.ttl.into(), 0, 86_400, e);
+        let mut site_names = HashSet::new();
+        let mut sites = Vec::new();
+        for (j, s) in g.sites.iter().enumerate() {
+            let sp = format!("{p}.sites[{j}]");
+            check_name(&sp, &s.name, &mut site_names, e);
+            let address = match s.address.parse::<IpAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    e.push(
+                        format!("{sp}.address"),
+                        format!("invalid IP address {:?}", s.address),
+                    );
+                    None
+                }
+            };
+            if s.port == 0 {
+                e.push(format!("{sp}.port"), "port 0 is not allowed");
+            }
+            let health_check = s.health_check.as_ref().and_then(|n| {
+                let hc = hcs.get(n).cloned();
+                if hc.is_none() {
+                    e.push(
+                        format!("{sp}.health_check"),
+                        format!("no health check named {n:?}"),
+                    );
+                }
+                hc
+            });
+            if let Some(address) = address {
+                sites.push(Site {
+                    name: s.name.clone(),
+                    address,
+                    probe: SocketAddr::new(address, s.port),
+                    health_check,
+                });
+            }
+        }
+        out.push(GslbRecord {
+            name,
+            zone: zone_origin,
+            ttl: g.ttl,
+            sites,
+            when_all_down: g.when_all_down,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

@@ -1,0 +1,198 @@
+use super::*;
+use crate::parse::{from_json, from_toml};
+
+fn good() -> ConfigSpec {
+    from_toml(
+        r#"
+api_version = "meridian/v1"
+
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:8080"
+
+[[routes]]
+name = "all"
+listener = "web"
+host = "*.example.com"
+pool = "app"
+
+[[pools]]
+name = "app"
+health_check = "http"
+members = [{ address = "127.0.0.2:9000" }, { address = "127.0.0.3:9000", weight = 3 }]
+
+[[health_checks]]
+name = "http"
+path = "/healthz"
+interval_ms = 500
+timeout_ms = 200
+
+[[zones]]
+name = "example.com"
+ns = ["ns1"]
+soa = { mname = "ns1", rname = "hostmaster" }
+records = [
+  { name = "@", type = "MX", value = "10 mail" },
+  { name = "www", type = "CNAME", value = "app" },
+  { name = "ns1", type = "A", value = "192.0.2.53" },
+  { name = "txt", type = "TXT", value = "hello world" },
+  { name = "v6", type = "AAAA", value = "2001:db8::1" },
+]
+
+[[gslb_records]]
+name = "app.example.com"
+sites = [
+  { name = "east", address = "192.0.2.10", port = 9000, health_check = "http" },
+  { name = "west", address = "192.0.2.20" },
+]
+"#,
+    )
+    .expect("test config parses")
+}
+
+fn paths(r: Result<Config, ValidationErrors>) -> Vec<String> {
+    match r {
+        Ok(_) => panic!("expected validation errors"),
+        Err(e) => e.errors.into_iter().map(|e| e.path).collect(),
+    }
+}
+
+#[test]
+fn good_config_compiles_to_typed_model() {
+    let c = validate(&good()).expect("valid");
+    assert_eq!(c.listeners[0].bind, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.routes[0].host, HostMatch::Suffix(".example.com".into()));
+    assert_eq!(c.pools[0].members[1].weight, 3);
+    assert_eq!(
+        c.pools[0].health_check.as_ref().map(|h| h.interval),
+        Some(Duration::from_millis(500))
+    );
+    let z = &c.zones[0];
+    assert_eq!(z.origin, "example.com.");
+    assert_eq!(z.ns, vec!["ns1.example.com.".to_string()]);
+    assert!(z.records.contains(&Record {
+        name: "example.com.".into(),
+        ttl: 300,
+        data: RecordData::MX {
+            preference: 10,
+            exchange: "mail.example.com.".into()
+        }
+    }));
+    let g = &c.gslb_records[0];
+    assert_eq!(g.name, "app.example.com.");
+    assert_eq!(g.zone, "example.com.");
+    assert_eq!(g.sites[0].probe, "192.0.2.10:9000".parse().unwrap());
+    assert_eq!(g.sites[1].probe.port(), 80);
+}
+
+#[test]
+fn every_error_is_reported_with_its_path() {
+    let mut s = good();
+    s.api_version = "v0".into();
+    s.listeners[0].bind = "not-an-address".into();
+    s.routes[0].pool = "missing".into();
+    s.routes[0].listener = "nope".into();
+    s.pools[0].members[0].address = "127.0.0.1:99999".into();
+    let dup = s.pools[0].members[1].clone();
+    s.pools[0].members.push(dup);
+    s.health_checks[0].fall = 0;
+    s.zones[0].records[2].value = "300.1.1.1".into();
+    s.gslb_records[0].sites[1].address = "nowhere".into();
+    let mut p = paths(validate(&s));
+    p.sort();
+    assert_eq!(
+        p,
+        vec![
+            "api_version",
+            "gslb_records[0].sites[1].address",
+            "health_checks[0].fall",
+            "listeners[0].bind",
+            "pools[0].members[0].address",
+            "pools[0].members[2].address",
+            "routes[0].listener",
+            "routes[0].pool",
+            "zones[0].records[2].value",
+        ]
+    );
+}
+
+#[test]
+fn duplicates_and_dangling_references_are_errors() {
+    let mut s = good();
+    s.pools.push(s.pools[0].clone());
+    s.listeners.push(s.listeners[0].clone());
+    s.pools[0].health_check = Some("ghost".into());
+    let p = paths(validate(&s));
+    assert!(p.contains(&"pools[1].name".to_string()), "{p:?}");
+    assert!(p.contains(&"listeners[1].name".to_string()), "{p:?}");
+    assert!(p.contains(&"listeners[1].bind".to_string()), "{p:?}");
+    assert!(p.contains(&"pools[0].health_check".to_string()), "{p:?}");
+}
+
+#[test]
+fn gslb_name_must_live_in_a_zone_and_not_clash() {
+    let mut s = good();
+    s.gslb_records[0].name = "app.elsewhere.org".into();
+    assert_eq!(paths(validate(&s)), vec!["gslb_records[0].name"]);
+    let mut s = good();
+    s.gslb_records[0].name = "ns1.example.com".into();
+    assert_eq!(paths(validate(&s)), vec!["gslb_records[0].name"]);
+}
+
+#[test]
+fn cname_conflicts_are_rejected() {
+    let mut s = good();
+    s.zones[0].records.push(RecordSpec {
+        name: "www".into(),
+        rtype: RecordType::A,
+        ttl: 60,
+        value: "192.0.2.1".into(),
+    });
+    assert_eq!(paths(validate(&s)), vec!["zones[0].records[5].name"]);
+}
+
+#[test]
+fn malformed_and_unknown_fields_name_the_path() {
+    let e = from_json::<ConfigSpec>(br#"{"api_version":"meridian/v1","pools":[{"name":"a","bogus":1}]}"#)
+        .expect_err("unknown field");
+    assert_eq!(e.errors[0].path, "pools[0].bogus");
+    assert!(e.errors[0].message.contains("bogus"), "{}", e.errors[0].message);
+    let e = from_json::<ConfigSpec>(b"{not json").expect_err("malformed");
+    assert!(e.errors[0].message.starts_with("malformed JSON"));
+    let e = from_toml::<ConfigSpec>("api_version = 3").expect_err("wrong type");
+    assert_eq!(e.errors[0].path, "api_version");
+    let e = from_toml::<ConfigSpec>("[[listeners]\n").expect_err("malformed toml");
+    assert!(e.errors[0].message.contains("line 1"), "{}", e.errors[0].message);
+}
+
+#[test]
+fn spec_round_trips_through_json_and_toml() {
+    let s = good();
+    let json = serde_json::to_vec(&s).unwrap();
+    assert_eq!(from_json::<ConfigSpec>(&json).unwrap(), s);
+    let text = toml::to_string(&s).unwrap();
+    assert_eq!(from_toml::<ConfigSpec>(&text).unwrap(), s);
+}
+
+#[test]
+fn validation_never_panics_on_odd_strings() {
+    let odd = ["", ".", "..", "*.", "@", "[::1]", "\u{0}", "a..b", "-", &"x".repeat(300)];
+    for v in odd {
+        let mut s = good();
+        s.listeners[0].bind = v.into();
+        s.routes[0].host = Some(v.into());
+        s.zones[0].name = v.into();
+        s.zones[0].records[0].value = v.into();
+        s.zones[0].records[0].name = v.into();
+        s.gslb_records[0].name = v.into();
+        assert!(validate(&s).is_err(), "{v:?} accepted");
+    }
+}
+
+#[test]
+fn host_match_specificity_orders_exact_over_wildcard() {
+    assert!(HostMatch::Exact("a.b".into()).specificity() > HostMatch::Suffix(".b".into()).specificity());
+    assert!(HostMatch::Suffix(".b".into()).matches("a.b"));
+    assert!(!HostMatch::Suffix(".b".into()).matches("b"));
+    assert!(HostMatch::Any.matches("anything"));
+}

@@ -1,0 +1,260 @@
+//! Active HTTP health checking of pool members and GSLB sites, and the table of observations that
+//! outlives every config swap (keyed by the stable ids of `model::member_health_key` and
+//! `model::site_health_key`).
+
+mod probe;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+
+use model::{Config, HealthCheck, HealthView};
+use tokio::task::JoinHandle;
+
+use crate::metrics::LbMetrics;
+
+pub use probe::probe;
+
+/// One target's health, shared lock-free with the request path.
+#[derive(Debug)]
+pub struct HealthEntry {
+    healthy: AtomicBool,
+    observed: AtomicBool,
+    /// Consecutive results in the current direction: successes while down, failures while up.
+    streak: AtomicU32,
+}
+
+impl HealthEntry {
+    fn new() -> Self {
+        // Like HAProxy, a new target starts up and must fail `fall` times to go down, so that a
+        // config change takes traffic at once.
+        HealthEntry {
+            healthy: AtomicBool::new(true),
+            observed: AtomicBool::new(false),
+            streak: AtomicU32::new(0),
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records one probe result; returns the new state when it changed.
+    pub fn observe(&self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+        self.observed.store(true, Ordering::Relaxed);
+        let healthy = self.is_healthy();
+        if ok == healthy {
+            self.streak.store(0, Ordering::Relaxed);
+            return None;
+        }
+        let streak = self.streak.fetch_add(1, Ordering::Relaxed) + 1;
+        let needed = if healthy { fall } else { rise };
+        if streak >= needed {
+            self.healthy.store(ok, Ordering::Relaxed);
+            self.streak.store(0, Ordering::Relaxed);
+            Some(ok)
+        } else {
+            None
+        }
+    }
+}
+
+/// Every health observation, by stable key.
+#[derive(Debug, Default)]
+pub struct HealthTable {
+    entries: RwLock<HashMap<String, Arc<HealthEntry>>>,
+}
+
+impl HealthTable {
+    /// The entry for `key`, created (up, unobserved) on first use.
+    pub fn entry(&self, key: &str) -> Arc<HealthEntry> {
+        if let Some(e) = self.read().get(key) {
+            return e.clone();
+        }
+        let mut map = match self.entries.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(key.to_string())
+            .or_insert_with(|| Arc::new(HealthEntry::new()))
+            .clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<HealthEntry>>> {
+        match self.entries.read() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Forgets targets that no longer exist in the config.
+    fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let mut map = match self.entries.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.retain(|k, _| keep(k));
+    }
+}
+
+impl HealthView for HealthTable {
+    fn is_healthy(&self, key: &str) -> Option<bool> {
+        self.read().get(key).map(|e| e.is_healthy())
+    }
+}
+
+/// What one probe loop checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub key: String,
+    pub addr: SocketAddr,
+    pub check: HealthCheck,
+    /// Metric labels (pool or GSLB record, member or site).
+    pub group: String,
+    pub member: String,
+}
+
+/// The probe targets a config asks for: pool members and GSLB sites that name a health check.
+pub fn targets(config: &Config) -> Vec<Target> {
+    let mut out = Vec::new();
+    for pool in &config.pools {
+        if let Some(hc) = &pool.health_check {
+            for m in &pool.members {
+                out.push(Target {
+                    key: model::member_health_key(&pool.name, m.address),
+                    addr: m.address,
+                    check: (**hc).clone(),
+                    group: pool.name.clone(),
+                    member: m.address.to_string(),
+                });
+            }
+        }
+    }
+    for rec in &config.gslb_records {
+        for site in &rec.sites {
+            if let Some(hc) = &site.health_check {
+                out.push(Target {
+                    key: model::site_health_key(&rec.name, &site.name),
+                    addr: site.probe,
+                    check: (**hc).clone(),
+                    group: rec.name.clone(),
+                    member: site.name.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Runs one probe loop per target and reconciles them with each new config.
+pub struct HealthChecker {
+    table: Arc<HealthTable>,
+    metrics: LbMetrics,
+    running: HashMap<String, (Target, JoinHandle<()>)>,
+}
+
+impl HealthChecker {
+    pub fn new(table: Arc<HealthTable>, metrics: LbMetrics) -> Self {
+        HealthChecker {
+            table,
+            metrics,
+            running: HashMap::new(),
+        }
+    }
+
+    /// Starts loops for new or changed targets and stops those that went away. Observations of
+    /// a target whose key survives are kept.
+    pub fn reconcile(&mut self, config: &Config) {
+        let wanted: HashMap<String, Target> = targets(config)
+            .into_iter()
+            .map(|t| (t.key.clone(), t))
+            .collect();
+        self.running.retain(|key, (target, handle)| {
+            let keep = wanted.get(key) == Some(target);
+            if !keep {
+                handle.abort();
+            }
+            keep
+        });
+        for (key, target) in wanted.iter() {
+            if self.running.contains_key(key) {
+                continue;
+            }
+            let entry = self.table.entry(key);
+            let handle = tokio::spawn(run_probe_loop(
+                target.clone(),
+                entry,
+                self.metrics.clone(),
+            ));
+            self.running.insert(key.clone(), (target.clone(), handle));
+        }
+        // Members of pools without a check are never in the table; forget stale keys.
+        self.table.retain(|k| wanted.contains_key(k));
+        self.metrics.retain_members(&wanted);
+    }
+
+    pub fn stop(&mut self) {
+        for (_, (_, h)) in self.running.drain() {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for HealthChecker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn run_probe_loop(target: Target, entry: Arc<HealthEntry>, metrics: LbMetrics) {
+    let mut tick = tokio::time::interval(target.check.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    metrics.set_member_health(&target.group, &target.member, entry.is_healthy());
+    loop {
+        tick.tick().await;
+        let result = probe(target.addr, &target.check).await;
+        let ok = result.is_ok();
+        if let Some(now_up) = entry.observe(ok, target.check.rise, target.check.fall) {
+            match &result {
+                Ok(()) => tracing::info!(target = %target.key, "health check passed {} times: up", target.check.rise),
+                Err(e) => tracing::warn!(target = %target.key, error = %e, "health check failed {} times: down", target.check.fall),
+            }
+            metrics.set_member_health(&target.group, &target.member, now_up);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goes_down_after_fall_failures_and_up_after_rise_successes() {
+        let e = HealthEntry::new();
+        assert!(e.is_healthy());
+        assert_eq!(e.observe(false, 2, 3), None);
+        assert_eq!(e.observe(false, 2, 3), None);
+        // A success in between resets the streak.
+        assert_eq!(e.observe(true, 2, 3), None);
+        assert_eq!(e.observe(false, 2, 3), None);
+        assert_eq!(e.observe(false, 2, 3), None);
+        assert_eq!(e.observe(false, 2, 3), Some(false));
+        assert!(!e.is_healthy());
+        assert_eq!(e.observe(true, 2, 3), None);
+        assert_eq!(e.observe(true, 2, 3), Some(true));
+        assert!(e.is_healthy());
+    }
+
+    #[test]
+    fn table_keeps_entries_across_lookups_and_forgets_on_retain() {
+        let t = HealthTable::default();
+        let a = t.entry("pool/p/127.0.0.1:1");
+        a.observe(false, 1, 1);
+        assert_eq!(t.is_healthy("pool/p/127.0.0.1:1"), Some(false));
+        assert!(Arc::ptr_eq(&a, &t.entry("pool/p/127.0.0.1:1")));
+        assert_eq!(t.is_healthy("unknown"), None);
+        t.retain(|_| false);
+        assert_eq!(t.is_healthy("pool/p/127.0.0.1:1"), None);
+    }
+}

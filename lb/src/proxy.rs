@@ -1,0 +1,238 @@
+//! The HTTP/1.1 reverse-proxy request path: route, pick a member, forward, classify failures.
+//!
+//! **Architecture Invariant:** the request path loads the routing snapshot once per request and
+//! takes no lock; health is read from atomics.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::ProxyError;
+use crate::metrics::LbMetrics;
+use crate::snapshot::{PoolSnapshot, RoutingSnapshot};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// State shared by every connection of every listener.
+pub struct Shared {
+    pub snapshot: ArcSwap<RoutingSnapshot>,
+    client: Client<HttpConnector, Body>,
+    pub metrics: LbMetrics,
+}
+
+impl Shared {
+    pub fn new(metrics: LbMetrics) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Shared {
+            snapshot: ArcSwap::from_pointee(RoutingSnapshot::default()),
+            client,
+            metrics,
+        }
+    }
+}
+
+/// Serves one request that arrived on `listener` from `peer`.
+pub async fn handle(
+    shared: Arc<Shared>,
+    listener: Arc<str>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let snapshot = shared.snapshot.load_full();
+    let resp = match forward(&shared, &snapshot, &listener, peer, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    };
+    shared.metrics.request(&listener, resp.status());
+    Ok(resp)
+}
+
+async fn forward(
+    shared: &Shared,
+    snapshot: &RoutingSnapshot,
+    listener: &str,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let host = request_host(&req).ok_or(ProxyError::BadRequest("missing or invalid Host"))?;
+    let route = snapshot
+        .route(listener, &host, req.uri().path())
+        .ok_or(ProxyError::NoRoute)?;
+    let pool: &PoolSnapshot = &route.pool;
+
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    add_forwarded(&mut parts.headers, peer.ip(), &host);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+
+    // A request without a body can be replayed on another member when the first connect fails.
+    let replayable = body.is_end_stream();
+    let mut body = Some(body.boxed());
+    let mut tried: Option<SocketAddr> = None;
+    let attempts = if replayable { 2 } else { 1 };
+    let mut last_err = ProxyError::NoHealthyMember(pool.name.clone());
+    for _ in 0..attempts {
+        let Some(member) = pool.pick(tried) else {
+            break;
+        };
+        let addr = member.addr;
+        tried = Some(addr);
+        let uri: Uri = format!("http://{addr}{path}")
+            .parse()
+            .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+        let b = match body.take() {
+            Some(b) => b,
+            None => Empty::new().map_err(|never| match never {}).boxed(),
+        };
+        let mut up = Request::from_parts(parts.clone(), b);
+        *up.uri_mut() = uri;
+        match send(shared, addr, pool, up).await {
+            Ok(resp) => return Ok(resp),
+            Err(e) if e.retryable() => last_err = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err)
+}
+
+async fn send(
+    shared: &Shared,
+    addr: SocketAddr,
+    pool: &PoolSnapshot,
+    req: Request<Body>,
+) -> Result<Response<Body>, ProxyError> {
+    let resp = match tokio::time::timeout(pool.timeout, shared.client.request(req)).await {
+        Err(_) => return Err(ProxyError::Timeout(addr)),
+        Ok(Err(e)) if e.is_connect() => return Err(ProxyError::Connect(addr)),
+        Ok(Err(e)) => {
+            return Err(ProxyError::Upstream {
+                addr,
+                reason: e.to_string(),
+            })
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// The request's host, lowercased and without a port, from the Host header or the URI.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.headers().get(header::HOST) {
+        Some(h) => h.to_str().ok()?.to_string(),
+        None => req.uri().host()?.to_string(),
+    };
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // [v6]:port
+        let end = rest.find(']')?;
+        &raw[..end + 2]
+    } else {
+        raw.rsplit_once(':').map_or(raw.as_str(), |(h, _)| h)
+    };
+    if host.is_empty() || host.len() > 255 {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: &str) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let value = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {client}"),
+        None => client.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(xff, v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(host: Option<&str>, uri: &str) -> Request<()> {
+        let mut b = Request::get(uri);
+        if let Some(h) = host {
+            b = b.header(header::HOST, h);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn host_is_lowercased_and_port_stripped() {
+        assert_eq!(request_host(&req(Some("App.Example.com:8080"), "/")), Some("app.example.com".into()));
+        assert_eq!(request_host(&req(Some("[::1]:80"), "/")), Some("[::1]".into()));
+        assert_eq!(request_host(&req(None, "http://h.test/x")), Some("h.test".into()));
+        assert_eq!(request_host(&req(None, "/x")), None);
+        assert_eq!(request_host(&req(Some(""), "/")), None);
+    }
+
+    #[test]
+    fn forwarded_headers_append_client_and_hop_by_hop_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        strip_hop_by_hop(&mut h);
+        add_forwarded(&mut h, "10.1.2.3".parse().expect("ip"), "a.test");
+        assert_eq!(h.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"203.0.113.9, 10.1.2.3"[..]));
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert_eq!(h.get("x-forwarded-host").map(|v| v.as_bytes()), Some(&b"a.test"[..]));
+    }
+}

@@ -1,1 +1,33 @@
-fn main() {}
+//! `meridian`: the appliance binary. Parses the command line and hands off; the wiring lives in
+//! `node`, the demo in `demo`, the API client in `client`.
+
+mod backend;
+mod cli;
+mod client;
+mod demo;
+mod node;
+mod node_config;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("meridian")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

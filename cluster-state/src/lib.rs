@@ -1,1 +1,22 @@
-//! cluster-state
+//! The replicated cluster state of Meridian: one configuration document plus users and tokens,
+//! kept consistent across nodes by openraft and stored durably in sled.
+//!
+//! **API Boundary:** [`ClusterNode`] and the types re-exported here are all the binary and the
+//! console use. **Architecture Invariant:** only this crate touches the Raft log and the store.
+
+mod command;
+mod error;
+mod log_store;
+mod network;
+mod node;
+mod state_machine;
+mod store;
+mod types;
+
+pub use command::{Applied, ApplyError, AuthState, Command, TokenInfo};
+pub use error::ProposeError;
+pub use error::StartError;
+pub use network::{JoinRequest, JoinResponse};
+pub use node::{ClusterNode, NodeConfig, RaftStatus};
+pub use state_machine::LoadError;
+pub use store::StoreError;

@@ -1,1 +1,38 @@
-//! gslb-dns
+//! Meridian's authoritative GSLB DNS server, built on hickory-server.
+//!
+//! Each configuration revision is compiled into an immutable [`ZonesSnapshot`] and swapped in
+//! atomically; every query loads the current snapshot once and answers from it. GSLB names are
+//! the exception that keeps the snapshot honest: their site lists are compiled, but which sites
+//! are handed out is decided per query against the live [`model::HealthView`], so a site that goes
+//! down disappears from the very next answer.
+//!
+//! Answering rules, in brief (see [`ZonesSnapshot::lookup`]): the longest configured zone that
+//! contains the name answers authoritatively; names outside every zone are REFUSED; missing names
+//! are NXDOMAIN and existing names without the type (including empty non-terminals) NODATA, both
+//! with the zone's SOA in authority; CNAMEs are chased through our zones; `ANY` returns every
+//! rrset of the name rather than the RFC 8482 minimal answer, since our rrsets are few and UDP
+//! truncation bounds the size. Opcodes other than QUERY get NOTIMP, EDNS versions above 0 BADVERS.
+//!
+//! Every response our handler sends is counted in `meridian_dns_queries_total`. Requests hickory
+//! cannot parse at all are answered FORMERR (or dropped, under 12 bytes) by hickory itself before
+//! our handler runs, so they are not counted there.
+//!
+//! **Architecture Invariant:** this crate never imports `cluster-state` and never reads files:
+//! configuration arrives on a `watch` channel and health through a trait object, so tests drive
+//! the real server without Raft or probes.
+//!
+//! **API Boundary:** [`DnsServer`], [`DnsMetrics`], [`site_states`], [`ZonesSnapshot`] and
+//! [`DnsError`]. Everything else is private.
+
+mod error;
+mod gslb;
+mod handler;
+mod metrics;
+mod server;
+mod snapshot;
+
+pub use error::DnsError;
+pub use gslb::{site_states, SiteState};
+pub use metrics::DnsMetrics;
+pub use server::DnsServer;
+pub use snapshot::{Answer, ZonesSnapshot};

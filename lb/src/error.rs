@@ -75,7 +75,9 @@ impl ProxyError {
             }
             ProxyError::Connect(_) => "502 bad gateway: could not connect to any upstream\n".into(),
             ProxyError::Upstream { .. } => "502 bad gateway: the upstream failed\n".into(),
-            ProxyError::Timeout(_) => "504 gateway timeout: the upstream did not answer in time\n".into(),
+            ProxyError::Timeout(_) => {
+                "504 gateway timeout: the upstream did not answer in time\n".into()
+            }
             ProxyError::Internal(_) => "500 internal error\n".into(),
         };
         if self.side() != Side::Downstream {

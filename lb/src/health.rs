@@ -182,11 +182,7 @@ impl HealthChecker {
                 continue;
             }
             let entry = self.table.entry(key);
-            let handle = tokio::spawn(run_probe_loop(
-                target.clone(),
-                entry,
-                self.metrics.clone(),
-            ));
+            let handle = tokio::spawn(run_probe_loop(target.clone(), entry, self.metrics.clone()));
             self.running.insert(key.clone(), (target.clone(), handle));
         }
         // Members of pools without a check are never in the table; forget stale keys.
@@ -217,8 +213,12 @@ async fn run_probe_loop(target: Target, entry: Arc<HealthEntry>, metrics: LbMetr
         let ok = result.is_ok();
         if let Some(now_up) = entry.observe(ok, target.check.rise, target.check.fall) {
             match &result {
-                Ok(()) => tracing::info!(target = %target.key, "health check passed {} times: up", target.check.rise),
-                Err(e) => tracing::warn!(target = %target.key, error = %e, "health check failed {} times: down", target.check.fall),
+                Ok(()) => {
+                    tracing::info!(target = %target.key, "health check passed {} times: up", target.check.rise)
+                }
+                Err(e) => {
+                    tracing::warn!(target = %target.key, error = %e, "health check failed {} times: down", target.check.fall)
+                }
             }
             metrics.set_member_health(&target.group, &target.member, now_up);
         }

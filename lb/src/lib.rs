@@ -90,7 +90,7 @@ impl DataPlane {
         }
     }
 
-    pub fn shutdown(self) {
+    pub fn shutdown(&self) {
         self.task.abort();
         if let Ok(mut l) = self.listeners.lock() {
             l.reconcile(&Config::empty());

@@ -97,7 +97,8 @@ impl LbMetrics {
     }
 
     pub fn set_revision(&self, rev: u64) {
-        self.config_revision.set(i64::try_from(rev).unwrap_or(i64::MAX));
+        self.config_revision
+            .set(i64::try_from(rev).unwrap_or(i64::MAX));
     }
 
     pub fn compile_failed(&self, rev: u64) {
@@ -106,6 +107,8 @@ impl LbMetrics {
     }
 
     pub fn listener_error(&self, listener: &str, kind: &'static str) {
-        self.listener_errors.with_label_values(&[listener, kind]).inc();
+        self.listener_errors
+            .with_label_values(&[listener, kind])
+            .inc();
     }
 }

@@ -213,9 +213,18 @@ mod tests {
 
     #[test]
     fn host_is_lowercased_and_port_stripped() {
-        assert_eq!(request_host(&req(Some("App.Example.com:8080"), "/")), Some("app.example.com".into()));
-        assert_eq!(request_host(&req(Some("[::1]:80"), "/")), Some("[::1]".into()));
-        assert_eq!(request_host(&req(None, "http://h.test/x")), Some("h.test".into()));
+        assert_eq!(
+            request_host(&req(Some("App.Example.com:8080"), "/")),
+            Some("app.example.com".into())
+        );
+        assert_eq!(
+            request_host(&req(Some("[::1]:80"), "/")),
+            Some("[::1]".into())
+        );
+        assert_eq!(
+            request_host(&req(None, "http://h.test/x")),
+            Some("h.test".into())
+        );
         assert_eq!(request_host(&req(None, "/x")), None);
         assert_eq!(request_host(&req(Some(""), "/")), None);
     }
@@ -224,15 +233,24 @@ mod tests {
     fn forwarded_headers_append_client_and_hop_by_hop_are_removed() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         strip_hop_by_hop(&mut h);
         add_forwarded(&mut h, "10.1.2.3".parse().expect("ip"), "a.test");
-        assert_eq!(h.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"203.0.113.9, 10.1.2.3"[..]));
+        assert_eq!(
+            h.get("x-forwarded-for").map(|v| v.as_bytes()),
+            Some(&b"203.0.113.9, 10.1.2.3"[..])
+        );
         assert!(h.get("x-secret").is_none());
         assert!(h.get("keep-alive").is_none());
         assert!(h.get(header::CONNECTION).is_none());
-        assert_eq!(h.get("x-forwarded-host").map(|v| v.as_bytes()), Some(&b"a.test"[..]));
+        assert_eq!(
+            h.get("x-forwarded-host").map(|v| v.as_bytes()),
+            Some(&b"a.test"[..])
+        );
     }
 }

@@ -59,18 +59,17 @@ impl RoutingSnapshot {
             .pools
             .iter()
             .map(|p| {
-                let members: Vec<MemberSnapshot> = p
-                    .members
-                    .iter()
-                    .map(|m| MemberSnapshot {
-                        addr: m.address,
-                        weight: m.weight,
-                        health: p
-                            .health_check
-                            .as_ref()
-                            .map(|_| health.entry(&model::member_health_key(&p.name, m.address))),
-                    })
-                    .collect();
+                let members: Vec<MemberSnapshot> =
+                    p.members
+                        .iter()
+                        .map(|m| MemberSnapshot {
+                            addr: m.address,
+                            weight: m.weight,
+                            health: p.health_check.as_ref().map(|_| {
+                                health.entry(&model::member_health_key(&p.name, m.address))
+                            }),
+                        })
+                        .collect();
                 let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
                 let snap = PoolSnapshot {
                     name: p.name.clone(),

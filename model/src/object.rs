@@ -45,6 +45,21 @@ impl ObjectKind {
     }
 }
 
+impl Object {
+    /// Parses the spec of one object of `kind` from JSON or TOML.
+    pub fn parse(kind: ObjectKind, bytes: &[u8]) -> Result<Object, crate::ValidationErrors> {
+        use crate::parse::from_any;
+        Ok(match kind {
+            ObjectKind::Listeners => Object::Listeners(from_any(bytes)?),
+            ObjectKind::Routes => Object::Routes(from_any(bytes)?),
+            ObjectKind::Pools => Object::Pools(from_any(bytes)?),
+            ObjectKind::HealthChecks => Object::HealthChecks(from_any(bytes)?),
+            ObjectKind::Zones => Object::Zones(from_any(bytes)?),
+            ObjectKind::GslbRecords => Object::GslbRecords(from_any(bytes)?),
+        })
+    }
+}
+
 impl std::fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -227,7 +242,10 @@ mod tests {
         assert!(c.delete(ObjectKind::Pools, "a"));
         assert!(!c.delete(ObjectKind::Pools, "a"));
         assert_eq!(c.pools.len(), 1);
-        assert_eq!(c.get(ObjectKind::Pools, "b").map(|o| o.kind()), Some(ObjectKind::Pools));
+        assert_eq!(
+            c.get(ObjectKind::Pools, "b").map(|o| o.kind()),
+            Some(ObjectKind::Pools)
+        );
     }
 
     #[test]

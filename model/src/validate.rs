@@ -6,20 +6,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::spec::*;
 use crate::typed::*;
 
 /// One problem found in a configuration, with the path of the field it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub path: String,
     pub message: String,
 }
 
 /// Every problem found; never empty when returned as an error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{} configuration error(s): {}", .errors.len(), summary(.errors))]
 pub struct ValidationErrors {
     pub errors: Vec<FieldError>,
@@ -137,22 +137,38 @@ fn health_checks(spec: &ConfigSpec, e: &mut Errors) -> BTreeMap<String, Arc<Heal
     for (i, hc) in spec.health_checks.iter().enumerate() {
         let p = format!("health_checks[{i}]");
         check_name(&p, &hc.name, &mut seen, e);
-        if !hc.path.starts_with('/') || hc.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            e.push(format!("{p}.path"), "must start with '/' and contain no spaces");
+        if !hc.path.starts_with('/') || hc.path.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            e.push(
+                format!("{p}.path"),
+                "must start with '/' and contain no spaces",
+            );
         }
         if let Some(h) = &hc.host {
             if !is_hostname(h) {
                 e.push(format!("{p}.host"), format!("invalid host {h:?}"));
             }
         }
-        range_u64(format!("{p}.interval_ms"), hc.interval_ms, 100, 3_600_000, e);
+        range_u64(
+            format!("{p}.interval_ms"),
+            hc.interval_ms,
+            100,
+            3_600_000,
+            e,
+        );
         range_u64(format!("{p}.timeout_ms"), hc.timeout_ms, 10, 3_600_000, e);
         if hc.timeout_ms > hc.interval_ms {
             e.push(format!("{p}.timeout_ms"), "must not exceed interval_ms");
         }
         range_u64(format!("{p}.rise"), hc.rise.into(), 1, 100, e);
         range_u64(format!("{p}.fall"), hc.fall.into(), 1, 100, e);
-        range_u64(format!("{p}.expect_status"), hc.expect_status.into(), 100, 599, e);
+        range_u64(
+            format!("{p}.expect_status"),
+            hc.expect_status.into(),
+            100,
+            599,
+            e,
+        );
         out.insert(
             hc.name.clone(),
             Arc::new(HealthCheck {
@@ -194,11 +210,7 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
     out
 }
 
-fn pools(
-    spec: &ConfigSpec,
-    hcs: &BTreeMap<String, Arc<HealthCheck>>,
-    e: &mut Errors,
-) -> Vec<Pool> {
+fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Errors) -> Vec<Pool> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, pool) in spec.pools.iter().enumerate() {
@@ -344,7 +356,10 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
     for (i, z) in spec.zones.iter().enumerate() {
         let p = format!("zones[{i}]");
         if !is_hostname(&z.name) {
-            e.push(format!("{p}.name"), format!("invalid zone name {:?}", z.name));
+            e.push(
+                format!("{p}.name"),
+                format!("invalid zone name {:?}", z.name),
+            );
         }
         let origin = fqdn(&z.name);
         if !seen.insert(origin.clone()) {
@@ -352,12 +367,11 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
         }
         let mname = target_name(format!("{p}.soa.mname"), &z.soa.mname, &origin, e);
         let rname = target_name(format!("{p}.soa.rname"), &z.soa.rname, &origin, e);
-        let ns: Vec<String> = z
-            .ns
-            .iter()
-            .enumerate()
-            .map(|(j, n)| target_name(format!("{p}.ns[{j}]"), n, &origin, e))
-            .collect();
+        let ns: Vec<String> =
+            z.ns.iter()
+                .enumerate()
+                .map(|(j, n)| target_name(format!("{p}.ns[{j}]"), n, &origin, e))
+                .collect();
         let mut records = Vec::new();
         let mut cname_owners = HashSet::new();
         let mut other_owners = HashSet::new();
@@ -372,13 +386,22 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
             }
             let vp = format!("{rp}.value");
             let data = match r.rtype {
-                RecordType::A => r.value.parse::<Ipv4Addr>().map(RecordData::A).map_err(|_| {
-                    e.push(vp.clone(), format!("invalid IPv4 address {:?}", r.value))
-                }),
-                RecordType::AAAA => r.value.parse::<Ipv6Addr>().map(RecordData::AAAA).map_err(|_| {
-                    e.push(vp.clone(), format!("invalid IPv6 address {:?}", r.value))
-                }),
-                RecordType::CNAME => Ok(RecordData::CNAME(target_name(vp.clone(), &r.value, &origin, e))),
+                RecordType::A => {
+                    r.value.parse::<Ipv4Addr>().map(RecordData::A).map_err(|_| {
+                        e.push(vp.clone(), format!("invalid IPv4 address {:?}", r.value))
+                    })
+                }
+                RecordType::AAAA => r
+                    .value
+                    .parse::<Ipv6Addr>()
+                    .map(RecordData::AAAA)
+                    .map_err(|_| e.push(vp.clone(), format!("invalid IPv6 address {:?}", r.value))),
+                RecordType::CNAME => Ok(RecordData::CNAME(target_name(
+                    vp.clone(),
+                    &r.value,
+                    &origin,
+                    e,
+                ))),
                 RecordType::TXT => {
                     if r.value.len() > 4000 {
                         e.push(vp.clone(), "TXT value longer than 4000 bytes");
@@ -387,7 +410,11 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
                 }
                 RecordType::MX => {
                     let mut parts = r.value.split_whitespace();
-                    match (parts.next().map(str::parse::<u16>), parts.next(), parts.next()) {
+                    match (
+                        parts.next().map(str::parse::<u16>),
+                        parts.next(),
+                        parts.next(),
+                    ) {
                         (Some(Ok(preference)), Some(host), None) => Ok(RecordData::MX {
                             preference,
                             exchange: target_name(vp.clone(), host, &origin, e),
@@ -395,7 +422,10 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
                         _ => {
                             e.push(
                                 vp.clone(),
-                                format!("invalid MX value {:?}: expected \"<preference> <host>\"", r.value),
+                                format!(
+                                    "invalid MX value {:?}: expected \"<preference> <host>\"",
+                                    r.value
+                                ),
                             );
                             Err(())
                         }
@@ -456,7 +486,10 @@ fn gslb(
             e.push(format!("{p}.name"), format!("invalid name {:?}", g.name));
         }
         if !seen.insert(name.clone()) {
-            e.push(format!("{p}.name"), format!("duplicate GSLB record {name:?}"));
+            e.push(
+                format!("{p}.name"),
+                format!("duplicate GSLB record {name:?}"),
+            );
         }
         // The longest enclosing zone owns the name.
         let zone = zones
@@ -482,7 +515,10 @@ fn gslb(
             }
         };
         if g.sites.is_empty() {
-            e.push(format!("{p}.sites"), "a GSLB record needs at least one site");
+            e.push(
+                format!("{p}.sites"),
+                "a GSLB record needs at least one site",
+            );
         }
         range_u64(format!("{p}.ttl"), g.ttl.into(), 0, 86_400, e);
         let mut site_names = HashSet::new();

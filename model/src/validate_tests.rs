@@ -153,16 +153,26 @@ fn cname_conflicts_are_rejected() {
 
 #[test]
 fn malformed_and_unknown_fields_name_the_path() {
-    let e = from_json::<ConfigSpec>(br#"{"api_version":"meridian/v1","pools":[{"name":"a","bogus":1}]}"#)
-        .expect_err("unknown field");
+    let e = from_json::<ConfigSpec>(
+        br#"{"api_version":"meridian/v1","pools":[{"name":"a","bogus":1}]}"#,
+    )
+    .expect_err("unknown field");
     assert_eq!(e.errors[0].path, "pools[0].bogus");
-    assert!(e.errors[0].message.contains("bogus"), "{}", e.errors[0].message);
+    assert!(
+        e.errors[0].message.contains("bogus"),
+        "{}",
+        e.errors[0].message
+    );
     let e = from_json::<ConfigSpec>(b"{not json").expect_err("malformed");
     assert!(e.errors[0].message.starts_with("malformed JSON"));
     let e = from_toml::<ConfigSpec>("api_version = 3").expect_err("wrong type");
     assert_eq!(e.errors[0].path, "api_version");
     let e = from_toml::<ConfigSpec>("[[listeners]\n").expect_err("malformed toml");
-    assert!(e.errors[0].message.contains("line 1"), "{}", e.errors[0].message);
+    assert!(
+        e.errors[0].message.contains("line 1"),
+        "{}",
+        e.errors[0].message
+    );
 }
 
 #[test]
@@ -176,7 +186,18 @@ fn spec_round_trips_through_json_and_toml() {
 
 #[test]
 fn validation_never_panics_on_odd_strings() {
-    let odd = ["", ".", "..", "*.", "@", "[::1]", "\u{0}", "a..b", "-", &"x".repeat(300)];
+    let odd = [
+        "",
+        ".",
+        "..",
+        "*.",
+        "@",
+        "[::1]",
+        "\u{0}",
+        "a..b",
+        "-",
+        &"x".repeat(300),
+    ];
     for v in odd {
         let mut s = good();
         s.listeners[0].bind = v.into();
@@ -191,7 +212,9 @@ fn validation_never_panics_on_odd_strings() {
 
 #[test]
 fn host_match_specificity_orders_exact_over_wildcard() {
-    assert!(HostMatch::Exact("a.b".into()).specificity() > HostMatch::Suffix(".b".into()).specificity());
+    assert!(
+        HostMatch::Exact("a.b".into()).specificity() > HostMatch::Suffix(".b".into()).specificity()
+    );
     assert!(HostMatch::Suffix(".b".into()).matches("a.b"));
     assert!(!HostMatch::Suffix(".b".into()).matches("b"));
     assert!(HostMatch::Any.matches("anything"));

@@ -1,1 +1,158 @@
-//! webui
+//! The management plane: the web console (axum + askama), the REST API under `/api/v1`, and
+//! `/metrics` for Prometheus.
+//!
+//! **Architecture Invariant:** `webui` never imports `cluster-state`, `lb` or `gslb-dns`. The
+//! binary hands it a [`Backend`], the one small trait through which it reads the replicated state
+//! and proposes changes, so handlers are tested without Raft or sockets.
+
+mod api;
+pub mod auth;
+mod console;
+mod error;
+mod metrics;
+mod view;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use model::{Config, HealthView, Object, ObjectKind, Revisioned, ValidationErrors};
+use serde::Serialize;
+
+pub use error::ApiError;
+
+/// Largest request body the API accepts; bigger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A change the management plane asks the cluster to make.
+#[derive(Debug, Clone)]
+pub enum Change {
+    ReplaceConfig {
+        expected_revision: Option<u64>,
+        spec: model::ConfigSpec,
+    },
+    Upsert {
+        expected_revision: Option<u64>,
+        object: Object,
+    },
+    Delete {
+        expected_revision: Option<u64>,
+        kind: ObjectKind,
+        name: String,
+    },
+    SetUser {
+        name: String,
+        password_hash: String,
+    },
+    AddToken {
+        id: String,
+        name: String,
+        user: String,
+    },
+    RevokeToken {
+        id: String,
+    },
+}
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("stale revision: expected {expected}, current is {current}")]
+    Stale { expected: u64, current: u64 },
+    #[error("invalid configuration")]
+    Invalid(ValidationErrors),
+    #[error("{kind}/{name} does not exist")]
+    NotFound { kind: ObjectKind, name: String },
+    #[error("this node is not the leader")]
+    NotLeader { leader: Option<String> },
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Users and API tokens as replicated; password hashes and token hashes only.
+#[derive(Debug, Clone, Default)]
+pub struct AuthView {
+    /// user name -> argon2 PHC string
+    pub users: BTreeMap<String, String>,
+    /// hex sha256 of the token -> (token name, user)
+    pub tokens: BTreeMap<String, (String, String)>,
+}
+
+/// Raft state shown on the dashboard and exported as metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RaftView {
+    pub node_id: u64,
+    pub state: String,
+    pub term: u64,
+    pub commit_index: u64,
+    pub last_applied: u64,
+    pub leader: Option<u64>,
+    pub members: Vec<(u64, String)>,
+}
+
+/// One proxy listener as the data plane sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerView {
+    pub name: String,
+    pub bind: String,
+    /// `listening` or the bind error.
+    pub state: String,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the management plane needs from the rest of the node.
+pub trait Backend: Send + Sync + 'static {
+    fn config(&self) -> Arc<Revisioned<Config>>;
+    fn auth(&self) -> AuthView;
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<u64, ChangeError>>;
+    fn raft(&self) -> RaftView;
+    fn health(&self) -> Arc<dyn HealthView>;
+    fn listeners(&self) -> Vec<ListenerView>;
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub backend: Arc<dyn Backend>,
+    pub sessions: Arc<auth::Sessions>,
+    pub registry: prometheus::Registry,
+    metrics: metrics::ApiMetrics,
+}
+
+impl AppState {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        registry: prometheus::Registry,
+    ) -> Result<Self, prometheus::Error> {
+        let metrics = metrics::ApiMetrics::new(&registry)?;
+        Ok(AppState {
+            backend,
+            sessions: Arc::new(auth::Sessions::default()),
+            registry,
+            metrics,
+        })
+    }
+}
+
+/// The whole management router: console, API and metrics.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(console::routes())
+        .nest("/api/v1", api::routes())
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the router on a bound listener until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+}

@@ -31,7 +31,9 @@ pub async fn probe(addr: SocketAddr, check: &HealthCheck) -> Result<(), ProbeErr
 }
 
 async fn probe_inner(addr: SocketAddr, check: &HealthCheck) -> Result<(), ProbeError> {
-    let stream = TcpStream::connect(addr).await.map_err(ProbeError::Connect)?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(ProbeError::Connect)?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let conn = tokio::spawn(conn);

@@ -1,0 +1,145 @@
+//! openraft's log storage (`RaftLogStorage`) over [`Store`]: entries, vote, committed and purged
+//! log ids. An append is acknowledged to Raft only after the store has flushed it to disk.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
+
+use crate::store::Store;
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+
+/// The Raft log; clones share the same store and serve as log readers.
+#[derive(Clone)]
+pub struct LogStore {
+    store: Store,
+}
+
+impl LogStore {
+    pub fn new(store: Store) -> LogStore {
+        LogStore { store }
+    }
+}
+
+fn read_err(e: &(impl std::error::Error + 'static)) -> StorageError {
+    StorageIOError::read_logs(e).into()
+}
+
+fn write_err(e: &(impl std::error::Error + 'static)) -> StorageError {
+    StorageIOError::write_logs(e).into()
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let from = range.start_bound().cloned();
+        let to = range.end_bound().cloned();
+        self.store.log_range(from, to).map_err(|e| read_err(&e))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> =
+            self.store.get_json(LAST_PURGED).map_err(|e| read_err(&e))?;
+        let last: Option<Entry> = self.store.log_last().map_err(|e| read_err(&e))?;
+        let last_log_id = last.map(|e| e.log_id).or(last_purged);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let res = match self.store.put_json(VOTE, vote) {
+            Ok(()) => self.store.flush().await,
+            Err(e) => Err(e),
+        };
+        res.map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.store
+            .get_json(VOTE)
+            .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not flushed on purpose: losing it only means re-applying from the state machine's
+        // last applied id, which openraft handles.
+        let res = match committed {
+            Some(c) => self.store.put_json(COMMITTED, &c),
+            None => self.store.remove(COMMITTED),
+        };
+        res.map_err(|e| write_err(&e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.store.get_json(COMMITTED).map_err(|e| read_err(&e))
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let records: Vec<(u64, Entry)> = entries.into_iter().map(|e| (e.log_id.index, e)).collect();
+        let res = match self.store.log_append(&records) {
+            Ok(()) => self.store.flush().await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "raft log append failed");
+                callback.log_io_completed(Err(io::Error::other(e.to_string())));
+                Err(write_err(&e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let res = match self
+            .store
+            .log_remove(Bound::Included(log_id.index), Bound::Unbounded)
+        {
+            Ok(()) => self.store.flush().await,
+            Err(e) => Err(e),
+        };
+        res.map_err(|e| write_err(&e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Record the purge point first: a crash in between leaves extra entries, never a gap.
+        let res = self.store.put_json(LAST_PURGED, &log_id).and_then(|()| {
+            self.store
+                .log_remove(Bound::Unbounded, Bound::Included(log_id.index))
+        });
+        res.map_err(|e| write_err(&e))
+    }
+}
+
+#[cfg(test)]
+#[path = "log_store_tests.rs"]
+mod tests;

@@ -1,0 +1,165 @@
+//! Raft RPC between nodes: HTTP with JSON bodies, every request carrying the cluster secret as a
+//! bearer token. This file is the client side (`RaftNetworkFactory`); `network/server.rs` serves.
+
+mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{RaftNetwork, RaftNetworkFactory};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Node, NodeId, TypeConfig};
+
+pub(crate) use server::{router, RpcState};
+
+pub(crate) const PATH_APPEND: &str = "/raft/append";
+pub(crate) const PATH_VOTE: &str = "/raft/vote";
+pub(crate) const PATH_SNAPSHOT: &str = "/raft/snapshot";
+pub(crate) const PATH_JOIN: &str = "/cluster/join";
+
+/// Body of `/cluster/join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub node_id: u64,
+    pub rpc_addr: String,
+}
+
+/// Answer of `/cluster/join` (also carried, with a non-2xx status, for refusals).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JoinResponse {
+    Joined,
+    NotLeader { leader: Option<String> },
+    Failed { error: String },
+}
+
+/// Why an RPC got no usable answer.
+#[derive(Debug, thiserror::Error)]
+enum RpcFailure {
+    #[error("peer answered http status {0}")]
+    Status(reqwest::StatusCode),
+}
+
+/// Builds the HTTP client all cluster RPC uses.
+pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    // Proxies from the environment must never see cluster traffic or the secret.
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+}
+
+/// Creates one [`PeerClient`] per replication target.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    client: reqwest::Client,
+    secret: Arc<str>,
+}
+
+impl NetworkFactory {
+    pub fn new(client: reqwest::Client, secret: Arc<str>) -> NetworkFactory {
+        NetworkFactory { client, secret }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            client: self.client.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+}
+
+// === impl PeerClient ===
+
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    client: reqwest::Client,
+    secret: Arc<str>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let url = format!("http://{}{}", self.addr, path);
+        let resp = self
+            .client
+            .post(url)
+            .bearer_auth(&*self.secret)
+            .json(req)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(RPCError::Network(NetworkError::new(&RpcFailure::Status(
+                status,
+            ))));
+        }
+        let res: Result<Resp, RaftError<NodeId, E>> = resp
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        self.call(PATH_APPEND, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(PATH_SNAPSHOT, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        self.call(PATH_VOTE, &rpc, option.hard_ttl()).await
+    }
+}

@@ -1,0 +1,130 @@
+//! The cluster RPC server: an axum router for Raft messages and `/cluster/join`, behind a
+//! bearer-secret check compared in constant time.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::ChangeMembers;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{JoinRequest, JoinResponse, PATH_APPEND, PATH_JOIN, PATH_SNAPSHOT, PATH_VOTE};
+use crate::types::{Node, NodeId, Raft, TypeConfig};
+
+/// Log entries and snapshot chunks are JSON, so allow far more than axum's 2 MiB default.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Clone)]
+pub(crate) struct RpcState {
+    raft: Raft,
+    secret_digest: Arc<[u8; 32]>,
+}
+
+impl RpcState {
+    pub fn new(raft: Raft, secret: &str) -> RpcState {
+        RpcState {
+            raft,
+            secret_digest: Arc::new(digest(secret.as_bytes())),
+        }
+    }
+}
+
+/// The whole cluster RPC surface; every route requires the bearer secret.
+pub(crate) fn router(state: RpcState) -> Router {
+    Router::new()
+        .route(PATH_APPEND, post(append))
+        .route(PATH_VOTE, post(vote))
+        .route(PATH_SNAPSHOT, post(snapshot))
+        .route(PATH_JOIN, post(join))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_secret,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Hashing both sides first makes the comparison constant-time in the secret's length too.
+async fn require_secret(State(state): State<RpcState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = match presented {
+        Some(token) => bool::from(digest(token.as_bytes()).ct_eq(&*state.secret_digest)),
+        None => false,
+    };
+    if !ok {
+        return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+    }
+    next.run(req).await
+}
+
+async fn append(
+    State(state): State<RpcState>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Response {
+    Json(state.raft.append_entries(req).await).into_response()
+}
+
+async fn vote(State(state): State<RpcState>, Json(req): Json<VoteRequest<NodeId>>) -> Response {
+    Json(state.raft.vote(req).await).into_response()
+}
+
+async fn snapshot(
+    State(state): State<RpcState>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Response {
+    Json(state.raft.install_snapshot(req).await).into_response()
+}
+
+/// On the leader: add the node as a learner (waiting until it caught up), then promote it.
+async fn join(State(state): State<RpcState>, Json(req): Json<JoinRequest>) -> Response {
+    let node = Node {
+        addr: req.rpc_addr.clone(),
+    };
+    let res = match state.raft.add_learner(req.node_id, node, true).await {
+        Ok(_) => {
+            let voters = BTreeSet::from([req.node_id]);
+            state
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(voters), false)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match res {
+        Ok(_) => {
+            tracing::info!(node_id = req.node_id, rpc_addr = %req.rpc_addr, "node joined the cluster");
+            (StatusCode::OK, Json(JoinResponse::Joined)).into_response()
+        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            let leader = f.leader_node.map(|n| n.addr);
+            (
+                StatusCode::MISDIRECTED_REQUEST,
+                Json(JoinResponse::NotLeader { leader }),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(node_id = req.node_id, error = %e, "join failed");
+            let body = JoinResponse::Failed {
+                error: e.to_string(),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! `ClusterNode`: opens the store, runs the Raft node and its RPC server, bootstraps a pristine
+//! single-node cluster, and offers propose / subscribe / status / join / shutdown.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::SnapshotPolicy;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::command::{Applied, Command};
+use crate::error::{ProposeError, StartError};
+use crate::log_store::LogStore;
+use crate::network::{self, JoinRequest, JoinResponse, NetworkFactory, RpcState};
+use crate::state_machine::StateMachine;
+use crate::store::Store;
+use crate::types::{Node, Raft};
+
+/// How long `start` waits for a leader and `propose` waits for a commit.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `shutdown` waits for Raft's tasks to release the store.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Local, never-replicated settings of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    /// sled lives in `data_dir.join("raft")`.
+    pub data_dir: PathBuf,
+    /// `host:port` other nodes reach this node's RPC on.
+    pub rpc_advertise: String,
+    /// Every RPC must carry it as `Authorization: Bearer <secret>`.
+    pub cluster_secret: String,
+}
+
+/// A point-in-time view of this node's Raft state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RaftStatus {
+    pub node_id: u64,
+    /// "Leader", "Follower", "Candidate", "Learner", "Shutdown" or "OutOfService".
+    pub state: String,
+    pub current_term: u64,
+    /// The last applied log index (openraft 0.9 does not publish the commit index).
+    pub commit_index: u64,
+    pub last_applied: u64,
+    pub leader: Option<u64>,
+    pub members: Vec<(u64, String)>,
+}
+
+/// One running cluster member; cheap to share behind `Arc`.
+pub struct ClusterNode {
+    node_id: u64,
+    rpc_advertise: String,
+    secret: Arc<str>,
+    raft: Raft,
+    applied: watch::Receiver<Applied>,
+    bootstrapped_now: bool,
+    http: reqwest::Client,
+    /// Set when Raft reported a fatal error: the node is out of service until restarted.
+    out_of_service: Arc<AtomicBool>,
+    stopped: AtomicBool,
+    tasks: Mutex<Tasks>,
+}
+
+struct Tasks {
+    server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    monitor: Option<JoinHandle<()>>,
+    store: Option<Store>,
+}
+
+enum Mode {
+    Bootstrap,
+    Join,
+}
+
+impl ClusterNode {
+    /// Opens the store, builds the Raft node, serves cluster RPC on `rpc_listener`, and when the
+    /// store is pristine initializes a single-node cluster with itself as the only voter. Returns
+    /// once the node sees a leader, or fails after 10 s.
+    pub async fn start(
+        cfg: NodeConfig,
+        rpc_listener: tokio::net::TcpListener,
+    ) -> Result<Arc<ClusterNode>, StartError> {
+        let node = Self::launch(cfg, rpc_listener, Mode::Bootstrap).await?;
+        if let Err(e) = node.wait_for_leader().await {
+            node.shutdown().await;
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    /// Like [`ClusterNode::start`] but never initializes a cluster and does not wait for a
+    /// leader: for a pristine node that will [`ClusterNode::join`] an existing cluster.
+    pub async fn start_for_join(
+        cfg: NodeConfig,
+        rpc_listener: tokio::net::TcpListener,
+    ) -> Result<Arc<ClusterNode>, StartError> {
+        Self::launch(cfg, rpc_listener, Mode::Join).await
+    }
+
+    /// True when this start initialized a brand-new cluster.
+    pub fn bootstrapped_now(&self) -> bool {
+        self.bootstrapped_now
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Applied> {
+        self.applied.clone()
+    }
+
+    pub fn current(&self) -> Applied {
+        self.applied.borrow().clone()
+    }
+
+    /// Writes `cmd` through Raft and returns the config revision after it was applied.
+    /// A timeout leaves the outcome unknown: the entry may still commit later.
+    pub async fn propose(&self, cmd: Command) -> Result<u64, ProposeError> {
+        self.check_in_service()?;
+        let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd))
+            .await
+            .map_err(|_| ProposeError::Unavailable("timed out waiting for commit".into()))?;
+        match res {
+            Ok(resp) => resp.data.result.map_err(ProposeError::Rejected),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
+            Err(RaftError::Fatal(f)) => {
+                self.take_out_of_service(&f);
+                Err(ProposeError::Unavailable(f.to_string()))
+            }
+        }
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let state = if self.out_of_service.load(Ordering::Relaxed) {
+            "OutOfService".to_string()
+        } else {
+            format!("{:?}", m.state)
+        };
+        let applied = m.last_applied.map(|id| id.index).unwrap_or(0);
+        RaftStatus {
+            node_id: self.node_id,
+            state,
+            current_term: m.current_term,
+            commit_index: applied,
+            last_applied: applied,
+            leader: m.current_leader,
+            members: m
+                .membership_config
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+        }
+    }
+
+    /// Builds a snapshot now (log compaction then purges older entries) and waits until it is
+    /// built; returns the last log index it covers. Raft also does this every 1000 entries.
+    pub async fn trigger_snapshot(&self) -> Result<u64, ProposeError> {
+        self.check_in_service()?;
+        let target = self.status().last_applied;
+        if let Err(f) = self.raft.trigger().snapshot().await {
+            self.take_out_of_service(&f);
+            return Err(ProposeError::Unavailable(f.to_string()));
+        }
+        let m = self
+            .raft
+            .wait(Some(PROPOSE_TIMEOUT))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= target),
+                "snapshot built",
+            )
+            .await
+            .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
+        Ok(m.snapshot.map(|s| s.index).unwrap_or(0))
+    }
+
+    /// The last log index covered by this node's latest snapshot (built or installed).
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.raft.metrics().borrow().snapshot.map(|s| s.index)
+    }
+
+    /// Asks the leader reachable at `leader_rpc` (`host:port`) to add this node as a voter.
+    /// Follows one redirect when `leader_rpc` is a follower that knows the leader.
+    pub async fn join(&self, leader_rpc: &str) -> Result<(), ProposeError> {
+        self.check_in_service()?;
+        let mut target = leader_rpc.to_string();
+        for _ in 0..2 {
+            match self.join_once(&target).await? {
+                JoinResponse::Joined => return Ok(()),
+                JoinResponse::NotLeader {
+                    leader: Some(leader),
+                } if leader != target => target = leader,
+                JoinResponse::NotLeader { leader } => {
+                    return Err(ProposeError::NotLeader { leader })
+                }
+                JoinResponse::Failed { error } => return Err(ProposeError::Unavailable(error)),
+            }
+        }
+        Err(ProposeError::NotLeader {
+            leader: Some(target),
+        })
+    }
+
+    /// Stops Raft and the RPC server and waits until the store is released, so the same data
+    /// directory can be opened again. Idempotent.
+    pub async fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft task ended abnormally");
+        }
+        let (server, monitor, store) = match self.tasks.lock() {
+            Ok(mut t) => (t.server.take(), t.monitor.take(), t.store.take()),
+            Err(poisoned) => {
+                let mut t = poisoned.into_inner();
+                (t.server.take(), t.monitor.take(), t.store.take())
+            }
+        };
+        if let Some((stop, handle)) = server {
+            let _ = stop.send(());
+            let _ = handle.await;
+        }
+        if let Some(monitor) = monitor {
+            monitor.abort();
+        }
+        if let Some(store) = store {
+            if let Err(e) = store.flush().await {
+                tracing::error!(error = %e, "final flush failed");
+            }
+            let deadline = Instant::now() + RELEASE_TIMEOUT;
+            while store.handles() > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    // === private ===
+
+    async fn launch(
+        cfg: NodeConfig,
+        rpc_listener: tokio::net::TcpListener,
+        mode: Mode,
+    ) -> Result<Arc<ClusterNode>, StartError> {
+        let dir = cfg.data_dir.join("raft");
+        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let store = Store::open_sled(&dir)?;
+        let (sm, applied) = StateMachine::open(store.clone())?;
+        let secret: Arc<str> = Arc::from(cfg.cluster_secret.as_str());
+        let http = network::http_client()?;
+        let net = NetworkFactory::new(http.clone(), secret.clone());
+        let raft_config = raft_config()?;
+        let raft = Raft::new(
+            cfg.node_id,
+            raft_config,
+            net,
+            LogStore::new(store.clone()),
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let app = network::router(RpcState::new(raft.clone(), &cfg.cluster_secret));
+        let server = tokio::spawn(async move {
+            let res = axum::serve(rpc_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "cluster rpc server failed");
+            }
+        });
+        let out_of_service = Arc::new(AtomicBool::new(false));
+        let monitor = tokio::spawn(monitor_fatal(raft.clone(), out_of_service.clone()));
+
+        let mut node = ClusterNode {
+            node_id: cfg.node_id,
+            rpc_advertise: cfg.rpc_advertise.clone(),
+            secret,
+            raft,
+            applied,
+            bootstrapped_now: false,
+            http,
+            out_of_service,
+            stopped: AtomicBool::new(false),
+            tasks: Mutex::new(Tasks {
+                server: Some((stop_tx, server)),
+                monitor: Some(monitor),
+                store: Some(store),
+            }),
+        };
+        if let Mode::Bootstrap = mode {
+            match node.bootstrap_if_pristine(&cfg).await {
+                Ok(b) => node.bootstrapped_now = b,
+                Err(e) => {
+                    node.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Arc::new(node))
+    }
+
+    /// Initializes a single-voter cluster only when the store has never been initialized: a
+    /// restart must never initialize again.
+    async fn bootstrap_if_pristine(&self, cfg: &NodeConfig) -> Result<bool, StartError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(false);
+        }
+        let members = BTreeMap::from([(
+            cfg.node_id,
+            Node {
+                addr: cfg.rpc_advertise.clone(),
+            },
+        )]);
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        tracing::info!(
+            node_id = cfg.node_id,
+            "initialized a new single-node cluster"
+        );
+        Ok(true)
+    }
+
+    async fn wait_for_leader(&self) -> Result<(), StartError> {
+        self.raft
+            .wait(Some(LEADER_TIMEOUT))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await
+            .map(|_| ())
+            .map_err(|_| StartError::NoLeader(LEADER_TIMEOUT))
+    }
+
+    async fn join_once(&self, target: &str) -> Result<JoinResponse, ProposeError> {
+        let body = JoinRequest {
+            node_id: self.node_id,
+            rpc_addr: self.rpc_advertise.clone(),
+        };
+        let unavailable = |e: reqwest::Error| ProposeError::Unavailable(e.to_string());
+        let resp = self
+            .http
+            .post(format!("http://{target}{}", network::PATH_JOIN))
+            .bearer_auth(&*self.secret)
+            .json(&body)
+            // Adding a learner waits for it to catch up, which can take a while.
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(ProposeError::Unavailable(
+                "join refused: wrong cluster secret".into(),
+            ));
+        }
+        resp.json::<JoinResponse>()
+            .await
+            .map_err(|e| ProposeError::Unavailable(format!("join answer (http {status}): {e}")))
+    }
+
+    fn check_in_service(&self) -> Result<(), ProposeError> {
+        if self.out_of_service.load(Ordering::Relaxed) {
+            return Err(ProposeError::Unavailable("node is out of service".into()));
+        }
+        if self.stopped.load(Ordering::Relaxed) {
+            return Err(ProposeError::Unavailable("node is shutting down".into()));
+        }
+        Ok(())
+    }
+
+    fn take_out_of_service(&self, fatal: &openraft::error::Fatal<u64>) {
+        if !self.out_of_service.swap(true, Ordering::SeqCst) {
+            tracing::error!(error = %fatal, "raft fatal error: node taken out of service");
+        }
+    }
+}
+
+fn raft_config() -> Result<Arc<openraft::Config>, StartError> {
+    let config = openraft::Config {
+        cluster_name: "meridian".into(),
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        install_snapshot_timeout: 5000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: 100,
+        snapshot_max_chunk_size: 1024 * 1024,
+        max_payload_entries: 64,
+        ..Default::default()
+    };
+    let config = config
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// Watches Raft's metrics; a fatal error takes the node out of service (proposals then fail
+/// with `Unavailable`) until the process is restarted.
+async fn monitor_fatal(raft: Raft, out_of_service: Arc<AtomicBool>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let fatal = {
+            let m = metrics.borrow_and_update();
+            match &m.running_state {
+                Err(f) => Some(f.to_string()),
+                Ok(()) => None,
+            }
+        };
+        if let Some(f) = fatal {
+            out_of_service.store(true, Ordering::SeqCst);
+            tracing::error!(error = %f, "raft fatal error: node taken out of service");
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,142 @@
+use openraft::{CommittedLeaderId, Entry as RaftEntry, Membership};
+
+use super::*;
+use crate::command::Command;
+use crate::types::Node;
+
+fn log_id(index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(1, 1), index)
+}
+
+fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry {
+    RaftEntry {
+        log_id: log_id(index),
+        payload,
+    }
+}
+
+fn pool(name: &str) -> Command {
+    Command::Upsert {
+        expected_revision: None,
+        object: model::Object::Pools(model::PoolSpec {
+            name: name.into(),
+            members: vec![],
+            health_check: None,
+            timeout_ms: 1000,
+        }),
+    }
+}
+
+fn open(dir: &std::path::Path) -> (StateMachine, watch::Receiver<Applied>) {
+    let store = Store::open_sled(dir).expect("opens");
+    StateMachine::open(store).expect("loads")
+}
+
+/// Membership at 1, a pool at 2, a user at 3, a refused delete at 4.
+async fn populate(sm: &mut StateMachine) -> Vec<Response> {
+    let members = Membership::new(
+        vec![[1u64].into()],
+        std::collections::BTreeMap::from([(
+            1u64,
+            Node {
+                addr: "n1:1".into(),
+            },
+        )]),
+    );
+    let entries = vec![
+        entry(1, EntryPayload::Membership(members)),
+        entry(2, EntryPayload::Normal(pool("web"))),
+        entry(
+            3,
+            EntryPayload::Normal(Command::SetUser {
+                name: "admin".into(),
+                password_hash: "$argon2id$x".into(),
+            }),
+        ),
+        entry(
+            4,
+            EntryPayload::Normal(Command::Delete {
+                expected_revision: None,
+                kind: model::ObjectKind::Pools,
+                name: "ghost".into(),
+            }),
+        ),
+    ];
+    sm.apply(entries).await.expect("applies")
+}
+
+#[tokio::test]
+async fn apply_publishes_and_persists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (mut sm, rx) = open(dir.path());
+        let responses = populate(&mut sm).await;
+        let results: Vec<_> = responses.into_iter().map(|r| r.result).collect();
+        assert_eq!(results[..3], [Ok(0), Ok(2), Ok(2)]);
+        assert!(matches!(
+            results[3],
+            Err(crate::ApplyError::NotFound { .. })
+        ));
+        let published = rx.borrow().clone();
+        assert_eq!(published.config.revision, 2);
+        assert_eq!(published.auth.users.len(), 1);
+    }
+    // Reopening the same directory restores everything, including the applied log id.
+    let (mut sm, rx) = open(dir.path());
+    let (applied, membership) = sm.applied_state().await.expect("reads");
+    assert_eq!(applied, Some(log_id(4)));
+    assert_eq!(membership.log_id(), &Some(log_id(1)));
+    assert_eq!(rx.borrow().config.revision, 2);
+    assert_eq!(rx.borrow().config.value.pools.len(), 1);
+    assert_eq!(rx.borrow().auth.users.len(), 1);
+}
+
+#[tokio::test]
+async fn snapshot_round_trips_into_a_fresh_node() {
+    let src_dir = tempfile::tempdir().expect("tempdir");
+    let dst_dir = tempfile::tempdir().expect("tempdir");
+    let (mut src, src_rx) = open(src_dir.path());
+    populate(&mut src).await;
+    let snapshot = src
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("builds");
+    assert_eq!(snapshot.meta.last_log_id, Some(log_id(4)));
+    let current = src.get_current_snapshot().await.expect("reads");
+    assert_eq!(current.map(|s| s.meta), Some(snapshot.meta.clone()));
+
+    {
+        let (mut dst, dst_rx) = open(dst_dir.path());
+        dst.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("installs");
+        assert_eq!(dst_rx.borrow().config.value, src_rx.borrow().config.value);
+        assert_eq!(dst_rx.borrow().config.revision, 2);
+        assert_eq!(dst_rx.borrow().auth, src_rx.borrow().auth);
+        let (applied, _) = dst.applied_state().await.expect("reads");
+        assert_eq!(applied, Some(log_id(4)));
+    }
+    // The installed snapshot and state survive a reopen.
+    let (mut dst, dst_rx) = open(dst_dir.path());
+    assert_eq!(dst_rx.borrow().config.revision, 2);
+    let kept = dst.get_current_snapshot().await.expect("reads");
+    assert_eq!(
+        kept.map(|s| s.meta.snapshot_id),
+        Some(snapshot.meta.snapshot_id)
+    );
+}
+
+#[tokio::test]
+async fn corrupt_state_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_sled(dir.path()).expect("opens");
+    store
+        .put_raw_many(vec![(STATE, b"{not json".to_vec())])
+        .expect("writes");
+    assert!(matches!(
+        StateMachine::open(store),
+        Err(LoadError::Store(StoreError::Corrupt { .. }))
+    ));
+}

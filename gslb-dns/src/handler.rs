@@ -1,0 +1,143 @@
+//! The hickory `RequestHandler`: turns one parsed request into one response from the current
+//! snapshot, and counts it.
+//!
+//! hickory's `Catalog` is not used because it needs `&mut` to change zones; here the whole
+//! compiled snapshot is swapped instead, and each request loads it exactly once.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::DNSClass;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use model::HealthView;
+use tracing::{debug, warn};
+
+use crate::{Answer, DnsMetrics, ZonesSnapshot};
+
+/// The UDP payload size we advertise and cap responses at: the DNS Flag Day 2020 value, which
+/// avoids IP fragmentation on common paths.
+const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// The highest EDNS version we speak.
+const EDNS_VERSION: u8 = 0;
+
+pub(crate) struct Handler {
+    pub(crate) snapshot: Arc<ArcSwap<ZonesSnapshot>>,
+    pub(crate) health: Arc<dyn HealthView>,
+    pub(crate) metrics: DnsMetrics,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let info = self.respond(request, response_handle).await;
+        self.metrics
+            .record_response(info.response_code, request.protocol());
+        info
+    }
+}
+
+impl Handler {
+    async fn respond<R: ResponseHandler>(&self, request: &Request, handle: R) -> ResponseInfo {
+        let response_edns = request.edns.as_ref().map(|req| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            edns.set_version(EDNS_VERSION);
+            edns
+        });
+        let edns = response_edns.as_ref();
+
+        if request.edns.as_ref().map(Edns::version) > Some(EDNS_VERSION) {
+            return send_error(request, ResponseCode::BADVERS, edns, handle).await;
+        }
+        // hickory's server already drops responses (no reflection); this guards direct callers.
+        if request.metadata.message_type != MessageType::Query {
+            return send_error(request, ResponseCode::FormErr, edns, handle).await;
+        }
+        if request.metadata.op_code != OpCode::Query {
+            return send_error(request, ResponseCode::NotImp, edns, handle).await;
+        }
+        let [query] = request.queries.queries() else {
+            return send_error(request, ResponseCode::FormErr, edns, handle).await;
+        };
+        let question = query.original();
+        // Only the Internet class is served; CHAOS `version.bind` and friends are refused.
+        if question.query_class() != DNSClass::IN {
+            return send_error(request, ResponseCode::Refused, edns, handle).await;
+        }
+
+        let snapshot = self.snapshot.load();
+        let answer = snapshot.lookup(question.name(), question.query_type(), &*self.health);
+        debug!(
+            name = %question.name(),
+            qtype = %question.query_type(),
+            rcode = %answer.rcode,
+            revision = snapshot.revision(),
+            "dns answer"
+        );
+        send_answer(request, &answer, edns, handle).await
+    }
+}
+
+async fn send_answer<R: ResponseHandler>(
+    request: &Request,
+    answer: &Answer,
+    edns: Option<&Edns>,
+    mut handle: R,
+) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = answer.rcode;
+    metadata.authoritative = answer.authoritative;
+    let response = MessageResponseBuilder::new(&request.queries, edns).build(
+        metadata,
+        answer.answers.iter(),
+        answer.authorities.iter(),
+        std::iter::empty(),
+        answer.additionals.iter(),
+    );
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(error) => {
+            warn!(%error, "failed to send dns response");
+            failed(request)
+        }
+    }
+}
+
+async fn send_error<R: ResponseHandler>(
+    request: &Request,
+    rcode: ResponseCode,
+    edns: Option<&Edns>,
+    mut handle: R,
+) -> ResponseInfo {
+    let response =
+        MessageResponseBuilder::new(&request.queries, edns).error_msg(&request.metadata, rcode);
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(error) => {
+            warn!(%error, "failed to send dns error response");
+            failed(request)
+        }
+    }
+}
+
+/// What we report when nothing could be sent; counted as SERVFAIL.
+fn failed(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(hickory_proto::op::Header {
+        metadata,
+        counts: Default::default(),
+    })
+}
+
+#[cfg(test)]
+#[path = "handler_tests.rs"]
+mod tests;

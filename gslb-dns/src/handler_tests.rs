@@ -1,0 +1,221 @@
+//! The handler driven directly, without sockets: requests decoded from bytes, responses captured
+//! by a fake `ResponseHandler` and decoded again.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::zone_handler::MessageResponse;
+use model::AllDownPolicy;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::gslb::tests::{record, FakeHealth};
+use crate::snapshot::tests::config;
+
+/// Captures the encoded response instead of sending it.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut buf = Vec::new();
+        let mut encoder = BinEncoder::new(&mut buf);
+        encoder.set_max_size(512);
+        let info = response.destructive_emit(&mut encoder)?;
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(buf);
+        }
+        Ok(info)
+    }
+}
+
+fn handler(config: &model::Config, health: Arc<FakeHealth>) -> Handler {
+    let snapshot = ZonesSnapshot::compile(config, 1).expect("compiles");
+    Handler {
+        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+        health,
+        metrics: DnsMetrics::new(&prometheus::Registry::new()).expect("metrics"),
+    }
+}
+
+/// `None` when hickory's server would not even have called the handler (unparseable request).
+async fn ask(handler: &Handler, bytes: &[u8]) -> Option<(ResponseInfo, Message)> {
+    let src: SocketAddr = ([127, 0, 0, 1], 5353).into();
+    let request = Request::from_bytes(bytes.to_vec(), src, Protocol::Udp).ok()?;
+    let capture = Capture::default();
+    let info = handler
+        .handle_request::<_, TokioTime>(&request, capture.clone())
+        .await;
+    let bytes = capture.0.lock().ok()?.take().expect("a response was sent");
+    let message = Message::from_vec(&bytes).expect("our responses always decode");
+    assert_eq!(message.metadata.id, request.metadata.id);
+    Some((info, message))
+}
+
+fn query_bytes(name: &str, rtype: RecordType) -> Vec<u8> {
+    let mut message = Message::query();
+    message.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
+    message.to_vec().expect("encodes")
+}
+
+#[tokio::test]
+async fn random_and_mutated_requests_never_panic() {
+    let handler = handler(&config(), Arc::default());
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    let seeds = [
+        query_bytes("www.example.com.", RecordType::A),
+        query_bytes("app.example.com.", RecordType::ANY),
+        query_bytes("alias.example.com.", RecordType::MX),
+    ];
+    let mut answered = 0;
+    for i in 0..4_000 {
+        let bytes: Vec<u8> = if i % 2 == 0 {
+            let len = rng.gen_range(0..200);
+            (0..len).map(|_| rng.gen()).collect()
+        } else {
+            let mut bytes = seeds[i % seeds.len()].clone();
+            for _ in 0..rng.gen_range(1..6) {
+                let at = rng.gen_range(0..bytes.len());
+                bytes[at] = rng.gen();
+            }
+            if rng.gen_bool(0.2) {
+                bytes.truncate(rng.gen_range(0..=bytes.len()));
+            }
+            bytes
+        };
+        if ask(&handler, &bytes).await.is_some() {
+            answered += 1;
+        }
+    }
+    assert!(
+        answered > 100,
+        "mutations should mostly still parse: {answered}"
+    );
+}
+
+#[tokio::test]
+async fn response_messages_and_multi_question_requests_get_formerr() {
+    let handler = handler(&config(), Arc::default());
+    let mut message = Message::query();
+    message.metadata.message_type = MessageType::Response;
+    message.add_query(Query::query(
+        Name::from_ascii("example.com.").expect("name"),
+        RecordType::A,
+    ));
+    let (info, _) = ask(&handler, &message.to_vec().expect("encodes"))
+        .await
+        .expect("parses");
+    assert_eq!(info.response_code, ResponseCode::FormErr);
+
+    let mut message = Message::query();
+    for _ in 0..2 {
+        let name = Name::from_ascii("example.com.").expect("name");
+        message.add_query(Query::query(name, RecordType::A));
+    }
+    let (info, _) = ask(&handler, &message.to_vec().expect("encodes"))
+        .await
+        .expect("parses");
+    assert_eq!(info.response_code, ResponseCode::FormErr);
+
+    let mut chaos = Query::query(
+        Name::from_ascii("version.bind.").expect("name"),
+        RecordType::TXT,
+    );
+    chaos.set_query_class(hickory_proto::rr::DNSClass::CH);
+    let mut message = Message::query();
+    message.add_query(chaos);
+    let (info, _) = ask(&handler, &message.to_vec().expect("encodes"))
+        .await
+        .expect("parses");
+    assert_eq!(info.response_code, ResponseCode::Refused);
+}
+
+/// Property: a GSLB answer holds exactly the healthy sites of the asked family, unless every
+/// site is down, where the policy decides (nothing, or every site of the family).
+#[tokio::test]
+async fn gslb_answers_only_healthy_targets() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let addresses = [
+        "192.0.2.1",
+        "192.0.2.2",
+        "192.0.2.3",
+        "2001:db8::1",
+        "2001:db8::2",
+    ];
+    for _ in 0..300 {
+        let policy = if rng.gen() {
+            AllDownPolicy::All
+        } else {
+            AllDownPolicy::Empty
+        };
+        let mut sites: Vec<(String, &str, bool)> = Vec::new();
+        for (i, addr) in addresses.iter().enumerate() {
+            if rng.gen_bool(0.7) {
+                sites.push((format!("s{i}"), *addr, rng.gen_bool(0.8)));
+            }
+        }
+        let site_refs: Vec<(&str, &str, bool)> =
+            sites.iter().map(|(n, a, c)| (n.as_str(), *a, *c)).collect();
+        let gslb = record(policy, &site_refs);
+        let mut config = config();
+        config.gslb_records = vec![gslb.clone()];
+        let health = Arc::new(FakeHealth::default());
+        let mut healthy = Vec::new();
+        for (name, addr, checked) in &sites {
+            let up = rng.gen_bool(0.5);
+            if rng.gen_bool(0.9) {
+                health.set(&gslb.name, name, up);
+            }
+            let up = !checked
+                || health.is_healthy(&model::site_health_key(&gslb.name, name)) != Some(false);
+            healthy.push((addr.parse::<IpAddr>().expect("ip"), up));
+        }
+        let handler = handler(&config, health);
+        let all_down = healthy.iter().all(|(_, up)| !up);
+        for (rtype, v4) in [(RecordType::A, true), (RecordType::AAAA, false)] {
+            let (_, response) = ask(&handler, &query_bytes("app.example.com.", rtype))
+                .await
+                .expect("parses");
+            let mut got: Vec<IpAddr> = response
+                .answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })
+                .collect();
+            got.sort();
+            let mut want: Vec<IpAddr> = healthy
+                .iter()
+                .filter(|(ip, up)| {
+                    ip.is_ipv4() == v4 && (*up || (all_down && policy == AllDownPolicy::All))
+                })
+                .map(|(ip, _)| *ip)
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "{policy:?} {sites:?} {healthy:?}");
+            assert_eq!(response.metadata.response_code, ResponseCode::NoError);
+            assert!(response.metadata.authoritative);
+            assert_eq!(response.authorities.len(), usize::from(got.is_empty()));
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Running the server: hickory's socket loops around our [`Handler`], plus the task that compiles
+//! each configuration revision and swaps it in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hickory_server::Server;
+use model::{Config, HealthView, Revisioned};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::handler::Handler;
+use crate::{DnsError, DnsMetrics, ZonesSnapshot};
+
+/// How long a TCP client may stay idle between queries before its connection is closed.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Responses buffered per TCP connection before the writer applies back-pressure.
+const TCP_RESPONSE_BUFFER: usize = 32;
+
+/// A running authoritative DNS server.
+pub struct DnsServer {
+    server: Server<Handler>,
+    config_task: JoinHandle<()>,
+}
+
+impl DnsServer {
+    /// Serves DNS on the given already-bound sockets until shutdown; zone changes arriving on
+    /// `config` take effect without restart.
+    ///
+    /// Must be called from inside a tokio runtime. If the current revision does not compile, the
+    /// server starts with no zones (answering REFUSED) and waits for a revision that does.
+    pub fn spawn(
+        udp: UdpSocket,
+        tcp: TcpListener,
+        mut config: watch::Receiver<Arc<Revisioned<Config>>>,
+        health: Arc<dyn HealthView>,
+        metrics: DnsMetrics,
+    ) -> Result<DnsServer, DnsError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| DnsError::NoRuntime)?;
+
+        let first = config.borrow_and_update().clone();
+        let snapshot = Arc::new(ArcSwap::from_pointee(ZonesSnapshot::default()));
+        apply(&first, &snapshot, &metrics);
+
+        let handler = Handler {
+            snapshot: snapshot.clone(),
+            health,
+            metrics: metrics.clone(),
+        };
+        let mut server = Server::new(handler);
+        server.register_socket(udp);
+        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+
+        let shutdown = server.shutdown_token().clone();
+        let config_task = runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = config.changed() => {
+                        if changed.is_err() {
+                            // The publisher is gone; keep serving the last good snapshot.
+                            info!("dns config channel closed; serving the last revision");
+                            return;
+                        }
+                    }
+                    _ = shutdown.cancelled() => return,
+                }
+                let next = config.borrow_and_update().clone();
+                apply(&next, &snapshot, &metrics);
+            }
+        });
+        Ok(DnsServer {
+            server,
+            config_task,
+        })
+    }
+
+    /// Stops accepting queries, waits for the socket tasks to end and stops following config.
+    pub async fn shutdown(mut self) {
+        if let Err(error) = self.server.shutdown_gracefully().await {
+            warn!(%error, "dns server ended with an error");
+        }
+        // The config task watches the same cancellation token, so this returns promptly.
+        if let Err(error) = self.config_task.await {
+            warn!(%error, "dns config task failed");
+        }
+    }
+}
+
+/// Compiles `config` and swaps it in; on error keeps the previous snapshot and says so.
+fn apply(config: &Revisioned<Config>, store: &ArcSwap<ZonesSnapshot>, metrics: &DnsMetrics) {
+    match ZonesSnapshot::compile(&config.value, config.revision) {
+        Ok(snapshot) => {
+            store.store(Arc::new(snapshot));
+            metrics.set_revision(config.revision);
+            info!(revision = config.revision, "dns zones compiled");
+        }
+        Err(err) => {
+            metrics.compile_failed();
+            error!(
+                revision = config.revision,
+                kept = store.load().revision(),
+                error = %err,
+                "dns zones failed to compile; keeping the previous revision"
+            );
+        }
+    }
+}

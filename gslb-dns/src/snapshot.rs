@@ -1,0 +1,355 @@
+//! The compiled answer snapshot: one revision's zones as hickory records, and the lookup that
+//! answers a single question from them. No I/O, no locks: a pure function of the snapshot, the
+//! question and the health view, so it is tested without sockets.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use model::{Config, HealthView, RecordData, Zone};
+
+use crate::gslb::{Family, GslbTarget};
+use crate::DnsError;
+
+/// Longest CNAME chain followed inside our zones before answering with what we have.
+const MAX_CNAME_CHAIN: usize = 8;
+
+/// All configured zones of one revision, compiled for answering.
+#[derive(Debug, Default)]
+pub struct ZonesSnapshot {
+    revision: u64,
+    /// Sorted by descending label count, so the first zone containing a name is the longest match.
+    zones: Vec<ZoneSnapshot>,
+}
+
+/// The answer to one question, ready to be put into a response message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    /// Set when the name is inside one of our zones.
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+}
+
+impl ZonesSnapshot {
+    /// Compiles the zones and GSLB records of `config`; the SOA serial is `revision` modulo 2^32.
+    pub fn compile(config: &Config, revision: u64) -> Result<ZonesSnapshot, DnsError> {
+        // The SOA serial is a 32-bit sequence number (RFC 1982), so wrapping is intended.
+        let serial = revision as u32;
+        let mut zones = Vec::with_capacity(config.zones.len());
+        for zone in &config.zones {
+            let compiled = ZoneSnapshot::compile(zone, serial)?;
+            if zones
+                .iter()
+                .any(|z: &ZoneSnapshot| z.origin == compiled.origin)
+            {
+                return Err(DnsError::DuplicateZone(zone.origin.clone()));
+            }
+            zones.push(compiled);
+        }
+        for record in &config.gslb_records {
+            let origin = LowerName::from(parse_name(&record.zone)?);
+            let Some(zone) = zones.iter_mut().find(|z| z.origin == origin) else {
+                return Err(DnsError::UnknownZone {
+                    record: record.name.clone(),
+                    zone: record.zone.clone(),
+                });
+            };
+            let name = zone.node_name(&record.name)?;
+            zone.node_mut(name).gslb = Some(GslbTarget::compile(record));
+        }
+        zones.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
+        Ok(ZonesSnapshot { revision, zones })
+    }
+
+    /// The configuration revision this snapshot was compiled from.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Answers `qtype` for `qname`. The answer's first owner name keeps the question's case.
+    ///
+    /// `ANY` returns every rrset at the name (this is a small authoritative server whose rrsets
+    /// are few and small, so RFC 8482's amplification concern is covered by UDP truncation).
+    pub fn lookup(&self, qname: &Name, qtype: RecordType, health: &dyn HealthView) -> Answer {
+        let mut lower = LowerName::new(qname);
+        let Some(mut zone) = self.zone_for(&lower) else {
+            return Answer::refused();
+        };
+        let mut owner = qname.clone();
+        let mut answers = Vec::new();
+        for _ in 0..=MAX_CNAME_CHAIN {
+            let Some(node) = zone.nodes.get(&lower) else {
+                return Answer::negative(ResponseCode::NXDomain, answers, zone);
+            };
+            let chase = qtype != RecordType::CNAME && qtype != RecordType::ANY;
+            if let (true, Some(cname)) = (chase, node.rrset(RecordType::CNAME).first()) {
+                answers.push(with_owner(cname, &owner));
+                let RData::CNAME(CNAME(target)) = &cname.data else {
+                    break;
+                };
+                lower = LowerName::new(target);
+                owner = target.clone();
+                match self.zone_for(&lower) {
+                    Some(next) => zone = next,
+                    None => break,
+                }
+                continue;
+            }
+            let found = node.records(qtype, &owner, health);
+            if found.is_empty() {
+                return Answer::negative(ResponseCode::NoError, answers, zone);
+            }
+            let additionals = self.additionals(&found, health);
+            answers.extend(found);
+            return Answer::positive(answers, additionals);
+        }
+        // The chain left our zones or was too long: answer with the chain so far and let the
+        // resolver carry on from its last target.
+        Answer::positive(answers, Vec::new())
+    }
+
+    fn zone_for(&self, name: &LowerName) -> Option<&ZoneSnapshot> {
+        self.zones.iter().find(|z| z.origin.zone_of(name))
+    }
+
+    /// Addresses of NS and MX targets that live in our zones, so resolvers need no second query.
+    fn additionals(&self, answers: &[Record], health: &dyn HealthView) -> Vec<Record> {
+        let mut out = Vec::new();
+        for record in answers {
+            let target = match &record.data {
+                RData::NS(NS(name)) => name,
+                RData::MX(mx) => &mx.exchange,
+                _ => continue,
+            };
+            let lower = LowerName::new(target);
+            let Some(node) = self.zone_for(&lower).and_then(|z| z.nodes.get(&lower)) else {
+                continue;
+            };
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                for rec in node.records(rtype, target, health) {
+                    if !out.contains(&rec) {
+                        out.push(rec);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+// === impl Answer ===
+
+impl Answer {
+    fn refused() -> Answer {
+        Answer {
+            rcode: ResponseCode::Refused,
+            authoritative: false,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+        }
+    }
+
+    fn positive(answers: Vec<Record>, additionals: Vec<Record>) -> Answer {
+        Answer {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            answers,
+            authorities: Vec::new(),
+            additionals,
+        }
+    }
+
+    /// NXDOMAIN or NODATA: the zone's SOA goes in authority for negative caching (RFC 2308).
+    fn negative(rcode: ResponseCode, answers: Vec<Record>, zone: &ZoneSnapshot) -> Answer {
+        Answer {
+            rcode,
+            authoritative: true,
+            answers,
+            authorities: vec![zone.negative_soa.clone()],
+            additionals: Vec::new(),
+        }
+    }
+}
+
+// === impl ZoneSnapshot ===
+
+#[derive(Debug)]
+struct ZoneSnapshot {
+    origin: LowerName,
+    /// The SOA with the negative-caching TTL, min(SOA TTL, minimum) as RFC 2308 asks.
+    negative_soa: Record,
+    /// Every name that exists: names with records, GSLB names, the apex, and the empty
+    /// non-terminals between them and the apex (present with no rrsets, so they answer NODATA).
+    nodes: HashMap<LowerName, Node>,
+}
+
+impl ZoneSnapshot {
+    fn compile(zone: &Zone, serial: u32) -> Result<ZoneSnapshot, DnsError> {
+        let origin_name = parse_name(&zone.origin)?;
+        let soa_spec = &zone.soa;
+        let soa = SOA::new(
+            parse_name(&zone.mname)?,
+            parse_name(&zone.rname)?,
+            serial,
+            clamp_i32(soa_spec.refresh),
+            clamp_i32(soa_spec.retry),
+            clamp_i32(soa_spec.expire),
+            soa_spec.minimum,
+        );
+        let soa = Record::from_rdata(origin_name.clone(), soa_spec.ttl, RData::SOA(soa));
+        let mut negative_soa = soa.clone();
+        negative_soa.ttl = soa_spec.ttl.min(soa_spec.minimum);
+        let origin = LowerName::new(&origin_name);
+
+        let mut compiled = ZoneSnapshot {
+            origin: origin.clone(),
+            negative_soa,
+            nodes: HashMap::new(),
+        };
+        compiled.node_mut(origin.clone()).push(soa);
+        for ns in &zone.ns {
+            let rdata = RData::NS(NS(parse_name(ns)?));
+            let record = Record::from_rdata(origin_name.clone(), soa_spec.ttl, rdata);
+            compiled.node_mut(origin.clone()).push(record);
+        }
+        for record in &zone.records {
+            let name = compiled.node_name(&record.name)?;
+            let rdata = match &record.data {
+                RecordData::A(ip) => RData::A(A(*ip)),
+                RecordData::AAAA(ip) => RData::AAAA(AAAA(*ip)),
+                RecordData::CNAME(target) => RData::CNAME(CNAME(parse_name(target)?)),
+                RecordData::TXT(text) => RData::TXT(txt(text)),
+                RecordData::MX {
+                    preference,
+                    exchange,
+                } => RData::MX(MX::new(*preference, parse_name(exchange)?)),
+            };
+            let owner = Name::from(&name);
+            compiled
+                .node_mut(name)
+                .push(Record::from_rdata(owner, record.ttl, rdata));
+        }
+        Ok(compiled)
+    }
+
+    /// Parses `name` and checks it lies inside this zone.
+    fn node_name(&self, name: &str) -> Result<LowerName, DnsError> {
+        let lower = LowerName::from(parse_name(name)?);
+        if !self.origin.zone_of(&lower) {
+            return Err(DnsError::OutOfZone {
+                name: name.to_string(),
+                zone: self.origin.to_string(),
+            });
+        }
+        Ok(lower)
+    }
+
+    /// The node for `name` (which must be inside the zone), creating it and any empty
+    /// non-terminals above it.
+    fn node_mut(&mut self, name: LowerName) -> &mut Node {
+        let mut parent = name.base_name();
+        while parent.num_labels() > self.origin.num_labels() {
+            self.nodes.entry(parent.clone()).or_default();
+            parent = parent.base_name();
+        }
+        self.nodes.entry(name).or_default()
+    }
+}
+
+// === impl Node ===
+
+#[derive(Debug, Default)]
+struct Node {
+    /// Static rrsets in configuration order; there are only a handful per name.
+    rrsets: Vec<(RecordType, Vec<Record>)>,
+    /// Set for GSLB names: their A and AAAA answers come from live health, not from `rrsets`.
+    gslb: Option<GslbTarget>,
+}
+
+impl Node {
+    fn push(&mut self, record: Record) {
+        let rtype = record.record_type();
+        match self.rrsets.iter_mut().find(|(t, _)| *t == rtype) {
+            Some((_, set)) if !set.iter().any(|r| r.data == record.data) => set.push(record),
+            Some(_) => {}
+            None => self.rrsets.push((rtype, vec![record])),
+        }
+    }
+
+    fn rrset(&self, rtype: RecordType) -> &[Record] {
+        self.rrsets
+            .iter()
+            .find(|(t, _)| *t == rtype)
+            .map_or(&[], |(_, set)| set.as_slice())
+    }
+
+    /// The records of `qtype` (every type for ANY) owned by `owner`.
+    fn records(&self, qtype: RecordType, owner: &Name, health: &dyn HealthView) -> Vec<Record> {
+        let mut out = Vec::new();
+        for (rtype, set) in &self.rrsets {
+            let replaced_by_gslb = self.gslb.is_some() && is_address(*rtype);
+            let wanted = qtype == RecordType::ANY || qtype == *rtype;
+            if wanted && !replaced_by_gslb {
+                out.extend(set.iter().map(|r| with_owner(r, owner)));
+            }
+        }
+        if let Some(gslb) = &self.gslb {
+            for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
+                if qtype == RecordType::ANY || qtype == rtype {
+                    out.extend(gslb.addresses(family, health).into_iter().map(|ip| {
+                        let rdata = match ip {
+                            IpAddr::V4(v4) => RData::A(A(v4)),
+                            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+                        };
+                        Record::from_rdata(owner.clone(), gslb.ttl, rdata)
+                    }));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn is_address(rtype: RecordType) -> bool {
+    rtype == RecordType::A || rtype == RecordType::AAAA
+}
+
+fn with_owner(record: &Record, owner: &Name) -> Record {
+    let mut record = record.clone();
+    record.name = owner.clone();
+    record
+}
+
+fn parse_name(name: &str) -> Result<Name, DnsError> {
+    let mut parsed = Name::from_ascii(name).map_err(|e| DnsError::InvalidName {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })?;
+    // Model names are FQDNs; be lenient about a missing trailing dot all the same.
+    parsed.set_fqdn(true);
+    Ok(parsed)
+}
+
+/// TXT character-strings hold at most 255 bytes each; longer text is split (RFC 7208 style).
+fn txt(text: &str) -> TXT {
+    let chunks: Vec<&[u8]> = if text.is_empty() {
+        vec![&[]]
+    } else {
+        text.as_bytes().chunks(255).collect()
+    };
+    TXT::from_bytes(chunks)
+}
+
+fn clamp_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,279 @@
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use hickory_proto::rr::rdata::SOA;
+use model::{AllDownPolicy, Record as ModelRecord, SoaSpec};
+
+use super::*;
+use crate::gslb::tests::{record as gslb_record, FakeHealth};
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).expect("test name")
+}
+
+fn rec(name: &str, data: RecordData) -> ModelRecord {
+    ModelRecord {
+        name: name.into(),
+        ttl: 300,
+        data,
+    }
+}
+
+pub(crate) fn zone(origin: &str, records: Vec<ModelRecord>) -> Zone {
+    Zone {
+        origin: origin.into(),
+        soa: SoaSpec {
+            mname: format!("ns1.{origin}"),
+            rname: format!("hostmaster.{origin}"),
+            refresh: 3600,
+            retry: 600,
+            expire: 604_800,
+            minimum: 60,
+            ttl: 300,
+        },
+        mname: format!("ns1.{origin}"),
+        rname: format!("hostmaster.{origin}"),
+        ns: vec![format!("ns1.{origin}")],
+        records,
+    }
+}
+
+pub(crate) fn config() -> Config {
+    let mut config = Config::empty();
+    config.zones.push(zone(
+        "example.com.",
+        vec![
+            rec(
+                "ns1.example.com.",
+                RecordData::A(Ipv4Addr::new(192, 0, 2, 53)),
+            ),
+            rec(
+                "www.example.com.",
+                RecordData::A(Ipv4Addr::new(192, 0, 2, 10)),
+            ),
+            rec("www.example.com.", RecordData::AAAA(Ipv6Addr::LOCALHOST)),
+            rec(
+                "alias.example.com.",
+                RecordData::CNAME("www.example.com.".into()),
+            ),
+            rec(
+                "out.example.com.",
+                RecordData::CNAME("www.elsewhere.net.".into()),
+            ),
+            rec(
+                "loop1.example.com.",
+                RecordData::CNAME("loop2.example.com.".into()),
+            ),
+            rec(
+                "loop2.example.com.",
+                RecordData::CNAME("loop1.example.com.".into()),
+            ),
+            rec(
+                "dangling.example.com.",
+                RecordData::CNAME("nope.example.com.".into()),
+            ),
+            rec("a.b.c.example.com.", RecordData::TXT("x".repeat(300))),
+            rec(
+                "example.com.",
+                RecordData::MX {
+                    preference: 10,
+                    exchange: "ns1.example.com.".into(),
+                },
+            ),
+        ],
+    ));
+    config.zones.push(zone("sub.example.com.", vec![]));
+    config.gslb_records.push(gslb_record(
+        AllDownPolicy::Empty,
+        &[("east", "192.0.2.1", true), ("west", "192.0.2.2", true)],
+    ));
+    config
+}
+
+fn snapshot() -> ZonesSnapshot {
+    ZonesSnapshot::compile(&config(), 42).expect("compiles")
+}
+
+#[test]
+fn positive_answers_keep_query_case() {
+    let snap = snapshot();
+    let health = FakeHealth::default();
+    let answer = snap.lookup(&name("WwW.Example.COM."), RecordType::A, &health);
+    assert_eq!(answer.rcode, ResponseCode::NoError);
+    assert!(answer.authoritative);
+    assert_eq!(answer.answers.len(), 1);
+    assert!(answer.answers[0].name.eq_case(&name("WwW.Example.COM.")));
+    assert_eq!(
+        answer.answers[0].data,
+        RData::A(A(Ipv4Addr::new(192, 0, 2, 10)))
+    );
+    assert!(answer.authorities.is_empty());
+}
+
+#[test]
+fn soa_serial_is_revision_and_mx_gets_glue() {
+    let snap = snapshot();
+    let health = FakeHealth::default();
+    let soa = snap.lookup(&name("example.com."), RecordType::SOA, &health);
+    let RData::SOA(SOA { serial, .. }) = soa.answers[0].data else {
+        panic!("not an SOA: {soa:?}");
+    };
+    assert_eq!(serial, 42);
+    let mx = snap.lookup(&name("example.com."), RecordType::MX, &health);
+    assert_eq!(mx.answers.len(), 1);
+    assert_eq!(mx.additionals.len(), 1, "glue for ns1");
+    let ns = snap.lookup(&name("example.com."), RecordType::NS, &health);
+    assert_eq!((ns.answers.len(), ns.additionals.len()), (1, 1));
+    let wrapped = ZonesSnapshot::compile(&config(), u64::from(u32::MAX) + 3).expect("compiles");
+    let soa = wrapped.lookup(&name("example.com."), RecordType::SOA, &health);
+    assert!(matches!(
+        soa.answers[0].data,
+        RData::SOA(SOA { serial: 2, .. })
+    ));
+}
+
+#[test]
+fn negative_answers() {
+    let snap = snapshot();
+    let health = FakeHealth::default();
+    let nx = snap.lookup(&name("nope.example.com."), RecordType::A, &health);
+    assert_eq!(nx.rcode, ResponseCode::NXDomain);
+    assert_eq!(nx.authorities.len(), 1);
+    assert_eq!(nx.authorities[0].record_type(), RecordType::SOA);
+    assert_eq!(
+        nx.authorities[0].ttl, 60,
+        "negative TTL is min(ttl, minimum)"
+    );
+
+    let nodata = snap.lookup(&name("www.example.com."), RecordType::MX, &health);
+    assert_eq!(
+        (nodata.rcode, nodata.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
+    assert_eq!(nodata.authorities.len(), 1);
+
+    for ent in ["b.c.example.com.", "c.example.com."] {
+        let answer = snap.lookup(&name(ent), RecordType::A, &health);
+        assert_eq!(
+            answer.rcode,
+            ResponseCode::NoError,
+            "{ent} is an empty non-terminal"
+        );
+        assert_eq!((answer.answers.len(), answer.authorities.len()), (0, 1));
+    }
+
+    let refused = snap.lookup(&name("example.org."), RecordType::A, &health);
+    assert_eq!(refused.rcode, ResponseCode::Refused);
+    assert!(!refused.authoritative);
+}
+
+#[test]
+fn longest_zone_wins() {
+    let snap = snapshot();
+    let health = FakeHealth::default();
+    let answer = snap.lookup(&name("x.sub.example.com."), RecordType::A, &health);
+    assert_eq!(answer.rcode, ResponseCode::NXDomain);
+    assert_eq!(answer.authorities[0].name, name("sub.example.com."));
+}
+
+#[test]
+fn cname_chains() {
+    let snap = snapshot();
+    let health = FakeHealth::default();
+    let chased = snap.lookup(&name("ALIAS.example.com."), RecordType::A, &health);
+    assert_eq!(chased.rcode, ResponseCode::NoError);
+    let types: Vec<_> = chased.answers.iter().map(Record::record_type).collect();
+    assert_eq!(types, [RecordType::CNAME, RecordType::A]);
+    assert!(chased.answers[0].name.eq_case(&name("ALIAS.example.com.")));
+
+    let direct = snap.lookup(&name("alias.example.com."), RecordType::CNAME, &health);
+    assert_eq!(direct.answers.len(), 1);
+
+    let out = snap.lookup(&name("out.example.com."), RecordType::A, &health);
+    assert_eq!((out.rcode, out.answers.len()), (ResponseCode::NoError, 1));
+
+    let dangling = snap.lookup(&name("dangling.example.com."), RecordType::A, &health);
+    assert_eq!(
+        (dangling.rcode, dangling.answers.len()),
+        (ResponseCode::NXDomain, 1)
+    );
+
+    let looped = snap.lookup(&name("loop1.example.com."), RecordType::A, &health);
+    assert_eq!(looped.rcode, ResponseCode::NoError);
+    assert_eq!(looped.answers.len(), MAX_CNAME_CHAIN + 1);
+}
+
+#[test]
+fn long_txt_is_split() {
+    let snap = snapshot();
+    let health = FakeHealth::default();
+    let answer = snap.lookup(&name("a.b.c.example.com."), RecordType::TXT, &health);
+    let RData::TXT(txt) = &answer.answers[0].data else {
+        panic!("not TXT: {answer:?}");
+    };
+    let lens: Vec<_> = txt.txt_data.iter().map(|s| s.len()).collect();
+    assert_eq!(lens, [255, 45]);
+}
+
+#[test]
+fn gslb_follows_live_health() {
+    let snap = snapshot();
+    let health = FakeHealth::default();
+    let app = name("app.example.com.");
+    assert_eq!(snap.lookup(&app, RecordType::A, &health).answers.len(), 2);
+    health.set("app.example.com.", "east", false);
+    let answer = snap.lookup(&app, RecordType::A, &health);
+    assert_eq!(answer.answers.len(), 1);
+    assert_eq!(answer.answers[0].ttl, 30);
+    health.set("app.example.com.", "west", false);
+    let answer = snap.lookup(&app, RecordType::A, &health);
+    assert_eq!(
+        (answer.rcode, answer.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
+    assert_eq!(answer.authorities.len(), 1, "NODATA carries the SOA");
+    let any = snap.lookup(&app, RecordType::AAAA, &health);
+    assert_eq!(any.answers.len(), 0);
+}
+
+#[test]
+fn any_returns_every_rrset() {
+    let snap = snapshot();
+    let health = FakeHealth::default();
+    let answer = snap.lookup(&name("www.example.com."), RecordType::ANY, &health);
+    assert_eq!(answer.answers.len(), 2);
+    let apex = snap.lookup(&name("example.com."), RecordType::ANY, &health);
+    assert_eq!(apex.answers.len(), 3, "SOA, NS, MX");
+}
+
+#[test]
+fn compile_errors() {
+    let mut bad = config();
+    bad.gslb_records[0].zone = "missing.test.".into();
+    assert!(matches!(
+        ZonesSnapshot::compile(&bad, 1),
+        Err(DnsError::UnknownZone { .. })
+    ));
+    let mut bad = config();
+    bad.zones[0]
+        .records
+        .push(rec("www.other.test.", RecordData::A(Ipv4Addr::LOCALHOST)));
+    assert!(matches!(
+        ZonesSnapshot::compile(&bad, 1),
+        Err(DnsError::OutOfZone { .. })
+    ));
+    let mut bad = config();
+    bad.zones.push(zone("example.com.", vec![]));
+    assert!(matches!(
+        ZonesSnapshot::compile(&bad, 1),
+        Err(DnsError::DuplicateZone(_))
+    ));
+    let mut bad = config();
+    bad.zones[0].records.push(rec(
+        &format!("{}.example.com.", "a".repeat(64)),
+        RecordData::A(Ipv4Addr::LOCALHOST),
+    ));
+    assert!(matches!(
+        ZonesSnapshot::compile(&bad, 1),
+        Err(DnsError::InvalidName { .. })
+    ));
+}

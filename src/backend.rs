@@ -1,0 +1,123 @@
+//! The node's implementation of `webui::Backend`: reads go to the local replicated state and
+//! the data plane, writes become Raft commands.
+
+use std::sync::Arc;
+
+use cluster_state::{ApplyError, ClusterNode, Command, ProposeError};
+use model::{Config, HealthView, Revisioned};
+use webui::{AuthView, BoxFuture, Change, ChangeError, ListenerView, RaftView};
+
+pub struct NodeBackend {
+    pub cluster: Arc<ClusterNode>,
+    pub dataplane: Arc<lb::DataPlane>,
+}
+
+fn command(change: Change) -> Command {
+    match change {
+        Change::ReplaceConfig {
+            expected_revision,
+            spec,
+        } => Command::ReplaceConfig {
+            expected_revision,
+            spec,
+        },
+        Change::Upsert {
+            expected_revision,
+            object,
+        } => Command::Upsert {
+            expected_revision,
+            object,
+        },
+        Change::Delete {
+            expected_revision,
+            kind,
+            name,
+        } => Command::Delete {
+            expected_revision,
+            kind,
+            name,
+        },
+        Change::SetUser {
+            name,
+            password_hash,
+        } => Command::SetUser {
+            name,
+            password_hash,
+        },
+        Change::AddToken { id, name, user } => Command::AddToken { id, name, user },
+        Change::RevokeToken { id } => Command::RevokeToken { id },
+    }
+}
+
+fn change_error(e: ProposeError) -> ChangeError {
+    match e {
+        ProposeError::Rejected(ApplyError::StaleRevision { expected, current }) => {
+            ChangeError::Stale { expected, current }
+        }
+        ProposeError::Rejected(ApplyError::Invalid(v)) => ChangeError::Invalid(v),
+        ProposeError::Rejected(ApplyError::NotFound { kind, name }) => {
+            ChangeError::NotFound { kind, name }
+        }
+        ProposeError::NotLeader { leader } => ChangeError::NotLeader { leader },
+        ProposeError::Unavailable(why) => ChangeError::Unavailable(why),
+    }
+}
+
+impl webui::Backend for NodeBackend {
+    fn config(&self) -> Arc<Revisioned<Config>> {
+        self.cluster.current().config
+    }
+
+    fn auth(&self) -> AuthView {
+        let auth = self.cluster.current().auth;
+        AuthView {
+            users: auth.users.clone(),
+            tokens: auth
+                .tokens
+                .iter()
+                .map(|(id, t)| (id.clone(), (t.name.clone(), t.user.clone())))
+                .collect(),
+        }
+    }
+
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<u64, ChangeError>> {
+        Box::pin(async move {
+            self.cluster
+                .propose(command(change))
+                .await
+                .map_err(change_error)
+        })
+    }
+
+    fn raft(&self) -> RaftView {
+        let s = self.cluster.status();
+        RaftView {
+            node_id: s.node_id,
+            state: s.state,
+            term: s.current_term,
+            commit_index: s.commit_index,
+            last_applied: s.last_applied,
+            leader: s.leader,
+            members: s.members,
+        }
+    }
+
+    fn health(&self) -> Arc<dyn HealthView> {
+        self.dataplane.health()
+    }
+
+    fn listeners(&self) -> Vec<ListenerView> {
+        self.dataplane
+            .listener_states()
+            .into_iter()
+            .map(|(name, bind, state)| ListenerView {
+                name,
+                bind: bind.to_string(),
+                state: match state {
+                    lb::ListenerState::Listening => "listening".to_string(),
+                    lb::ListenerState::Failed(e) => format!("bind failed: {e}"),
+                },
+            })
+            .collect()
+    }
+}

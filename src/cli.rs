@@ -1,0 +1,133 @@
+//! The command line: every subcommand and its flags, documented for `--help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Meridian: a global application delivery controller.
+///
+/// One binary runs the appliance (Raft-replicated config, GSLB DNS, HTTP load balancer, web
+/// console, REST API, Prometheus metrics) and is also the CLI that manages it through the API.
+#[derive(Debug, Parser)]
+#[command(name = "meridian", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a complete single-node appliance on loopback with two demo backends ("east" and
+    /// "west"), a proxy listener, a GSLB zone and the console. Prints what to try.
+    Demo(DemoArgs),
+    /// Run the appliance daemon from a node config file (what systemd runs).
+    Serve {
+        /// Node config file (TOML): node id, data dir, admin/cluster/DNS bind addresses.
+        #[arg(long, short = 'c', default_value = "/etc/meridian/meridian.toml")]
+        config: PathBuf,
+    },
+    /// Read, validate or apply the cluster configuration through the REST API.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show the node's revision, Raft state, listeners and health.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder that keeps the demo's state; a second run on it keeps the config.
+    #[arg(long, default_value = "meridian-demo-data")]
+    pub data_dir: PathBuf,
+    /// Console and API address.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: std::net::SocketAddr,
+    /// Authoritative DNS address (UDP and TCP).
+    #[arg(long, default_value = "127.0.0.1:5353")]
+    pub dns: std::net::SocketAddr,
+    /// Proxy listener address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub proxy: std::net::SocketAddr,
+    /// Raft RPC address.
+    #[arg(long, default_value = "127.0.0.1:9700")]
+    pub cluster: std::net::SocketAddr,
+    /// Port of the two demo backends, on 127.0.0.2 ("east") and 127.0.0.3 ("west").
+    #[arg(long, default_value_t = 18080)]
+    pub backend_port: u16,
+}
+
+/// Where the API is and how to authenticate.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// Base URL of the node's API.
+    #[arg(long, env = "MERIDIAN_API", default_value = "http://127.0.0.1:9090")]
+    pub api: String,
+    /// API bearer token (create one with `meridian token create`).
+    #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the current cluster config (JSON or TOML); the revision goes to stderr.
+    Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long, value_enum, default_value = "toml")]
+        format: Format,
+    },
+    /// Replace the cluster config with a file (JSON or TOML). Every error is listed; nothing is
+    /// applied unless the whole file is valid.
+    Apply {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The config file.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Only apply if the cluster is still at this revision.
+        #[arg(long)]
+        if_match: Option<u64>,
+    },
+    /// Check a config file offline, without a running node.
+    Validate {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Toml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token, authenticating with a user's password (read from
+    /// MERIDIAN_PASSWORD or standard input). The token is printed once.
+    Create {
+        #[arg(long, env = "MERIDIAN_API", default_value = "http://127.0.0.1:9090")]
+        api: String,
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// A label for the token.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Serve { config } => crate::node::serve(&config).await,
+        Command::Config(c) => crate::client::config(c).await,
+        Command::Token(t) => crate::client::token(t).await,
+        Command::Status { api } => crate::client::status(api).await,
+    }
+}

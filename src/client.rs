@@ -1,0 +1,156 @@
+//! The CLI side of the REST API: `config get|apply|validate`, `token create`, `status`.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use reqwest::StatusCode;
+
+use crate::cli::{ApiArgs, ConfigCommand, Format, TokenCommand};
+
+fn url(api: &str, path: &str) -> String {
+    format!("{}/api/v1{path}", api.trim_end_matches('/'))
+}
+
+fn authed(req: reqwest::RequestBuilder, api: &ApiArgs) -> anyhow::Result<reqwest::RequestBuilder> {
+    let token = api
+        .token
+        .as_deref()
+        .context("no API token: pass --token or set MERIDIAN_TOKEN (create one with `meridian token create`)")?;
+    Ok(req.bearer_auth(token))
+}
+
+/// Prints an API error body in a readable way; returns the exit code to use.
+async fn report_error(resp: reqwest::Response) -> ExitCode {
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    let msg = body
+        .get("error")
+        .and_then(|e| e.as_str())
+        .unwrap_or("request failed");
+    eprintln!("error: {status}: {msg}");
+    if let Some(errors) = body.get("errors").and_then(|e| e.as_array()) {
+        for e in errors {
+            let path = e.get("path").and_then(|p| p.as_str()).unwrap_or("");
+            let m = e.get("message").and_then(|p| p.as_str()).unwrap_or("");
+            eprintln!(
+                "  {}: {m}",
+                if path.is_empty() { "(document)" } else { path }
+            );
+        }
+    }
+    ExitCode::FAILURE
+}
+
+pub async fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
+    let http = reqwest::Client::new();
+    match cmd {
+        ConfigCommand::Get { api, format } => {
+            let resp = authed(http.get(url(&api.api, "/config")), &api)?
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            let revision = resp
+                .headers()
+                .get("x-meridian-revision")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_string();
+            let spec: model::ConfigSpec = resp.json().await.context("unexpected API answer")?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&spec)?),
+                Format::Toml => print!("{}", toml::to_string(&spec)?),
+            }
+            eprintln!("revision {revision}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Apply {
+            api,
+            file,
+            if_match,
+        } => {
+            let body =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut req = authed(http.put(url(&api.api, "/config")), &api)?.body(body);
+            if let Some(rev) = if_match {
+                req = req.header("if-match", format!("\"{rev}\""));
+            }
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if resp.status() != StatusCode::OK {
+                return Ok(report_error(resp).await);
+            }
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            println!("applied: revision {}", v["revision"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Validate { file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let result = model::parse::from_any::<model::ConfigSpec>(&bytes)
+                .and_then(|spec| model::validate(&spec).map(|_| ()));
+            match result {
+                Ok(()) => {
+                    println!("{}: valid", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{}: {} error(s)", file.display(), e.errors.len());
+                    for err in e.errors {
+                        eprintln!("  {}: {}", err.path, err.message);
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    let TokenCommand::Create { api, user, name } = cmd;
+    let password = match std::env::var("MERIDIAN_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            eprint!("password for {user}: ");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    let resp = reqwest::Client::new()
+        .post(url(&api, "/tokens"))
+        .basic_auth(&user, Some(password))
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {api}"))?;
+    if resp.status() != StatusCode::CREATED {
+        return Ok(report_error(resp).await);
+    }
+    let v: serde_json::Value = resp.json().await?;
+    match v.get("token").and_then(|t| t.as_str()) {
+        Some(t) => {
+            println!("{t}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!("the API answered without a token"),
+    }
+}
+
+pub async fn status(api: ApiArgs) -> anyhow::Result<ExitCode> {
+    let resp = authed(reqwest::Client::new().get(url(&api.api, "/status")), &api)?
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", api.api))?;
+    if !resp.status().is_success() {
+        return Ok(report_error(resp).await);
+    }
+    let v: serde_json::Value = resp.json().await?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,275 @@
+//! Node start-up: opens the cluster state, then starts each plane on the replicated config and
+//! the console on top. The order matters: planes subscribe before the console can propose.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cluster_state::{ClusterNode, Command};
+use model::{Config, Revisioned};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+
+use crate::backend::NodeBackend;
+use crate::node_config::NodeConfig;
+
+/// File in the data dir holding the first admin password until the operator deletes it.
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// A running node.
+pub struct Node {
+    pub admin: SocketAddr,
+    pub dns: SocketAddr,
+    pub cluster_addr: SocketAddr,
+    /// Set when this start created the admin user.
+    pub initial_password: Option<String>,
+    pub data_dir: PathBuf,
+    pub cluster: Arc<ClusterNode>,
+    dataplane: Arc<lb::DataPlane>,
+    dns_server: gslb_dns::DnsServer,
+    admin_task: tokio::task::JoinHandle<()>,
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let cfg = NodeConfig::load(path)?;
+    let node = Node::start(&cfg).await?;
+    if node.initial_password.is_some() {
+        eprintln!(
+            "meridian: created user admin; its one-time password is in {} (read it, then delete the file)",
+            node.data_dir.join(INITIAL_PASSWORD_FILE).display()
+        );
+    }
+    node.print_ready();
+    wait_for_shutdown_signal().await;
+    node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+impl Node {
+    pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Node> {
+        tracing::info!(node = %cfg.name, id = cfg.node_id, data_dir = %cfg.data_dir.display(), "starting");
+        create_private_dir(&cfg.data_dir)?;
+        let secret = cluster_secret(cfg)?;
+
+        let rpc = TcpListener::bind(cfg.cluster_bind)
+            .await
+            .with_context(|| format!("cannot bind cluster RPC on {}", cfg.cluster_bind))?;
+        let cluster_addr = rpc.local_addr()?;
+        let advertise = cfg
+            .cluster_advertise
+            .clone()
+            .unwrap_or_else(|| cluster_addr.to_string());
+        let cluster = ClusterNode::start(
+            cluster_state::NodeConfig {
+                node_id: cfg.node_id,
+                data_dir: cfg.data_dir.clone(),
+                rpc_advertise: advertise,
+                cluster_secret: secret,
+            },
+            rpc,
+        )
+        .await
+        .context("cannot start the cluster state")?;
+
+        let initial_password = ensure_admin(&cluster, &cfg.data_dir).await?;
+
+        let registry = prometheus::Registry::new();
+        let config_rx = follow_config(&cluster);
+        let dataplane = Arc::new(lb::DataPlane::spawn(
+            config_rx.clone(),
+            lb::LbMetrics::new(&registry)?,
+        ));
+
+        let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
+        let dns = udp.local_addr()?;
+        let dns_server = gslb_dns::DnsServer::spawn(
+            udp,
+            tcp,
+            config_rx,
+            dataplane.health(),
+            gslb_dns::DnsMetrics::new(&registry)?,
+        )?;
+
+        let admin_listener = TcpListener::bind(cfg.admin_bind)
+            .await
+            .with_context(|| format!("cannot bind the console on {}", cfg.admin_bind))?;
+        let admin = admin_listener.local_addr()?;
+        let state = webui::AppState::new(
+            Arc::new(NodeBackend {
+                cluster: cluster.clone(),
+                dataplane: dataplane.clone(),
+            }),
+            registry,
+        )?;
+        let admin_task = tokio::spawn(async move {
+            if let Err(e) = webui::serve(admin_listener, state).await {
+                tracing::error!(error = %e, "console stopped");
+            }
+        });
+
+        Ok(Node {
+            admin,
+            dns,
+            cluster_addr,
+            initial_password,
+            data_dir: cfg.data_dir.clone(),
+            cluster,
+            dataplane,
+            dns_server,
+            admin_task,
+        })
+    }
+
+    /// One machine-readable line that says the node is up and where.
+    pub fn print_ready(&self) {
+        println!(
+            "meridian ready: admin=http://{} dns={} cluster={} revision={}",
+            self.admin,
+            self.dns,
+            self.cluster_addr,
+            self.cluster.current().config.revision
+        );
+    }
+
+    pub async fn shutdown(self) {
+        self.admin_task.abort();
+        self.dataplane.shutdown();
+        self.dns_server.shutdown().await;
+        self.cluster.shutdown().await;
+    }
+}
+
+/// Republishes each applied revision as the config the planes follow. Auth-only changes do not
+/// wake the planes.
+fn follow_config(cluster: &ClusterNode) -> watch::Receiver<Arc<Revisioned<Config>>> {
+    let mut applied = cluster.subscribe();
+    let (tx, rx) = watch::channel(applied.borrow_and_update().config.clone());
+    tokio::spawn(async move {
+        while applied.changed().await.is_ok() {
+            let next = applied.borrow_and_update().config.clone();
+            tx.send_if_modified(|cur| {
+                if cur.revision == next.revision {
+                    return false;
+                }
+                *cur = next;
+                true
+            });
+        }
+    });
+    rx
+}
+
+/// Creates the admin user with a random password when the cluster has no user yet.
+async fn ensure_admin(cluster: &ClusterNode, data_dir: &Path) -> anyhow::Result<Option<String>> {
+    if !cluster.current().auth.users.is_empty() {
+        return Ok(None);
+    }
+    let password = webui::auth::random_password();
+    let hash = {
+        let p = password.clone();
+        tokio::task::spawn_blocking(move || webui::auth::hash_password(&p)).await??
+    };
+    cluster
+        .propose(Command::SetUser {
+            name: "admin".into(),
+            password_hash: hash,
+        })
+        .await
+        .context("cannot create the admin user")?;
+    write_private_file(
+        &data_dir.join(INITIAL_PASSWORD_FILE),
+        format!("{password}\n").as_bytes(),
+    )?;
+    Ok(Some(password))
+}
+
+fn cluster_secret(cfg: &NodeConfig) -> anyhow::Result<String> {
+    let path = cfg
+        .cluster_secret_file
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("cluster.secret"));
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Ok(_) => anyhow::bail!("cluster secret file {} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = webui::auth::random_hex();
+            write_private_file(&path, secret.as_bytes())?;
+            Ok(secret)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot read cluster secret {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict permissions of {}", dir.display()))?;
+    Ok(())
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Binds UDP and TCP on the same port; with port 0, retries until both get one.
+async fn bind_dns(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind DNS (UDP) on {addr}"))?;
+        let port = udp.local_addr()?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last_err = Some(e),
+            Err(e) => return Err(e).with_context(|| format!("cannot bind DNS (TCP) on {addr}")),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot bind DNS on one port for UDP and TCP: {last_err:?}"
+    ))
+}

@@ -1,0 +1,259 @@
+//! Authentication: argon2 password hashes, API bearer tokens (stored as SHA-256), console
+//! sessions with a CSRF token each, and the extractors that guard every route but login.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Name of the console session cookie.
+pub const SESSION_COOKIE: &str = "meridian_session";
+/// A console session ends this long after login.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Prefix that makes Meridian tokens easy to spot in secret scanners.
+pub const TOKEN_PREFIX: &str = "mrd_";
+
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(String);
+
+/// Hashes a password into an argon2id PHC string.
+pub fn hash_password(password: &str) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+/// Checks a password against a PHC string; a malformed hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// 32 random bytes from the OS, hex encoded.
+pub fn random_hex() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// A random password of 20 characters from an unambiguous alphabet.
+pub fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut b = [0u8; 20];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter()
+        .map(|x| ALPHABET[usize::from(*x) % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// A new API token secret.
+pub fn new_token() -> String {
+    format!("{TOKEN_PREFIX}{}", random_hex())
+}
+
+/// What is stored for a token: hex SHA-256 of the secret.
+pub fn token_id(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A logged-in console user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: String,
+    pub csrf: String,
+    expires: Instant,
+}
+
+/// Console sessions of this node, keyed by the SHA-256 of the cookie value.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    /// Starts a session; returns the cookie value.
+    pub fn create(&self, user: &str, now: Instant) -> String {
+        let cookie = random_hex();
+        let session = Session {
+            user: user.to_string(),
+            csrf: random_hex(),
+            expires: now + SESSION_TTL,
+        };
+        let mut map = self.lock();
+        map.retain(|_, s| s.expires > now);
+        map.insert(token_id(&cookie), session);
+        cookie
+    }
+
+    pub fn get(&self, cookie: &str, now: Instant) -> Option<Session> {
+        let map = self.lock();
+        map.get(&token_id(cookie))
+            .filter(|s| s.expires > now)
+            .cloned()
+    }
+
+    pub fn remove(&self, cookie: &str) {
+        self.lock().remove(&token_id(cookie));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        match self.map.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// The value of one cookie in the request, if present.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A caller of the REST API or /metrics: a bearer token, or HTTP Basic with a user's password.
+#[derive(Debug, Clone)]
+pub struct ApiUser {
+    pub user: String,
+}
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let (scheme, value) = header.split_once(' ').ok_or(ApiError::Unauthorized)?;
+        let auth = state.backend.auth();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let id = token_id(value.trim());
+            return auth
+                .tokens
+                .get(&id)
+                .map(|(_, user)| ApiUser { user: user.clone() })
+                .ok_or(ApiError::Unauthorized);
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .map_err(|_| ApiError::Unauthorized)?;
+            let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
+            let (user, password) = text.split_once(':').ok_or(ApiError::Unauthorized)?;
+            let phc = auth.users.get(user).cloned();
+            let (user, password) = (user.to_string(), password.to_string());
+            // argon2 costs tens of milliseconds of CPU: keep it off the async workers.
+            let ok = tokio::task::spawn_blocking(move || {
+                phc.is_some_and(|phc| verify_password(&password, &phc))
+            })
+            .await
+            .unwrap_or(false);
+            return if ok {
+                Ok(ApiUser { user })
+            } else {
+                Err(ApiError::Unauthorized)
+            };
+        }
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// A console user with a live session cookie.
+#[derive(Debug, Clone)]
+pub struct ConsoleUser {
+    pub cookie: String,
+    pub session: Session,
+}
+
+impl FromRequestParts<AppState> for ConsoleUser {
+    type Rejection = crate::console::LoginRequired;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let cookie = cookie(&parts.headers, SESSION_COOKIE).ok_or(crate::console::LoginRequired)?;
+        let session = state
+            .sessions
+            .get(cookie, Instant::now())
+            .ok_or(crate::console::LoginRequired)?;
+        Ok(ConsoleUser {
+            cookie: cookie.to_string(),
+            session,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hash_verifies_only_the_right_password() {
+        let h = hash_password("correct horse").expect("hash");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn sessions_expire_and_can_be_removed() {
+        let s = Sessions::default();
+        let now = Instant::now();
+        let c = s.create("admin", now);
+        assert_eq!(s.get(&c, now).map(|x| x.user), Some("admin".into()));
+        assert!(s
+            .get(&c, now + SESSION_TTL + Duration::from_secs(1))
+            .is_none());
+        assert!(s.get("forged", now).is_none());
+        s.remove(&c);
+        assert!(s.get(&c, now).is_none());
+    }
+
+    #[test]
+    fn cookie_parsing_finds_the_named_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "a=1; meridian_session=abc; b=2".parse().expect("hv"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn tokens_are_prefixed_and_stored_hashed() {
+        let t = new_token();
+        assert!(t.starts_with(TOKEN_PREFIX));
+        assert_eq!(token_id(&t).len(), 64);
+        assert_ne!(token_id(&t), t);
+        assert_eq!(random_password().len(), 20);
+    }
+}

@@ -1,0 +1,415 @@
+//! The web console: login, the dashboard, and the forms that add or remove a pool member or a
+//! GSLB site. Every form change is proposed through the cluster like an API call, and carries the
+//! session's CSRF token.
+
+use std::time::Instant;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use model::{MemberSpec, Object, ObjectKind, SiteSpec};
+use serde::Deserialize;
+
+use crate::auth::{verify_password, ConsoleUser, SESSION_COOKIE};
+use crate::{view, AppState, Change, ChangeError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/console/pools/{pool}/members", post(add_member))
+        .route("/console/pools/{pool}/members/remove", post(remove_member))
+        .route("/console/gslb/{record}/sites", post(add_site))
+        .route("/console/gslb/{record}/sites/remove", post(remove_site))
+        .fallback(|_: ConsoleUser| async { (StatusCode::NOT_FOUND, "not found\n") })
+}
+
+/// Rejection for console routes without a live session: 401 with a way to the login page.
+#[derive(Debug)]
+pub struct LoginRequired;
+
+impl IntoResponse for LoginRequired {
+    fn into_response(self) -> Response {
+        let page = LoginTemplate {
+            error: "Sign in to continue.".into(),
+        };
+        let body = page.render().unwrap_or_else(|_| "sign in at /login".into());
+        (StatusCode::UNAUTHORIZED, Html(body)).into_response()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginTemplate {
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardTemplate {
+    user: String,
+    csrf: String,
+    revision: u64,
+    raft: crate::RaftView,
+    leader: String,
+    listeners: Vec<crate::ListenerView>,
+    routes: Vec<(String, String, String, String, String)>,
+    pools: Vec<view::PoolView>,
+    zones: Vec<view::ZoneView>,
+    gslb: Vec<view::GslbView>,
+    health_checks: Vec<String>,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorTemplate {
+    title: String,
+    errors: Vec<(String, String)>,
+}
+
+fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+    }
+}
+
+async fn login_page() -> Response {
+    render(&LoginTemplate {
+        error: String::new(),
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+}
+
+async fn login(State(st): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+    let phc = st.backend.auth().users.get(&f.username).cloned();
+    let password = f.password;
+    let ok = tokio::task::spawn_blocking(move || {
+        phc.is_some_and(|phc| verify_password(&password, &phc))
+    })
+    .await
+    .unwrap_or(false);
+    if !ok {
+        st.metrics.login(false);
+        // Slow down guessing a little; the delay does not hold any worker.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut resp = render(&LoginTemplate {
+            error: "Wrong user name or password.".into(),
+        });
+        *resp.status_mut() = StatusCode::UNAUTHORIZED;
+        return resp;
+    }
+    st.metrics.login(true);
+    let cookie = st.sessions.create(&f.username, Instant::now());
+    let mut resp = Redirect::to("/").into_response();
+    let value = format!("{SESSION_COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/");
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if f.csrf != user.session.csrf {
+        return csrf_failed();
+    }
+    st.sessions.remove(&user.cookie);
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("meridian_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    resp
+}
+
+#[derive(Deserialize)]
+struct DashboardQuery {
+    #[serde(default)]
+    msg: String,
+}
+
+async fn dashboard(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<DashboardQuery>,
+) -> Response {
+    let cfg = st.backend.config();
+    let health = st.backend.health();
+    let raft = st.backend.raft();
+    let leader = raft
+        .leader
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "none".into());
+    let routes = cfg
+        .value
+        .spec
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.name.clone(),
+                r.listener.clone(),
+                r.host.clone().unwrap_or_else(|| "*".into()),
+                r.path_prefix.clone(),
+                r.pool.clone(),
+            )
+        })
+        .collect();
+    render(&DashboardTemplate {
+        user: user.session.user.clone(),
+        csrf: user.session.csrf.clone(),
+        revision: cfg.revision,
+        raft,
+        leader,
+        listeners: st.backend.listeners(),
+        routes,
+        pools: view::pools(&cfg.value, health.as_ref()),
+        zones: view::zones(&cfg.value, cfg.revision),
+        gslb: view::gslb(&cfg.value, health.as_ref()),
+        health_checks: cfg.value.health_checks.keys().cloned().collect(),
+        message: q.msg,
+    })
+}
+
+fn csrf_failed() -> Response {
+    let mut resp = render(&ErrorTemplate {
+        title: "The form expired".into(),
+        errors: vec![("csrf".into(), "reload the dashboard and try again".into())],
+    });
+    *resp.status_mut() = StatusCode::FORBIDDEN;
+    resp
+}
+
+/// Proposes an edit of one object made by a form, then returns to the dashboard.
+async fn propose_edit(st: &AppState, object: Object, what: &str) -> Response {
+    let mut spec = st.backend.config().value.spec.clone();
+    spec.upsert(&object);
+    let result = match model::validate(&spec) {
+        Err(e) => Err(ChangeError::Invalid(e)),
+        Ok(_) => {
+            st.backend
+                .propose(Change::Upsert {
+                    expected_revision: None,
+                    object,
+                })
+                .await
+        }
+    };
+    match result {
+        Ok(rev) => {
+            st.metrics.change("console");
+            let msg = format!("{what} (revision {rev})");
+            let q: String = url_escape(&msg);
+            Redirect::to(&format!("/?msg={q}")).into_response()
+        }
+        Err(e) => {
+            let errors = match e {
+                ChangeError::Invalid(v) => {
+                    v.errors.into_iter().map(|e| (e.path, e.message)).collect()
+                }
+                other => vec![(String::new(), other.to_string())],
+            };
+            let mut resp = render(&ErrorTemplate {
+                title: format!("Could not apply: {what}"),
+                errors,
+            });
+            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            resp
+        }
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn not_found(what: String) -> Response {
+    let mut resp = render(&ErrorTemplate {
+        title: "Not found".into(),
+        errors: vec![(String::new(), what)],
+    });
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    resp
+}
+
+#[derive(Deserialize)]
+struct MemberForm {
+    csrf: String,
+    address: String,
+    #[serde(default = "one")]
+    weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+async fn add_member(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    Path(pool): Path<String>,
+    Form(f): Form<MemberForm>,
+) -> Response {
+    if f.csrf != user.session.csrf {
+        return csrf_failed();
+    }
+    let Some(Object::Pools(mut p)) = st.backend.config().value.spec.get(ObjectKind::Pools, &pool)
+    else {
+        return not_found(format!("pool {pool:?} does not exist"));
+    };
+    let address = f.address.trim().to_string();
+    p.members.push(MemberSpec {
+        address: address.clone(),
+        weight: f.weight,
+    });
+    propose_edit(
+        &st,
+        Object::Pools(p),
+        &format!("added {address} to pool {pool}"),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct RemoveMemberForm {
+    csrf: String,
+    address: String,
+}
+
+async fn remove_member(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    Path(pool): Path<String>,
+    Form(f): Form<RemoveMemberForm>,
+) -> Response {
+    if f.csrf != user.session.csrf {
+        return csrf_failed();
+    }
+    let Some(Object::Pools(mut p)) = st.backend.config().value.spec.get(ObjectKind::Pools, &pool)
+    else {
+        return not_found(format!("pool {pool:?} does not exist"));
+    };
+    let before = p.members.len();
+    p.members.retain(|m| m.address != f.address);
+    if p.members.len() == before {
+        return not_found(format!("{} is not a member of pool {pool}", f.address));
+    }
+    propose_edit(
+        &st,
+        Object::Pools(p),
+        &format!("removed {} from pool {pool}", f.address),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct SiteForm {
+    csrf: String,
+    name: String,
+    address: String,
+    #[serde(default = "eighty")]
+    port: u16,
+    #[serde(default)]
+    health_check: String,
+}
+
+fn eighty() -> u16 {
+    80
+}
+
+async fn add_site(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    Path(record): Path<String>,
+    Form(f): Form<SiteForm>,
+) -> Response {
+    if f.csrf != user.session.csrf {
+        return csrf_failed();
+    }
+    let spec = st.backend.config().value.spec.clone();
+    let Some(mut g) = spec
+        .gslb_records
+        .iter()
+        .find(|g| model::validate::fqdn(&g.name) == model::validate::fqdn(&record))
+        .cloned()
+    else {
+        return not_found(format!("GSLB record {record:?} does not exist"));
+    };
+    let name = f.name.trim().to_string();
+    g.sites.push(SiteSpec {
+        name: name.clone(),
+        address: f.address.trim().to_string(),
+        port: f.port,
+        health_check: Some(f.health_check.trim().to_string()).filter(|s| !s.is_empty()),
+    });
+    propose_edit(
+        &st,
+        Object::GslbRecords(g),
+        &format!("added site {name} to {record}"),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct RemoveSiteForm {
+    csrf: String,
+    name: String,
+}
+
+async fn remove_site(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    Path(record): Path<String>,
+    Form(f): Form<RemoveSiteForm>,
+) -> Response {
+    if f.csrf != user.session.csrf {
+        return csrf_failed();
+    }
+    let spec = st.backend.config().value.spec.clone();
+    let Some(mut g) = spec
+        .gslb_records
+        .iter()
+        .find(|g| model::validate::fqdn(&g.name) == model::validate::fqdn(&record))
+        .cloned()
+    else {
+        return not_found(format!("GSLB record {record:?} does not exist"));
+    };
+    let before = g.sites.len();
+    g.sites.retain(|s| s.name != f.name);
+    if g.sites.len() == before {
+        return not_found(format!("{} is not a site of {record}", f.name));
+    }
+    propose_edit(
+        &st,
+        Object::GslbRecords(g),
+        &format!("removed site {} from {record}", f.name),
+    )
+    .await
+}

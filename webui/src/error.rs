@@ -1,0 +1,86 @@
+//! API errors: one enum mapped to a status code and a JSON body. Details go to the log; the
+//! client gets a clean message.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use model::ValidationErrors;
+use serde_json::json;
+
+use crate::ChangeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("invalid configuration")]
+    Invalid(ValidationErrors),
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(e: ValidationErrors) -> Self {
+        ApiError::Invalid(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "authentication required: send Authorization: Bearer <token>"}),
+            ),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "not found"})),
+            ApiError::Invalid(e) | ApiError::Change(ChangeError::Invalid(e)) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": "invalid configuration", "errors": e.errors}),
+            ),
+            ApiError::Change(ChangeError::Stale { expected, current }) => (
+                StatusCode::CONFLICT,
+                json!({
+                    "error": format!("stale revision: If-Match was {expected}, the current revision is {current}"),
+                    "current_revision": current,
+                }),
+            ),
+            ApiError::Change(ChangeError::NotFound { kind, name }) => (
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("{kind}/{name} does not exist")}),
+            ),
+            ApiError::Change(ChangeError::NotLeader { leader }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "this node is not the Raft leader; retry on the leader", "leader": leader}),
+            ),
+            ApiError::Change(ChangeError::Unavailable(why)) => {
+                tracing::error!(error = %why, "cluster unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "the cluster cannot commit changes right now"}),
+                )
+            }
+            ApiError::Internal(why) => {
+                tracing::error!(error = %why, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "internal error"}),
+                )
+            }
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"meridian\""),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,108 @@
+//! `/metrics`: the node's Prometheus registry, plus Raft and API gauges refreshed at scrape time.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::auth::ApiUser;
+use crate::AppState;
+
+#[derive(Clone)]
+pub struct ApiMetrics {
+    raft_term: IntGauge,
+    raft_commit: IntGauge,
+    raft_applied: IntGauge,
+    raft_leader: IntGauge,
+    revision: IntGauge,
+    changes: IntCounterVec,
+    logins: IntCounterVec,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+    let g = IntGauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl ApiMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let changes = IntCounterVec::new(
+            Opts::new(
+                "meridian_api_changes_total",
+                "Changes committed through the API and console, by object kind",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(changes.clone()))?;
+        let logins = IntCounterVec::new(
+            Opts::new("meridian_console_logins_total", "Console logins by outcome"),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(logins.clone()))?;
+        Ok(ApiMetrics {
+            raft_term: gauge(registry, "meridian_raft_term", "Current Raft term")?,
+            raft_commit: gauge(registry, "meridian_raft_commit_index", "Raft commit index")?,
+            raft_applied: gauge(
+                registry,
+                "meridian_raft_last_applied_index",
+                "Last log index applied to the state machine",
+            )?,
+            raft_leader: gauge(
+                registry,
+                "meridian_raft_is_leader",
+                "1 when this node is the Raft leader",
+            )?,
+            revision: gauge(
+                registry,
+                "meridian_config_revision",
+                "Config revision applied on this node",
+            )?,
+            changes,
+            logins,
+        })
+    }
+
+    pub fn change(&self, kind: &str) {
+        self.changes.with_label_values(&[kind]).inc();
+    }
+
+    pub fn login(&self, ok: bool) {
+        self.logins
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+    }
+}
+
+pub async fn metrics(_: ApiUser, State(st): State<AppState>) -> Response {
+    let raft = st.backend.raft();
+    let m = &st.metrics;
+    m.raft_term.set(to_i64(raft.term));
+    m.raft_commit.set(to_i64(raft.commit_index));
+    m.raft_applied.set(to_i64(raft.last_applied));
+    m.raft_leader.set(i64::from(
+        raft.leader == Some(raft.node_id) && raft.node_id != 0,
+    ));
+    m.revision.set(to_i64(st.backend.config().revision));
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&st.registry.gather(), &mut buf) {
+        tracing::error!(error = %e, "metrics encoding failed");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics encoding failed\n",
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        buf,
+    )
+        .into_response()
+}

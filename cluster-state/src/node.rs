@@ -28,7 +28,7 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Local, never-replicated settings of one node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeConfig {
     pub node_id: u64,
     /// sled lives in `data_dir.join("raft")`.
@@ -37,6 +37,18 @@ pub struct NodeConfig {
     pub rpc_advertise: String,
     /// Every RPC must carry it as `Authorization: Bearer <secret>`.
     pub cluster_secret: String,
+}
+
+// Hand-written so the cluster secret never reaches a log line.
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("node_id", &self.node_id)
+            .field("data_dir", &self.data_dir)
+            .field("rpc_advertise", &self.rpc_advertise)
+            .field("cluster_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A point-in-time view of this node's Raft state.
@@ -427,6 +439,12 @@ async fn monitor_fatal(raft: Raft, out_of_service: Arc<AtomicBool>) {
         let fatal = {
             let m = metrics.borrow_and_update();
             match &m.running_state {
+                // A normal stop (shutdown) is not a failure.
+                Err(openraft::error::Fatal::Stopped) => {
+                    out_of_service.store(true, Ordering::SeqCst);
+                    tracing::info!("raft stopped");
+                    return;
+                }
                 Err(f) => Some(f.to_string()),
                 Ok(()) => None,
             }

@@ -80,9 +80,9 @@ impl ProxyError {
             }
             ProxyError::Internal(_) => "500 internal error\n".into(),
         };
-        if self.side() != Side::Downstream {
-            tracing::warn!(error = %self, "proxy error");
-        }
+        // Per-request failures are counted in metrics; logging each one at a higher level would
+        // flood the log exactly when an upstream is down.
+        tracing::debug!(error = %self, side = ?self.side(), "proxy error");
         let mut resp = Response::new(
             Full::new(Bytes::from(text))
                 .map_err(|never| match never {})

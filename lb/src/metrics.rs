@@ -13,7 +13,6 @@ pub struct LbMetrics {
     requests: IntCounterVec,
     member_healthy: IntGaugeVec,
     config_revision: IntGauge,
-    compile_failed_revision: IntGauge,
     listener_errors: IntCounterVec,
     /// Which (group, member) label pairs are currently exported, so removed ones are dropped.
     exported: Arc<Mutex<HashMap<(String, String), ()>>>,
@@ -39,10 +38,6 @@ impl LbMetrics {
             "meridian_lb_config_revision",
             "Config revision the data plane is serving",
         )?;
-        let compile_failed_revision = IntGauge::new(
-            "meridian_lb_compile_failed_revision",
-            "Last revision the data plane failed to apply (0 when none)",
-        )?;
         let listener_errors = IntCounterVec::new(
             Opts::new(
                 "meridian_lb_listener_errors_total",
@@ -53,13 +48,11 @@ impl LbMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(member_healthy.clone()))?;
         registry.register(Box::new(config_revision.clone()))?;
-        registry.register(Box::new(compile_failed_revision.clone()))?;
         registry.register(Box::new(listener_errors.clone()))?;
         Ok(LbMetrics {
             requests,
             member_healthy,
             config_revision,
-            compile_failed_revision,
             listener_errors,
             exported: Arc::default(),
         })
@@ -98,11 +91,6 @@ impl LbMetrics {
 
     pub fn set_revision(&self, rev: u64) {
         self.config_revision
-            .set(i64::try_from(rev).unwrap_or(i64::MAX));
-    }
-
-    pub fn compile_failed(&self, rev: u64) {
-        self.compile_failed_revision
             .set(i64::try_from(rev).unwrap_or(i64::MAX));
     }
 

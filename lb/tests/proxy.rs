@@ -1,0 +1,152 @@
+//! The data plane driven through its watch channel, without Raft: real listeners, real
+//! upstreams, a real HTTP client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::{Config, Revisioned};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+fn compile(toml: &str) -> Config {
+    let spec: model::ConfigSpec = model::parse::from_toml(toml).expect("parses");
+    model::validate(&spec).expect("valid")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// An upstream that accepts connections and never answers.
+async fn black_hole() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            held.push(s);
+        }
+    });
+    addr
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.expect("answer");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn failures_map_to_502_503_504_and_404_with_clear_bodies() {
+    let hole = black_hole().await;
+    let closed = free_port();
+    let port = free_port();
+    let cfg = compile(&format!(
+        r#"
+api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "127.0.0.1:{port}" }}]
+routes = [
+  {{ name = "slow", listener = "web", path_prefix = "/slow", pool = "slow" }},
+  {{ name = "dead", listener = "web", path_prefix = "/dead", pool = "dead" }},
+  {{ name = "empty", listener = "web", path_prefix = "/empty", pool = "empty" }},
+]
+pools = [
+  {{ name = "slow", timeout_ms = 300, members = [{{ address = "{hole}" }}] }},
+  {{ name = "dead", members = [{{ address = "127.0.0.1:{closed}" }}] }},
+  {{ name = "empty" }},
+]
+"#
+    ));
+    let (_tx, rx) = watch::channel(Arc::new(Revisioned {
+        revision: 1,
+        value: cfg,
+    }));
+    let plane = lb::DataPlane::spawn(
+        rx,
+        lb::LbMetrics::new(&prometheus::Registry::new()).expect("metrics"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if reqwest::get(&base).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(up, "listener did not open");
+    assert_eq!(plane.revision(), 1);
+
+    let (s, body) = get(&format!("{base}/slow")).await;
+    assert_eq!(s, 504);
+    assert!(body.contains("did not answer in time"), "{body}");
+    let (s, body) = get(&format!("{base}/dead")).await;
+    assert_eq!(s, 502);
+    assert!(body.contains("could not connect"), "{body}");
+    assert!(
+        !body.contains(&closed.to_string()),
+        "upstream address leaked: {body}"
+    );
+    let (s, body) = get(&format!("{base}/empty")).await;
+    assert_eq!(s, 503);
+    assert!(body.contains("no healthy member"), "{body}");
+    let (s, body) = get(&format!("{base}/other")).await;
+    assert_eq!(s, 404);
+    assert!(body.contains("no route"), "{body}");
+    plane.shutdown();
+}
+
+#[tokio::test]
+async fn listeners_open_and_close_as_the_config_changes() {
+    let port_a = free_port();
+    let port_b = free_port();
+    let cfg = |port: u16| {
+        compile(&format!(
+            r#"
+api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "127.0.0.1:{port}" }}]
+pools = [{{ name = "empty" }}]
+routes = [{{ name = "r", listener = "web", pool = "empty" }}]
+"#
+        ))
+    };
+    let (tx, rx) = watch::channel(Arc::new(Revisioned {
+        revision: 1,
+        value: cfg(port_a),
+    }));
+    let plane = lb::DataPlane::spawn(
+        rx,
+        lb::LbMetrics::new(&prometheus::Registry::new()).expect("metrics"),
+    );
+    let wait_for = |port: u16, open: bool| async move {
+        for _ in 0..150 {
+            let ok = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok();
+            if ok == open {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    assert!(wait_for(port_a, true).await, "first listener opens");
+    tx.send(Arc::new(Revisioned {
+        revision: 2,
+        value: cfg(port_b),
+    }))
+    .expect("send");
+    assert!(wait_for(port_b, true).await, "re-bound listener opens");
+    assert!(wait_for(port_a, false).await, "old listener closes");
+    let states = plane.listener_states();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].1.port(), port_b);
+    assert_eq!(states[0].2, lb::ListenerState::Listening);
+    plane.shutdown();
+}

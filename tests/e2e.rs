@@ -1,0 +1,12 @@
+//! End-to-end tests of the real `meridian` binary on ephemeral loopback ports: one test binary,
+//! one harness (hickory-dns style).
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+#[path = "e2e/api.rs"]
+mod api;
+#[path = "e2e/cli.rs"]
+mod cli;
+#[path = "e2e/flow.rs"]
+mod flow;

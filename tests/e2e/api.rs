@@ -1,0 +1,442 @@
+//! The REST API and console against the real binary: bad input, revisions, authentication.
+
+use reqwest::Method;
+
+use crate::harness::*;
+
+const VALID: &str =
+    r#"{"api_version":"meridian/v1","pools":[{"name":"p","members":[{"address":"127.0.0.1:9"}]}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_configs_get_422_with_every_error_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let (status, _) = node.put_config(&token, VALID, None).await;
+    assert_eq!(status, 200);
+    let (before, rev) = node.get_config(&token).await;
+
+    // Several problems in one document: all are listed with their paths.
+    let many = r#"
+api_version = "meridian/v1"
+listeners = [{ name = "web", bind = "127.0.0.1:99999" }, { name = "web", bind = "nonsense" }]
+routes = [{ name = "r", listener = "web", pool = "missing" }]
+pools = [{ name = "p", members = [{ address = "10.0.0.1" }] }]
+"#;
+    let (status, body) = node.put_config(&token, many, None).await;
+    assert_eq!(status, 422, "{body}");
+    let paths: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    for want in [
+        "listeners[0].bind",
+        "listeners[1].name",
+        "listeners[1].bind",
+        "routes[0].pool",
+        "pools[0].members[0].address",
+    ] {
+        assert!(paths.contains(&want), "{want} missing from {paths:?}");
+    }
+
+    let cases: [(&str, &str); 4] = [
+        (
+            "malformed JSON",
+            r#"{"api_version": "meridian/v1", "pools": [}"#,
+        ),
+        (
+            "malformed TOML",
+            "api_version = \"meridian/v1\"\n[[pools]\n",
+        ),
+        (
+            "unknown field",
+            r#"{"api_version":"meridian/v1","pools":[{"name":"p","members":[],"colour":"red"}]}"#,
+        ),
+        (
+            "duplicate names",
+            r#"{"api_version":"meridian/v1","pools":[{"name":"p"},{"name":"p"}]}"#,
+        ),
+    ];
+    for (what, body) in cases {
+        let (status, answer) = node.put_config(&token, body, None).await;
+        assert_eq!(status, 422, "{what}: {answer}");
+        assert!(
+            !answer["errors"].as_array().expect("errors").is_empty(),
+            "{what}"
+        );
+    }
+    let (status, answer) = node
+        .put_config(
+            &token,
+            r#"{"api_version":"meridian/v1","pools":[{"name":"p","colour":"red"}]}"#,
+            None,
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(answer["errors"][0]["path"], "pools[0].colour");
+
+    // A per-object write with a dangling reference is refused too.
+    let resp = node
+        .http
+        .put(node.url("/api/v1/routes/r"))
+        .bearer_auth(&token)
+        .body(r#"{"name":"r","listener":"nowhere","pool":"p"}"#)
+        .send()
+        .await
+        .expect("put route");
+    assert_eq!(resp.status(), 422);
+
+    // Oversized bodies get 413.
+    let huge = format!(
+        r#"{{"api_version":"meridian/v1","pad":"{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (status, _) = node.put_config(&token, huge, None).await;
+    assert_eq!(status, 413);
+
+    let (after, rev_after) = node.get_config(&token).await;
+    assert_eq!(
+        (after, rev_after),
+        (before, rev),
+        "a rejected request changed the config"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_match_gets_409_and_objects_have_their_own_endpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let (status, body) = node.put_config(&token, VALID, Some(0)).await;
+    assert_eq!(status, 200, "{body}");
+    let rev = body["revision"].as_u64().expect("rev");
+    let (status, body) = node.put_config(&token, VALID, Some(0)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["current_revision"], rev);
+    assert_eq!(node.get_config(&token).await.1, rev);
+
+    // Per-object upsert, read, stale delete, delete.
+    let resp = node
+        .http
+        .put(node.url("/api/v1/pools/q"))
+        .bearer_auth(&token)
+        .header("if-match", format!("\"{rev}\""))
+        .body("name = \"q\"\nmembers = [{ address = \"127.0.0.1:10\", weight = 5 }]\n")
+        .send()
+        .await
+        .expect("put pool");
+    assert_eq!(resp.status(), 200);
+    let resp = node
+        .http
+        .get(node.url("/api/v1/pools/q"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get pool");
+    let etag = resp
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let pool: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(pool["members"][0]["weight"], 5);
+    let resp = node
+        .http
+        .delete(node.url("/api/v1/pools/q"))
+        .bearer_auth(&token)
+        .header("if-match", format!("\"{rev}\""))
+        .send()
+        .await
+        .expect("stale delete");
+    assert_eq!(resp.status(), 409);
+    let resp = node
+        .http
+        .delete(node.url("/api/v1/pools/q"))
+        .bearer_auth(&token)
+        .header("if-match", etag.expect("etag"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 200);
+    let resp = node
+        .http
+        .get(node.url("/api/v1/pools/q"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get deleted");
+    assert_eq!(resp.status(), 404);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_login_needs_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let routes: [(Method, &str); 16] = [
+        (Method::GET, "/"),
+        (Method::GET, "/metrics"),
+        (Method::GET, "/api/v1/config"),
+        (Method::PUT, "/api/v1/config"),
+        (Method::GET, "/api/v1/status"),
+        (Method::GET, "/api/v1/pools"),
+        (Method::GET, "/api/v1/pools/p"),
+        (Method::PUT, "/api/v1/pools/p"),
+        (Method::DELETE, "/api/v1/pools/p"),
+        (Method::GET, "/api/v1/tokens"),
+        (Method::POST, "/api/v1/tokens"),
+        (Method::DELETE, "/api/v1/tokens/x"),
+        (Method::GET, "/api/v1/nonexistent"),
+        (Method::POST, "/logout"),
+        (Method::POST, "/console/pools/p/members"),
+        (Method::POST, "/console/gslb/app/sites/remove"),
+    ];
+    let bad_auth = [
+        None,
+        Some("Bearer mrd_0000000000000000000000000000000000000000000000000000000000000000"),
+        Some("Bearer "),
+        Some("Basic YWRtaW46d3Jvbmc="), // admin:wrong
+        Some("Basic !!!notbase64"),
+        Some("Negotiate abc"),
+    ];
+    for (method, path) in &routes {
+        for auth in bad_auth {
+            let mut req = node
+                .http
+                .request(method.clone(), node.url(path))
+                .header("cookie", "meridian_session=forged");
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let status = req.send().await.expect("request").status();
+            assert_eq!(status, 401, "{method} {path} with {auth:?}");
+        }
+    }
+    let login = node
+        .http
+        .get(node.url("/login"))
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(login.status(), 200);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_login_sessions_and_forms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let backend = Backend::start("east", "127.0.0.2").await;
+    let (status, _) = node
+        .put_config(&token, config(free_port(), &[&backend], 1000, 2), None)
+        .await;
+    assert_eq!(status, 200);
+
+    // A wrong password creates no session.
+    let resp = node
+        .http
+        .post(node.url("/login"))
+        .form(&[("username", "admin"), ("password", "wrong")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("set-cookie").is_none());
+    let resp = node
+        .http
+        .post(node.url("/login"))
+        .form(&[("username", "nobody"), ("password", "x")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("set-cookie").is_none());
+
+    // The right one does.
+    let resp = node
+        .http
+        .post(node.url("/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", &node.initial_password()),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 303);
+    let set_cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("session cookie")
+        .to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    let cookie = set_cookie.split(';').next().expect("cookie").to_string();
+
+    let page = node
+        .http
+        .get(node.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("dashboard");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains(&backend.addr.to_string()), "member listed");
+    assert!(html.contains("app.gslb.test."), "GSLB record listed");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token in the page")
+        .to_string();
+
+    // Forms go through Raft: the revision moves and the config shows the change.
+    let (_, rev) = node.get_config(&token).await;
+    let resp = node
+        .http
+        .post(node.url("/console/pools/mesh/members"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("address", "127.0.0.9:8080"),
+            ("weight", "2"),
+        ])
+        .send()
+        .await
+        .expect("add member");
+    assert_eq!(resp.status(), 303);
+    let (spec, rev2) = node.get_config(&token).await;
+    assert!(rev2 > rev);
+    assert_eq!(spec["pools"][0]["members"][1]["address"], "127.0.0.9:8080");
+
+    let resp = node
+        .http
+        .post(node.url("/console/gslb/app.gslb.test./sites"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "west"),
+            ("address", "127.0.0.3"),
+            ("port", "80"),
+            ("health_check", ""),
+        ])
+        .send()
+        .await
+        .expect("add site");
+    assert_eq!(resp.status(), 303);
+    let (spec, _) = node.get_config(&token).await;
+    assert_eq!(spec["gslb_records"][0]["sites"][1]["name"], "west");
+
+    // Invalid input in a form is refused with the reason, and nothing changes.
+    let resp = node
+        .http
+        .post(node.url("/console/pools/mesh/members"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("address", "not-an-address")])
+        .send()
+        .await
+        .expect("bad member");
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().await.expect("body").contains("invalid address"));
+
+    // Without the CSRF token, nothing happens.
+    let (_, rev3) = node.get_config(&token).await;
+    let resp = node
+        .http
+        .post(node.url("/console/pools/mesh/members/remove"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", "forged"), ("address", "127.0.0.9:8080")])
+        .send()
+        .await
+        .expect("remove member");
+    assert_eq!(resp.status(), 403);
+    assert_eq!(node.get_config(&token).await.1, rev3);
+
+    let resp = node
+        .http
+        .post(node.url("/console/pools/mesh/members/remove"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("address", "127.0.0.9:8080")])
+        .send()
+        .await
+        .expect("remove member");
+    assert_eq!(resp.status(), 303);
+    let (spec, _) = node.get_config(&token).await;
+    assert_eq!(
+        spec["pools"][0]["members"].as_array().map(|m| m.len()),
+        Some(1)
+    );
+
+    // Logging out ends the session.
+    let resp = node
+        .http
+        .post(node.url("/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(resp.status(), 303);
+    let resp = node
+        .http
+        .get(node.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("dashboard");
+    assert_eq!(resp.status(), 401);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_cover_requests_health_dns_and_raft() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let backend = Backend::start("east", "127.0.0.2").await;
+    let port = free_port();
+    let (status, _) = node
+        .put_config(&token, config(port, &[&backend], 500, 2), None)
+        .await;
+    assert_eq!(status, 200);
+    let client = reqwest::Client::new();
+    eventually(std::time::Duration::from_secs(5), || async {
+        via_proxy(&client, port).await.is_ok()
+    })
+    .await
+    .expect("proxy up");
+    let _ = node.dns_a("app.gslb.test").await;
+    let _ = node.dns_a("missing.gslb.test").await;
+    let text = node
+        .http
+        .get(node.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "meridian_lb_requests_total{listener=\"web\",status=\"200\"}",
+        "meridian_lb_member_healthy{group=\"mesh\"",
+        "meridian_dns_queries_total{rcode=\"NOERROR\",transport=\"udp\"}",
+        "meridian_dns_queries_total{rcode=\"NXDOMAIN\",transport=\"udp\"}",
+        "meridian_raft_term 1",
+        "meridian_raft_commit_index",
+        "meridian_config_revision",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from metrics:\n{text}"
+        );
+    }
+    assert!(!text.contains(&token), "a secret leaked into metrics");
+    assert!(!text.contains("argon2"), "a hash leaked into metrics");
+    node.stop().await;
+}

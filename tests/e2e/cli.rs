@@ -1,0 +1,243 @@
+//! The CLI and `meridian demo`, run as an operator would.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_gets_applies_and_validates_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let api = node.admin.clone();
+
+    let out = Command::new(BIN)
+        .args(["token", "create", "--name", "cli-test"])
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_PASSWORD", node.initial_password())
+        .output()
+        .await
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(token.starts_with("mrd_"));
+
+    let backend = Backend::start("east", "127.0.0.2").await;
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(&file, config(free_port(), &[&backend], 500, 2)).expect("write");
+    let out = Command::new(BIN)
+        .args(["config", "apply", "-f"])
+        .arg(&file)
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied: revision"));
+
+    let out = Command::new(BIN)
+        .args(["config", "get", "--format", "toml"])
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("get");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&backend.addr.to_string()), "{text}");
+    // What `get` prints applies again unchanged.
+    std::fs::write(&file, text.as_bytes()).expect("write");
+    let out = Command::new(BIN)
+        .args(["config", "validate", "-f"])
+        .arg(&file)
+        .output()
+        .await
+        .expect("validate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A broken file is refused with every error listed, locally and by the API.
+    std::fs::write(
+        &file,
+        "api_version = \"meridian/v1\"\npools = [{ name = \"p\", members = [{ address = \"x\" }] }]\nroutes = [{ name = \"r\", listener = \"l\", pool = \"p\" }]\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["config", "validate", "-f"])
+        .arg(&file)
+        .output()
+        .await
+        .expect("validate");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pools[0].members[0].address") && err.contains("routes[0].listener"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["config", "apply", "-f"])
+        .arg(&file)
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("apply");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("422") && err.contains("routes[0].listener"),
+        "{err}"
+    );
+
+    // Without a token the CLI says how to get one.
+    let out = Command::new(BIN)
+        .args(["config", "get"])
+        .env("MERIDIAN_API", &api)
+        .env_remove("MERIDIAN_TOKEN")
+        .output()
+        .await
+        .expect("get");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("meridian token create"));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_explains_every_subcommand() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .output()
+        .await
+        .expect("help");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["demo", "serve", "config", "token", "status"] {
+        assert!(text.contains(sub), "{sub} missing from --help:\n{text}");
+    }
+    for sub in [
+        vec!["config", "--help"],
+        vec!["config", "apply", "--help"],
+        vec!["serve", "--help"],
+    ] {
+        let out = Command::new(BIN).args(&sub).output().await.expect("help");
+        assert!(out.status.success(), "{sub:?}");
+    }
+}
+
+/// Starts `meridian demo` on free ports and returns the child and its banner.
+async fn start_demo(dir: &std::path::Path, ports: &[u16; 5]) -> (tokio::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--admin", &format!("127.0.0.1:{}", ports[0])])
+        .args(["--dns", &format!("127.0.0.1:{}", ports[1])])
+        .args(["--proxy", &format!("127.0.0.1:{}", ports[2])])
+        .args(["--cluster", &format!("127.0.0.1:{}", ports[3])])
+        .args(["--backend-port", &ports[4].to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("demo");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut banner = String::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("meridian ready: ") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("demo ready in time");
+    (child, banner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_works_and_keeps_its_config_across_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("demo");
+    let ports = [
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    ];
+    let (mut child, banner) = start_demo(&data, &ports).await;
+    assert!(banner.contains("curl -s http://"), "{banner}");
+    assert!(banner.contains("dig @127.0.0.1 -p"), "{banner}");
+    assert!(banner.contains("shown once"), "{banner}");
+    let revision = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("meridian ready: "))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("revision="))
+        })
+        .map(str::to_string)
+        .expect("revision");
+
+    let client = reqwest::Client::new();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let body = client
+            .get(format!("http://127.0.0.1:{}/", ports[2]))
+            .send()
+            .await
+            .expect("proxy")
+            .text()
+            .await
+            .expect("body");
+        seen.insert(body.split(':').next().unwrap_or("").to_string());
+    }
+    assert!(
+        seen.contains("hello from east") && seen.contains("hello from west"),
+        "{seen:?}"
+    );
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &ports[1].to_string(),
+            "app.demo.meridian.test",
+            "A",
+            "+short",
+        ])
+        .output()
+        .await
+        .expect("dig");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("127.0.0.2") && text.contains("127.0.0.3"),
+        "{text}"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().expect("pid").to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+
+    // The second run keeps the config and does not make a new password.
+    let (_child, banner) = start_demo(&data, &ports).await;
+    assert!(!banner.contains("shown once"), "{banner}");
+    assert!(banner.contains(&format!("revision={revision}")), "{banner}");
+}

@@ -1,0 +1,239 @@
+//! The operator's main flows against the real binary: apply a config and see the proxy and DNS
+//! follow, lose a backend and see both stop using it, restart and keep everything.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn ip(b: &Backend) -> IpAddr {
+    b.addr.ip()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_config_reaches_proxy_and_dns_within_a_second() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let east = Backend::start("east", "127.0.0.2").await;
+    let west = Backend::start("west", "127.0.0.3").await;
+    let port = free_port();
+    let client = reqwest::Client::new();
+
+    let (status, body) = node
+        .put_config(&token, config(port, &[&east], 200, 2), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let first = body["revision"].as_u64().expect("revision");
+    eventually(Duration::from_secs(5), || async {
+        via_proxy(&client, port).await.as_deref() == Ok("east")
+    })
+    .await
+    .expect("proxy serves through east");
+
+    // Add west to the pool and the GSLB record: both planes follow within one second.
+    let (status, body) = node
+        .put_config(&token, config(port, &[&east, &west], 200, 2), Some(first))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["revision"].as_u64().expect("revision") > first);
+    let seen = std::sync::Mutex::new(HashSet::new());
+    let proxy_took = eventually(Duration::from_secs(1), || async {
+        if let Ok(name) = via_proxy(&client, port).await {
+            seen.lock().expect("lock").insert(name);
+        }
+        seen.lock().expect("lock").contains("west")
+    })
+    .await;
+    assert!(proxy_took.is_some(), "proxy never reached west within 1 s");
+    let dns_took = eventually(Duration::from_secs(1), || async {
+        node.dns_a("app.gslb.test").await == vec![ip(&east), ip(&west)]
+    })
+    .await;
+    assert!(
+        dns_took.is_some(),
+        "DNS did not answer with both sites within 1 s"
+    );
+
+    // The proxy adds X-Forwarded-For.
+    let resp = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .expect("proxy");
+    assert_eq!(
+        resp.headers()
+            .get("x-seen-xff")
+            .and_then(|v| v.to_str().ok()),
+        Some("127.0.0.1")
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_backend_leaves_proxy_and_dns_within_interval_times_fall() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let east = Backend::start("east", "127.0.0.2").await;
+    let west = Backend::start("west", "127.0.0.3").await;
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let (interval_ms, fall) = (300, 2);
+    let (status, body) = node
+        .put_config(
+            &token,
+            config(port, &[&east, &west], interval_ms, fall),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (east_ip, west_ip) = (ip(&east), ip(&west));
+    eventually(Duration::from_secs(5), || async {
+        node.dns_a("app.gslb.test").await == vec![east_ip, west_ip]
+            && via_proxy(&client, port).await.is_ok()
+    })
+    .await
+    .expect("both sites up");
+
+    let west_hits = west.hits.clone();
+    west.kill().await;
+    let deadline = Duration::from_millis(interval_ms * u64::from(fall) + 1000);
+    let took = eventually(deadline, || async {
+        let st = node.status(&token).await;
+        let member_down = st["pools"][0]["members"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["healthy"] == false));
+        member_down && node.dns_a("app.gslb.test").await == vec![east_ip]
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "west was still in the pool or in DNS after {deadline:?}"
+    );
+    // Every request now lands on east; none is lost.
+    let before = west_hits.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..20 {
+        assert_eq!(via_proxy(&client, port).await.as_deref(), Ok("east"));
+    }
+    assert_eq!(west_hits.load(std::sync::atomic::Ordering::Relaxed), before);
+
+    // With every member gone the proxy says so clearly.
+    east.kill().await;
+    let r = eventually(Duration::from_secs(3), || async {
+        via_proxy(&client, port).await == Err("status 503 Service Unavailable".into())
+    })
+    .await;
+    assert!(r.is_some(), "no 503 once every member is down");
+    let body = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .expect("503 answer")
+        .text()
+        .await
+        .expect("body");
+    assert!(body.contains("no healthy member"), "{body}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_and_kill9_keep_config_revision_and_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("n1");
+    let node = Meridian::start(&data).await;
+    let token = node.token().await;
+    let east = Backend::start("east", "127.0.0.2").await;
+    let port = free_port();
+    let (status, _) = node
+        .put_config(&token, config(port, &[&east], 500, 2), None)
+        .await;
+    assert_eq!(status, 200);
+    let (spec, rev) = node.get_config(&token).await;
+    node.stop().await;
+
+    let node = Meridian::start(&data).await;
+    let (spec2, rev2) = node.get_config(&token).await;
+    assert_eq!(
+        (spec2, rev2),
+        (spec.clone(), rev),
+        "graceful restart changed state"
+    );
+    assert!(
+        std::fs::read_to_string(data.join("initial-admin-password")).is_ok(),
+        "the password file is the operator's to delete"
+    );
+
+    // A change acknowledged just before kill -9 survives.
+    let west = Backend::start("west", "127.0.0.3").await;
+    let (status, body) = node
+        .put_config(&token, config(port, &[&east, &west], 500, 2), Some(rev))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let acked = body["revision"].as_u64().expect("revision");
+    node.kill9().await;
+
+    let node = Meridian::start(&data).await;
+    let (spec3, rev3) = node.get_config(&token).await;
+    assert_eq!(rev3, acked);
+    assert_ne!(spec3, spec);
+    assert_eq!(
+        spec3["pools"][0]["members"].as_array().map(|m| m.len()),
+        Some(2)
+    );
+    // The proxy is back on the same listener after the restart.
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(5), || async {
+        via_proxy(&client, port).await.is_ok()
+    })
+    .await
+    .expect("proxy serves after restart");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_sees_gslb_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let east = Backend::start("east", "127.0.0.2").await;
+    let (status, _) = node
+        .put_config(&token, config(free_port(), &[&east], 500, 2), None)
+        .await;
+    assert_eq!(status, 200);
+    let out = tokio::process::Command::new("dig")
+        .args([
+            &format!("@{}", node.dns.ip()),
+            "-p",
+            &node.dns.port().to_string(),
+            "app.gslb.test",
+            "A",
+            "+norecurse",
+        ])
+        .output()
+        .await
+        .expect("dig is installed (.ci/run installs dnsutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("status: NOERROR"), "{text}");
+    assert!(text.contains("flags: qr aa"), "{text}");
+    assert!(
+        text.contains("app.gslb.test.\t\t5\tIN\tA\t127.0.0.2"),
+        "{text}"
+    );
+    let out = tokio::process::Command::new("dig")
+        .args([
+            &format!("@{}", node.dns.ip()),
+            "-p",
+            &node.dns.port().to_string(),
+            "nope.gslb.test",
+            "A",
+            "+tcp",
+        ])
+        .output()
+        .await
+        .expect("dig");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("status: NXDOMAIN"), "{text}");
+    node.stop().await;
+}

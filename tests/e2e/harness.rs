@@ -1,0 +1,363 @@
+//! Test harness: starts the real `meridian` binary on ephemeral loopback ports, real HTTP
+//! backends, and a real DNS client built on hickory-proto.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_meridian");
+
+/// A running `meridian serve` process.
+pub struct Meridian {
+    child: Child,
+    pub admin: String,
+    pub dns: SocketAddr,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl Meridian {
+    /// Starts a node on `data_dir` with every address on 127.0.0.1:0, and waits for its ready
+    /// line.
+    pub async fn start(data_dir: &Path) -> Meridian {
+        let config = data_dir.with_extension("toml");
+        std::fs::write(
+            &config,
+            format!(
+                "node_id = 1\nname = \"test\"\ndata_dir = \"{}\"\nadmin_bind = \"127.0.0.1:0\"\n\
+                 cluster_bind = \"127.0.0.1:0\"\ndns_bind = \"127.0.0.1:0\"\n",
+                data_dir.display()
+            ),
+        )
+        .expect("write node config");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn meridian");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("meridian ready: ") {
+                    return Some(rest.to_string());
+                }
+            }
+            None
+        })
+        .await
+        .expect("meridian became ready within 30 s")
+        .expect("meridian printed its ready line");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let field = |k: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} in ready line {ready:?}"))
+                .to_string()
+        };
+        Meridian {
+            child,
+            admin: field("admin"),
+            dns: field("dns").parse().expect("dns addr"),
+            data_dir: data_dir.to_path_buf(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin)
+    }
+
+    pub fn initial_password(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("initial-admin-password"))
+            .expect("initial password file")
+            .trim()
+            .to_string()
+    }
+
+    /// Creates an API token with the admin password.
+    pub async fn token(&self) -> String {
+        let resp = self
+            .http
+            .post(self.url("/api/v1/tokens"))
+            .basic_auth("admin", Some(self.initial_password()))
+            .json(&serde_json::json!({"name": "test"}))
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(resp.status(), 201, "token creation");
+        let v: serde_json::Value = resp.json().await.expect("json");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    /// PUT /api/v1/config; returns status and JSON body.
+    pub async fn put_config(
+        &self,
+        token: &str,
+        body: impl Into<reqwest::Body>,
+        if_match: Option<u64>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .http
+            .put(self.url("/api/v1/config"))
+            .bearer_auth(token)
+            .body(body);
+        if let Some(r) = if_match {
+            req = req.header("if-match", format!("\"{r}\""));
+        }
+        let resp = req.send().await.expect("put config");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// GET /api/v1/config; returns the spec and the revision.
+    pub async fn get_config(&self, token: &str) -> (serde_json::Value, u64) {
+        let resp = self
+            .http
+            .get(self.url("/api/v1/config"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get config");
+        assert_eq!(resp.status(), 200);
+        let rev = resp
+            .headers()
+            .get("x-meridian-revision")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("revision header");
+        (resp.json().await.expect("json"), rev)
+    }
+
+    pub async fn status(&self, token: &str) -> serde_json::Value {
+        self.http
+            .get(self.url("/api/v1/status"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Queries A records of `name` over UDP; the sorted addresses.
+    pub async fn dns_a(&self, name: &str) -> Vec<IpAddr> {
+        let mut msg = Message::query();
+        msg.add_query(Query::query(
+            Name::from_ascii(name).expect("name"),
+            RecordType::A,
+        ));
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+        sock.send_to(&msg.to_vec().expect("encode"), self.dns)
+            .await
+            .expect("send");
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
+            .await
+            .expect("dns answer in time")
+            .expect("recv");
+        let answer = Message::from_vec(&buf[..n]).expect("decode");
+        let mut out: Vec<IpAddr> = answer
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// SIGTERM, then wait for exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+        let _ = self.child.kill().await;
+    }
+
+    /// kill -9: no chance to flush anything.
+    pub async fn kill9(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+}
+
+/// An HTTP backend that says its name and counts requests; `/healthz` answers 200.
+pub struct Backend {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    tasks: JoinSet<()>,
+}
+
+impl Backend {
+    pub async fn start(name: &'static str, ip: &str) -> Backend {
+        let listener = TcpListener::bind((ip.parse::<IpAddr>().expect("ip"), 0))
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let mut tasks = JoinSet::new();
+        let h = hits.clone();
+        tasks.spawn(async move {
+            // Connections live in their own set, dropped (and so aborted) with this task.
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let h = h.clone();
+                conns.spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let h = h.clone();
+                            async move {
+                                if req.uri().path() != "/healthz" {
+                                    h.fetch_add(1, Ordering::Relaxed);
+                                }
+                                let xff = req
+                                    .headers()
+                                    .get("x-forwarded-for")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_string();
+                                let mut resp = hyper::Response::new(Full::new(Bytes::from(name)));
+                                resp.headers_mut().insert(
+                                    "x-seen-xff",
+                                    xff.parse()
+                                        .unwrap_or(hyper::header::HeaderValue::from_static("")),
+                                );
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Backend {
+            name,
+            addr,
+            hits,
+            tasks,
+        }
+    }
+
+    /// Closes the listener and every open connection, as a crashed gateway would.
+    pub async fn kill(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `f` every 20 ms until it returns true or `deadline` passes; returns the time it took.
+pub async fn eventually<F, Fut>(deadline: Duration, mut f: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if f().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// A config with one listener, one pool and one GSLB record over the given backends.
+pub fn config(listen_port: u16, backends: &[&Backend], interval_ms: u64, fall: u32) -> String {
+    let members: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address = \"{}\" }}", b.addr))
+        .collect();
+    let sites: Vec<String> = backends
+        .iter()
+        .map(|b| {
+            format!(
+                "{{ name = \"{}\", address = \"{}\", port = {}, health_check = \"hc\" }}",
+                b.name,
+                b.addr.ip(),
+                b.addr.port()
+            )
+        })
+        .collect();
+    format!(
+        r#"api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "127.0.0.1:{listen_port}" }}]
+routes = [{{ name = "all", listener = "web", pool = "mesh" }}]
+health_checks = [{{ name = "hc", path = "/healthz", interval_ms = {interval_ms}, timeout_ms = {timeout}, rise = 1, fall = {fall} }}]
+
+[[pools]]
+name = "mesh"
+health_check = "hc"
+members = [{members}]
+
+[[zones]]
+name = "gslb.test"
+ns = ["ns1"]
+soa = {{ mname = "ns1", rname = "hostmaster" }}
+records = [{{ name = "ns1", type = "A", value = "127.0.0.1" }}]
+
+[[gslb_records]]
+name = "app.gslb.test"
+ttl = 5
+sites = [{sites}]
+"#,
+        timeout = interval_ms.min(1000) / 2,
+        members = members.join(", "),
+        sites = sites.join(", "),
+    )
+}
+
+/// GET through the proxy; the body (the backend's name) or the status on failure.
+pub async fn via_proxy(client: &reqwest::Client, port: u16) -> Result<String, String> {
+    match client
+        .get(format!("http://127.0.0.1:{port}/hello"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+    {
+        Ok(r) if r.status() == 200 => Ok(r.text().await.unwrap_or_default()),
+        Ok(r) => Err(format!("status {}", r.status())),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit tests of each crate and the end-to-end tests that start
+# the real `meridian` binary. Installs the system tools the tests use (dig, curl) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v dig >/dev/null 2>&1 || need+=(dnsutils)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+cargo test --workspace --locked -j2

@@ -35,6 +35,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         cluster_advertise: None,
         dns_bind: args.dns,
         cluster_secret_file: None,
+        join: None,
     };
     let node = Node::start(&cfg).await?;
     if node.cluster.current().config.revision == 0 {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cluster_state::{ClusterNode, Command};
@@ -87,17 +88,18 @@ impl Node {
             .cluster_advertise
             .clone()
             .unwrap_or_else(|| cluster_addr.to_string());
-        let cluster = ClusterNode::start(
-            cluster_state::NodeConfig {
-                node_id: cfg.node_id,
-                data_dir: cfg.data_dir.clone(),
-                rpc_advertise: advertise,
-                cluster_secret: secret,
-            },
-            rpc,
-        )
-        .await
-        .context("cannot start the cluster state")?;
+        let cluster_cfg = cluster_state::NodeConfig {
+            node_id: cfg.node_id,
+            data_dir: cfg.data_dir.clone(),
+            rpc_advertise: advertise,
+            cluster_secret: secret,
+        };
+        let cluster = match &cfg.join {
+            None => ClusterNode::start(cluster_cfg, rpc)
+                .await
+                .context("cannot start the cluster state")?,
+            Some(seed) => join_cluster(cluster_cfg, rpc, seed).await?,
+        };
 
         let initial_password = ensure_admin(&cluster, &cfg.data_dir).await?;
 
@@ -187,9 +189,45 @@ fn follow_config(cluster: &ClusterNode) -> watch::Receiver<Arc<Revisioned<Config
     rx
 }
 
-/// Creates the admin user with a random password when the cluster has no user yet.
+/// Starts a node that belongs, or is to belong, to the cluster that `seed` is a member of.
+async fn join_cluster(
+    cfg: cluster_state::NodeConfig,
+    rpc: TcpListener,
+    seed: &str,
+) -> anyhow::Result<Arc<ClusterNode>> {
+    let cluster = ClusterNode::start_for_join(cfg, rpc)
+        .await
+        .context("cannot start the cluster state")?;
+    if !cluster.is_initialized().await? {
+        // The seed may still be starting: keep asking for a minute.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match cluster.join(seed).await {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::warn!(%seed, error = %e, "join failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    cluster.shutdown().await;
+                    return Err(e).with_context(|| format!("cannot join the cluster at {seed}"));
+                }
+            }
+        }
+        tracing::info!(%seed, "joined the cluster");
+    }
+    cluster
+        .wait_for_leader_timeout(Duration::from_secs(30))
+        .await
+        .context("no leader in the cluster")?;
+    Ok(cluster)
+}
+
+/// Creates the admin user with a random password when the cluster has no user yet. Only the
+/// leader does, so that joining nodes never create a second admin.
 async fn ensure_admin(cluster: &ClusterNode, data_dir: &Path) -> anyhow::Result<Option<String>> {
-    if !cluster.current().auth.users.is_empty() {
+    let status = cluster.status();
+    if !cluster.current().auth.users.is_empty() || status.leader != Some(status.node_id) {
         return Ok(None);
     }
     let password = webui::auth::random_password();

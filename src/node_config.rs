@@ -23,9 +23,15 @@ pub struct NodeConfig {
     pub cluster_advertise: Option<String>,
     /// Authoritative DNS, UDP and TCP on the same port.
     pub dns_bind: SocketAddr,
-    /// File holding the cluster secret; created (mode 0600) in the data dir when absent.
+    /// File holding the cluster secret; created (mode 0600) in the data dir when absent. Every
+    /// node of a cluster needs the same secret: copy the first node's file to the others.
     #[serde(default)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Cluster RPC address (`host:port`) of any member of an existing cluster. A pristine node
+    /// with `join` asks to be added instead of bootstrapping a cluster of its own; once it is a
+    /// member, the setting is ignored.
+    #[serde(default)]
+    pub join: Option<String>,
 }
 
 fn default_name() -> String {

@@ -8,5 +8,7 @@ mod harness;
 mod api;
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/cluster.rs"]
+mod cluster;
 #[path = "e2e/flow.rs"]
 mod flow;

@@ -26,6 +26,7 @@ pub(crate) const PATH_APPEND: &str = "/raft/append";
 pub(crate) const PATH_VOTE: &str = "/raft/vote";
 pub(crate) const PATH_SNAPSHOT: &str = "/raft/snapshot";
 pub(crate) const PATH_JOIN: &str = "/cluster/join";
+pub(crate) const PATH_PROPOSE: &str = "/cluster/propose";
 
 /// Body of `/cluster/join`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +41,21 @@ pub enum JoinResponse {
     Joined,
     NotLeader { leader: Option<String> },
     Failed { error: String },
+}
+
+/// Answer of `/cluster/propose`: what the leader made of a write forwarded by a follower.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ProposeAnswer {
+    /// Committed and applied on the leader: the config revision and the entry's log index.
+    Applied {
+        revision: u64,
+        log_index: u64,
+    },
+    Rejected(crate::command::ApplyError),
+    NotLeader {
+        leader: Option<String>,
+    },
+    Unavailable(String),
 }
 
 /// Why an RPC got no usable answer.

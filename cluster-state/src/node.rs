@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::command::{Applied, Command};
 use crate::error::{ProposeError, StartError};
 use crate::log_store::LogStore;
-use crate::network::{self, JoinRequest, JoinResponse, NetworkFactory, RpcState};
+use crate::network::{self, JoinRequest, JoinResponse, NetworkFactory, ProposeAnswer, RpcState};
 use crate::state_machine::StateMachine;
 use crate::store::Store;
 use crate::types::{Node, Raft};
@@ -133,9 +133,20 @@ impl ClusterNode {
         self.applied.borrow().clone()
     }
 
-    /// Writes `cmd` through Raft and returns the config revision after it was applied.
+    /// Writes `cmd` through Raft and returns the config revision after it was applied. On a
+    /// follower the write is forwarded to the leader, and this returns once the entry is also
+    /// applied here, so a caller reads its own write on the node it asked.
     /// A timeout leaves the outcome unknown: the entry may still commit later.
     pub async fn propose(&self, cmd: Command) -> Result<u64, ProposeError> {
+        match self.propose_local(cmd.clone()).await {
+            Err(ProposeError::NotLeader {
+                leader: Some(leader),
+            }) => self.forward(cmd, leader).await,
+            other => other,
+        }
+    }
+
+    async fn propose_local(&self, cmd: Command) -> Result<u64, ProposeError> {
         self.check_in_service()?;
         let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd))
             .await
@@ -366,6 +377,75 @@ impl ClusterNode {
             .await
             .map(|_| ())
             .map_err(|_| StartError::NoLeader(LEADER_TIMEOUT))
+    }
+
+    /// Sends a write to the leader at `leader` (following one redirect), then waits until this
+    /// node has applied it.
+    async fn forward(&self, cmd: Command, mut leader: String) -> Result<u64, ProposeError> {
+        for _ in 0..2 {
+            let unavailable = |e: reqwest::Error| {
+                ProposeError::Unavailable(format!("forwarding to the leader at {leader}: {e}"))
+            };
+            let resp = self
+                .http
+                .post(format!("http://{leader}{}", network::PATH_PROPOSE))
+                .bearer_auth(&*self.secret)
+                .json(&cmd)
+                .timeout(PROPOSE_TIMEOUT)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(ProposeError::Unavailable(format!(
+                    "the leader at {leader} answered http {status}"
+                )));
+            }
+            match resp.json::<ProposeAnswer>().await.map_err(unavailable)? {
+                ProposeAnswer::Applied {
+                    revision,
+                    log_index,
+                } => {
+                    self.raft
+                        .wait(Some(PROPOSE_TIMEOUT))
+                        .applied_index_at_least(Some(log_index), "forwarded write applied here")
+                        .await
+                        .map_err(|e| {
+                            ProposeError::Unavailable(format!(
+                                "committed, but not yet applied on this node: {e}"
+                            ))
+                        })?;
+                    return Ok(revision);
+                }
+                ProposeAnswer::Rejected(e) => return Err(ProposeError::Rejected(e)),
+                ProposeAnswer::NotLeader { leader: Some(next) } if next != leader => leader = next,
+                ProposeAnswer::NotLeader { leader } => {
+                    return Err(ProposeError::NotLeader { leader })
+                }
+                ProposeAnswer::Unavailable(e) => return Err(ProposeError::Unavailable(e)),
+            }
+        }
+        Err(ProposeError::NotLeader {
+            leader: Some(leader),
+        })
+    }
+
+    /// Whether this node's store holds a cluster (it bootstrapped or joined one before).
+    pub async fn is_initialized(&self) -> Result<bool, ProposeError> {
+        self.raft
+            .is_initialized()
+            .await
+            .map_err(|e| ProposeError::Unavailable(e.to_string()))
+    }
+
+    /// Waits until some node is known to lead (after a join, say).
+    pub async fn wait_for_leader_timeout(&self, timeout: Duration) -> Result<(), ProposeError> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await
+            .map(|_| ())
+            .map_err(|e| ProposeError::Unavailable(e.to_string()))
     }
 
     async fn join_once(&self, target: &str) -> Result<JoinResponse, ProposeError> {

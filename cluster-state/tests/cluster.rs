@@ -254,12 +254,27 @@ async fn a_joined_node_replicates_proposals() {
     assert_eq!(n2.current().config.value, n1.current().config.value);
     assert_eq!(n1.status().members.len(), 2);
 
-    // A follower refuses writes and names the leader.
-    match n2.propose(upsert(None, pool("db", 5432))).await {
-        Err(ProposeError::NotLeader { leader }) => {
-            assert_eq!(leader.as_deref(), Some(leader_addr.as_str()))
+    // A write on a follower is forwarded to the leader and is visible on the follower when
+    // propose returns.
+    let rev3 = n2
+        .propose(upsert(Some(rev2), pool("db", 5432)))
+        .await
+        .expect("forwarded and committed");
+    assert!(rev3 > rev2);
+    assert_eq!(n2.current().config.revision, rev3);
+    assert!(n2
+        .current()
+        .config
+        .value
+        .spec
+        .get(model::ObjectKind::Pools, "db")
+        .is_some());
+    // Refusals travel back from the leader unchanged.
+    match n2.propose(upsert(Some(rev1), pool("late", 1))).await {
+        Err(ProposeError::Rejected(ApplyError::StaleRevision { expected, current })) => {
+            assert_eq!((expected, current), (rev1, rev3))
         }
-        other => panic!("expected NotLeader, got {other:?}"),
+        other => panic!("expected a stale revision, got {other:?}"),
     }
     n2.shutdown().await;
     n1.shutdown().await;

@@ -14,3 +14,6 @@ pub use object::{Object, ObjectKind};
 pub use spec::*;
 pub use typed::*;
 pub use validate::{validate, FieldError, ValidationErrors};
+
+#[cfg(test)]
+mod proptests;

@@ -26,7 +26,7 @@ pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, ValidationErrors>
             .inner()
             .span()
             .map(|s| {
-                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                let line = text.get(..s.start).unwrap_or(text).matches('\n').count() + 1;
                 format!(" (line {line})")
             })
             .unwrap_or_default();

@@ -25,20 +25,34 @@ pub struct Meridian {
     child: Child,
     pub admin: String,
     pub dns: SocketAddr,
+    /// Cluster RPC address, for other nodes to join.
+    pub cluster: String,
     pub data_dir: PathBuf,
     pub http: reqwest::Client,
 }
 
 impl Meridian {
-    /// Starts a node on `data_dir` with every address on 127.0.0.1:0, and waits for its ready
-    /// line.
+    /// Starts a single node on `data_dir` with every address on 127.0.0.1:0, and waits for its
+    /// ready line.
     pub async fn start(data_dir: &Path) -> Meridian {
+        Meridian::start_with(data_dir, 1, "127.0.0.1:0", "").await
+    }
+
+    /// Starts node `node_id` with its cluster RPC on `cluster_bind` and `extra` lines of node
+    /// config (`join = ...`, say).
+    pub async fn start_with(
+        data_dir: &Path,
+        node_id: u64,
+        cluster_bind: &str,
+        extra: &str,
+    ) -> Meridian {
         let config = data_dir.with_extension("toml");
         std::fs::write(
             &config,
             format!(
-                "node_id = 1\nname = \"test\"\ndata_dir = \"{}\"\nadmin_bind = \"127.0.0.1:0\"\n\
-                 cluster_bind = \"127.0.0.1:0\"\ndns_bind = \"127.0.0.1:0\"\n",
+                "node_id = {node_id}\nname = \"test-{node_id}\"\ndata_dir = \"{}\"\n\
+                 admin_bind = \"127.0.0.1:0\"\ncluster_bind = \"{cluster_bind}\"\n\
+                 dns_bind = \"127.0.0.1:0\"\n{extra}\n",
                 data_dir.display()
             ),
         )
@@ -76,6 +90,7 @@ impl Meridian {
         };
         Meridian {
             child,
+            cluster: field("cluster"),
             admin: field("admin"),
             dns: field("dns").parse().expect("dns addr"),
             data_dir: data_dir.to_path_buf(),

@@ -60,7 +60,7 @@ impl IntoResponse for ApiError {
                 json!({"error": "this node is not the Raft leader; retry on the leader", "leader": leader}),
             ),
             ApiError::Change(ChangeError::Unavailable(why)) => {
-                tracing::error!(error = %why, "cluster unavailable");
+                tracing::warn!(error = %why, "cluster unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     json!({"error": "the cluster cannot commit changes right now"}),

@@ -16,7 +16,11 @@ use openraft::ChangeMembers;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{JoinRequest, JoinResponse, PATH_APPEND, PATH_JOIN, PATH_SNAPSHOT, PATH_VOTE};
+use super::{
+    JoinRequest, JoinResponse, ProposeAnswer, PATH_APPEND, PATH_JOIN, PATH_PROPOSE, PATH_SNAPSHOT,
+    PATH_VOTE,
+};
+use crate::command::Command;
 use crate::types::{Node, NodeId, Raft, TypeConfig};
 
 /// Log entries and snapshot chunks are JSON, so allow far more than axum's 2 MiB default.
@@ -44,6 +48,7 @@ pub(crate) fn router(state: RpcState) -> Router {
         .route(PATH_VOTE, post(vote))
         .route(PATH_SNAPSHOT, post(snapshot))
         .route(PATH_JOIN, post(join))
+        .route(PATH_PROPOSE, post(propose))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_secret,
@@ -127,4 +132,24 @@ async fn join(State(state): State<RpcState>, Json(req): Json<JoinRequest>) -> Re
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
+}
+
+/// A write forwarded by a follower: run it through Raft here, as the leader.
+async fn propose(State(state): State<RpcState>, Json(cmd): Json<Command>) -> Response {
+    let answer = match state.raft.client_write(cmd).await {
+        Ok(resp) => match resp.data.result {
+            Ok(revision) => ProposeAnswer::Applied {
+                revision,
+                log_index: resp.log_id.index,
+            },
+            Err(e) => ProposeAnswer::Rejected(e),
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            ProposeAnswer::NotLeader {
+                leader: f.leader_node.map(|n| n.addr),
+            }
+        }
+        Err(e) => ProposeAnswer::Unavailable(e.to_string()),
+    };
+    Json(answer).into_response()
 }

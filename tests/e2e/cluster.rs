@@ -1,0 +1,127 @@
+//! Three `meridian serve` processes forming one Raft cluster: writes on any node, replication,
+//! leader loss and catch-up.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn pool_config(members: &[&str]) -> String {
+    let members: Vec<String> = members
+        .iter()
+        .map(|m| format!("{{ address = \"{m}\" }}"))
+        .collect();
+    format!(
+        r#"api_version = "meridian/v1"
+pools = [{{ name = "p", members = [{}] }}]
+
+[[zones]]
+name = "c.test"
+soa = {{ mname = "ns1", rname = "hostmaster" }}
+
+[[gslb_records]]
+name = "app.c.test"
+sites = [{{ name = "only", address = "192.0.2.7" }}]
+"#,
+        members.join(", ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_replicate_fail_over_and_catch_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
+    let token = n1.token().await;
+    let secret = dir.path().join("n1").join("cluster.secret");
+    let join = format!(
+        "join = \"{}\"\ncluster_secret_file = \"{}\"",
+        n1.cluster,
+        secret.display()
+    );
+    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
+    let n3 = Meridian::start_with(&dir.path().join("n3"), 3, "127.0.0.1:0", &join).await;
+    // Joining nodes never create a second admin.
+    assert!(!dir
+        .path()
+        .join("n2")
+        .join("initial-admin-password")
+        .exists());
+
+    let st = n1.status(&token).await;
+    assert_eq!(
+        st["raft"]["members"].as_array().map(|m| m.len()),
+        Some(3),
+        "{st}"
+    );
+
+    // A write on a follower is forwarded to the leader; the token made on n1 works everywhere.
+    let (status, body) = n3
+        .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rev = body["revision"].as_u64().expect("revision");
+    assert_eq!(
+        n3.get_config(&token).await.1,
+        rev,
+        "read-your-write on the follower"
+    );
+    for node in [&n1, &n2] {
+        eventually(Duration::from_secs(5), || async {
+            node.get_config(&token).await.1 == rev
+        })
+        .await
+        .expect("the write reaches every node");
+    }
+    for node in [&n1, &n2, &n3] {
+        assert_eq!(
+            node.dns_a("app.c.test").await,
+            vec!["192.0.2.7".parse::<std::net::IpAddr>().expect("ip")]
+        );
+    }
+    // A stale write on a follower gets 409 from the leader, through the follower.
+    let (status, _) = n2
+        .put_config(&token, pool_config(&["127.0.0.1:9009"]), Some(rev - 1))
+        .await;
+    assert_eq!(status, 409);
+
+    // Lose the leader (n1 bootstrapped, so it leads): the other two elect a new one and keep
+    // taking writes.
+    let n1_cluster = n1.cluster.clone();
+    n1.kill9().await;
+    let rev2 = std::sync::atomic::AtomicU64::new(0);
+    let took = eventually(Duration::from_secs(20), || async {
+        let (status, body) = n2
+            .put_config(
+                &token,
+                pool_config(&["127.0.0.1:9001", "127.0.0.1:9002"]),
+                None,
+            )
+            .await;
+        if status == 200 {
+            rev2.store(
+                body["revision"].as_u64().unwrap_or(0),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+        }
+        status == 200
+    })
+    .await;
+    assert!(took.is_some(), "no write accepted after the leader died");
+    let rev2 = rev2.into_inner();
+    assert!(rev2 > rev);
+
+    // The old leader comes back on its address and catches up.
+    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, &n1_cluster, "").await;
+    eventually(Duration::from_secs(10), || async {
+        n1.get_config(&token).await.1 == rev2
+    })
+    .await
+    .expect("the restarted node catches up");
+    let (spec, _) = n1.get_config(&token).await;
+    assert_eq!(
+        spec["pools"][0]["members"].as_array().map(|m| m.len()),
+        Some(2)
+    );
+    for node in [n1, n2, n3] {
+        node.stop().await;
+    }
+}

@@ -93,8 +93,15 @@ pools = [{ name = "p", members = [{ address = "10.0.0.1" }] }]
         r#"{{"api_version":"meridian/v1","pad":"{}"}}"#,
         "x".repeat(2 * 1024 * 1024)
     );
-    let (status, _) = node.put_config(&token, huge, None).await;
-    assert_eq!(status, 413);
+    // Its own client: the server closes that connection without reading the body.
+    let resp = reqwest::Client::new()
+        .put(node.url("/api/v1/config"))
+        .bearer_auth(&token)
+        .body(huge)
+        .send()
+        .await
+        .expect("oversized put answered");
+    assert_eq!(resp.status(), 413);
 
     let (after, rev_after) = node.get_config(&token).await;
     assert_eq!(
@@ -285,6 +292,14 @@ async fn console_login_sessions_and_forms() {
         .await
         .expect("dashboard");
     assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.headers().get("x-frame-options").map(|v| v.as_bytes()),
+        Some(&b"DENY"[..])
+    );
+    assert!(page
+        .headers()
+        .get("content-security-policy")
+        .is_some_and(|v| v.to_str().unwrap_or("").contains("default-src 'none'")));
     let html = page.text().await.expect("html");
     assert!(html.contains(&backend.addr.to_string()), "member listed");
     assert!(html.contains("app.gslb.test."), "GSLB record listed");
@@ -438,5 +453,45 @@ async fn metrics_cover_requests_health_dns_and_raft() {
     }
     assert!(!text.contains(&token), "a secret leaked into metrics");
     assert!(!text.contains("argon2"), "a hash leaked into metrics");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_throttled_but_tokens_keep_working() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    for _ in 0..5 {
+        let resp = node
+            .http
+            .get(node.url("/api/v1/config"))
+            .basic_auth("admin", Some("guess"))
+            .send()
+            .await
+            .expect("guess");
+        assert_eq!(resp.status(), 401);
+        assert!(resp.headers().get("retry-after").is_none());
+    }
+    // Now even the right password is refused for a while, and the answer says why.
+    let resp = node
+        .http
+        .get(node.url("/api/v1/config"))
+        .basic_auth("admin", Some(node.initial_password()))
+        .send()
+        .await
+        .expect("right password");
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("retry-after").is_some());
+    let login = node
+        .http
+        .post(node.url("/login"))
+        .form(&[("username", "admin"), ("password", &node.initial_password())])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 429);
+    assert!(login.headers().get("set-cookie").is_none());
+    // Tokens are not passwords: they keep working.
+    assert_eq!(node.get_config(&token).await.1, 0);
     node.stop().await;
 }

@@ -18,6 +18,10 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::AppState;
 
+mod gate;
+
+pub use gate::{Denied, PasswordGate};
+
 /// Name of the console session cookie.
 pub const SESSION_COOKIE: &str = "meridian_session";
 /// A console session ends this long after login.
@@ -167,21 +171,30 @@ impl FromRequestParts<AppState> for ApiUser {
             let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
             let (user, password) = text.split_once(':').ok_or(ApiError::Unauthorized)?;
             let phc = auth.users.get(user).cloned();
-            let (user, password) = (user.to_string(), password.to_string());
-            // argon2 costs tens of milliseconds of CPU: keep it off the async workers.
-            let ok = tokio::task::spawn_blocking(move || {
-                phc.is_some_and(|phc| verify_password(&password, &phc))
-            })
-            .await
-            .unwrap_or(false);
-            return if ok {
-                Ok(ApiUser { user })
-            } else {
-                Err(ApiError::Unauthorized)
+            let client = client_ip(parts);
+            return match state
+                .passwords
+                .check(client, phc, password.to_string(), Instant::now())
+                .await
+            {
+                Ok(()) => Ok(ApiUser {
+                    user: user.to_string(),
+                }),
+                Err(Denied::Wrong) => Err(ApiError::Unauthorized),
+                Err(Denied::Throttled(wait)) => Err(ApiError::Throttled(wait)),
             };
         }
         Err(ApiError::Unauthorized)
     }
+}
+
+/// The client's address, as the listener saw it (unspecified when unknown, as in router tests).
+pub fn client_ip(parts: &Parts) -> std::net::IpAddr {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 /// A console user with a live session cookie.

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use axum::{Form, Router};
 use model::{MemberSpec, Object, ObjectKind, SiteSpec};
 use serde::Deserialize;
 
-use crate::auth::{verify_password, ConsoleUser, SESSION_COOKIE};
+use crate::auth::{ConsoleUser, Denied, SESSION_COOKIE};
 use crate::{view, AppState, Change, ChangeError};
 
 pub fn routes() -> Router<AppState> {
@@ -94,22 +94,33 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(st): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let phc = st.backend.auth().users.get(&f.username).cloned();
-    let password = f.password;
-    let ok = tokio::task::spawn_blocking(move || {
-        phc.is_some_and(|phc| verify_password(&password, &phc))
-    })
-    .await
-    .unwrap_or(false);
-    if !ok {
+    let result = st
+        .passwords
+        .check(peer.ip(), phc, f.password, Instant::now())
+        .await;
+    if let Err(denied) = result {
         st.metrics.login(false);
-        // Slow down guessing a little; the delay does not hold any worker.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let mut resp = render(&LoginTemplate {
-            error: "Wrong user name or password.".into(),
-        });
-        *resp.status_mut() = StatusCode::UNAUTHORIZED;
+        let (status, error) = match denied {
+            Denied::Wrong => (
+                StatusCode::UNAUTHORIZED,
+                "Wrong user name or password.".to_string(),
+            ),
+            Denied::Throttled(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many failed attempts from your address. Try again in {} seconds.",
+                    wait.as_secs().max(1)
+                ),
+            ),
+        };
+        let mut resp = render(&LoginTemplate { error });
+        *resp.status_mut() = status;
         return resp;
     }
     st.metrics.login(true);

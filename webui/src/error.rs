@@ -21,6 +21,8 @@ pub enum ApiError {
     Invalid(ValidationErrors),
     #[error(transparent)]
     Change(#[from] ChangeError),
+    #[error("too many failed attempts")]
+    Throttled(std::time::Duration),
     #[error("internal error")]
     Internal(String),
 }
@@ -66,6 +68,11 @@ impl IntoResponse for ApiError {
                     json!({"error": "the cluster cannot commit changes right now"}),
                 )
             }
+            // Still 401 (the credentials were not accepted), with the reason and Retry-After.
+            ApiError::Throttled(wait) => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": format!("too many failed password attempts from this address; retry in {} s", wait.as_secs().max(1))}),
+            ),
             ApiError::Internal(why) => {
                 tracing::error!(error = %why, "internal error");
                 (
@@ -74,7 +81,14 @@ impl IntoResponse for ApiError {
                 )
             }
         };
+        let retry_after = match &self {
+            ApiError::Throttled(wait) => Some(wait.as_secs().max(1)),
+            _ => None,
+        };
         let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, secs);
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

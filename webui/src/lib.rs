@@ -119,6 +119,7 @@ pub trait Backend: Send + Sync + 'static {
 pub struct AppState {
     pub backend: Arc<dyn Backend>,
     pub sessions: Arc<auth::Sessions>,
+    pub passwords: Arc<auth::PasswordGate>,
     pub registry: prometheus::Registry,
     metrics: metrics::ApiMetrics,
 }
@@ -132,6 +133,7 @@ impl AppState {
         Ok(AppState {
             backend,
             sessions: Arc::new(auth::Sessions::default()),
+            passwords: Arc::new(auth::PasswordGate::default()),
             registry,
             metrics,
         })
@@ -145,7 +147,32 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api::routes())
         .route("/metrics", axum::routing::get(metrics::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers that keep the console out of frames, stop MIME sniffing, keep pages with secrets out
+/// of caches, and allow no script at all.
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let h = resp.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    resp
 }
 
 /// Serves the router on a bound listener until the future is dropped.

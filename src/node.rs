@@ -33,8 +33,15 @@ pub struct Node {
     admin_task: tokio::task::JoinHandle<()>,
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). hickory-server logs every query at
+/// `info`, which at DNS rates would flood the journal, so it is held to `warn` unless `RUST_LOG`
+/// names it.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+    if !directives.contains("hickory") {
+        directives.push_str(",hickory_server=warn");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
@@ -84,31 +85,45 @@ async fn forward(
     let path = parts
         .uri
         .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| "/".to_string());
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
-    // A request without a body can be replayed on another member when the first connect fails.
-    let replayable = body.is_end_stream();
+    // A request without a body can be replayed on another member when the first connect
+    // fails; only then is a copy of the head kept.
+    let attempts = if body.is_end_stream() && pool.members.len() > 1 {
+        2
+    } else {
+        1
+    };
     let mut body = Some(body.boxed());
+    let mut parts = Some(parts);
     let mut tried: Option<SocketAddr> = None;
-    let attempts = if replayable { 2 } else { 1 };
     let mut last_err = ProxyError::NoHealthyMember(pool.name.clone());
-    for _ in 0..attempts {
+    for attempt in 1..=attempts {
         let Some(member) = pool.pick(tried) else {
             break;
         };
-        let addr = member.addr;
-        tried = Some(addr);
-        let uri: Uri = format!("http://{addr}{path}")
-            .parse()
-            .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
-        let b = match body.take() {
-            Some(b) => b,
-            None => Empty::new().map_err(|never| match never {}).boxed(),
+        tried = Some(member.addr);
+        let head = if attempt < attempts {
+            parts.clone()
+        } else {
+            parts.take()
         };
-        let mut up = Request::from_parts(parts.clone(), b);
-        *up.uri_mut() = uri;
-        match send(shared, addr, pool, up).await {
+        let Some(mut head) = head else {
+            break;
+        };
+        head.uri = Uri::from_parts({
+            let mut u = http::uri::Parts::default();
+            u.scheme = Some(Scheme::HTTP);
+            u.authority = Some(member.authority.clone());
+            u.path_and_query = Some(path.clone());
+            u
+        })
+        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+        let b = body
+            .take()
+            .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed());
+        match send(shared, member.addr, pool, Request::from_parts(head, b)).await {
             Ok(resp) => return Ok(resp),
             Err(e) if e.retryable() => last_err = e,
             Err(e) => return Err(e),

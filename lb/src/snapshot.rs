@@ -41,6 +41,8 @@ pub struct PoolSnapshot {
 #[derive(Debug)]
 pub struct MemberSnapshot {
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, built once per revision rather than per request.
+    pub authority: http::uri::Authority,
     pub weight: u32,
     /// `None` when the pool has no health check: always eligible.
     health: Option<Arc<HealthEntry>>,
@@ -59,17 +61,22 @@ impl RoutingSnapshot {
             .pools
             .iter()
             .map(|p| {
-                let members: Vec<MemberSnapshot> =
-                    p.members
-                        .iter()
-                        .map(|m| MemberSnapshot {
+                let members: Vec<MemberSnapshot> = p
+                    .members
+                    .iter()
+                    .filter_map(|m| {
+                        // A socket address always forms a valid authority; skip it otherwise.
+                        let authority = m.address.to_string().parse().ok()?;
+                        Some(MemberSnapshot {
                             addr: m.address,
+                            authority,
                             weight: m.weight,
                             health: p.health_check.as_ref().map(|_| {
                                 health.entry(&model::member_health_key(&p.name, m.address))
                             }),
                         })
-                        .collect();
+                    })
+                    .collect();
                 let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
                 let snap = PoolSnapshot {
                     name: p.name.clone(),

@@ -485,7 +485,10 @@ async fn password_guessing_is_throttled_but_tokens_keep_working() {
     let login = node
         .http
         .post(node.url("/login"))
-        .form(&[("username", "admin"), ("password", &node.initial_password())])
+        .form(&[
+            ("username", "admin"),
+            ("password", &node.initial_password()),
+        ])
         .send()
         .await
         .expect("login");

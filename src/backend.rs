@@ -10,6 +10,7 @@ use webui::{AuthView, BoxFuture, Change, ChangeError, ListenerView, RaftView};
 pub struct NodeBackend {
     pub cluster: Arc<ClusterNode>,
     pub dataplane: Arc<lb::DataPlane>,
+    pub dns_alarm: gslb_dns::CompileAlarm,
 }
 
 fn command(change: Change) -> Command {
@@ -104,6 +105,32 @@ impl webui::Backend for NodeBackend {
 
     fn health(&self) -> Arc<dyn HealthView> {
         self.dataplane.health()
+    }
+
+    fn alarms(&self) -> Vec<String> {
+        let mut alarms = Vec::new();
+        let raft = self.cluster.status();
+        if raft.state == "OutOfService" {
+            alarms.push(
+                "Raft: this node hit a fatal error and is out of service; restart it".to_string(),
+            );
+        } else if raft.leader.is_none() {
+            alarms.push("Raft: no leader is known; changes cannot be committed".to_string());
+        }
+        let revision = self.cluster.current().config.revision;
+        let serving = self.dataplane.revision();
+        if serving != revision {
+            alarms.push(format!(
+                "Proxy: serving revision {serving}, the cluster is at revision {revision}"
+            ));
+        }
+        for (name, bind, state) in self.dataplane.listener_states() {
+            if let lb::ListenerState::Failed(e) = state {
+                alarms.push(format!("Listener {name} ({bind}): bind failed: {e}"));
+            }
+        }
+        alarms.extend(self.dns_alarm.get());
+        alarms
     }
 
     fn listeners(&self) -> Vec<ListenerView> {

@@ -135,6 +135,7 @@ impl Node {
             Arc::new(NodeBackend {
                 cluster: cluster.clone(),
                 dataplane: dataplane.clone(),
+                dns_alarm: dns_server.alarm(),
             }),
             registry,
         )?;

@@ -34,5 +34,5 @@ mod snapshot;
 pub use error::DnsError;
 pub use gslb::{site_states, SiteState};
 pub use metrics::DnsMetrics;
-pub use server::DnsServer;
+pub use server::{CompileAlarm, DnsServer};
 pub use snapshot::{Answer, ZonesSnapshot};

@@ -25,6 +25,28 @@ const TCP_RESPONSE_BUFFER: usize = 32;
 pub struct DnsServer {
     server: Server<Handler>,
     config_task: JoinHandle<()>,
+    alarm: CompileAlarm,
+}
+
+/// The last failed compile, cleared by the next good one: the console shows it as an alarm.
+#[derive(Clone, Debug, Default)]
+pub struct CompileAlarm(Arc<std::sync::Mutex<Option<String>>>);
+
+impl CompileAlarm {
+    /// What failed, naming the revision that failed and the one still served.
+    pub fn get(&self) -> Option<String> {
+        match self.0.lock() {
+            Ok(a) => a.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, alarm: Option<String>) {
+        match self.0.lock() {
+            Ok(mut a) => *a = alarm,
+            Err(p) => *p.into_inner() = alarm,
+        }
+    }
 }
 
 impl DnsServer {
@@ -44,7 +66,8 @@ impl DnsServer {
 
         let first = config.borrow_and_update().clone();
         let snapshot = Arc::new(ArcSwap::from_pointee(ZonesSnapshot::default()));
-        apply(&first, &snapshot, &metrics);
+        let alarm = CompileAlarm::default();
+        apply(&first, &snapshot, &metrics, &alarm);
 
         let handler = Handler {
             snapshot: snapshot.clone(),
@@ -56,6 +79,7 @@ impl DnsServer {
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
 
         let shutdown = server.shutdown_token().clone();
+        let task_alarm = alarm.clone();
         let config_task = runtime.spawn(async move {
             loop {
                 tokio::select! {
@@ -69,13 +93,19 @@ impl DnsServer {
                     _ = shutdown.cancelled() => return,
                 }
                 let next = config.borrow_and_update().clone();
-                apply(&next, &snapshot, &metrics);
+                apply(&next, &snapshot, &metrics, &task_alarm);
             }
         });
         Ok(DnsServer {
             server,
             config_task,
+            alarm,
         })
+    }
+
+    /// The compile alarm of this server, for the console.
+    pub fn alarm(&self) -> CompileAlarm {
+        self.alarm.clone()
     }
 
     /// Stops accepting queries, waits for the socket tasks to end and stops following config.
@@ -91,15 +121,26 @@ impl DnsServer {
 }
 
 /// Compiles `config` and swaps it in; on error keeps the previous snapshot and says so.
-fn apply(config: &Revisioned<Config>, store: &ArcSwap<ZonesSnapshot>, metrics: &DnsMetrics) {
+fn apply(
+    config: &Revisioned<Config>,
+    store: &ArcSwap<ZonesSnapshot>,
+    metrics: &DnsMetrics,
+    alarm: &CompileAlarm,
+) {
     match ZonesSnapshot::compile(&config.value, config.revision) {
         Ok(snapshot) => {
             store.store(Arc::new(snapshot));
+            alarm.set(None);
             metrics.set_revision(config.revision);
             info!(revision = config.revision, "dns zones compiled");
         }
         Err(err) => {
             metrics.compile_failed();
+            alarm.set(Some(format!(
+                "DNS: revision {} failed to compile ({err}); still serving revision {}",
+                config.revision,
+                store.load().revision()
+            )));
             error!(
                 revision = config.revision,
                 kept = store.load().revision(),

@@ -405,6 +405,11 @@ async fn new_revisions_apply_without_restart() {
     );
     assert_eq!(h.metric("meridian_dns_config_compile_errors_total"), 1);
     assert_eq!(h.metric("meridian_dns_config_revision"), 11);
+    let alarm = h.server.alarm().get().expect("a compile alarm");
+    assert!(
+        alarm.contains("revision 12") && alarm.contains("revision 11"),
+        "{alarm}"
+    );
 
     // The next good revision is picked up again.
     h.publish(config("empty", "192.0.2.77"), 13);
@@ -417,6 +422,11 @@ async fn new_revisions_apply_without_restart() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(serial, Some(13));
+    assert_eq!(
+        h.server.alarm().get(),
+        None,
+        "a good revision clears the alarm"
+    );
     h.server.shutdown().await;
 }
 

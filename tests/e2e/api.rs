@@ -498,3 +498,42 @@ async fn password_guessing_is_throttled_but_tokens_keep_working() {
     assert_eq!(node.get_config(&token).await.1, 0);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_cannot_bind_raises_an_alarm_until_it_can() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let backend = Backend::start("east", "127.0.0.2").await;
+    // Someone else holds the port.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = squatter.local_addr().expect("addr").port();
+    let (status, _) = node
+        .put_config(&token, config(port, &[&backend], 500, 2), None)
+        .await;
+    assert_eq!(
+        status, 200,
+        "the config is valid; binding is the node's problem"
+    );
+    let alarm = eventually(std::time::Duration::from_secs(5), || async {
+        node.status(&token).await["alarms"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|a| a.as_str().unwrap_or("").contains("bind failed"))
+            })
+    })
+    .await;
+    assert!(alarm.is_some(), "no alarm for the failed bind");
+    // The listener retries; once the port is free it binds and the alarm clears.
+    drop(squatter);
+    let client = reqwest::Client::new();
+    eventually(std::time::Duration::from_secs(10), || async {
+        via_proxy(&client, port).await.is_ok()
+    })
+    .await
+    .expect("listener bound once the port was free");
+    let st = node.status(&token).await;
+    assert_eq!(st["alarms"].as_array().map(|a| a.len()), Some(0), "{st}");
+    node.stop().await;
+}

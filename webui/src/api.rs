@@ -190,6 +190,7 @@ async fn status(_: ApiUser, State(st): State<AppState>) -> Json<serde_json::Valu
         "revision": cfg.revision,
         "raft": st.backend.raft(),
         "listeners": st.backend.listeners(),
+        "alarms": st.backend.alarms(),
         "pools": view::pools(&cfg.value, health.as_ref()),
         "gslb_records": view::gslb(&cfg.value, health.as_ref()),
     }))

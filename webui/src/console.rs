@@ -63,6 +63,7 @@ struct DashboardTemplate {
     gslb: Vec<view::GslbView>,
     health_checks: Vec<String>,
     message: String,
+    alarms: Vec<String>,
 }
 
 #[derive(Template)]
@@ -201,6 +202,7 @@ async fn dashboard(
         gslb: view::gslb(&cfg.value, health.as_ref()),
         health_checks: cfg.value.health_checks.keys().cloned().collect(),
         message: q.msg,
+        alarms: st.backend.alarms(),
     })
 }
 

@@ -112,6 +112,9 @@ pub trait Backend: Send + Sync + 'static {
     fn raft(&self) -> RaftView;
     fn health(&self) -> Arc<dyn HealthView>;
     fn listeners(&self) -> Vec<ListenerView>;
+    /// Conditions an operator must act on (a revision a plane could not apply, a listener that
+    /// cannot bind, a node out of service); empty when all is well.
+    fn alarms(&self) -> Vec<String>;
 }
 
 /// Shared by every handler.

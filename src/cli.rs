@@ -71,6 +71,10 @@ pub struct ApiArgs {
     /// API bearer token (create one with `meridian token create`).
     #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Extra CA or self-signed certificate (PEM) to trust for an https:// API, such as the
+    /// node's generated `<data_dir>/admin-tls/cert.pem`.
+    #[arg(long, env = "MERIDIAN_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +123,9 @@ pub enum TokenCommand {
         /// A label for the token.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Extra CA or self-signed certificate (PEM) to trust for an https:// API.
+        #[arg(long, env = "MERIDIAN_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
 }
 

@@ -8,6 +8,19 @@ use reqwest::StatusCode;
 
 use crate::cli::{ApiArgs, ConfigCommand, Format, TokenCommand};
 
+/// An HTTP client that also trusts `ca_cert` when given.
+fn http_client(ca_cert: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read CA certificate {}", path.display()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    Ok(builder.build()?)
+}
+
 fn url(api: &str, path: &str) -> String {
     format!("{}/api/v1{path}", api.trim_end_matches('/'))
 }
@@ -43,9 +56,9 @@ async fn report_error(resp: reqwest::Response) -> ExitCode {
 }
 
 pub async fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
-    let http = reqwest::Client::new();
     match cmd {
         ConfigCommand::Get { api, format } => {
+            let http = http_client(api.ca_cert.as_deref())?;
             let resp = authed(http.get(url(&api.api, "/config")), &api)?
                 .send()
                 .await
@@ -72,6 +85,7 @@ pub async fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
             file,
             if_match,
         } => {
+            let http = http_client(api.ca_cert.as_deref())?;
             let body =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut req = authed(http.put(url(&api.api, "/config")), &api)?.body(body);
@@ -112,7 +126,12 @@ pub async fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
-    let TokenCommand::Create { api, user, name } = cmd;
+    let TokenCommand::Create {
+        api,
+        user,
+        name,
+        ca_cert,
+    } = cmd;
     let password = match std::env::var("MERIDIAN_PASSWORD") {
         Ok(p) => p,
         Err(_) => {
@@ -122,7 +141,7 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             line.trim_end_matches(['\n', '\r']).to_string()
         }
     };
-    let resp = reqwest::Client::new()
+    let resp = http_client(ca_cert.as_deref())?
         .post(url(&api, "/tokens"))
         .basic_auth(&user, Some(password))
         .json(&serde_json::json!({ "name": name }))
@@ -143,7 +162,8 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn status(api: ApiArgs) -> anyhow::Result<ExitCode> {
-    let resp = authed(reqwest::Client::new().get(url(&api.api, "/status")), &api)?
+    let http = http_client(api.ca_cert.as_deref())?;
+    let resp = authed(http.get(url(&api.api, "/status")), &api)?
         .send()
         .await
         .with_context(|| format!("cannot reach {}", api.api))?;

@@ -1,6 +1,7 @@
 //! `meridian`: the appliance binary. Parses the command line and hands off; the wiring lives in
 //! `node`, the demo in `demo`, the API client in `client`.
 
+mod admin_tls;
 mod backend;
 mod cli;
 mod client;

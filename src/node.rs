@@ -22,6 +22,8 @@ pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 /// A running node.
 pub struct Node {
     pub admin: SocketAddr,
+    /// `http://` or `https://` and the console's address.
+    pub admin_url: String,
     pub dns: SocketAddr,
     pub cluster_addr: SocketAddr,
     /// Set when this start created the admin user.
@@ -127,11 +129,12 @@ impl Node {
             gslb_dns::DnsMetrics::new(&registry)?,
         )?;
 
+        let tls = crate::admin_tls::load(cfg)?;
         let admin_listener = TcpListener::bind(cfg.admin_bind)
             .await
             .with_context(|| format!("cannot bind the console on {}", cfg.admin_bind))?;
         let admin = admin_listener.local_addr()?;
-        let state = webui::AppState::new(
+        let mut state = webui::AppState::new(
             Arc::new(NodeBackend {
                 cluster: cluster.clone(),
                 dataplane: dataplane.clone(),
@@ -139,14 +142,31 @@ impl Node {
             }),
             registry,
         )?;
+        let admin_url = match &tls {
+            Some(t) => {
+                tracing::info!(
+                    cert = %t.cert_path.display(),
+                    sha256 = %t.fingerprint,
+                    "console serves HTTPS"
+                );
+                format!("https://{admin}")
+            }
+            None => format!("http://{admin}"),
+        };
+        state.secure_cookies = tls.is_some();
         let admin_task = tokio::spawn(async move {
-            if let Err(e) = webui::serve(admin_listener, state).await {
+            let result = match tls {
+                Some(t) => webui::serve_tls(admin_listener, state, t.config).await,
+                None => webui::serve(admin_listener, state).await,
+            };
+            if let Err(e) = result {
                 tracing::error!(error = %e, "console stopped");
             }
         });
 
         Ok(Node {
             admin,
+            admin_url,
             dns,
             cluster_addr,
             initial_password,
@@ -161,8 +181,8 @@ impl Node {
     /// One machine-readable line that says the node is up and where.
     pub fn print_ready(&self) {
         println!(
-            "meridian ready: admin=http://{} dns={} cluster={} revision={}",
-            self.admin,
+            "meridian ready: admin={} dns={} cluster={} revision={}",
+            self.admin_url,
             self.dns,
             self.cluster_addr,
             self.cluster.current().config.revision
@@ -277,7 +297,7 @@ fn cluster_secret(cfg: &NodeConfig) -> anyhow::Result<String> {
     }
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -286,7 +306,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -14,8 +14,18 @@ pub struct NodeConfig {
     #[serde(default = "default_name")]
     pub name: String,
     pub data_dir: PathBuf,
-    /// Console, REST API and /metrics. Plain HTTP, so only loopback addresses are accepted.
+    /// Console, REST API and /metrics. Served over HTTPS unless it is a loopback address.
     pub admin_bind: SocketAddr,
+    /// HTTPS for the console: on by default for non-loopback addresses, off for loopback.
+    /// `false` is refused for a non-loopback address.
+    #[serde(default)]
+    pub admin_tls: Option<bool>,
+    /// PEM certificate chain and private key for the console. Without them, a self-signed
+    /// certificate is generated at the first start and kept in `<data_dir>/admin-tls/`.
+    #[serde(default)]
+    pub admin_tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub admin_tls_key: Option<PathBuf>,
     /// Raft RPC between nodes.
     pub cluster_bind: SocketAddr,
     /// Address other nodes use to reach `cluster_bind`; defaults to it.
@@ -39,6 +49,12 @@ fn default_name() -> String {
 }
 
 impl NodeConfig {
+    /// Whether the console is served over HTTPS.
+    pub fn admin_tls_enabled(&self) -> bool {
+        self.admin_tls
+            .unwrap_or_else(|| !self.admin_bind.ip().is_loopback() || self.admin_tls_cert.is_some())
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<NodeConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read node config {}: {e}", path.display()))?;
@@ -53,12 +69,17 @@ impl NodeConfig {
         if self.node_id == 0 {
             errors.push("node_id: must be 1 or more".to_string());
         }
-        if !self.admin_bind.ip().is_loopback() {
+        if !self.admin_bind.ip().is_loopback() && self.admin_tls == Some(false) {
             errors.push(format!(
-                "admin_bind: {} is not a loopback address; the console serves plain HTTP, so it \
-                 only listens on loopback (reach it through an SSH tunnel or a TLS proxy)",
+                "admin_tls: plain HTTP is only allowed on loopback, and admin_bind is {}",
                 self.admin_bind
             ));
+        }
+        if self.admin_tls_cert.is_some() != self.admin_tls_key.is_some() {
+            errors.push("admin_tls_cert, admin_tls_key: give both files or neither".to_string());
+        }
+        if self.admin_tls == Some(false) && self.admin_tls_cert.is_some() {
+            errors.push("admin_tls: false, but a certificate is configured".to_string());
         }
         if !errors.is_empty() {
             anyhow::bail!("invalid node config:\n  {}", errors.join("\n  "));

@@ -537,3 +537,125 @@ async fn a_listener_that_cannot_bind_raises_an_alarm_until_it_can() {
     assert_eq!(st["alarms"].as_array().map(|a| a.len()), Some(0), "{st}");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_and_api_over_https_with_a_generated_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("n1");
+    let node = Meridian::start_with(&data, 1, "127.0.0.1:0", "admin_tls = true").await;
+    assert!(
+        node.admin.starts_with("https://127.0.0.1:"),
+        "{}",
+        node.admin
+    );
+    let cert_path = data.join("admin-tls").join("cert.pem");
+    let cert = std::fs::read(&cert_path).expect("cert");
+    let key_mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(data.join("admin-tls").join("key.pem"))
+            .expect("key")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(key_mode, 0o600);
+
+    // The API works over HTTPS for a client that trusts the node's certificate ...
+    let token = node.token().await;
+    assert_eq!(node.get_config(&token).await.1, 0);
+    // ... and a client that does not trust it refuses to talk.
+    assert!(reqwest::get(node.url("/login")).await.is_err());
+    // Plain HTTP on the same port gets no page.
+    let plain = reqwest::get(format!(
+        "{}/login",
+        node.admin.replace("https://", "http://")
+    ))
+    .await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+
+    // Session cookies are Secure over HTTPS.
+    let resp = node
+        .http
+        .post(node.url("/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", &node.initial_password()),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 303);
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
+    // The CLI talks HTTPS when told which certificate to trust.
+    let out = tokio::process::Command::new(BIN)
+        .args(["config", "get", "--format", "json", "--ca-cert"])
+        .arg(&cert_path)
+        .env("MERIDIAN_API", &node.admin)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A restart keeps the same certificate.
+    node.stop().await;
+    let node = Meridian::start_with(&data, 1, "127.0.0.1:0", "admin_tls = true").await;
+    assert_eq!(std::fs::read(&cert_path).expect("cert"), cert);
+    assert_eq!(node.get_config(&token).await.1, 0);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_console_on_a_public_address_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = 1\ndata_dir = \"{}\"\nadmin_bind = \"0.0.0.0:0\"\nadmin_tls = false\n\
+             cluster_bind = \"127.0.0.1:0\"\ndns_bind = \"127.0.0.1:0\"\nbogus = 1\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let out = tokio::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .expect("serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bogus"), "unknown key named: {err}");
+    let text = std::fs::read_to_string(&config)
+        .expect("read")
+        .replace("bogus = 1\n", "");
+    std::fs::write(&config, text).expect("write");
+    let out = tokio::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .expect("serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin_tls") && err.contains("loopback"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing created for a refused config"
+    );
+}

@@ -88,16 +88,21 @@ impl Meridian {
                 .unwrap_or_else(|| panic!("{k} in ready line {ready:?}"))
                 .to_string()
         };
+        let admin = field("admin");
+        let mut http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if admin.starts_with("https://") {
+            // Trust the certificate the node generated, and nothing else extra.
+            let pem = std::fs::read(data_dir.join("admin-tls").join("cert.pem"))
+                .expect("generated console certificate");
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"));
+        }
         Meridian {
             child,
             cluster: field("cluster"),
-            admin: field("admin"),
+            admin,
             dns: field("dns").parse().expect("dns addr"),
             data_dir: data_dir.to_path_buf(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            http: http.build().expect("client"),
         }
     }
 

@@ -127,7 +127,8 @@ async fn login(
     st.metrics.login(true);
     let cookie = st.sessions.create(&f.username, Instant::now());
     let mut resp = Redirect::to("/").into_response();
-    let value = format!("{SESSION_COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/");
+    let secure = if st.secure_cookies { "; Secure" } else { "" };
+    let value = format!("{SESSION_COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/{secure}");
     if let Ok(v) = HeaderValue::from_str(&value) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }

@@ -10,6 +10,7 @@ pub mod auth;
 mod console;
 mod error;
 mod metrics;
+mod serve;
 mod view;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use model::{Config, HealthView, Object, ObjectKind, Revisioned, ValidationErrors
 use serde::Serialize;
 
 pub use error::ApiError;
+pub use serve::{serve, serve_tls};
 
 /// Largest request body the API accepts; bigger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -124,6 +126,8 @@ pub struct AppState {
     pub sessions: Arc<auth::Sessions>,
     pub passwords: Arc<auth::PasswordGate>,
     pub registry: prometheus::Registry,
+    /// Set when the console is served over HTTPS: session cookies get `Secure`.
+    pub secure_cookies: bool,
     metrics: metrics::ApiMetrics,
 }
 
@@ -138,6 +142,7 @@ impl AppState {
             sessions: Arc::new(auth::Sessions::default()),
             passwords: Arc::new(auth::PasswordGate::default()),
             registry,
+            secure_cookies: false,
             metrics,
         })
     }
@@ -176,13 +181,4 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
         ),
     );
     resp
-}
-
-/// Serves the router on a bound listener until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await
 }

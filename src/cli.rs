@@ -49,7 +49,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin: std::net::SocketAddr,
     /// Authoritative DNS address (UDP and TCP).
-    #[arg(long, default_value = "127.0.0.1:5353")]
+    #[arg(long, default_value = "127.0.0.1:8053")]
     pub dns: std::net::SocketAddr,
     /// Proxy listener address.
     #[arg(long, default_value = "127.0.0.1:8080")]

@@ -36,6 +36,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         admin_tls_key: None,
         cluster_bind: args.cluster,
         cluster_advertise: None,
+        cluster_plaintext_ok: false,
         dns_bind: args.dns,
         cluster_secret_file: None,
         join: None,
@@ -120,17 +121,17 @@ fn print_banner(node: &Node, args: &DemoArgs) {
         r#"
 Meridian demo is running: one node, data in {data}
 
-  Console     http://{admin}/            user admin
+  Console     {admin_url}/            user admin
   Password    {password}
   Proxy       curl -s http://{proxy}/
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short
-  API token   MERIDIAN_API=http://{admin} MERIDIAN_PASSWORD=<password> meridian token create
-  Config      MERIDIAN_API=http://{admin} MERIDIAN_TOKEN=<token> meridian config get
+  API token   MERIDIAN_API={admin_url} MERIDIAN_PASSWORD=<password> meridian token create
+  Config      MERIDIAN_API={admin_url} MERIDIAN_TOKEN=<token> meridian config get
 
 Backends "east" ({EAST}:{port}) and "west" ({WEST}:{port}) stand in for two mesh clusters.
 Stop with Ctrl-C; run again on the same folder to keep the config.
 "#,
-        admin = node.admin,
+        admin_url = node.admin_url,
         proxy = args.proxy,
         dns_ip = node.dns.ip(),
         dns_port = node.dns.port(),
@@ -146,6 +147,7 @@ async fn spawn_backend(name: &'static str, addr: SocketAddr) -> anyhow::Result<(
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
             tokio::spawn(async move {

@@ -21,7 +21,6 @@ pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 
 /// A running node.
 pub struct Node {
-    pub admin: SocketAddr,
     /// `http://` or `https://` and the console's address.
     pub admin_url: String,
     pub dns: SocketAddr,
@@ -62,9 +61,19 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     node.print_ready();
-    wait_for_shutdown_signal().await;
+    let healthy = tokio::select! {
+        _ = wait_for_shutdown_signal() => true,
+        _ = node.out_of_service() => false,
+    };
     node.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    if healthy {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        // A node whose Raft hit a fatal error must not linger on a frozen config: exit so the
+        // supervisor (systemd: Restart=on-failure) restarts it.
+        tracing::error!("raft is out of service; exiting");
+        Ok(ExitCode::from(70))
+    }
 }
 
 pub async fn wait_for_shutdown_signal() {
@@ -165,7 +174,6 @@ impl Node {
         });
 
         Ok(Node {
-            admin,
             admin_url,
             dns,
             cluster_addr,
@@ -187,6 +195,16 @@ impl Node {
             self.cluster_addr,
             self.cluster.current().config.revision
         );
+    }
+
+    /// Resolves when the cluster state hit a fatal error.
+    pub async fn out_of_service(&self) {
+        loop {
+            if self.cluster.status().state == "OutOfService" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     pub async fn shutdown(self) {
@@ -244,10 +262,13 @@ async fn join_cluster(
         }
         tracing::info!(%seed, "joined the cluster");
     }
-    cluster
+    if let Err(e) = cluster
         .wait_for_leader_timeout(Duration::from_secs(30))
         .await
-        .context("no leader in the cluster")?;
+    {
+        // Already a member: keep serving the last applied state while the cluster recovers.
+        tracing::warn!(error = %e, "no Raft leader yet; serving the last applied configuration");
+    }
     Ok(cluster)
 }
 
@@ -263,17 +284,20 @@ async fn ensure_admin(cluster: &ClusterNode, data_dir: &Path) -> anyhow::Result<
         let p = password.clone();
         tokio::task::spawn_blocking(move || webui::auth::hash_password(&p)).await??
     };
-    cluster
+    // The file is written (and synced) before the user exists, so a crash in between can never
+    // leave an admin whose password nobody knows.
+    let file = data_dir.join(INITIAL_PASSWORD_FILE);
+    write_private_file(&file, format!("{password}\n").as_bytes())?;
+    let created = cluster
         .propose(Command::SetUser {
             name: "admin".into(),
             password_hash: hash,
         })
-        .await
-        .context("cannot create the admin user")?;
-    write_private_file(
-        &data_dir.join(INITIAL_PASSWORD_FILE),
-        format!("{password}\n").as_bytes(),
-    )?;
+        .await;
+    if let Err(e) = created {
+        let _ = std::fs::remove_file(&file);
+        return Err(e).context("cannot create the admin user");
+    }
     Ok(Some(password))
 }
 
@@ -285,6 +309,11 @@ fn cluster_secret(cfg: &NodeConfig) -> anyhow::Result<String> {
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         Ok(_) => anyhow::bail!("cluster secret file {} is empty", path.display()),
+        // A configured file must exist: a fresh secret would only lock this node out.
+        Err(e) if cfg.cluster_secret_file.is_some() => Err(anyhow::anyhow!(
+            "cannot read cluster_secret_file {}: {e}",
+            path.display()
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = webui::auth::random_hex();
             write_private_file(&path, secret.as_bytes())?;
@@ -297,8 +326,16 @@ fn cluster_secret(cfg: &NodeConfig) -> anyhow::Result<String> {
     }
 }
 
+/// Creates `dir` with mode 0700. An existing folder keeps its permissions (it may be the
+/// operator's own), but a warning says when others can read it.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), "folder with secrets is readable by other users");
+        }
+        return Ok(());
+    }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

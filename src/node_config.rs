@@ -28,9 +28,14 @@ pub struct NodeConfig {
     pub admin_tls_key: Option<PathBuf>,
     /// Raft RPC between nodes.
     pub cluster_bind: SocketAddr,
-    /// Address other nodes use to reach `cluster_bind`; defaults to it.
+    /// Address other nodes use to reach `cluster_bind`; defaults to it. Required when
+    /// `cluster_bind` is a wildcard address.
     #[serde(default)]
     pub cluster_advertise: Option<String>,
+    /// Cluster RPC is authenticated by the shared secret but not encrypted yet. Off loopback it
+    /// must therefore run on a private network, and the operator says so with this setting.
+    #[serde(default)]
+    pub cluster_plaintext_ok: bool,
     /// Authoritative DNS, UDP and TCP on the same port.
     pub dns_bind: SocketAddr,
     /// File holding the cluster secret; created (mode 0600) in the data dir when absent. Every
@@ -81,9 +86,86 @@ impl NodeConfig {
         if self.admin_tls == Some(false) && self.admin_tls_cert.is_some() {
             errors.push("admin_tls: false, but a certificate is configured".to_string());
         }
+        if self.cluster_bind.ip().is_unspecified() && self.cluster_advertise.is_none() {
+            errors.push(format!(
+                "cluster_advertise: required when cluster_bind is {} (a wildcard address); give \
+                 the host:port other nodes dial",
+                self.cluster_bind
+            ));
+        }
+        if let Some(adv) = &self.cluster_advertise {
+            let ok = adv.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && port.parse::<u16>().is_ok_and(|p| p != 0)
+                    && !matches!(host, "0.0.0.0" | "[::]")
+            });
+            if !ok {
+                errors.push(format!(
+                    "cluster_advertise: {adv:?} is not a host:port other nodes can dial"
+                ));
+            }
+        }
+        if !self.cluster_bind.ip().is_loopback() && !self.cluster_plaintext_ok {
+            errors.push(format!(
+                "cluster_plaintext_ok: cluster RPC on {} would cross the network unencrypted; \
+                 keep it on a private network and set cluster_plaintext_ok = true",
+                self.cluster_bind
+            ));
+        }
         if !errors.is_empty() {
             anyhow::bail!("invalid node config:\n  {}", errors.join("\n  "));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> anyhow::Result<NodeConfig> {
+        let text = format!(
+            "node_id = 1\ndata_dir = \"/tmp/x\"\nadmin_bind = \"127.0.0.1:9090\"\n\
+             dns_bind = \"127.0.0.1:53\"\n{extra}\n"
+        );
+        let cfg: NodeConfig = model::parse::from_toml(&text)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn err(extra: &str) -> String {
+        match parse(extra) {
+            Ok(_) => panic!("{extra:?} accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn cluster_rpc_off_loopback_needs_an_advertise_address_and_consent() {
+        assert!(parse("cluster_bind = \"127.0.0.1:9700\"").is_ok());
+        let e = err("cluster_bind = \"0.0.0.0:9700\"\ncluster_plaintext_ok = true");
+        assert!(e.contains("cluster_advertise"), "{e}");
+        let e = err("cluster_bind = \"10.0.0.1:9700\"");
+        assert!(e.contains("cluster_plaintext_ok"), "{e}");
+        assert!(parse(
+            "cluster_bind = \"0.0.0.0:9700\"\ncluster_advertise = \"10.0.0.1:9700\"\ncluster_plaintext_ok = true"
+        )
+        .is_ok());
+        let e = err("cluster_bind = \"127.0.0.1:9700\"\ncluster_advertise = \"0.0.0.0:9700\"");
+        assert!(e.contains("cluster_advertise"), "{e}");
+    }
+
+    #[test]
+    fn console_transport_rules() {
+        let c = parse("cluster_bind = \"127.0.0.1:9700\"").expect("valid");
+        assert!(!c.admin_tls_enabled());
+        let text = "node_id = 1\ndata_dir = \"/tmp/x\"\nadmin_bind = \"0.0.0.0:9090\"\n\
+                    dns_bind = \"127.0.0.1:53\"\ncluster_bind = \"127.0.0.1:9700\"\n";
+        let c: NodeConfig = model::parse::from_toml(text).expect("parses");
+        assert!(c.check().is_ok() && c.admin_tls_enabled());
+        let e = err("cluster_bind = \"127.0.0.1:9700\"\nadmin_tls_cert = \"/x.pem\"");
+        assert!(e.contains("admin_tls_key"), "{e}");
+        let e = err("node_id = 0").to_lowercase();
+        assert!(e.contains("node_id"), "{e}");
     }
 }

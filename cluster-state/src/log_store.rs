@@ -4,6 +4,8 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
@@ -19,11 +21,22 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
+    /// The last committed log index Raft told us about, for status and metrics (openraft 0.9
+    /// does not publish it in its metrics).
+    committed: Arc<AtomicU64>,
 }
 
 impl LogStore {
     pub fn new(store: Store) -> LogStore {
-        LogStore { store }
+        LogStore {
+            store,
+            committed: Arc::default(),
+        }
+    }
+
+    /// A handle that follows the committed index.
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
     }
 }
 
@@ -81,6 +94,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not flushed on purpose: losing it only means re-applying from the state machine's
         // last applied id, which openraft handles.
+        if let Some(c) = committed {
+            self.committed.fetch_max(c.index, Ordering::Relaxed);
+        }
         let res = match committed {
             Some(c) => self.store.put_json(COMMITTED, &c),
             None => self.store.remove(COMMITTED),
@@ -89,7 +105,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.store.get_json(COMMITTED).map_err(|e| read_err(&e))
+        let committed: Option<LogId> = self.store.get_json(COMMITTED).map_err(|e| read_err(&e))?;
+        if let Some(c) = committed {
+            self.committed.fetch_max(c.index, Ordering::Relaxed);
+        }
+        Ok(committed)
     }
 
     async fn append<I>(

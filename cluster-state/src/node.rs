@@ -58,7 +58,7 @@ pub struct RaftStatus {
     /// "Leader", "Follower", "Candidate", "Learner", "Shutdown" or "OutOfService".
     pub state: String,
     pub current_term: u64,
-    /// The last applied log index (openraft 0.9 does not publish the commit index).
+    /// The last committed log index this node knows of.
     pub commit_index: u64,
     pub last_applied: u64,
     pub leader: Option<u64>,
@@ -71,6 +71,7 @@ pub struct ClusterNode {
     rpc_advertise: String,
     secret: Arc<str>,
     raft: Raft,
+    committed: Arc<std::sync::atomic::AtomicU64>,
     applied: watch::Receiver<Applied>,
     bootstrapped_now: bool,
     http: reqwest::Client,
@@ -93,16 +94,24 @@ enum Mode {
 
 impl ClusterNode {
     /// Opens the store, builds the Raft node, serves cluster RPC on `rpc_listener`, and when the
-    /// store is pristine initializes a single-node cluster with itself as the only voter. Returns
-    /// once the node sees a leader, or fails after 10 s.
+    /// store is pristine initializes a single-node cluster with itself as the only voter. Waits up
+    /// to 10 s for a leader. A brand-new cluster without one is an error; a restarted member
+    /// without one (its peers are down, say) starts anyway and serves its last applied state,
+    /// because an appliance must keep answering while the control plane recovers.
     pub async fn start(
         cfg: NodeConfig,
         rpc_listener: tokio::net::TcpListener,
     ) -> Result<Arc<ClusterNode>, StartError> {
         let node = Self::launch(cfg, rpc_listener, Mode::Bootstrap).await?;
         if let Err(e) = node.wait_for_leader().await {
-            node.shutdown().await;
-            return Err(e);
+            if node.bootstrapped_now {
+                node.shutdown().await;
+                return Err(e);
+            }
+            tracing::warn!(
+                "no Raft leader within {LEADER_TIMEOUT:?}; serving the last applied configuration \
+                 until one is elected"
+            );
         }
         Ok(node)
     }
@@ -178,7 +187,8 @@ impl ClusterNode {
             node_id: self.node_id,
             state,
             current_term: m.current_term,
-            commit_index: applied,
+            // Applied entries are committed, whatever the store last heard.
+            commit_index: self.committed.load(Ordering::Relaxed).max(applied),
             last_applied: applied,
             leader: m.current_leader,
             members: m
@@ -289,15 +299,11 @@ impl ClusterNode {
         let http = network::http_client()?;
         let net = NetworkFactory::new(http.clone(), secret.clone());
         let raft_config = raft_config()?;
-        let raft = Raft::new(
-            cfg.node_id,
-            raft_config,
-            net,
-            LogStore::new(store.clone()),
-            sm,
-        )
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let log_store = LogStore::new(store.clone());
+        let committed = log_store.committed_index();
+        let raft = Raft::new(cfg.node_id, raft_config, net, log_store, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = network::router(RpcState::new(raft.clone(), &cfg.cluster_secret));
@@ -319,6 +325,7 @@ impl ClusterNode {
             rpc_advertise: cfg.rpc_advertise.clone(),
             secret,
             raft,
+            committed,
             applied,
             bootstrapped_now: false,
             http,

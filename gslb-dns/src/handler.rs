@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::DNSClass;
+use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use model::HealthView;
@@ -74,7 +75,10 @@ impl Handler {
         }
 
         let snapshot = self.snapshot.load();
-        let answer = snapshot.lookup(question.name(), question.query_type(), &*self.health);
+        let mut answer = snapshot.lookup(question.name(), question.query_type(), &*self.health);
+        if question.query_type() == RecordType::ANY && request.protocol() == Protocol::Udp {
+            minimal_any(&mut answer);
+        }
         debug!(
             name = %question.name(),
             qtype = %question.query_type(),
@@ -83,6 +87,15 @@ impl Handler {
             "dns answer"
         );
         send_answer(request, &answer, edns, handle).await
+    }
+}
+
+/// RFC 8482: over UDP, ANY gets one rrset rather than all of them, so that the server is no
+/// amplifier; TCP clients still get everything.
+fn minimal_any(answer: &mut Answer) {
+    if let Some(first) = answer.answers.first().map(|r| r.record_type()) {
+        answer.answers.retain(|r| r.record_type() == first);
+        answer.additionals.clear();
     }
 }
 

@@ -10,8 +10,8 @@
 //! contains the name answers authoritatively; names outside every zone are REFUSED; missing names
 //! are NXDOMAIN and existing names without the type (including empty non-terminals) NODATA, both
 //! with the zone's SOA in authority; CNAMEs are chased through our zones; `ANY` returns every
-//! rrset of the name rather than the RFC 8482 minimal answer, since our rrsets are few and UDP
-//! truncation bounds the size. Opcodes other than QUERY get NOTIMP, EDNS versions above 0 BADVERS.
+//! rrset of the name over TCP and one rrset over UDP (RFC 8482), so the server is no
+//! amplifier. Opcodes other than QUERY get NOTIMP, EDNS versions above 0 BADVERS.
 //!
 //! Every response our handler sends is counted in `meridian_dns_queries_total`. Requests hickory
 //! cannot parse at all are answered FORMERR (or dropped, under 12 bytes) by hickory itself before

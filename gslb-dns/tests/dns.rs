@@ -264,6 +264,10 @@ async fn static_records_over_udp_and_tcp() {
 
     let any = h.tcp("example.com.", RecordType::ANY).await;
     assert_eq!(any.answers.len(), 4, "SOA, NS, MX, TXT");
+    // Over UDP, ANY is minimal (RFC 8482): one rrset, no amplification.
+    let any = h.udp("example.com.", RecordType::ANY).await;
+    assert_eq!(any.answers.len(), 1);
+    assert!(any.metadata.authoritative);
     h.server.shutdown().await;
 }
 

@@ -7,7 +7,9 @@ mod probe;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use model::{Config, HealthCheck, HealthView};
 use tokio::task::JoinHandle;
@@ -60,47 +62,46 @@ impl HealthEntry {
     }
 }
 
-/// Every health observation, by stable key.
+/// Every health observation, by stable key. Reads (DNS answers, the console) are lock-free:
+/// the map is swapped whole on the rare insert or removal.
 #[derive(Debug, Default)]
 pub struct HealthTable {
-    entries: RwLock<HashMap<String, Arc<HealthEntry>>>,
+    entries: ArcSwap<HashMap<String, Arc<HealthEntry>>>,
 }
 
 impl HealthTable {
     /// The entry for `key`, created (up, unobserved) on first use.
     pub fn entry(&self, key: &str) -> Arc<HealthEntry> {
-        if let Some(e) = self.read().get(key) {
+        if let Some(e) = self.entries.load().get(key) {
             return e.clone();
         }
-        let mut map = match self.entries.write() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.entry(key.to_string())
-            .or_insert_with(|| Arc::new(HealthEntry::new()))
-            .clone()
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<HealthEntry>>> {
-        match self.entries.read() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        let mut created = None;
+        self.entries.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            let entry = map
+                .entry(key.to_string())
+                .or_insert_with(|| Arc::new(HealthEntry::new()))
+                .clone();
+            created = Some(entry);
+            map
+        });
+        // rcu always runs the closure at least once.
+        created.unwrap_or_else(|| Arc::new(HealthEntry::new()))
     }
 
     /// Forgets targets that no longer exist in the config.
     fn retain(&self, keep: impl Fn(&str) -> bool) {
-        let mut map = match self.entries.write() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.retain(|k, _| keep(k));
+        self.entries.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.retain(|k, _| keep(k));
+            map
+        });
     }
 }
 
 impl HealthView for HealthTable {
     fn is_healthy(&self, key: &str) -> Option<bool> {
-        self.read().get(key).map(|e| e.is_healthy())
+        self.entries.load().get(key).map(|e| e.is_healthy())
     }
 }
 

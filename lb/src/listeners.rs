@@ -125,22 +125,34 @@ async fn serve_listener(
             m.insert(name.to_string(), (addr, s));
         }
     };
+    let mut backoff = Duration::from_millis(25);
     let listener = loop {
         match bind(addr) {
             Ok(l) => break l,
             Err(e) => {
-                tracing::error!(listener = %name, %addr, error = %e, "cannot bind listener; retrying");
+                if backoff == Duration::from_millis(25) {
+                    tracing::error!(listener = %name, %addr, error = %e, "cannot bind listener; retrying");
+                } else {
+                    tracing::debug!(listener = %name, %addr, error = %e, "bind retry failed");
+                }
                 shared.metrics.listener_error(&name, "bind");
                 set_state(ListenerState::Failed(e.to_string()));
+                // Quick retries first: a listener moving between names on the same address
+                // frees it a moment later.
                 tokio::select! {
                     _ = &mut stop => return,
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = tokio::time::sleep(backoff) => {}
                 }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     };
     tracing::info!(listener = %name, %addr, "listening");
     set_state(ListenerState::Listening);
+    let ctx = Arc::new(proxy::ListenerCtx {
+        name: name.clone(),
+        counters: shared.metrics.listener_counters(&name),
+    });
     loop {
         tokio::select! {
             _ = &mut stop => {
@@ -150,7 +162,7 @@ async fn serve_listener(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(stream, peer, name.clone(), shared.clone()));
+                    tokio::spawn(serve_connection(stream, peer, ctx.clone(), shared.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -166,7 +178,7 @@ async fn serve_listener(
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    listener: Arc<str>,
+    listener: Arc<proxy::ListenerCtx>,
     shared: Arc<Shared>,
 ) {
     let svc = service_fn(move |req| proxy::handle(shared.clone(), listener.clone(), peer, req));

@@ -2,9 +2,9 @@
 //! config, statuses from a fixed set of codes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::health::Target;
 
@@ -58,10 +58,14 @@ impl LbMetrics {
         })
     }
 
-    pub fn request(&self, listener: &str, status: http::StatusCode) {
-        self.requests
-            .with_label_values(&[listener, status.as_str()])
-            .inc();
+    /// Request counters of one listener, resolved once per status code so that the request
+    /// path takes no lock.
+    pub fn listener_counters(&self, listener: &str) -> StatusCounters {
+        StatusCounters {
+            listener: listener.to_string(),
+            family: self.requests.clone(),
+            by_status: (0..600).map(|_| OnceLock::new()).collect(),
+        }
     }
 
     pub fn set_member_health(&self, group: &str, member: &str, healthy: bool) {
@@ -98,5 +102,29 @@ impl LbMetrics {
         self.listener_errors
             .with_label_values(&[listener, kind])
             .inc();
+    }
+}
+
+/// `meridian_lb_requests_total` of one listener, one lazily resolved counter per status code.
+pub struct StatusCounters {
+    listener: String,
+    family: IntCounterVec,
+    by_status: Box<[OnceLock<IntCounter>]>,
+}
+
+impl StatusCounters {
+    pub fn inc(&self, status: http::StatusCode) {
+        match self.by_status.get(usize::from(status.as_u16())) {
+            Some(cell) => cell
+                .get_or_init(|| {
+                    self.family
+                        .with_label_values(&[self.listener.as_str(), status.as_str()])
+                })
+                .inc(),
+            None => self
+                .family
+                .with_label_values(&[self.listener.as_str(), status.as_str()])
+                .inc(),
+        }
     }
 }

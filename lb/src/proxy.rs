@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::ProxyError;
-use crate::metrics::LbMetrics;
+use crate::metrics::{LbMetrics, StatusCounters};
 use crate::snapshot::{PoolSnapshot, RoutingSnapshot};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -50,19 +50,25 @@ impl Shared {
     }
 }
 
+/// The listener a connection arrived on, as the request path needs it.
+pub struct ListenerCtx {
+    pub name: Arc<str>,
+    pub counters: StatusCounters,
+}
+
 /// Serves one request that arrived on `listener` from `peer`.
 pub async fn handle(
     shared: Arc<Shared>,
-    listener: Arc<str>,
+    listener: Arc<ListenerCtx>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let snapshot = shared.snapshot.load_full();
-    let resp = match forward(&shared, &snapshot, &listener, peer, req).await {
+    let resp = match forward(&shared, &snapshot, &listener.name, peer, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     };
-    shared.metrics.request(&listener, resp.status());
+    listener.counters.inc(resp.status());
     Ok(resp)
 }
 
@@ -73,7 +79,20 @@ async fn forward(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
-    let host = request_host(&req).ok_or(ProxyError::BadRequest("missing or invalid Host"))?;
+    let host = match request_host(&req) {
+        Some(h) => h,
+        // HTTP/1.0 may omit Host; such a request can only match a route for any host.
+        None if req.version() <= http::Version::HTTP_10
+            && !req.headers().contains_key(header::HOST) =>
+        {
+            String::new()
+        }
+        None => return Err(ProxyError::BadRequest("missing or invalid Host")),
+    };
+    if has_dot_segments(req.uri().path()) {
+        // `/api/../admin` must not reach the api pool's neighbours by way of the api route.
+        return Err(ProxyError::BadRequest("dot-segments in the path"));
+    }
     let route = snapshot
         .route(listener, &host, req.uri().path())
         .ok_or(ProxyError::NoRoute)?;
@@ -167,16 +186,30 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     } else {
         raw.rsplit_once(':').map_or(raw.as_str(), |(h, _)| h)
     };
+    // A fully qualified `example.com.` is the same host as `example.com`.
+    let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || host.len() > 255 {
         return None;
     }
     Some(host.to_ascii_lowercase())
 }
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// `.` or `..` segments, also percent-encoded, which upstreams may resolve differently than
+/// routing did.
+fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    })
+}
+
+/// Headers that describe one hop (RFC 9110 §7.6.1) or belong to a proxy, never forwarded.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
@@ -198,10 +231,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: &str) {
     let xff = HeaderName::from_static("x-forwarded-for");
-    let value = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {client}"),
-        None => client.to_string(),
-    };
+    // Several X-Forwarded-For headers form one list (RFC 9110 §5.3).
+    let mut value = headers
+        .get_all(&xff)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !value.is_empty() {
+        value.push_str(", ");
+    }
+    value.push_str(&client.to_string());
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(xff, v);
     }
@@ -242,12 +282,29 @@ mod tests {
         );
         assert_eq!(request_host(&req(None, "/x")), None);
         assert_eq!(request_host(&req(Some(""), "/")), None);
+        assert_eq!(
+            request_host(&req(Some("A.test."), "/")),
+            Some("a.test".into())
+        );
+    }
+
+    #[test]
+    fn dot_segments_are_spotted_even_when_encoded() {
+        assert!(has_dot_segments("/api/../admin"));
+        assert!(has_dot_segments("/api/%2E%2e/admin"));
+        assert!(has_dot_segments("/./x"));
+        assert!(!has_dot_segments("/a.b/c..d/.well-known"));
     }
 
     #[test]
     fn forwarded_headers_append_client_and_hop_by_hop_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.8"));
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic eA=="),
+        );
         h.insert(
             header::CONNECTION,
             HeaderValue::from_static("close, x-secret"),
@@ -258,8 +315,10 @@ mod tests {
         add_forwarded(&mut h, "10.1.2.3".parse().expect("ip"), "a.test");
         assert_eq!(
             h.get("x-forwarded-for").map(|v| v.as_bytes()),
-            Some(&b"203.0.113.9, 10.1.2.3"[..])
+            Some(&b"203.0.113.8, 203.0.113.9, 10.1.2.3"[..])
         );
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert!(h.get("proxy-authorization").is_none());
         assert!(h.get("x-secret").is_none());
         assert!(h.get("keep-alive").is_none());
         assert!(h.get(header::CONNECTION).is_none());

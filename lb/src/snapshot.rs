@@ -122,12 +122,16 @@ impl RoutingSnapshot {
         }
     }
 
-    /// The route for a request on `listener`. `host` is lowercased without its port.
+    /// The route for a request on `listener`. `host` is lowercased without its port; an empty
+    /// host (an HTTP/1.0 request without one) matches only routes for any host.
     pub fn route(&self, listener: &str, host: &str, path: &str) -> Option<&CompiledRoute> {
-        self.listeners
-            .get(listener)?
-            .iter()
-            .find(|r| r.host.matches(host) && path.starts_with(r.path_prefix.as_str()))
+        self.listeners.get(listener)?.iter().find(|r| {
+            (if host.is_empty() {
+                r.host == HostMatch::Any
+            } else {
+                r.host.matches(host)
+            }) && prefix_matches(&r.path_prefix, path)
+        })
     }
 
     pub fn pool(&self, name: &str) -> Option<&Arc<PoolSnapshot>> {
@@ -150,6 +154,15 @@ impl PoolSnapshot {
 
     pub fn healthy_count(&self) -> usize {
         self.members.iter().filter(|m| m.is_healthy()).count()
+    }
+}
+
+/// Path prefixes match whole segments: `/api` matches `/api` and `/api/v1` but not `/apix`. A
+/// prefix that ends with `/` matches everything below it.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
     }
 }
 
@@ -260,6 +273,27 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
         assert!(b.pick(Some(four)).is_none());
         t.entry("pool/b/127.0.0.1:4").observe(false, 1, 1);
         assert!(b.pick(None).is_none());
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/v1"));
+        assert!(!prefix_matches("/api", "/apix"));
+        assert!(prefix_matches("/api/", "/api/x"));
+        assert!(!prefix_matches("/api/", "/api"));
+        let t = HealthTable::default();
+        let s = RoutingSnapshot::compile(1, &config(CFG), &t);
+        assert_eq!(
+            s.route("web", "other", "/apix").map(|r| r.name.as_str()),
+            Some("any")
+        );
+        assert_eq!(
+            s.route("web", "", "/api/x").map(|r| r.name.as_str()),
+            Some("api")
+        );
+        assert!(s.route("web", "", "/w").is_some_and(|r| r.name != "wild"));
     }
 
     #[test]

@@ -150,3 +150,87 @@ routes = [{{ name = "r", listener = "web", pool = "empty" }}]
     assert_eq!(states[0].2, lb::ListenerState::Listening);
     plane.shutdown();
 }
+
+/// An upstream that answers every request with 200 and its name.
+async fn ok_backend(name: &'static str) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(name)),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_refused_connect_is_retried_on_another_member_for_bodiless_requests() {
+    let live = ok_backend("live").await;
+    let dead = free_port();
+    let port = free_port();
+    // No health check: only the retry keeps clients from seeing the dead member.
+    let cfg = compile(&format!(
+        r#"
+api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "127.0.0.1:{port}" }}]
+routes = [{{ name = "all", listener = "web", pool = "p" }}]
+pools = [{{ name = "p", members = [{{ address = "127.0.0.1:{dead}" }}, {{ address = "{live}" }}] }}]
+"#
+    ));
+    let (_tx, rx) = watch::channel(Arc::new(Revisioned {
+        revision: 1,
+        value: cfg,
+    }));
+    let plane = lb::DataPlane::spawn(
+        rx,
+        lb::LbMetrics::new(&prometheus::Registry::new()).expect("metrics"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if reqwest::get(&base).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..10 {
+        assert_eq!(get(&format!("{base}/x")).await, (200, "live".to_string()));
+    }
+    // A request with a body is not replayed: when it lands on the dead member it fails.
+    let client = reqwest::Client::new();
+    let mut statuses = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let r = client
+            .post(format!("{base}/x"))
+            .body("payload")
+            .send()
+            .await
+            .expect("answer");
+        statuses.insert(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 502].into_iter().collect());
+    // Dot-segments never reach an upstream (sent raw: HTTP clients normalize them away).
+    for target in ["/a/%2e%2e/b", "/a/../b", "/./b"] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut s, &mut answer)
+            .await
+            .expect("read");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
+    }
+    plane.shutdown();
+}

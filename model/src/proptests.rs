@@ -81,8 +81,64 @@ prop_compose! {
     }
 }
 
+prop_compose! {
+    /// Configs that are valid by construction: distinct names, real addresses, references that
+    /// resolve.
+    fn valid_spec()(
+        pools in prop::collection::btree_map("[a-z]{1,8}", prop::collection::btree_set(1u16..60000, 1..4), 1..4),
+        weights in prop::collection::vec(1u32..1000, 4),
+        port in 1024u16..60000,
+        ttl in 0u32..86_400,
+    ) -> ConfigSpec {
+        let pools: Vec<PoolSpec> = pools.into_iter().map(|(name, ports)| PoolSpec {
+            name,
+            members: ports.into_iter().enumerate().map(|(i, p)| MemberSpec {
+                address: format!("127.0.0.1:{p}"),
+                weight: weights[i % weights.len()],
+            }).collect(),
+            health_check: Some("hc".into()),
+            timeout_ms: 1000,
+        }).collect();
+        let routes = pools.iter().map(|p| RouteSpec {
+            name: format!("r-{}", p.name),
+            listener: "web".into(),
+            host: Some(format!("{}.example.com", p.name)),
+            path_prefix: "/".into(),
+            pool: p.name.clone(),
+        }).collect();
+        ConfigSpec {
+            api_version: API_VERSION.into(),
+            listeners: vec![ListenerSpec { name: "web".into(), bind: format!("127.0.0.1:{port}"), protocol: ListenerProtocol::Http }],
+            routes,
+            pools,
+            health_checks: vec![HealthCheckSpec {
+                name: "hc".into(), path: "/healthz".into(), host: None, interval_ms: 1000,
+                timeout_ms: 500, rise: 2, fall: 3, expect_status: 200,
+            }],
+            zones: vec![ZoneSpec {
+                name: "example.com".into(),
+                soa: SoaSpec { mname: "ns1".into(), rname: "hostmaster".into(), refresh: 1, retry: 1, expire: 1, minimum: 1, ttl },
+                ns: vec!["ns1".into()],
+                records: vec![RecordSpec { name: "ns1".into(), rtype: RecordType::A, ttl, value: "192.0.2.1".into() }],
+            }],
+            gslb_records: vec![GslbRecordSpec {
+                name: "app.example.com".into(),
+                ttl,
+                sites: vec![SiteSpec { name: "a".into(), address: "192.0.2.10".into(), port: 80, health_check: Some("hc".into()) }],
+                when_all_down: AllDownPolicy::All,
+            }],
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn configs_valid_by_construction_validate(s in valid_spec()) {
+        let c = validate(&s);
+        prop_assert!(c.is_ok(), "{:?}", c.err());
+    }
 
     #[test]
     fn validation_never_panics_and_errors_have_paths(s in spec()) {
@@ -95,6 +151,11 @@ proptest! {
                 prop_assert!(!e.errors.is_empty());
                 for err in &e.errors {
                     prop_assert!(!err.message.is_empty());
+                    let top = err.path.split(['.', '[']).next().unwrap_or("");
+                    prop_assert!(
+                        ["api_version", "listeners", "routes", "pools", "health_checks", "zones", "gslb_records"].contains(&top),
+                        "error without a field path: {:?}", err
+                    );
                 }
             }
         }

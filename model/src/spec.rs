@@ -1,5 +1,8 @@
 //! The serialized form of the cluster configuration: the one shape used by files, the API and the
 //! Raft log. Everything here is plain data; `validate` turns it into the typed model.
+//!
+//! Unknown fields are refused by [`crate::parse`], which lists every one of them with its path,
+//! rather than by `deny_unknown_fields`, which would stop at the first.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +11,6 @@ pub const API_VERSION: &str = "meridian/v1";
 
 /// The whole replicated configuration document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConfigSpec {
     pub api_version: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -41,7 +43,6 @@ impl Default for ConfigSpec {
 
 /// A proxy listener: where clients connect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListenerSpec {
     pub name: String,
     /// `ip:port` to bind.
@@ -59,7 +60,6 @@ pub enum ListenerProtocol {
 
 /// Host plus path prefix on a listener, sending to a pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     pub name: String,
     pub listener: String,
@@ -77,7 +77,6 @@ fn default_path_prefix() -> String {
 
 /// A set of upstream members balanced round robin by weight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PoolSpec {
     pub name: String,
     #[serde(default)]
@@ -94,7 +93,6 @@ fn default_upstream_timeout_ms() -> u64 {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MemberSpec {
     /// `ip:port` of the member.
     pub address: String,
@@ -108,7 +106,6 @@ fn default_weight() -> u32 {
 
 /// An active HTTP health check, referenced by pools and GSLB sites.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HealthCheckSpec {
     pub name: String,
     #[serde(default = "default_check_path")]
@@ -151,7 +148,6 @@ fn default_expect_status() -> u16 {
 
 /// An authoritative DNS zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ZoneSpec {
     /// The zone apex, e.g. `example.com` (a trailing dot is optional).
     pub name: String,
@@ -164,7 +160,6 @@ pub struct ZoneSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SoaSpec {
     pub mname: String,
     /// Responsible mailbox in DNS form (`hostmaster.example.com`).
@@ -201,7 +196,6 @@ fn default_ttl() -> u32 {
 /// One resource record. `name` is relative to the zone (`@` is the apex) or absolute with a
 /// trailing dot. `value` is in presentation form: `192.0.2.1`, `10 mail.example.com.`, ...
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RecordSpec {
     pub name: String,
     #[serde(rename = "type")]
@@ -222,7 +216,6 @@ pub enum RecordType {
 
 /// A GSLB name answered with the addresses of its healthy sites.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GslbRecordSpec {
     /// Fully qualified name inside one of the configured zones.
     pub name: String,
@@ -250,7 +243,6 @@ pub enum AllDownPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SiteSpec {
     pub name: String,
     /// The address handed out (IPv4 answers A queries, IPv6 answers AAAA).

@@ -75,6 +75,7 @@ pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
     let pools = pools(spec, &health_checks, &mut e);
     let routes = routes(spec, &mut e);
     let zones = zones(spec, &mut e);
+    shadowed_records(&zones, &mut e);
     let gslb_records = gslb(spec, &zones, &health_checks, &mut e);
 
     if !e.0.is_empty() {
@@ -137,11 +138,10 @@ fn health_checks(spec: &ConfigSpec, e: &mut Errors) -> BTreeMap<String, Arc<Heal
     for (i, hc) in spec.health_checks.iter().enumerate() {
         let p = format!("health_checks[{i}]");
         check_name(&p, &hc.name, &mut seen, e);
-        if !hc.path.starts_with('/') || hc.path.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if !is_request_target(&hc.path) {
             e.push(
                 format!("{p}.path"),
-                "must start with '/' and contain no spaces",
+                "must start with '/' and hold only URI characters (percent-encode the rest)",
             );
         }
         if let Some(h) = &hc.host {
@@ -269,10 +269,10 @@ fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
         if !pool_names.contains(r.pool.as_str()) {
             e.push(format!("{p}.pool"), format!("no pool named {:?}", r.pool));
         }
-        if !r.path_prefix.starts_with('/') || r.path_prefix.chars().any(|c| c.is_whitespace()) {
+        if !is_request_target(&r.path_prefix) || r.path_prefix.contains('?') {
             e.push(
                 format!("{p}.path_prefix"),
-                "must start with '/' and contain no spaces",
+                "must start with '/' and hold only URI path characters (percent-encode the rest)",
             );
         }
         let host = match r.host.as_deref() {
@@ -301,6 +301,20 @@ fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
         });
     }
     out
+}
+
+/// An origin-form request target (`/path?query`) of printable ASCII without characters that URIs
+/// forbid, so that every request built from it parses.
+pub fn is_request_target(s: &str) -> bool {
+    s.starts_with('/')
+        && s.len() <= 2048
+        && s.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(
+                    b,
+                    b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' | b'#'
+                )
+        })
 }
 
 /// A DNS name made of 1-63 character labels of letters, digits, '-' and '_', at most 253 long.
@@ -469,6 +483,28 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
         });
     }
     out
+}
+
+/// A record of one zone whose name lies inside another, more specific configured zone would
+/// never be answered: that zone owns the name.
+fn shadowed_records(zones: &[Zone], e: &mut Errors) {
+    for (i, z) in zones.iter().enumerate() {
+        for (j, r) in z.records.iter().enumerate() {
+            if let Some(owner) = zones
+                .iter()
+                .filter(|o| o.origin.len() > z.origin.len() && in_zone(&r.name, &o.origin))
+                .max_by_key(|o| o.origin.len())
+            {
+                e.push(
+                    format!("zones[{i}].records[{j}].name"),
+                    format!(
+                        "{} belongs to zone {}; put the record there",
+                        r.name, owner.origin
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn gslb(

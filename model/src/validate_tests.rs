@@ -163,6 +163,22 @@ fn malformed_and_unknown_fields_name_the_path() {
         "{}",
         e.errors[0].message
     );
+    // Every unknown field is listed, not only the first.
+    let e = from_json::<ConfigSpec>(
+        br#"{"api_version":"meridian/v1","colour":1,"pools":[{"name":"a","bogus":1,"members":[{"address":"127.0.0.1:1","x":2}]}]}"#,
+    )
+    .expect_err("unknown fields");
+    let mut paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec!["colour", "pools[0].bogus", "pools[0].members[0].x"]
+    );
+    let e = from_toml::<ConfigSpec>(
+        "api_version = \"meridian/v1\"\nextra = 1\n[[pools]]\nname = \"a\"\nweight = 3\n",
+    )
+    .expect_err("unknown toml fields");
+    assert_eq!(e.errors.len(), 2, "{e:?}");
     let e = from_json::<ConfigSpec>(b"{not json").expect_err("malformed");
     assert!(e.errors[0].message.starts_with("malformed JSON"));
     let e = from_toml::<ConfigSpec>("api_version = 3").expect_err("wrong type");
@@ -218,4 +234,34 @@ fn host_match_specificity_orders_exact_over_wildcard() {
     assert!(HostMatch::Suffix(".b".into()).matches("a.b"));
     assert!(!HostMatch::Suffix(".b".into()).matches("b"));
     assert!(HostMatch::Any.matches("anything"));
+}
+
+#[test]
+fn paths_must_be_valid_uri_targets() {
+    let mut s = good();
+    s.health_checks[0].path = "/héalth".into();
+    s.routes[0].path_prefix = "/a b".into();
+    let mut p = paths(validate(&s));
+    p.sort();
+    assert_eq!(p, vec!["health_checks[0].path", "routes[0].path_prefix"]);
+    let mut s = good();
+    s.health_checks[0].path = "/healthz?full=1".into();
+    s.routes[0].path_prefix = "/api/v1%20x".into();
+    assert!(validate(&s).is_ok());
+}
+
+#[test]
+fn records_shadowed_by_a_child_zone_are_rejected() {
+    let mut s = good();
+    let mut child = s.zones[0].clone();
+    child.name = "sub.example.com".into();
+    child.records.clear();
+    s.zones.push(child);
+    s.zones[0].records.push(RecordSpec {
+        name: "host.sub".into(),
+        rtype: RecordType::A,
+        ttl: 60,
+        value: "192.0.2.1".into(),
+    });
+    assert_eq!(paths(validate(&s)), vec!["zones[0].records[5].name"]);
 }

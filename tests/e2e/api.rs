@@ -183,8 +183,11 @@ async fn stale_if_match_gets_409_and_objects_have_their_own_endpoints() {
 async fn every_route_but_login_needs_credentials() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Meridian::start(&dir.path().join("n1")).await;
-    let routes: [(Method, &str); 16] = [
+    let routes: [(Method, &str); 19] = [
         (Method::GET, "/"),
+        (Method::GET, "/api/v1/tokens/x"),
+        (Method::PATCH, "/api/v1/config"),
+        (Method::DELETE, "/"),
         (Method::GET, "/metrics"),
         (Method::GET, "/api/v1/config"),
         (Method::PUT, "/api/v1/config"),
@@ -451,6 +454,16 @@ async fn metrics_cover_requests_health_dns_and_raft() {
             "{needle} missing from metrics:\n{text}"
         );
     }
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let (_, revision) = node.get_config(&token).await;
+    assert!(value("meridian_raft_commit_index") >= revision.max(1));
+    assert!(value("meridian_raft_commit_index") >= value("meridian_raft_last_applied_index"));
+    assert_eq!(value("meridian_config_revision"), revision);
     assert!(!text.contains(&token), "a secret leaked into metrics");
     assert!(!text.contains("argon2"), "a hash leaked into metrics");
     node.stop().await;

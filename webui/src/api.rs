@@ -27,6 +27,13 @@ pub fn routes() -> Router<AppState> {
             get(get_object).put(put_object).delete(delete_object),
         )
         .fallback(|_: ApiUser| async { ApiError::NotFound })
+        // Credentials first: a wrong method must not reveal which routes exist.
+        .method_not_allowed_fallback(|_: ApiUser| async {
+            (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                Json(json!({"error": "method not allowed"})),
+            )
+        })
 }
 
 /// Reads `If-Match`: `"17"`, `17` or `W/"17"` expect revision 17; `*` or absent expect nothing.

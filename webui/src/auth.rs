@@ -182,6 +182,7 @@ impl FromRequestParts<AppState> for ApiUser {
                 }),
                 Err(Denied::Wrong) => Err(ApiError::Unauthorized),
                 Err(Denied::Throttled(wait)) => Err(ApiError::Throttled(wait)),
+                Err(Denied::Busy) => Err(ApiError::Busy),
             };
         }
         Err(ApiError::Unauthorized)

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use model::{MemberSpec, Object, ObjectKind, SiteSpec};
+use model::{Config, MemberSpec, Object, ObjectKind, Revisioned, SiteSpec};
 use serde::Deserialize;
 
 use crate::auth::{ConsoleUser, Denied, SESSION_COOKIE};
@@ -26,6 +26,9 @@ pub fn routes() -> Router<AppState> {
         .route("/console/gslb/{record}/sites", post(add_site))
         .route("/console/gslb/{record}/sites/remove", post(remove_site))
         .fallback(|_: ConsoleUser| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .method_not_allowed_fallback(|_: ConsoleUser| async {
+            (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        })
 }
 
 /// Rejection for console routes without a live session: 401 with a way to the login page.
@@ -112,6 +115,10 @@ async fn login(
                 StatusCode::UNAUTHORIZED,
                 "Wrong user name or password.".to_string(),
             ),
+            Denied::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The console is busy checking passwords. Try again in a moment.".to_string(),
+            ),
             Denied::Throttled(wait) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -145,7 +152,7 @@ async fn logout(
     State(st): State<AppState>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if f.csrf != user.session.csrf {
+    if !csrf_ok(&f.csrf, &user.session.csrf) {
         return csrf_failed();
     }
     st.sessions.remove(&user.cookie);
@@ -216,43 +223,79 @@ fn csrf_failed() -> Response {
     resp
 }
 
-/// Proposes an edit of one object made by a form, then returns to the dashboard.
-async fn propose_edit(st: &AppState, object: Object, what: &str) -> Response {
-    let mut spec = st.backend.config().value.spec.clone();
+/// Proposes an edit of one object made by a form, then returns to the dashboard. The edit is
+/// conditional on the revision the form's object was read from, so concurrent edits (another
+/// console, the API) are never silently overwritten.
+async fn propose_edit(
+    st: &AppState,
+    base: &Revisioned<Config>,
+    object: Object,
+    what: &str,
+) -> Response {
+    let mut spec = base.value.spec.clone();
     spec.upsert(&object);
     let result = match model::validate(&spec) {
         Err(e) => Err(ChangeError::Invalid(e)),
         Ok(_) => {
             st.backend
                 .propose(Change::Upsert {
-                    expected_revision: None,
+                    expected_revision: Some(base.revision),
                     object,
                 })
                 .await
         }
     };
-    match result {
+    let e = match result {
         Ok(rev) => {
             st.metrics.change("console");
             let msg = format!("{what} (revision {rev})");
             let q: String = url_escape(&msg);
-            Redirect::to(&format!("/?msg={q}")).into_response()
+            return Redirect::to(&format!("/?msg={q}")).into_response();
         }
-        Err(e) => {
-            let errors = match e {
-                ChangeError::Invalid(v) => {
-                    v.errors.into_iter().map(|e| (e.path, e.message)).collect()
-                }
-                other => vec![(String::new(), other.to_string())],
-            };
-            let mut resp = render(&ErrorTemplate {
-                title: format!("Could not apply: {what}"),
-                errors,
-            });
-            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            resp
+        Err(e) => e,
+    };
+    let (status, errors) = match e {
+        ChangeError::Invalid(v) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            v.errors.into_iter().map(|e| (e.path, e.message)).collect(),
+        ),
+        ChangeError::Stale { current, .. } => (
+            StatusCode::CONFLICT,
+            vec![(
+                String::new(),
+                format!(
+                    "the configuration changed while you were editing (it is now at revision \
+                     {current}); reload the dashboard and try again"
+                ),
+            )],
+        ),
+        ChangeError::NotFound { kind, name } => (
+            StatusCode::NOT_FOUND,
+            vec![(String::new(), format!("{kind}/{name} does not exist"))],
+        ),
+        ChangeError::NotLeader { .. } | ChangeError::Unavailable(_) => {
+            tracing::warn!(error = %e, "console change not committed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![(
+                    String::new(),
+                    "the cluster cannot commit changes right now; try again shortly".to_string(),
+                )],
+            )
         }
-    }
+    };
+    let mut resp = render(&ErrorTemplate {
+        title: format!("Could not apply: {what}"),
+        errors,
+    });
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Compares CSRF tokens in constant time.
+fn csrf_ok(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 fn url_escape(s: &str) -> String {
@@ -291,11 +334,11 @@ async fn add_member(
     Path(pool): Path<String>,
     Form(f): Form<MemberForm>,
 ) -> Response {
-    if f.csrf != user.session.csrf {
+    if !csrf_ok(&f.csrf, &user.session.csrf) {
         return csrf_failed();
     }
-    let Some(Object::Pools(mut p)) = st.backend.config().value.spec.get(ObjectKind::Pools, &pool)
-    else {
+    let base = st.backend.config();
+    let Some(Object::Pools(mut p)) = base.value.spec.get(ObjectKind::Pools, &pool) else {
         return not_found(format!("pool {pool:?} does not exist"));
     };
     let address = f.address.trim().to_string();
@@ -305,6 +348,7 @@ async fn add_member(
     });
     propose_edit(
         &st,
+        &base,
         Object::Pools(p),
         &format!("added {address} to pool {pool}"),
     )
@@ -323,11 +367,11 @@ async fn remove_member(
     Path(pool): Path<String>,
     Form(f): Form<RemoveMemberForm>,
 ) -> Response {
-    if f.csrf != user.session.csrf {
+    if !csrf_ok(&f.csrf, &user.session.csrf) {
         return csrf_failed();
     }
-    let Some(Object::Pools(mut p)) = st.backend.config().value.spec.get(ObjectKind::Pools, &pool)
-    else {
+    let base = st.backend.config();
+    let Some(Object::Pools(mut p)) = base.value.spec.get(ObjectKind::Pools, &pool) else {
         return not_found(format!("pool {pool:?} does not exist"));
     };
     let before = p.members.len();
@@ -337,6 +381,7 @@ async fn remove_member(
     }
     propose_edit(
         &st,
+        &base,
         Object::Pools(p),
         &format!("removed {} from pool {pool}", f.address),
     )
@@ -364,10 +409,11 @@ async fn add_site(
     Path(record): Path<String>,
     Form(f): Form<SiteForm>,
 ) -> Response {
-    if f.csrf != user.session.csrf {
+    if !csrf_ok(&f.csrf, &user.session.csrf) {
         return csrf_failed();
     }
-    let spec = st.backend.config().value.spec.clone();
+    let base = st.backend.config();
+    let spec = &base.value.spec;
     let Some(mut g) = spec
         .gslb_records
         .iter()
@@ -385,6 +431,7 @@ async fn add_site(
     });
     propose_edit(
         &st,
+        &base,
         Object::GslbRecords(g),
         &format!("added site {name} to {record}"),
     )
@@ -403,10 +450,11 @@ async fn remove_site(
     Path(record): Path<String>,
     Form(f): Form<RemoveSiteForm>,
 ) -> Response {
-    if f.csrf != user.session.csrf {
+    if !csrf_ok(&f.csrf, &user.session.csrf) {
         return csrf_failed();
     }
-    let spec = st.backend.config().value.spec.clone();
+    let base = st.backend.config();
+    let spec = &base.value.spec;
     let Some(mut g) = spec
         .gslb_records
         .iter()
@@ -422,6 +470,7 @@ async fn remove_site(
     }
     propose_edit(
         &st,
+        &base,
         Object::GslbRecords(g),
         &format!("removed site {} from {record}", f.name),
     )

@@ -23,6 +23,8 @@ pub enum ApiError {
     Change(#[from] ChangeError),
     #[error("too many failed attempts")]
     Throttled(std::time::Duration),
+    #[error("too many password checks queued")]
+    Busy,
     #[error("internal error")]
     Internal(String),
 }
@@ -73,6 +75,10 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({"error": format!("too many failed password attempts from this address; retry in {} s", wait.as_secs().max(1))}),
             ),
+            ApiError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "too many password checks in progress; retry shortly, or use a token"}),
+            ),
             ApiError::Internal(why) => {
                 tracing::error!(error = %why, "internal error");
                 (
@@ -83,6 +89,7 @@ impl IntoResponse for ApiError {
         };
         let retry_after = match &self {
             ApiError::Throttled(wait) => Some(wait.as_secs().max(1)),
+            ApiError::Busy => Some(1),
             _ => None,
         };
         let mut resp = (status, Json(body)).into_response();

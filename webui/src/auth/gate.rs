@@ -12,7 +12,8 @@ use tokio::sync::Semaphore;
 
 use super::{hash_password, verify_password};
 
-/// Failures allowed from one address within [`WINDOW`] before it is throttled.
+/// Attempts allowed from one address within [`WINDOW`] without a success before it is
+/// throttled.
 pub const MAX_FAILURES: u32 = 5;
 /// How long failures are remembered, and how long a throttled address waits.
 pub const WINDOW: Duration = Duration::from_secs(300);
@@ -23,13 +24,20 @@ const CONCURRENT_VERIFICATIONS: usize = 2;
 pub enum Denied {
     /// Wrong user or password.
     Wrong,
-    /// Too many failures from this address: retry after this long.
+    /// Too many attempts from this address: retry after this long.
     Throttled(Duration),
+    /// Too many verifications queued; the caller should retry shortly.
+    Busy,
 }
+
+/// How long a check waits for a verification slot before giving up with [`Denied::Busy`].
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 pub struct PasswordGate {
     permits: Semaphore,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Attempts (not only failures) per address since the first of the window: counting before
+    /// verifying means parallel guesses cannot slip past the limit.
+    attempts: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     /// Verified against when the user does not exist, so both cases cost the same.
     decoy: String,
 }
@@ -38,7 +46,7 @@ impl Default for PasswordGate {
     fn default() -> Self {
         PasswordGate {
             permits: Semaphore::new(CONCURRENT_VERIFICATIONS),
-            failures: Mutex::default(),
+            attempts: Mutex::default(),
             decoy: hash_password("meridian-decoy").unwrap_or_default(),
         }
     }
@@ -53,22 +61,19 @@ impl PasswordGate {
         password: String,
         now: Instant,
     ) -> Result<(), Denied> {
-        if let Some(wait) = self.throttled(client, now) {
-            return Err(Denied::Throttled(wait));
-        }
-        let ok = match self.permits.acquire().await {
-            Ok(_permit) => {
-                let known = phc.is_some();
-                let phc = phc.unwrap_or_else(|| self.decoy.clone());
-                let matched = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-                    .await
-                    .unwrap_or(false);
-                known && matched
-            }
-            Err(_) => false,
+        self.reserve(client, now)?;
+        let permit = match tokio::time::timeout(QUEUE_WAIT, self.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(Denied::Busy),
         };
-        self.record(client, ok, now);
-        if ok {
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| self.decoy.clone());
+        let matched = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
+            .await
+            .unwrap_or(false);
+        drop(permit);
+        if known && matched {
+            self.lock().remove(&client);
             Ok(())
         } else {
             Err(Denied::Wrong)
@@ -76,28 +81,23 @@ impl PasswordGate {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
-        match self.failures.lock() {
+        match self.attempts.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         }
     }
 
-    fn throttled(&self, client: IpAddr, now: Instant) -> Option<Duration> {
-        let map = self.lock();
-        let (count, since) = map.get(&client)?;
-        let elapsed = now.saturating_duration_since(*since);
-        (*count >= MAX_FAILURES && elapsed < WINDOW).then(|| WINDOW - elapsed)
-    }
-
-    fn record(&self, client: IpAddr, ok: bool, now: Instant) {
+    /// Counts one attempt for `client`, or refuses it when the address used up its window.
+    fn reserve(&self, client: IpAddr, now: Instant) -> Result<(), Denied> {
         let mut map = self.lock();
-        if ok {
-            map.remove(&client);
-            return;
-        }
         map.retain(|_, (_, since)| now.saturating_duration_since(*since) < WINDOW);
-        let entry = map.entry(client).or_insert((0, now));
-        entry.0 += 1;
+        let (count, since) = map.entry(client).or_insert((0, now));
+        if *count >= MAX_FAILURES {
+            let elapsed = now.saturating_duration_since(*since);
+            return Err(Denied::Throttled(WINDOW.saturating_sub(elapsed)));
+        }
+        *count += 1;
+        Ok(())
     }
 }
 
@@ -132,6 +132,31 @@ mod tests {
         assert_eq!(
             gate.check(ip, phc.clone(), "right".into(), later).await,
             Ok(())
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_guesses_cannot_exceed_the_limit() {
+        let gate = std::sync::Arc::new(PasswordGate::default());
+        let phc = hash_password("right").ok();
+        let ip: IpAddr = "192.0.2.9".parse().expect("ip");
+        let now = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (gate, phc) = (gate.clone(), phc.clone());
+            tasks.push(tokio::spawn(async move {
+                gate.check(ip, phc, "wrong".into(), now).await
+            }));
+        }
+        let mut verified = 0;
+        for t in tasks {
+            if t.await.expect("task") == Err(Denied::Wrong) {
+                verified += 1;
+            }
+        }
+        assert_eq!(
+            verified, MAX_FAILURES,
+            "only the allowed attempts were verified"
         );
     }
 

@@ -276,6 +276,15 @@ async fn a_joined_node_replicates_proposals() {
         }
         other => panic!("expected a stale revision, got {other:?}"),
     }
+    // A second node claiming an id already in the cluster is refused, not silently ignored.
+    let dir3 = tempfile::tempdir().expect("tempdir");
+    let (cfg3, l3) = config(dir3.path(), 2).await;
+    let n3 = ClusterNode::start_for_join(cfg3, l3).await.expect("starts");
+    match n3.join(&leader_addr).await {
+        Err(ProposeError::Unavailable(e)) => assert!(e.contains("already belongs"), "{e}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    n3.shutdown().await;
     n2.shutdown().await;
     n1.shutdown().await;
 }

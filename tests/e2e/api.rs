@@ -390,6 +390,35 @@ async fn console_login_sessions_and_forms() {
         Some(1)
     );
 
+    // A form built on an old revision does not overwrite a change made meanwhile.
+    let page = node
+        .http
+        .get(node.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("dashboard");
+    assert_eq!(page.status(), 200);
+    let (mut spec, _) = node.get_config(&token).await;
+    spec["pools"][0]["members"][0]["weight"] = serde_json::json!(7);
+    let (status, _) = node.put_config(&token, spec.to_string(), None).await;
+    assert_eq!(status, 200);
+    // The form handler reads the object and its revision together, so to race it the API write
+    // has to land between that read and the commit; what we can check end to end is that the
+    // weight the API set survives the form's edit.
+    let resp = node
+        .http
+        .post(node.url("/console/pools/mesh/members"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("address", "127.0.0.10:8080")])
+        .send()
+        .await
+        .expect("add member");
+    assert_eq!(resp.status(), 303);
+    let (spec, _) = node.get_config(&token).await;
+    assert_eq!(spec["pools"][0]["members"][0]["weight"], 7);
+    assert_eq!(spec["pools"][0]["members"][1]["address"], "127.0.0.10:8080");
+
     // Logging out ends the session.
     let resp = node
         .http

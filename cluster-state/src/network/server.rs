@@ -98,6 +98,25 @@ async fn snapshot(
 
 /// On the leader: add the node as a learner (waiting until it caught up), then promote it.
 async fn join(State(state): State<RpcState>, Json(req): Json<JoinRequest>) -> Response {
+    // An id that already belongs to another address is a configuration mistake (two nodes with
+    // one node_id); letting it "join" would silently do nothing.
+    let existing = state
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .nodes()
+        .find(|(id, _)| **id == req.node_id)
+        .map(|(_, n)| n.addr.clone());
+    if let Some(addr) = existing.filter(|a| *a != req.rpc_addr) {
+        let body = JoinResponse::Failed {
+            error: format!(
+                "node id {} already belongs to the member at {addr}; give this node its own node_id",
+                req.node_id
+            ),
+        };
+        return (StatusCode::CONFLICT, Json(body)).into_response();
+    }
     let node = Node {
         addr: req.rpc_addr.clone(),
     };

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cluster_state::{ApplyError, ClusterNode, Command, ProposeError};
+use cluster_state::{ApplyError, ClusterNode, ProposeError};
 use model::{Config, HealthView, Revisioned};
 use webui::{AuthView, BoxFuture, Change, ChangeError, ListenerView, RaftView};
 
@@ -11,43 +11,6 @@ pub struct NodeBackend {
     pub cluster: Arc<ClusterNode>,
     pub dataplane: Arc<lb::DataPlane>,
     pub dns_alarm: gslb_dns::CompileAlarm,
-}
-
-fn command(change: Change) -> Command {
-    match change {
-        Change::ReplaceConfig {
-            expected_revision,
-            spec,
-        } => Command::ReplaceConfig {
-            expected_revision,
-            spec,
-        },
-        Change::Upsert {
-            expected_revision,
-            object,
-        } => Command::Upsert {
-            expected_revision,
-            object,
-        },
-        Change::Delete {
-            expected_revision,
-            kind,
-            name,
-        } => Command::Delete {
-            expected_revision,
-            kind,
-            name,
-        },
-        Change::SetUser {
-            name,
-            password_hash,
-        } => Command::SetUser {
-            name,
-            password_hash,
-        },
-        Change::AddToken { id, name, user } => Command::AddToken { id, name, user },
-        Change::RevokeToken { id } => Command::RevokeToken { id },
-    }
 }
 
 fn change_error(e: ProposeError) -> ChangeError {
@@ -82,12 +45,7 @@ impl webui::Backend for NodeBackend {
     }
 
     fn propose(&self, change: Change) -> BoxFuture<'_, Result<u64, ChangeError>> {
-        Box::pin(async move {
-            self.cluster
-                .propose(command(change))
-                .await
-                .map_err(change_error)
-        })
+        Box::pin(async move { self.cluster.propose(change).await.map_err(change_error) })
     }
 
     fn raft(&self) -> RaftView {

@@ -7,37 +7,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// The Raft log entry payload (openraft `AppData`).
-#[derive(Clone, Serialize, Deserialize)]
-pub enum Command {
-    ReplaceConfig {
-        expected_revision: Option<u64>,
-        spec: model::ConfigSpec,
-    },
-    Upsert {
-        expected_revision: Option<u64>,
-        object: model::Object,
-    },
-    Delete {
-        expected_revision: Option<u64>,
-        kind: model::ObjectKind,
-        name: String,
-    },
-    /// `password_hash` is a PHC string (argon2); it is never logged.
-    SetUser {
-        name: String,
-        password_hash: String,
-    },
-    /// `id` is the hex sha256 of the token secret.
-    AddToken {
-        id: String,
-        name: String,
-        user: String,
-    },
-    RevokeToken {
-        id: String,
-    },
-}
+/// The Raft log entry payload (openraft `AppData`): the model's vocabulary of changes.
+pub type Command = model::Change;
 
 /// Users (name -> PHC password hash) and API tokens (id -> info).
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -71,54 +42,6 @@ pub enum ApplyError {
         kind: model::ObjectKind,
         name: String,
     },
-}
-
-// === impl Command ===
-
-// Hand-written so that password hashes never reach a log line through `{:?}`.
-impl fmt::Debug for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Command::ReplaceConfig {
-                expected_revision,
-                spec,
-            } => f
-                .debug_struct("ReplaceConfig")
-                .field("expected_revision", expected_revision)
-                .field("spec", spec)
-                .finish(),
-            Command::Upsert {
-                expected_revision,
-                object,
-            } => f
-                .debug_struct("Upsert")
-                .field("expected_revision", expected_revision)
-                .field("object", object)
-                .finish(),
-            Command::Delete {
-                expected_revision,
-                kind,
-                name,
-            } => f
-                .debug_struct("Delete")
-                .field("expected_revision", expected_revision)
-                .field("kind", kind)
-                .field("name", name)
-                .finish(),
-            Command::SetUser { name, .. } => f
-                .debug_struct("SetUser")
-                .field("name", name)
-                .field("password_hash", &"<redacted>")
-                .finish(),
-            Command::AddToken { id, name, user } => f
-                .debug_struct("AddToken")
-                .field("id", id)
-                .field("name", name)
-                .field("user", user)
-                .finish(),
-            Command::RevokeToken { id } => f.debug_struct("RevokeToken").field("id", id).finish(),
-        }
-    }
 }
 
 // === impl AuthState ===

@@ -4,12 +4,14 @@
 //! **Architecture Invariant:** no tokio, no I/O. Everything here is a pure function of its input,
 //! so the API, the CLI and the Raft state machine all validate the same way.
 
+pub mod change;
 pub mod object;
 pub mod parse;
 pub mod spec;
 pub mod typed;
 pub mod validate;
 
+pub use change::Change;
 pub use object::{Object, ObjectKind};
 pub use spec::*;
 pub use typed::*;

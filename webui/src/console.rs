@@ -292,6 +292,15 @@ async fn propose_edit(
     resp
 }
 
+/// The GSLB record named `record`, with or without its trailing dot.
+fn gslb_record(spec: &model::ConfigSpec, record: &str) -> Option<model::GslbRecordSpec> {
+    let want = model::validate::fqdn(record);
+    spec.gslb_records
+        .iter()
+        .find(|g| model::validate::fqdn(&g.name) == want)
+        .cloned()
+}
+
 /// Compares CSRF tokens in constant time.
 fn csrf_ok(given: &str, expected: &str) -> bool {
     use subtle::ConstantTimeEq;
@@ -414,12 +423,7 @@ async fn add_site(
     }
     let base = st.backend.config();
     let spec = &base.value.spec;
-    let Some(mut g) = spec
-        .gslb_records
-        .iter()
-        .find(|g| model::validate::fqdn(&g.name) == model::validate::fqdn(&record))
-        .cloned()
-    else {
+    let Some(mut g) = gslb_record(spec, &record) else {
         return not_found(format!("GSLB record {record:?} does not exist"));
     };
     let name = f.name.trim().to_string();
@@ -455,12 +459,7 @@ async fn remove_site(
     }
     let base = st.backend.config();
     let spec = &base.value.spec;
-    let Some(mut g) = spec
-        .gslb_records
-        .iter()
-        .find(|g| model::validate::fqdn(&g.name) == model::validate::fqdn(&record))
-        .cloned()
-    else {
+    let Some(mut g) = gslb_record(spec, &record) else {
         return not_found(format!("GSLB record {record:?} does not exist"));
     };
     let before = g.sites.len();

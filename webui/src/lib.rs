@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use model::{Config, HealthView, Object, ObjectKind, Revisioned, ValidationErrors};
+pub use model::Change;
+use model::{Config, HealthView, ObjectKind, Revisioned, ValidationErrors};
 use serde::Serialize;
 
 pub use error::ApiError;
@@ -28,36 +29,6 @@ pub use serve::{serve, serve_tls};
 
 /// Largest request body the API accepts; bigger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// A change the management plane asks the cluster to make.
-#[derive(Debug, Clone)]
-pub enum Change {
-    ReplaceConfig {
-        expected_revision: Option<u64>,
-        spec: model::ConfigSpec,
-    },
-    Upsert {
-        expected_revision: Option<u64>,
-        object: Object,
-    },
-    Delete {
-        expected_revision: Option<u64>,
-        kind: ObjectKind,
-        name: String,
-    },
-    SetUser {
-        name: String,
-        password_hash: String,
-    },
-    AddToken {
-        id: String,
-        name: String,
-        user: String,
-    },
-    RevokeToken {
-        id: String,
-    },
-}
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]

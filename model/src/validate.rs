@@ -76,6 +76,7 @@ pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
     let routes = routes(spec, &mut e);
     let zones = zones(spec, &mut e);
     shadowed_records(&zones, &mut e);
+    cname_loops(&zones, &mut e);
     let gslb_records = gslb(spec, &zones, &health_checks, &mut e);
 
     if !e.0.is_empty() {
@@ -501,6 +502,39 @@ fn shadowed_records(zones: &[Zone], e: &mut Errors) {
                         "{} belongs to zone {}; put the record there",
                         r.name, owner.origin
                     ),
+                );
+            }
+        }
+    }
+}
+
+/// CNAME chains that come back to where they started would only ever answer with the loop.
+fn cname_loops(zones: &[Zone], e: &mut Errors) {
+    let targets: HashMap<&str, &str> = zones
+        .iter()
+        .flat_map(|z| z.records.iter())
+        .filter_map(|r| match &r.data {
+            RecordData::CNAME(t) => Some((r.name.as_str(), t.as_str())),
+            _ => None,
+        })
+        .collect();
+    for (i, z) in zones.iter().enumerate() {
+        for (j, r) in z.records.iter().enumerate() {
+            let RecordData::CNAME(first) = &r.data else {
+                continue;
+            };
+            let mut seen = HashSet::from([r.name.as_str()]);
+            let mut next = first.as_str();
+            while let Some(&t) = targets.get(next) {
+                if !seen.insert(next) {
+                    break;
+                }
+                next = t;
+            }
+            if seen.contains(next) {
+                e.push(
+                    format!("zones[{i}].records[{j}].value"),
+                    format!("the CNAME chain from {} loops back to {next}", r.name),
                 );
             }
         }

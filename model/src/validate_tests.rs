@@ -265,3 +265,31 @@ fn records_shadowed_by_a_child_zone_are_rejected() {
     });
     assert_eq!(paths(validate(&s)), vec!["zones[0].records[5].name"]);
 }
+
+#[test]
+fn cname_loops_are_rejected() {
+    let mut s = good();
+    // www -> app already; make app point back at www (app is a GSLB name, so move it aside).
+    s.gslb_records[0].name = "other.example.com".into();
+    s.zones[0].records.push(RecordSpec {
+        name: "app".into(),
+        rtype: RecordType::CNAME,
+        ttl: 60,
+        value: "www".into(),
+    });
+    let mut p = paths(validate(&s));
+    p.sort();
+    assert_eq!(
+        p,
+        vec!["zones[0].records[1].value", "zones[0].records[5].value"]
+    );
+    // A chain that ends somewhere is fine.
+    let mut s = good();
+    s.zones[0].records.push(RecordSpec {
+        name: "alias".into(),
+        rtype: RecordType::CNAME,
+        ttl: 60,
+        value: "www".into(),
+    });
+    assert!(validate(&s).is_ok());
+}

@@ -292,15 +292,6 @@ async fn propose_edit(
     resp
 }
 
-/// The GSLB record named `record`, with or without its trailing dot.
-fn gslb_record(spec: &model::ConfigSpec, record: &str) -> Option<model::GslbRecordSpec> {
-    let want = model::validate::fqdn(record);
-    spec.gslb_records
-        .iter()
-        .find(|g| model::validate::fqdn(&g.name) == want)
-        .cloned()
-}
-
 /// Compares CSRF tokens in constant time.
 fn csrf_ok(given: &str, expected: &str) -> bool {
     use subtle::ConstantTimeEq;
@@ -346,21 +337,14 @@ async fn add_member(
     if !csrf_ok(&f.csrf, &user.session.csrf) {
         return csrf_failed();
     }
-    let base = st.backend.config();
-    let Some(Object::Pools(mut p)) = base.value.spec.get(ObjectKind::Pools, &pool) else {
-        return not_found(format!("pool {pool:?} does not exist"));
-    };
-    let address = f.address.trim().to_string();
-    p.members.push(MemberSpec {
-        address: address.clone(),
-        weight: f.weight,
-    });
-    propose_edit(
-        &st,
-        &base,
-        Object::Pools(p),
-        &format!("added {address} to pool {pool}"),
-    )
+    edit_pool(&st, &pool, |p| {
+        let address = f.address.trim().to_string();
+        p.members.push(MemberSpec {
+            address: address.clone(),
+            weight: f.weight,
+        });
+        Ok(format!("added {address} to pool {pool}"))
+    })
     .await
 }
 
@@ -379,21 +363,14 @@ async fn remove_member(
     if !csrf_ok(&f.csrf, &user.session.csrf) {
         return csrf_failed();
     }
-    let base = st.backend.config();
-    let Some(Object::Pools(mut p)) = base.value.spec.get(ObjectKind::Pools, &pool) else {
-        return not_found(format!("pool {pool:?} does not exist"));
-    };
-    let before = p.members.len();
-    p.members.retain(|m| m.address != f.address);
-    if p.members.len() == before {
-        return not_found(format!("{} is not a member of pool {pool}", f.address));
-    }
-    propose_edit(
-        &st,
-        &base,
-        Object::Pools(p),
-        &format!("removed {} from pool {pool}", f.address),
-    )
+    edit_pool(&st, &pool, |p| {
+        let before = p.members.len();
+        p.members.retain(|m| m.address != f.address);
+        if p.members.len() == before {
+            return Err(format!("{} is not a member of pool {pool}", f.address));
+        }
+        Ok(format!("removed {} from pool {pool}", f.address))
+    })
     .await
 }
 
@@ -421,24 +398,16 @@ async fn add_site(
     if !csrf_ok(&f.csrf, &user.session.csrf) {
         return csrf_failed();
     }
-    let base = st.backend.config();
-    let spec = &base.value.spec;
-    let Some(mut g) = gslb_record(spec, &record) else {
-        return not_found(format!("GSLB record {record:?} does not exist"));
-    };
-    let name = f.name.trim().to_string();
-    g.sites.push(SiteSpec {
-        name: name.clone(),
-        address: f.address.trim().to_string(),
-        port: f.port,
-        health_check: Some(f.health_check.trim().to_string()).filter(|s| !s.is_empty()),
-    });
-    propose_edit(
-        &st,
-        &base,
-        Object::GslbRecords(g),
-        &format!("added site {name} to {record}"),
-    )
+    edit_gslb(&st, &record, |g| {
+        let name = f.name.trim().to_string();
+        g.sites.push(SiteSpec {
+            name: name.clone(),
+            address: f.address.trim().to_string(),
+            port: f.port,
+            health_check: Some(f.health_check.trim().to_string()).filter(|s| !s.is_empty()),
+        });
+        Ok(format!("added site {name} to {record}"))
+    })
     .await
 }
 
@@ -457,21 +426,54 @@ async fn remove_site(
     if !csrf_ok(&f.csrf, &user.session.csrf) {
         return csrf_failed();
     }
+    edit_gslb(&st, &record, |g| {
+        let before = g.sites.len();
+        g.sites.retain(|s| s.name != f.name);
+        if g.sites.len() == before {
+            return Err(format!("{} is not a site of {record}", f.name));
+        }
+        Ok(format!("removed site {} from {record}", f.name))
+    })
+    .await
+}
+
+/// Applies a form's `edit` to the named pool as it is now, then proposes the result. The edit
+/// returns what it did (for the dashboard message) or what it did not find (404).
+async fn edit_pool(
+    st: &AppState,
+    pool: &str,
+    edit: impl FnOnce(&mut model::PoolSpec) -> Result<String, String>,
+) -> Response {
     let base = st.backend.config();
-    let spec = &base.value.spec;
-    let Some(mut g) = gslb_record(spec, &record) else {
+    let Some(Object::Pools(mut p)) = base.value.spec.get(ObjectKind::Pools, pool) else {
+        return not_found(format!("pool {pool:?} does not exist"));
+    };
+    match edit(&mut p) {
+        Ok(what) => propose_edit(st, &base, Object::Pools(p), &what).await,
+        Err(missing) => not_found(missing),
+    }
+}
+
+/// Like [`edit_pool`], for a GSLB record named with or without its trailing dot.
+async fn edit_gslb(
+    st: &AppState,
+    record: &str,
+    edit: impl FnOnce(&mut model::GslbRecordSpec) -> Result<String, String>,
+) -> Response {
+    let base = st.backend.config();
+    let want = model::validate::fqdn(record);
+    let Some(mut g) = base
+        .value
+        .spec
+        .gslb_records
+        .iter()
+        .find(|g| model::validate::fqdn(&g.name) == want)
+        .cloned()
+    else {
         return not_found(format!("GSLB record {record:?} does not exist"));
     };
-    let before = g.sites.len();
-    g.sites.retain(|s| s.name != f.name);
-    if g.sites.len() == before {
-        return not_found(format!("{} is not a site of {record}", f.name));
+    match edit(&mut g) {
+        Ok(what) => propose_edit(st, &base, Object::GslbRecords(g), &what).await,
+        Err(missing) => not_found(missing),
     }
-    propose_edit(
-        &st,
-        &base,
-        Object::GslbRecords(g),
-        &format!("removed site {} from {record}", f.name),
-    )
-    .await
 }

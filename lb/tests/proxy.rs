@@ -36,6 +36,17 @@ async fn black_hole() -> std::net::SocketAddr {
     addr
 }
 
+/// Waits up to 2 s for the listener at `base` to answer anything.
+async fn wait_until_serving(base: &str) {
+    for _ in 0..100 {
+        if reqwest::get(base).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("listener at {base} did not open");
+}
+
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.expect("answer");
     let status = r.status().as_u16();
@@ -72,15 +83,7 @@ pools = [
         lb::LbMetrics::new(&prometheus::Registry::new()).expect("metrics"),
     );
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if reqwest::get(&base).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(up, "listener did not open");
+    wait_until_serving(&base).await;
     assert_eq!(plane.revision(), 1);
 
     let (s, body) = get(&format!("{base}/slow")).await;
@@ -195,12 +198,7 @@ pools = [{{ name = "p", members = [{{ address = "127.0.0.1:{dead}" }}, {{ addres
         lb::LbMetrics::new(&prometheus::Registry::new()).expect("metrics"),
     );
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(&base).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_serving(&base).await;
     for _ in 0..10 {
         assert_eq!(get(&format!("{base}/x")).await, (200, "live".to_string()));
     }

@@ -247,36 +247,15 @@ async fn console_login_sessions_and_forms() {
     assert_eq!(status, 200);
 
     // A wrong password creates no session.
-    let resp = node
-        .http
-        .post(node.url("/login"))
-        .form(&[("username", "admin"), ("password", "wrong")])
-        .send()
-        .await
-        .expect("login");
+    let resp = node.login("admin", "wrong").await;
     assert_eq!(resp.status(), 401);
     assert!(resp.headers().get("set-cookie").is_none());
-    let resp = node
-        .http
-        .post(node.url("/login"))
-        .form(&[("username", "nobody"), ("password", "x")])
-        .send()
-        .await
-        .expect("login");
+    let resp = node.login("nobody", "x").await;
     assert_eq!(resp.status(), 401);
     assert!(resp.headers().get("set-cookie").is_none());
 
     // The right one does.
-    let resp = node
-        .http
-        .post(node.url("/login"))
-        .form(&[
-            ("username", "admin"),
-            ("password", &node.initial_password()),
-        ])
-        .send()
-        .await
-        .expect("login");
+    let resp = node.login("admin", &node.initial_password()).await;
     assert_eq!(resp.status(), 303);
     let set_cookie = resp
         .headers()
@@ -316,73 +295,68 @@ async fn console_login_sessions_and_forms() {
     // Forms go through Raft: the revision moves and the config shows the change.
     let (_, rev) = node.get_config(&token).await;
     let resp = node
-        .http
-        .post(node.url("/console/pools/mesh/members"))
-        .header("cookie", &cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("address", "127.0.0.9:8080"),
-            ("weight", "2"),
-        ])
-        .send()
-        .await
-        .expect("add member");
+        .post_form(
+            &cookie,
+            "/console/pools/mesh/members",
+            &[
+                ("csrf", csrf.as_str()),
+                ("address", "127.0.0.9:8080"),
+                ("weight", "2"),
+            ],
+        )
+        .await;
     assert_eq!(resp.status(), 303);
     let (spec, rev2) = node.get_config(&token).await;
     assert!(rev2 > rev);
     assert_eq!(spec["pools"][0]["members"][1]["address"], "127.0.0.9:8080");
 
     let resp = node
-        .http
-        .post(node.url("/console/gslb/app.gslb.test./sites"))
-        .header("cookie", &cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("name", "west"),
-            ("address", "127.0.0.3"),
-            ("port", "80"),
-            ("health_check", ""),
-        ])
-        .send()
-        .await
-        .expect("add site");
+        .post_form(
+            &cookie,
+            "/console/gslb/app.gslb.test./sites",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "west"),
+                ("address", "127.0.0.3"),
+                ("port", "80"),
+                ("health_check", ""),
+            ],
+        )
+        .await;
     assert_eq!(resp.status(), 303);
     let (spec, _) = node.get_config(&token).await;
     assert_eq!(spec["gslb_records"][0]["sites"][1]["name"], "west");
 
     // Invalid input in a form is refused with the reason, and nothing changes.
     let resp = node
-        .http
-        .post(node.url("/console/pools/mesh/members"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("address", "not-an-address")])
-        .send()
-        .await
-        .expect("bad member");
+        .post_form(
+            &cookie,
+            "/console/pools/mesh/members",
+            &[("csrf", csrf.as_str()), ("address", "not-an-address")],
+        )
+        .await;
     assert_eq!(resp.status(), 422);
     assert!(resp.text().await.expect("body").contains("invalid address"));
 
     // Without the CSRF token, nothing happens.
     let (_, rev3) = node.get_config(&token).await;
     let resp = node
-        .http
-        .post(node.url("/console/pools/mesh/members/remove"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", "forged"), ("address", "127.0.0.9:8080")])
-        .send()
-        .await
-        .expect("remove member");
+        .post_form(
+            &cookie,
+            "/console/pools/mesh/members/remove",
+            &[("csrf", "forged"), ("address", "127.0.0.9:8080")],
+        )
+        .await;
     assert_eq!(resp.status(), 403);
     assert_eq!(node.get_config(&token).await.1, rev3);
 
     let resp = node
-        .http
-        .post(node.url("/console/pools/mesh/members/remove"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("address", "127.0.0.9:8080")])
-        .send()
-        .await
-        .expect("remove member");
+        .post_form(
+            &cookie,
+            "/console/pools/mesh/members/remove",
+            &[("csrf", csrf.as_str()), ("address", "127.0.0.9:8080")],
+        )
+        .await;
     assert_eq!(resp.status(), 303);
     let (spec, _) = node.get_config(&token).await;
     assert_eq!(
@@ -407,13 +381,12 @@ async fn console_login_sessions_and_forms() {
     // has to land between that read and the commit; what we can check end to end is that the
     // weight the API set survives the form's edit.
     let resp = node
-        .http
-        .post(node.url("/console/pools/mesh/members"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("address", "127.0.0.10:8080")])
-        .send()
-        .await
-        .expect("add member");
+        .post_form(
+            &cookie,
+            "/console/pools/mesh/members",
+            &[("csrf", csrf.as_str()), ("address", "127.0.0.10:8080")],
+        )
+        .await;
     assert_eq!(resp.status(), 303);
     let (spec, _) = node.get_config(&token).await;
     assert_eq!(spec["pools"][0]["members"][0]["weight"], 7);
@@ -421,13 +394,8 @@ async fn console_login_sessions_and_forms() {
 
     // Logging out ends the session.
     let resp = node
-        .http
-        .post(node.url("/logout"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .expect("logout");
+        .post_form(&cookie, "/logout", &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(resp.status(), 303);
     let resp = node
         .http
@@ -524,16 +492,7 @@ async fn password_guessing_is_throttled_but_tokens_keep_working() {
         .expect("right password");
     assert_eq!(resp.status(), 401);
     assert!(resp.headers().get("retry-after").is_some());
-    let login = node
-        .http
-        .post(node.url("/login"))
-        .form(&[
-            ("username", "admin"),
-            ("password", &node.initial_password()),
-        ])
-        .send()
-        .await
-        .expect("login");
+    let login = node.login("admin", &node.initial_password()).await;
     assert_eq!(login.status(), 429);
     assert!(login.headers().get("set-cookie").is_none());
     // Tokens are not passwords: they keep working.
@@ -616,16 +575,7 @@ async fn console_and_api_over_https_with_a_generated_certificate() {
     assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
 
     // Session cookies are Secure over HTTPS.
-    let resp = node
-        .http
-        .post(node.url("/login"))
-        .form(&[
-            ("username", "admin"),
-            ("password", &node.initial_password()),
-        ])
-        .send()
-        .await
-        .expect("login");
+    let resp = node.login("admin", &node.initial_password()).await;
     assert_eq!(resp.status(), 303);
     let cookie = resp
         .headers()

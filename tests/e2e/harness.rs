@@ -132,6 +132,32 @@ impl Meridian {
         v["token"].as_str().expect("token").to_string()
     }
 
+    /// POST /login with a form.
+    pub async fn login(&self, user: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/login"))
+            .form(&[("username", user), ("password", password)])
+            .send()
+            .await
+            .expect("login answered")
+    }
+
+    /// A console form POST with a session cookie (`meridian_session=...`).
+    pub async fn post_form(
+        &self,
+        cookie: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("cookie", cookie)
+            .form(form)
+            .send()
+            .await
+            .expect("form answered")
+    }
+
     /// PUT /api/v1/config; returns status and JSON body.
     pub async fn put_config(
         &self,

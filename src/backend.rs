@@ -82,6 +82,12 @@ impl webui::Backend for NodeBackend {
                 "Proxy: serving revision {serving}, the cluster is at revision {revision}"
             ));
         }
+        if let Some(a) = self.dataplane.compile_alarm() {
+            alarms.push(format!(
+                "Proxy: revision {} cannot be compiled ({}); still serving revision {}",
+                a.revision, a.error, a.serving
+            ));
+        }
         for (name, bind, state) in self.dataplane.listener_states() {
             if let lb::ListenerState::Failed(e) = state {
                 alarms.push(format!("Listener {name} ({bind}): bind failed: {e}"));
@@ -92,14 +98,24 @@ impl webui::Backend for NodeBackend {
     }
 
     fn listeners(&self) -> Vec<ListenerView> {
+        let config = self.cluster.current().config;
         self.dataplane
             .listener_states()
             .into_iter()
             .map(|(name, bind, state)| ListenerView {
+                protocol: match config.value.listeners.iter().find(|l| l.name == name) {
+                    Some(model::Listener {
+                        protocol: model::ListenerProtocol::Tcp,
+                        pool: Some(pool),
+                        ..
+                    }) => format!("TCP → pool {pool}"),
+                    _ => "HTTP/1.1 + HTTP/2 (h2c)".to_string(),
+                },
                 name,
                 bind: bind.to_string(),
                 state: match state {
                     lb::ListenerState::Listening => "listening".to_string(),
+                    lb::ListenerState::Binding => "binding".to_string(),
                     lb::ListenerState::Failed(e) => format!("bind failed: {e}"),
                 },
             })

@@ -51,9 +51,12 @@ pub struct DemoArgs {
     /// Authoritative DNS address (UDP and TCP).
     #[arg(long, default_value = "127.0.0.1:8053")]
     pub dns: std::net::SocketAddr,
-    /// Proxy listener address.
+    /// Proxy listener address (HTTP/1.1 and HTTP/2).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub proxy: std::net::SocketAddr,
+    /// TCP (L4) listener address, balancing over the same two backends.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub tcp: std::net::SocketAddr,
     /// Raft RPC address.
     #[arg(long, default_value = "127.0.0.1:9700")]
     pub cluster: std::net::SocketAddr,

@@ -40,6 +40,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         dns_bind: args.dns,
         cluster_secret_file: None,
         join: None,
+        access_log: None,
+        access_log_fields: None,
     };
     let node = Node::start(&cfg).await?;
     if node.cluster.current().config.revision == 0 {
@@ -68,11 +70,35 @@ api_version = "meridian/v1"
 name = "web"
 bind = "{proxy}"
 
+[[listeners]]
+name = "tcp"
+bind = "{tcp}"
+protocol = "tcp"
+pool = "mesh"
+
 [[routes]]
 name = "default"
 listener = "web"
 path_prefix = "/"
 pool = "mesh"
+
+# /api/... reaches the clusters as /... with a header added each way.
+[[routes]]
+name = "api"
+listener = "web"
+path_prefix = "/api"
+pool = "mesh"
+rewrite_prefix = "/"
+request_headers = {{ set = {{ "x-meridian-route" = "api" }} }}
+response_headers = {{ set = {{ "x-served-by" = "meridian" }} }}
+
+# The old site moved: a permanent redirect, answered by Meridian itself.
+[[routes]]
+name = "old-site"
+listener = "web"
+path_prefix = "/old"
+pool = "mesh"
+redirect = {{ path = "/", status = 301 }}
 
 [[pools]]
 name = "mesh"
@@ -105,7 +131,8 @@ sites = [
   {{ name = "west", address = "{WEST}", port = {port}, health_check = "gateway" }},
 ]
 "#,
-        proxy = args.proxy
+        proxy = args.proxy,
+        tcp = args.tcp,
     );
     // The template is ours; a failure here is a bug in this file, caught by the demo test.
     model::parse::from_toml(&toml).unwrap_or_default()
@@ -123,7 +150,11 @@ Meridian demo is running: one node, data in {data}
 
   Console     {admin_url}/            user admin
   Password    {password}
-  Proxy       curl -s http://{proxy}/
+  Proxy       curl -s http://{proxy}/                        (alternates east / west)
+  HTTP/2      curl -s --http2-prior-knowledge http://{proxy}/
+  Rewrite     curl -si http://{proxy}/api/hello              (upstream sees /hello)
+  Redirect    curl -si http://{proxy}/old/page               (301 to /)
+  TCP (L4)    curl -s http://{tcp}/                        (bytes proxied, not parsed)
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short
   API token   MERIDIAN_API={admin_url} MERIDIAN_PASSWORD=<password> meridian token create
   Config      MERIDIAN_API={admin_url} MERIDIAN_TOKEN=<token> meridian config get
@@ -133,6 +164,7 @@ Stop with Ctrl-C; run again on the same folder to keep the config.
 "#,
         admin_url = node.admin_url,
         proxy = args.proxy,
+        tcp = args.tcp,
         dns_ip = node.dns.ip(),
         dns_port = node.dns.port(),
         port = args.backend_port,
@@ -174,8 +206,14 @@ fn backend_answer<B>(name: &str, req: &Request<B>) -> Response<Full<Bytes>> {
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
+        let route = req
+            .headers()
+            .get("x-meridian-route")
+            .and_then(|v| v.to_str().ok())
+            .map(|r| format!(", route {r}"))
+            .unwrap_or_default();
         format!(
-            "hello from {name}: {} {} (x-forwarded-for: {xff})\n",
+            "hello from {name}: {} {} (x-forwarded-for: {xff}{route})\n",
             req.method(),
             req.uri().path()
         )
@@ -201,6 +239,8 @@ mod tests {
         let spec = demo_spec(&args);
         let cfg = model::validate(&spec).expect("demo config validates");
         assert_eq!(cfg.pools[0].members.len(), 2);
+        assert_eq!(cfg.listeners.len(), 2);
+        assert!(cfg.routes.iter().any(|r| r.redirect.is_some()));
         assert_eq!(cfg.gslb_records[0].sites.len(), 2);
     }
 }

@@ -123,9 +123,12 @@ impl Node {
 
         let registry = prometheus::Registry::new();
         let config_rx = follow_config(&cluster);
-        let dataplane = Arc::new(lb::DataPlane::spawn(
+        let lb_metrics = lb::LbMetrics::new(&registry)?;
+        let access_log = open_access_log(cfg, &lb_metrics)?;
+        let dataplane = Arc::new(lb::DataPlane::spawn_with(
             config_rx.clone(),
-            lb::LbMetrics::new(&registry)?,
+            lb_metrics,
+            lb::Options { access_log },
         ));
 
         let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
@@ -209,10 +212,38 @@ impl Node {
 
     pub async fn shutdown(self) {
         self.admin_task.abort();
-        self.dataplane.shutdown();
+        // Stop taking new work first: the console and DNS stop, then the proxy drains the
+        // requests in flight (each listener's drain_timeout) before the cluster state closes.
         self.dns_server.shutdown().await;
+        self.dataplane.shutdown().await;
         self.cluster.shutdown().await;
     }
+}
+
+/// The access log the node config asks for: a file opened for appending, or standard output.
+fn open_access_log(
+    cfg: &NodeConfig,
+    metrics: &lb::LbMetrics,
+) -> anyhow::Result<Option<lb::AccessLog>> {
+    let Some(path) = &cfg.access_log else {
+        return Ok(None);
+    };
+    let out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the access log {}", path.display()))?,
+        )
+    };
+    let fields = cfg
+        .access_log_fields
+        .clone()
+        .unwrap_or_else(|| lb::accesslog::Field::ALL.to_vec());
+    Ok(Some(lb::AccessLog::spawn(fields, out, metrics.clone())))
 }
 
 /// Republishes each applied revision as the config the planes follow. Auth-only changes do not

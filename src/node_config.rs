@@ -47,6 +47,13 @@ pub struct NodeConfig {
     /// member, the setting is ignored.
     #[serde(default)]
     pub join: Option<String>,
+    /// Access log of the proxy: a file to append JSON lines to, or `-` for standard output.
+    /// Off when absent.
+    #[serde(default)]
+    pub access_log: Option<PathBuf>,
+    /// Fields of each access log line, in order; every field when absent.
+    #[serde(default)]
+    pub access_log_fields: Option<Vec<lb::accesslog::Field>>,
 }
 
 fn default_name() -> String {

@@ -9,6 +9,7 @@ fn pool(name: &str) -> model::Object {
         }],
         health_check: None,
         timeout_ms: 1000,
+        ..Default::default()
     })
 }
 
@@ -19,6 +20,7 @@ fn route_to(pool: &str) -> model::Object {
         host: None,
         path_prefix: "/".into(),
         pool: pool.into(),
+        ..Default::default()
     })
 }
 

@@ -23,6 +23,7 @@ fn pool(name: &str) -> Command {
             members: vec![],
             health_check: None,
             timeout_ms: 1000,
+            ..Default::default()
         }),
     }
 }

@@ -38,6 +38,7 @@ fn pool(name: &str, port: u16) -> model::Object {
         }],
         health_check: None,
         timeout_ms: 1000,
+        ..Default::default()
     })
 }
 
@@ -120,6 +121,7 @@ async fn refused_commands_change_nothing() {
         host: None,
         path_prefix: "/".into(),
         pool: "missing".into(),
+        ..Default::default()
     });
     let invalid = node.propose(upsert(Some(rev), route)).await;
     assert!(matches!(

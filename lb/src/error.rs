@@ -1,11 +1,9 @@
 //! The one place where data-plane failures are classified: which side failed, whether a retry
 //! on another member is safe, and the status and body the client sees.
 
-use bytes::Bytes;
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
-use crate::proxy::Body;
+use crate::body::{self, Body};
 
 /// The side of the proxy a failure came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +17,15 @@ pub enum Side {
 pub enum ProxyError {
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request can no longer be framed (or was smuggling-shaped): answer and close.
+    #[error("bad request framing: {0}")]
+    BadFraming(&'static str),
+    #[error("request target longer than the listener allows")]
+    UriTooLong,
+    #[error("the client went away before sending the whole request")]
+    ClientAbort,
+    #[error("the listener was removed")]
+    ListenerGone,
     #[error("no route matches this host and path")]
     NoRoute,
     #[error("pool {0:?} has no healthy member")]
@@ -39,12 +46,33 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::NoRoute => Side::Downstream,
+            ProxyError::BadRequest(_)
+            | ProxyError::BadFraming(_)
+            | ProxyError::UriTooLong
+            | ProxyError::ClientAbort
+            | ProxyError::NoRoute => Side::Downstream,
             ProxyError::NoHealthyMember(_)
             | ProxyError::Connect(_)
             | ProxyError::Timeout(_)
             | ProxyError::Upstream { .. } => Side::Upstream,
-            ProxyError::Internal(_) => Side::Internal,
+            ProxyError::Internal(_) | ProxyError::ListenerGone => Side::Internal,
+        }
+    }
+
+    /// A short, stable name for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::BadFraming(_) => "bad_framing",
+            ProxyError::UriTooLong => "uri_too_long",
+            ProxyError::ClientAbort => "client_abort",
+            ProxyError::ListenerGone => "listener_gone",
+            ProxyError::NoRoute => "no_route",
+            ProxyError::NoHealthyMember(_) => "no_healthy_member",
+            ProxyError::Connect(_) => "connect",
+            ProxyError::Timeout(_) => "timeout",
+            ProxyError::Upstream { .. } => "upstream",
+            ProxyError::Internal(_) => "internal",
         }
     }
 
@@ -55,7 +83,11 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadFraming(_) | ProxyError::ClientAbort => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::ListenerGone => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoHealthyMember(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -68,7 +100,12 @@ impl ProxyError {
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let text = match &self {
-            ProxyError::BadRequest(why) => format!("400 bad request: {why}\n"),
+            ProxyError::BadRequest(why) | ProxyError::BadFraming(why) => {
+                format!("400 bad request: {why}\n")
+            }
+            ProxyError::UriTooLong => "414 request target too long\n".into(),
+            ProxyError::ClientAbort => "400 bad request: the request body was cut short\n".into(),
+            ProxyError::ListenerGone => "503 service unavailable: listener removed\n".into(),
             ProxyError::NoRoute => "404 no route matches this host and path\n".to_string(),
             ProxyError::NoHealthyMember(pool) => {
                 format!("503 service unavailable: pool {pool} has no healthy member\n")
@@ -83,11 +120,8 @@ impl ProxyError {
         // Per-request failures are counted in metrics; logging each one at a higher level would
         // flood the log exactly when an upstream is down.
         tracing::debug!(error = %self, side = ?self.side(), "proxy error");
-        let mut resp = Response::new(
-            Full::new(Bytes::from(text))
-                .map_err(|never| match never {})
-                .boxed(),
-        );
+        let close = self.closes_connection();
+        let mut resp = Response::new(body::full(text));
         *resp.status_mut() = status;
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -97,6 +131,37 @@ impl ProxyError {
             http::header::HeaderName::from_static("x-meridian-error"),
             http::HeaderValue::from_static("1"),
         );
+        if close {
+            // hyper ends the connection after an answer that says so.
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         resp
     }
+
+    /// Whether the connection must end after this answer because its framing can no longer be
+    /// trusted (or the listener is going away).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::BadFraming(_)
+                | ProxyError::UriTooLong
+                | ProxyError::ClientAbort
+                | ProxyError::ListenerGone
+        )
+    }
+}
+
+/// Why a revision could not be compiled into a routing snapshot. The previous snapshot keeps
+/// serving and an alarm names the revision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("header {0:?} cannot be sent")]
+    Header(String),
+    #[error("{0} is not a redirect status")]
+    Redirect(u16),
+    #[error("listener {listener:?} names pool {pool:?}, which does not exist")]
+    MissingPool { listener: String, pool: String },
 }

@@ -183,12 +183,17 @@ impl HealthChecker {
                 continue;
             }
             let entry = self.table.entry(key);
-            let handle = tokio::spawn(run_probe_loop(target.clone(), entry, self.metrics.clone()));
+            let handle = tokio::spawn(run_probe_loop(
+                target.clone(),
+                entry,
+                self.metrics.clone(),
+                |addr, check| async move { probe(addr, &check).await },
+            ));
             self.running.insert(key.clone(), (target.clone(), handle));
         }
         // Members of pools without a check are never in the table; forget stale keys.
         self.table.retain(|k| wanted.contains_key(k));
-        self.metrics.retain_members(&wanted);
+        self.metrics.retain_health(&wanted);
     }
 
     pub fn stop(&mut self) {
@@ -204,13 +209,23 @@ impl Drop for HealthChecker {
     }
 }
 
-async fn run_probe_loop(target: Target, entry: Arc<HealthEntry>, metrics: LbMetrics) {
+/// Probes `target` every interval with `prober` and feeds the results to its entry. The prober
+/// is passed in so the rise/fall timing is tested on tokio's paused clock with scripted results.
+async fn run_probe_loop<P, F>(
+    target: Target,
+    entry: Arc<HealthEntry>,
+    metrics: LbMetrics,
+    prober: P,
+) where
+    P: Fn(SocketAddr, HealthCheck) -> F,
+    F: std::future::Future<Output = Result<(), probe::ProbeError>>,
+{
     let mut tick = tokio::time::interval(target.check.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     metrics.set_member_health(&target.group, &target.member, entry.is_healthy());
     loop {
         tick.tick().await;
-        let result = probe(target.addr, &target.check).await;
+        let result = prober(target.addr, target.check.clone()).await;
         let ok = result.is_ok();
         if let Some(now_up) = entry.observe(ok, target.check.rise, target.check.fall) {
             match &result {
@@ -245,6 +260,63 @@ mod tests {
         assert_eq!(e.observe(true, 2, 3), None);
         assert_eq!(e.observe(true, 2, 3), Some(true));
         assert!(e.is_healthy());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probe_loop_takes_a_target_down_after_fall_intervals_and_up_after_rise() {
+        use std::sync::atomic::AtomicBool;
+        use std::time::Duration;
+        let check = HealthCheck {
+            name: "hc".into(),
+            path: "/".into(),
+            host: None,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+            expect_status: 200,
+        };
+        let target = Target {
+            key: "pool/p/127.0.0.1:1".into(),
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            check,
+            group: "p".into(),
+            member: "127.0.0.1:1".into(),
+        };
+        let entry = Arc::new(HealthEntry::new());
+        let up = Arc::new(AtomicBool::new(false));
+        let metrics = LbMetrics::new(&prometheus::Registry::new()).expect("metrics");
+        let answer = up.clone();
+        let task = tokio::spawn(run_probe_loop(
+            target,
+            entry.clone(),
+            metrics,
+            move |_, _| {
+                let ok = answer.load(Ordering::Relaxed);
+                async move {
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(probe::ProbeError::Status {
+                            got: 500,
+                            want: 200,
+                        })
+                    }
+                }
+            },
+        ));
+        // Probes run at t = 0, 2, 4: the third failure (t = 4 s) takes it down.
+        tokio::time::sleep(Duration::from_millis(3_900)).await;
+        assert!(entry.is_healthy(), "two failures are not enough");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!entry.is_healthy(), "down after fall = 3 failed probes");
+        up.store(true, Ordering::Relaxed);
+        // Successes at t = 6 and t = 8 bring it back.
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        assert!(!entry.is_healthy(), "one success is not enough");
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        assert!(entry.is_healthy(), "up after rise = 2 passed probes");
+        task.abort();
     }
 
     #[test]

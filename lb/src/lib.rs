@@ -1,75 +1,190 @@
-//! The data plane: HTTP listeners, routing, pools, weighted round robin, active health checks and
-//! the reverse proxy itself.
+//! The data plane: listeners, the HTTP pipeline and TCP proxying, routing, pools and balancing,
+//! upstream connections, active health checks, metrics and the access log.
 //!
 //! **Architecture Invariant:** `lb` never imports `cluster-state`. It receives validated configs
 //! on a watch channel, so its tests drive it without Raft.
 
+pub mod accesslog;
+mod balance;
+mod body;
 mod error;
+mod filter;
 pub mod health;
-mod listeners;
+mod http;
+mod l4;
+mod listener;
 mod metrics;
-mod proxy;
+pub mod proxy_protocol;
 pub mod snapshot;
+mod upstream;
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use model::{Config, Revisioned};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-pub use error::{ProxyError, Side};
+pub use accesslog::AccessLog;
+pub use error::{CompileError, ProxyError, Side};
 pub use health::{HealthTable, Target};
-pub use listeners::ListenerState;
+pub use listener::ListenerState;
 pub use metrics::LbMetrics;
 pub use snapshot::RoutingSnapshot;
 
-/// The running data plane. Dropping it (or calling `shutdown`) stops listeners and probes.
+use crate::http::headers::RequestIds;
+use listener::{Handed, ListenerSet, States};
+use upstream::UpstreamRegistry;
+
+/// State shared by every connection of every listener.
+pub struct Shared {
+    pub snapshot: ArcSwap<RoutingSnapshot>,
+    pub metrics: LbMetrics,
+    pub access_log: Option<AccessLog>,
+    pub request_ids: RequestIds,
+    seed: RandomState,
+}
+
+impl Shared {
+    /// One random draw for a filter; fast and unpredictable enough for sampling, not for keys.
+    pub fn random(&self) -> u64 {
+        thread_local! {
+            static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        }
+        STATE.with(|s| {
+            let mut x = s.get();
+            if x == 0 {
+                x = self.seed.hash_one(std::thread::current().id()) | 1;
+            }
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            s.set(x);
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        })
+    }
+}
+
+/// Options of the data plane that come from the node, not the replicated config.
+#[derive(Default)]
+pub struct Options {
+    pub access_log: Option<AccessLog>,
+}
+
+/// A revision the data plane could not compile; the previous one keeps serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileAlarm {
+    pub revision: u64,
+    pub serving: u64,
+    pub error: String,
+}
+
+/// The running data plane. `shutdown` drains it; dropping it stops the reconcile task.
 pub struct DataPlane {
-    shared: Arc<proxy::Shared>,
+    shared: Arc<Shared>,
     health: Arc<HealthTable>,
-    listeners: Arc<Mutex<listeners::ListenerSet>>,
-    task: JoinHandle<()>,
+    states: States,
+    handed: Handed,
+    names: Arc<ArcSwap<Vec<(String, SocketAddr)>>>,
+    alarm: Arc<ArcSwapOption<CompileAlarm>>,
+    stop: Arc<Notify>,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl DataPlane {
     /// Starts following `config`: every revision is compiled into a new routing snapshot, and
     /// listeners and health checks are reconciled with it.
     pub fn spawn(
-        mut config: watch::Receiver<Arc<Revisioned<Config>>>,
+        config: watch::Receiver<Arc<Revisioned<Config>>>,
         metrics: LbMetrics,
     ) -> DataPlane {
-        let shared = Arc::new(proxy::Shared::new(metrics.clone()));
+        DataPlane::spawn_with(config, metrics, Options::default())
+    }
+
+    pub fn spawn_with(
+        mut config: watch::Receiver<Arc<Revisioned<Config>>>,
+        metrics: LbMetrics,
+        options: Options,
+    ) -> DataPlane {
+        let seed = RandomState::new();
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(RoutingSnapshot::default()),
+            metrics: metrics.clone(),
+            access_log: options.access_log,
+            request_ids: RequestIds::new(seed.hash_one("request-ids")),
+            seed,
+        });
         let health = Arc::new(HealthTable::default());
-        let listeners = Arc::new(Mutex::new(listeners::ListenerSet::new(shared.clone())));
+        let mut listeners = ListenerSet::new(shared.clone());
+        let states = listeners.states.clone();
+        let handed = listeners.handed.clone();
+        let names: Arc<ArcSwap<Vec<(String, SocketAddr)>>> = Arc::default();
+        let alarm: Arc<ArcSwapOption<CompileAlarm>> = Arc::default();
+        let stop = Arc::new(Notify::new());
+        let upstreams = UpstreamRegistry::default();
         let mut checker = health::HealthChecker::new(health.clone(), metrics.clone());
         let task = {
-            let shared = shared.clone();
-            let health = health.clone();
-            let listeners = listeners.clone();
+            let (shared, health, names, alarm, stop) = (
+                shared.clone(),
+                health.clone(),
+                names.clone(),
+                alarm.clone(),
+                stop.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let current = config.borrow_and_update().clone();
-                    let snap = RoutingSnapshot::compile(current.revision, &current.value, &health);
-                    shared.snapshot.store(Arc::new(snap));
-                    checker.reconcile(&current.value);
-                    if let Ok(mut l) = listeners.lock() {
-                        l.reconcile(&current.value);
+                    let env = snapshot::CompileEnv {
+                        health: &health,
+                        metrics: &metrics,
+                        upstreams: &upstreams,
+                    };
+                    match RoutingSnapshot::compile(current.revision, &current.value, &env) {
+                        Ok(snap) => {
+                            shared.snapshot.store(Arc::new(snap));
+                            alarm.store(None);
+                            checker.reconcile(&current.value);
+                            listeners.reconcile(&current.value);
+                            names.store(Arc::new(listeners.names()));
+                            metrics.set_revision(current.revision);
+                            tracing::info!(
+                                revision = current.revision,
+                                "data plane applied revision"
+                            );
+                        }
+                        Err(e) => {
+                            let serving = shared.snapshot.load().revision;
+                            tracing::error!(revision = current.revision, serving, error = %e, "cannot compile revision; keeping the previous one");
+                            metrics.compile_error();
+                            alarm.store(Some(Arc::new(CompileAlarm {
+                                revision: current.revision,
+                                serving,
+                                error: e.to_string(),
+                            })));
+                        }
                     }
-                    metrics.set_revision(current.revision);
-                    tracing::info!(revision = current.revision, "data plane applied revision");
-                    if config.changed().await.is_err() {
-                        break;
+                    tokio::select! {
+                        changed = config.changed() => if changed.is_err() { break },
+                        () = stop.notified() => break,
                     }
                 }
                 checker.stop();
+                listeners.shutdown().await;
             })
         };
         DataPlane {
             shared,
             health,
-            listeners,
-            task,
+            states,
+            handed,
+            names,
+            alarm,
+            stop,
+            task: Mutex::new(Some(task)),
         }
     }
 
@@ -83,17 +198,61 @@ impl DataPlane {
         self.shared.snapshot.load().revision
     }
 
-    pub fn listener_states(&self) -> Vec<(String, SocketAddr, ListenerState)> {
-        match self.listeners.lock() {
-            Ok(l) => l.states(),
-            Err(p) => p.into_inner().states(),
-        }
+    /// The last revision that failed to compile, while no later one succeeded.
+    pub fn compile_alarm(&self) -> Option<CompileAlarm> {
+        self.alarm.load_full().map(|a| (*a).clone())
     }
 
-    pub fn shutdown(&self) {
-        self.task.abort();
-        if let Ok(mut l) = self.listeners.lock() {
-            l.reconcile(&Config::empty());
+    /// Gives the data plane a socket already bound to `addr`; the listener the config names on
+    /// that address adopts it instead of binding. Tests bind port 0 this way without races.
+    pub fn hand_over(&self, listener: std::net::TcpListener) -> std::io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        self.handed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(addr, listener);
+        Ok(addr)
+    }
+
+    pub fn listener_states(&self) -> Vec<(String, SocketAddr, ListenerState)> {
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v: Vec<_> = self
+            .names
+            .load()
+            .iter()
+            .map(|(name, addr)| {
+                let state = states.get(addr).cloned().unwrap_or(ListenerState::Binding);
+                (name.clone(), *addr, state)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Stops accepting on every listener, lets requests in flight finish (each listener's drain
+    /// timeout), and stops health checks.
+    pub async fn shutdown(&self) {
+        self.stop.notify_one();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        if let Some(t) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            t.abort();
         }
     }
 }

@@ -1,96 +1,255 @@
-//! Prometheus metrics of the data plane. Labels are bounded: listener and pool names come from the
-//! config, statuses from a fixed set of codes.
+//! Prometheus metrics of the data plane. Labels are bounded: listener, route, pool and member
+//! names come from the config, statuses from a fixed set of codes and classes.
+//!
+//! The request path never resolves a label: handles are resolved when a revision is compiled
+//! (`ListenerMetrics`, `RouteMetrics`, `PoolMetrics`, `MemberMetrics`) and carried in the
+//! snapshot, so counting is one atomic add. Label sets of objects that leave the config are
+//! removed on the next revision.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
+};
 
 use crate::health::Target;
+
+/// Latency buckets in seconds, from 100 µs to 30 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0, 30.0,
+];
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 #[derive(Clone)]
 pub struct LbMetrics {
     requests: IntCounterVec,
+    listener_conns_active: IntGaugeVec,
+    listener_conns_total: IntCounterVec,
+    listener_bytes: IntCounterVec,
+    listener_latency: HistogramVec,
+    client_errors: IntCounterVec,
+    route_requests: IntCounterVec,
+    route_latency: HistogramVec,
+    member_requests: IntCounterVec,
+    member_latency: HistogramVec,
+    member_active: IntGaugeVec,
+    member_connect_failures: IntCounterVec,
     member_healthy: IntGaugeVec,
+    pool_connections: IntCounterVec,
+    pool_requests: IntCounterVec,
+    pool_reuse: GaugeVec,
     config_revision: IntGauge,
+    compile_errors: IntCounter,
     listener_errors: IntCounterVec,
-    /// Which (group, member) label pairs are currently exported, so removed ones are dropped.
-    exported: Arc<Mutex<HashMap<(String, String), ()>>>,
+    access_log_dropped: IntCounter,
+    exported: Arc<Mutex<Exported>>,
+}
+
+/// Label sets exported so far, so that those of removed objects can be dropped.
+#[derive(Default)]
+struct Exported {
+    health: HashSet<(String, String)>,
+    routes: HashSet<String>,
+    members: HashSet<(String, String)>,
+}
+
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let v = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(v.clone()))?;
+    Ok(v)
+}
+
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(v.clone()))?;
+    Ok(v)
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    let v = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )?;
+    r.register(Box::new(v.clone()))?;
+    Ok(v)
 }
 
 impl LbMetrics {
-    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let requests = IntCounterVec::new(
+    pub fn new(r: &Registry) -> Result<Self, prometheus::Error> {
+        let pool_reuse = GaugeVec::new(
             Opts::new(
-                "meridian_lb_requests_total",
-                "HTTP requests answered by the proxy, by listener and status code",
+                "meridian_lb_upstream_reuse_ratio",
+                "Share of upstream requests that went over an already open connection",
             ),
-            &["listener", "status"],
+            &["pool"],
         )?;
-        let member_healthy = IntGaugeVec::new(
-            Opts::new(
-                "meridian_lb_member_healthy",
-                "1 when the health check of a pool member or GSLB site passes, 0 when it fails",
-            ),
-            &["group", "member"],
-        )?;
+        r.register(Box::new(pool_reuse.clone()))?;
         let config_revision = IntGauge::new(
             "meridian_lb_config_revision",
             "Config revision the data plane is serving",
         )?;
-        let listener_errors = IntCounterVec::new(
-            Opts::new(
-                "meridian_lb_listener_errors_total",
-                "Listener bind and accept errors",
-            ),
-            &["listener", "kind"],
+        r.register(Box::new(config_revision.clone()))?;
+        let compile_errors = IntCounter::new(
+            "meridian_lb_config_compile_errors_total",
+            "Revisions the data plane could not compile (the previous one kept serving)",
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(member_healthy.clone()))?;
-        registry.register(Box::new(config_revision.clone()))?;
-        registry.register(Box::new(listener_errors.clone()))?;
+        r.register(Box::new(compile_errors.clone()))?;
+        let access_log_dropped = IntCounter::new(
+            "meridian_lb_access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind",
+        )?;
+        r.register(Box::new(access_log_dropped.clone()))?;
         Ok(LbMetrics {
-            requests,
-            member_healthy,
+            requests: counter_vec(r, "meridian_lb_requests_total", "HTTP requests answered by the proxy, by listener and status code", &["listener", "status"])?,
+            listener_conns_active: gauge_vec(r, "meridian_lb_connections_active", "Client connections open now, by listener", &["listener"])?,
+            listener_conns_total: counter_vec(r, "meridian_lb_connections_total", "Client connections accepted, by listener", &["listener"])?,
+            listener_bytes: counter_vec(r, "meridian_lb_bytes_total", "Bytes received from (in) and sent to (out) clients, by listener", &["listener", "direction"])?,
+            listener_latency: histogram_vec(r, "meridian_lb_request_duration_seconds", "Time from request head to response head, by listener", &["listener"])?,
+            client_errors: counter_vec(r, "meridian_lb_client_errors_total", "Requests refused or cut short because of the client: bad_request, aborted, bad_proxy_header, protocol", &["listener", "kind"])?,
+            route_requests: counter_vec(r, "meridian_lb_route_requests_total", "Requests by route and status class", &["route", "class"])?,
+            route_latency: histogram_vec(r, "meridian_lb_route_duration_seconds", "Time from request head to response head, by route", &["route"])?,
+            member_requests: counter_vec(r, "meridian_lb_member_requests_total", "Upstream requests by pool member and status class", &["pool", "member", "class"])?,
+            member_latency: histogram_vec(r, "meridian_lb_member_duration_seconds", "Upstream response-head latency by pool member", &["pool", "member"])?,
+            member_active: gauge_vec(r, "meridian_lb_member_active_requests", "Requests (or TCP connections) in flight to a pool member", &["pool", "member"])?,
+            member_connect_failures: counter_vec(r, "meridian_lb_member_connect_failures_total", "Failed upstream connects by pool member", &["pool", "member"])?,
+            member_healthy: gauge_vec(r, "meridian_lb_member_healthy", "1 when the health check of a pool member or GSLB site passes, 0 when it fails", &["group", "member"])?,
+            pool_connections: counter_vec(r, "meridian_lb_upstream_connections_total", "Upstream connections opened, by pool", &["pool"])?,
+            pool_requests: counter_vec(r, "meridian_lb_upstream_requests_total", "Upstream requests sent, by pool", &["pool"])?,
+            pool_reuse,
             config_revision,
-            listener_errors,
+            compile_errors,
+            listener_errors: counter_vec(r, "meridian_lb_listener_errors_total", "Listener bind and accept errors", &["listener", "kind"])?,
+            access_log_dropped,
             exported: Arc::default(),
         })
     }
 
-    /// Request counters of one listener, resolved once per status code so that the request
-    /// path takes no lock.
-    pub fn listener_counters(&self, listener: &str) -> StatusCounters {
-        StatusCounters {
-            listener: listener.to_string(),
-            family: self.requests.clone(),
+    fn exported(&self) -> std::sync::MutexGuard<'_, Exported> {
+        // The guarded sets stay consistent whatever a panicking holder did: keep using them.
+        self.exported.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn listener(&self, listener: &str) -> Arc<ListenerMetrics> {
+        Arc::new(ListenerMetrics {
+            name: listener.to_string(),
+            requests: self.requests.clone(),
             by_status: (0..600).map(|_| OnceLock::new()).collect(),
+            conns_active: self.listener_conns_active.with_label_values(&[listener]),
+            conns_total: self.listener_conns_total.with_label_values(&[listener]),
+            bytes_in: self.listener_bytes.with_label_values(&[listener, "in"]),
+            bytes_out: self.listener_bytes.with_label_values(&[listener, "out"]),
+            latency: self.listener_latency.with_label_values(&[listener]),
+            bad_request: self
+                .client_errors
+                .with_label_values(&[listener, "bad_request"]),
+            aborted: self.client_errors.with_label_values(&[listener, "aborted"]),
+            bad_proxy_header: self
+                .client_errors
+                .with_label_values(&[listener, "bad_proxy_header"]),
+            protocol: self
+                .client_errors
+                .with_label_values(&[listener, "protocol"]),
+        })
+    }
+
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        self.exported().routes.insert(route.to_string());
+        RouteMetrics {
+            by_class: CLASSES.map(|c| self.route_requests.with_label_values(&[route, c])),
+            latency: self.route_latency.with_label_values(&[route]),
         }
     }
 
-    pub fn set_member_health(&self, group: &str, member: &str, healthy: bool) {
-        if let Ok(mut e) = self.exported.lock() {
-            e.insert((group.to_string(), member.to_string()), ());
+    pub fn pool(&self, pool: &str) -> PoolMetrics {
+        PoolMetrics {
+            connections: self.pool_connections.with_label_values(&[pool]),
+            requests: self.pool_requests.with_label_values(&[pool]),
+            reuse: self.pool_reuse.with_label_values(&[pool]),
         }
+    }
+
+    pub fn member(&self, pool: &str, member: &str) -> MemberMetrics {
+        self.exported()
+            .members
+            .insert((pool.to_string(), member.to_string()));
+        MemberMetrics {
+            by_class: CLASSES.map(|c| self.member_requests.with_label_values(&[pool, member, c])),
+            latency: self.member_latency.with_label_values(&[pool, member]),
+            active: self.member_active.with_label_values(&[pool, member]),
+            connect_failures: self
+                .member_connect_failures
+                .with_label_values(&[pool, member]),
+        }
+    }
+
+    /// Drops the label sets of routes and members that left the config.
+    pub fn retain_objects(&self, routes: &HashSet<String>, members: &HashSet<(String, String)>) {
+        let mut e = self.exported();
+        e.routes.retain(|r| {
+            let keep = routes.contains(r);
+            if !keep {
+                for c in CLASSES {
+                    let _ = self.route_requests.remove_label_values(&[r, c]);
+                }
+                let _ = self.route_latency.remove_label_values(&[r]);
+            }
+            keep
+        });
+        e.members.retain(|(p, m)| {
+            let keep = members.contains(&(p.clone(), m.clone()));
+            if !keep {
+                for c in CLASSES {
+                    let _ = self.member_requests.remove_label_values(&[p, m, c]);
+                }
+                let _ = self.member_latency.remove_label_values(&[p, m]);
+                let _ = self.member_active.remove_label_values(&[p, m]);
+                let _ = self.member_connect_failures.remove_label_values(&[p, m]);
+            }
+            keep
+        });
+    }
+
+    pub fn set_member_health(&self, group: &str, member: &str, healthy: bool) {
+        self.exported()
+            .health
+            .insert((group.to_string(), member.to_string()));
         self.member_healthy
             .with_label_values(&[group, member])
             .set(i64::from(healthy));
     }
 
-    pub(crate) fn retain_members(&self, wanted: &HashMap<String, Target>) {
-        let keep: std::collections::HashSet<(String, String)> = wanted
+    pub(crate) fn retain_health(&self, wanted: &std::collections::HashMap<String, Target>) {
+        let keep: HashSet<(String, String)> = wanted
             .values()
             .map(|t| (t.group.clone(), t.member.clone()))
             .collect();
-        if let Ok(mut e) = self.exported.lock() {
-            e.retain(|k, _| {
-                let stays = keep.contains(k);
-                if !stays {
-                    let _ = self.member_healthy.remove_label_values(&[&k.0, &k.1]);
-                }
-                stays
-            });
-        }
+        self.exported().health.retain(|k| {
+            let stays = keep.contains(k);
+            if !stays {
+                let _ = self.member_healthy.remove_label_values(&[&k.0, &k.1]);
+            }
+            stays
+        });
     }
 
     pub fn set_revision(&self, rev: u64) {
@@ -98,33 +257,103 @@ impl LbMetrics {
             .set(i64::try_from(rev).unwrap_or(i64::MAX));
     }
 
+    pub fn compile_error(&self) {
+        self.compile_errors.inc();
+    }
+
     pub fn listener_error(&self, listener: &str, kind: &'static str) {
         self.listener_errors
             .with_label_values(&[listener, kind])
             .inc();
     }
+
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.inc();
+    }
 }
 
-/// `meridian_lb_requests_total` of one listener, one lazily resolved counter per status code.
-pub struct StatusCounters {
-    listener: String,
-    family: IntCounterVec,
+fn class_index(status: http::StatusCode) -> usize {
+    usize::from(status.as_u16() / 100).clamp(1, 5) - 1
+}
+
+/// The metrics of one listener, resolved once.
+pub struct ListenerMetrics {
+    name: String,
+    requests: IntCounterVec,
+    /// `meridian_lb_requests_total` by status code, resolved on first use so the request path
+    /// takes no lock.
     by_status: Box<[OnceLock<IntCounter>]>,
+    pub conns_active: IntGauge,
+    pub conns_total: IntCounter,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub latency: Histogram,
+    pub bad_request: IntCounter,
+    pub aborted: IntCounter,
+    pub bad_proxy_header: IntCounter,
+    pub protocol: IntCounter,
 }
 
-impl StatusCounters {
-    pub fn inc(&self, status: http::StatusCode) {
+impl ListenerMetrics {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn count(&self, status: http::StatusCode, elapsed: Duration) {
+        self.latency.observe(elapsed.as_secs_f64());
         match self.by_status.get(usize::from(status.as_u16())) {
             Some(cell) => cell
                 .get_or_init(|| {
-                    self.family
-                        .with_label_values(&[self.listener.as_str(), status.as_str()])
+                    self.requests
+                        .with_label_values(&[self.name.as_str(), status.as_str()])
                 })
                 .inc(),
             None => self
-                .family
-                .with_label_values(&[self.listener.as_str(), status.as_str()])
+                .requests
+                .with_label_values(&[self.name.as_str(), status.as_str()])
                 .inc(),
         }
+    }
+}
+
+pub struct RouteMetrics {
+    by_class: [IntCounter; 5],
+    latency: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn count(&self, status: http::StatusCode, elapsed: Duration) {
+        self.by_class[class_index(status)].inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+}
+
+pub struct PoolMetrics {
+    pub connections: IntCounter,
+    requests: IntCounter,
+    reuse: Gauge,
+}
+
+impl PoolMetrics {
+    /// Counts one upstream request and refreshes the reuse ratio.
+    pub fn request_sent(&self) {
+        self.requests.inc();
+        let requests = self.requests.get() as f64;
+        let opened = self.connections.get() as f64;
+        self.reuse.set((1.0 - opened / requests).max(0.0));
+    }
+}
+
+pub struct MemberMetrics {
+    by_class: [IntCounter; 5],
+    latency: Histogram,
+    pub active: IntGauge,
+    pub connect_failures: IntCounter,
+}
+
+impl MemberMetrics {
+    pub fn count(&self, status: http::StatusCode, elapsed: Duration) {
+        self.by_class[class_index(status)].inc();
+        self.latency.observe(elapsed.as_secs_f64());
     }
 }

@@ -1,44 +1,77 @@
-//! The routing snapshot compiled from one config revision: per-listener route tables and pools
-//! with a precomputed weighted round-robin schedule. Immutable once built, except for the
-//! round-robin cursor and the health entries it shares with the health checker.
+//! The routing snapshot compiled from one config revision: listeners by address, their route
+//! tables with compiled filters, and pools with their balancing schedule, upstream client and
+//! metric handles. Immutable once built, except for the round-robin cursor and the health entries
+//! it shares with the health checker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use model::{Config, HostMatch};
+use model::{Cidr, Config, HostMatch, ListenerProtocol, ProxyProtocolVersion};
 
+use crate::balance::{Candidates, Schedule};
+use crate::error::CompileError;
+use crate::filter::RouteFilters;
 use crate::health::{HealthEntry, HealthTable};
+use crate::metrics::{LbMetrics, ListenerMetrics, MemberMetrics, PoolMetrics, RouteMetrics};
+use crate::upstream::{UpstreamClient, UpstreamRegistry};
 
 /// Everything the request path needs for one revision.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RoutingSnapshot {
     pub revision: u64,
-    listeners: HashMap<String, Vec<CompiledRoute>>,
+    /// Few per node: a linear scan by address beats hashing.
+    listeners: Vec<ListenerSnapshot>,
     pools: HashMap<String, Arc<PoolSnapshot>>,
 }
 
-#[derive(Debug)]
+pub struct ListenerSnapshot {
+    pub name: Arc<str>,
+    pub bind: SocketAddr,
+    pub protocol: ListenerProtocol,
+    pub limits: ListenerLimits,
+    /// Sources that must open with a PROXY protocol header.
+    pub proxy_protocol_from: Vec<Cidr>,
+    /// Most specific host first, then longest path prefix: the first match wins.
+    routes: Vec<CompiledRoute>,
+    /// The pool of a `tcp` listener.
+    pub pool: Option<Arc<PoolSnapshot>>,
+    pub metrics: Arc<ListenerMetrics>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    pub max_request_head_bytes: usize,
+    pub max_request_line_bytes: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
 pub struct CompiledRoute {
-    pub name: String,
+    pub name: Arc<str>,
     host: HostMatch,
-    path_prefix: String,
+    pub path_prefix: String,
     pub pool: Arc<PoolSnapshot>,
+    pub filters: RouteFilters,
+    pub metrics: RouteMetrics,
 }
 
-#[derive(Debug)]
 pub struct PoolSnapshot {
-    pub name: String,
+    pub name: Arc<str>,
     pub members: Vec<MemberSnapshot>,
-    /// Member indexes in smooth weighted round-robin order.
-    schedule: Vec<usize>,
-    cursor: AtomicUsize,
+    schedule: Schedule,
+    /// Response-head timeout of one upstream exchange.
     pub timeout: Duration,
+    pub retries: u32,
+    pub connect_timeout: Duration,
+    pub http2: bool,
+    pub proxy_protocol: ProxyProtocolVersion,
+    pub client: Arc<UpstreamClient>,
+    pub metrics: PoolMetrics,
 }
 
-#[derive(Debug)]
 pub struct MemberSnapshot {
     pub addr: SocketAddr,
     /// `addr` as a URI authority, built once per revision rather than per request.
@@ -46,6 +79,7 @@ pub struct MemberSnapshot {
     pub weight: u32,
     /// `None` when the pool has no health check: always eligible.
     health: Option<Arc<HealthEntry>>,
+    pub metrics: MemberMetrics,
 }
 
 impl MemberSnapshot {
@@ -54,84 +88,135 @@ impl MemberSnapshot {
     }
 }
 
+/// What compiling needs besides the config: state that outlives the snapshot.
+pub struct CompileEnv<'a> {
+    pub health: &'a HealthTable,
+    pub metrics: &'a LbMetrics,
+    pub upstreams: &'a UpstreamRegistry,
+}
+
 impl RoutingSnapshot {
-    /// Compiles a validated config. Health entries come from (and stay in) `health`.
-    pub fn compile(revision: u64, config: &Config, health: &HealthTable) -> RoutingSnapshot {
-        let pools: HashMap<String, Arc<PoolSnapshot>> = config
-            .pools
-            .iter()
-            .map(|p| {
-                let members: Vec<MemberSnapshot> = p
-                    .members
-                    .iter()
-                    .filter_map(|m| {
-                        // A socket address always forms a valid authority; skip it otherwise.
-                        let authority = m.address.to_string().parse().ok()?;
-                        Some(MemberSnapshot {
-                            addr: m.address,
-                            authority,
-                            weight: m.weight,
-                            health: p.health_check.as_ref().map(|_| {
-                                health.entry(&model::member_health_key(&p.name, m.address))
-                            }),
-                        })
+    /// Compiles a validated config. Health entries, metric handles and upstream clients come from
+    /// (and stay in) `env`.
+    pub fn compile(
+        revision: u64,
+        config: &Config,
+        env: &CompileEnv<'_>,
+    ) -> Result<RoutingSnapshot, CompileError> {
+        let mut pools = HashMap::new();
+        for p in &config.pools {
+            let members: Vec<MemberSnapshot> = p
+                .members
+                .iter()
+                .filter_map(|m| {
+                    // A socket address always forms a valid authority; skip it otherwise.
+                    let authority = m.address.to_string().parse().ok()?;
+                    Some(MemberSnapshot {
+                        addr: m.address,
+                        authority,
+                        weight: m.weight,
+                        health: p.health_check.as_ref().map(|_| {
+                            env.health
+                                .entry(&model::member_health_key(&p.name, m.address))
+                        }),
+                        metrics: env.metrics.member(&p.name, &m.address.to_string()),
                     })
-                    .collect();
-                let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
-                let snap = PoolSnapshot {
-                    name: p.name.clone(),
-                    schedule: smooth_wrr_schedule(&weights),
-                    members,
-                    cursor: AtomicUsize::new(0),
-                    timeout: p.timeout,
-                };
-                (p.name.clone(), Arc::new(snap))
-            })
-            .collect();
-        let mut listeners: HashMap<String, Vec<CompiledRoute>> = config
-            .listeners
-            .iter()
-            .map(|l| (l.name.clone(), Vec::new()))
-            .collect();
-        for r in &config.routes {
-            let (Some(table), Some(pool)) = (listeners.get_mut(&r.listener), pools.get(&r.pool))
-            else {
-                // Validation guarantees both exist; a route that somehow dangles is skipped.
-                continue;
+                })
+                .collect();
+            let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
+            let snap = PoolSnapshot {
+                name: Arc::from(p.name.as_str()),
+                schedule: Schedule::new(&weights),
+                members,
+                timeout: p.timeout,
+                retries: p.retries,
+                connect_timeout: p.upstream.connect_timeout,
+                http2: p.upstream.protocol == model::UpstreamProtocol::Http2,
+                proxy_protocol: p.upstream.proxy_protocol,
+                client: env.upstreams.client(&p.name, p.upstream, env.metrics),
+                metrics: env.metrics.pool(&p.name),
             };
-            table.push(CompiledRoute {
-                name: r.name.clone(),
-                host: r.host.clone(),
-                path_prefix: r.path_prefix.clone(),
-                pool: pool.clone(),
-            });
+            pools.insert(p.name.clone(), Arc::new(snap));
         }
-        for table in listeners.values_mut() {
-            // Most specific host first, then longest path prefix: the first match wins.
-            table.sort_by(|a, b| {
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let pool = match &l.pool {
+                Some(name) => {
+                    Some(
+                        pools
+                            .get(name)
+                            .cloned()
+                            .ok_or_else(|| CompileError::MissingPool {
+                                listener: l.name.clone(),
+                                pool: name.clone(),
+                            })?,
+                    )
+                }
+                None => None,
+            };
+            let mut routes = Vec::new();
+            for r in config.routes.iter().filter(|r| r.listener == l.name) {
+                // Validation guarantees the pool exists; a route that somehow dangles is skipped.
+                let Some(pool) = pools.get(&r.pool) else {
+                    continue;
+                };
+                routes.push(CompiledRoute {
+                    name: Arc::from(r.name.as_str()),
+                    host: r.host.clone(),
+                    path_prefix: r.path_prefix.clone(),
+                    pool: pool.clone(),
+                    filters: RouteFilters::compile(r)?,
+                    metrics: env.metrics.route(&r.name),
+                });
+            }
+            routes.sort_by(|a, b| {
                 b.host
                     .specificity()
                     .cmp(&a.host.specificity())
                     .then(b.path_prefix.len().cmp(&a.path_prefix.len()))
             });
+            listeners.push(ListenerSnapshot {
+                name: Arc::from(l.name.as_str()),
+                bind: l.bind,
+                protocol: l.protocol,
+                limits: ListenerLimits {
+                    max_request_head_bytes: l.max_request_head_bytes,
+                    max_request_line_bytes: l.max_request_line_bytes,
+                    header_timeout: l.header_timeout,
+                    idle_timeout: l.idle_timeout,
+                    drain_timeout: l.drain_timeout,
+                },
+                proxy_protocol_from: l.proxy_protocol_from.clone(),
+                routes,
+                pool,
+                metrics: env.metrics.listener(&l.name),
+            });
         }
-        RoutingSnapshot {
+        let route_names: HashSet<String> = config.routes.iter().map(|r| r.name.clone()).collect();
+        let members: HashSet<(String, String)> = config
+            .pools
+            .iter()
+            .flat_map(|p| {
+                p.members
+                    .iter()
+                    .map(|m| (p.name.clone(), m.address.to_string()))
+            })
+            .collect();
+        env.metrics.retain_objects(&route_names, &members);
+        env.upstreams.retain(|name| pools.contains_key(name));
+        Ok(RoutingSnapshot {
             revision,
             listeners,
             pools,
-        }
+        })
     }
 
-    /// The route for a request on `listener`. `host` is lowercased without its port; an empty
-    /// host (an HTTP/1.0 request without one) matches only routes for any host.
-    pub fn route(&self, listener: &str, host: &str, path: &str) -> Option<&CompiledRoute> {
-        self.listeners.get(listener)?.iter().find(|r| {
-            (if host.is_empty() {
-                r.host == HostMatch::Any
-            } else {
-                r.host.matches(host)
-            }) && prefix_matches(&r.path_prefix, path)
-        })
+    pub fn listener(&self, bind: SocketAddr) -> Option<&ListenerSnapshot> {
+        self.listeners.iter().find(|l| l.bind == bind)
+    }
+
+    pub fn listeners(&self) -> impl Iterator<Item = &ListenerSnapshot> {
+        self.listeners.iter()
     }
 
     pub fn pool(&self, name: &str) -> Option<&Arc<PoolSnapshot>> {
@@ -139,17 +224,25 @@ impl RoutingSnapshot {
     }
 }
 
+impl ListenerSnapshot {
+    /// The route for a request. `host` is lowercased without its port; an empty host (an
+    /// HTTP/1.0 request without one) matches only routes for any host.
+    pub fn route(&self, host: &str, path: &str) -> Option<&CompiledRoute> {
+        self.routes.iter().find(|r| {
+            (if host.is_empty() {
+                r.host == HostMatch::Any
+            } else {
+                r.host.matches(host)
+            }) && prefix_matches(&r.path_prefix, path)
+        })
+    }
+}
+
 impl PoolSnapshot {
-    /// The next healthy member in weighted round-robin order, other than `avoid`.
-    pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<&MemberSnapshot> {
-        let n = self.schedule.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .filter_map(|i| self.members.get(self.schedule[(start + i) % n]))
-            .find(|m| m.is_healthy() && Some(m.addr) != avoid)
+    /// The members one request may try, in weighted round-robin order: healthy ones, each once.
+    pub fn candidates(&self) -> Candidates<'_, impl Fn(usize) -> bool + '_> {
+        self.schedule
+            .candidates(move |i| self.members.get(i).is_some_and(|m| m.is_healthy()))
     }
 
     pub fn healthy_count(&self) -> usize {
@@ -163,49 +256,6 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
         None => false,
-    }
-}
-
-/// nginx's smooth weighted round robin, unrolled into one cycle. Weights are reduced by their
-/// greatest common divisor and scaled down when the cycle would be long.
-pub fn smooth_wrr_schedule(weights: &[u32]) -> Vec<usize> {
-    if weights.is_empty() {
-        return Vec::new();
-    }
-    let g = weights.iter().copied().fold(0, gcd).max(1);
-    let mut w: Vec<u64> = weights.iter().map(|&x| u64::from(x / g)).collect();
-    let total: u64 = w.iter().sum();
-    const MAX_CYCLE: u64 = 4096;
-    if total > MAX_CYCLE {
-        let max = w.iter().copied().max().unwrap_or(1).max(1);
-        let limit = (MAX_CYCLE / w.len() as u64).max(1);
-        w = w
-            .iter()
-            .map(|&x| (x * limit).div_ceil(max).max(1))
-            .collect();
-    }
-    let total: i64 = w.iter().map(|&x| x as i64).sum();
-    let mut current = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        let mut best = 0;
-        for i in 0..w.len() {
-            current[i] += w[i] as i64;
-            if current[i] > current[best] {
-                best = i;
-            }
-        }
-        current[best] -= total;
-        out.push(best);
-    }
-    out
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }
 
@@ -237,42 +287,93 @@ health_check = "hc"
 members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
 "#;
 
-    #[test]
-    fn routes_pick_most_specific_match() {
-        let t = HealthTable::default();
-        let s = RoutingSnapshot::compile(7, &config(CFG), &t);
-        let r = |h: &str, p: &str| s.route("web", h, p).map(|r| r.name.as_str());
-        assert_eq!(r("other", "/"), Some("any"));
-        assert_eq!(r("other", "/api/x"), Some("api"));
-        assert_eq!(r("x.example.com", "/api"), Some("host"));
-        assert_eq!(r("y.example.com", "/w/1"), Some("wild"));
-        assert_eq!(r("y.example.com", "/v"), Some("any"));
-        assert!(s.route("nope", "x", "/").is_none());
+    struct Env {
+        health: HealthTable,
+        metrics: LbMetrics,
+        upstreams: UpstreamRegistry,
     }
 
-    #[test]
-    fn weighted_round_robin_follows_weights_and_skips_unhealthy() {
-        let t = HealthTable::default();
-        let s = RoutingSnapshot::compile(1, &config(CFG), &t);
+    impl Env {
+        fn new() -> Env {
+            Env {
+                health: HealthTable::default(),
+                metrics: LbMetrics::new(&prometheus::Registry::new()).expect("metrics"),
+                upstreams: UpstreamRegistry::default(),
+            }
+        }
+        fn compile(&self, rev: u64, toml: &str) -> RoutingSnapshot {
+            let env = CompileEnv {
+                health: &self.health,
+                metrics: &self.metrics,
+                upstreams: &self.upstreams,
+            };
+            RoutingSnapshot::compile(rev, &config(toml), &env).expect("compiles")
+        }
+    }
+
+    fn web() -> SocketAddr {
+        "127.0.0.1:8080".parse().expect("addr")
+    }
+
+    #[tokio::test]
+    async fn routes_pick_most_specific_match() {
+        let env = Env::new();
+        let s = env.compile(7, CFG);
+        let l = s.listener(web()).expect("listener");
+        let r = |h: &str, p: &str| l.route(h, p).map(|r| r.name.to_string());
+        assert_eq!(r("other", "/").as_deref(), Some("any"));
+        assert_eq!(r("other", "/api/x").as_deref(), Some("api"));
+        assert_eq!(r("x.example.com", "/api").as_deref(), Some("host"));
+        assert_eq!(r("y.example.com", "/w/1").as_deref(), Some("wild"));
+        assert_eq!(r("y.example.com", "/v").as_deref(), Some("any"));
+        assert_eq!(r("other", "/apix").as_deref(), Some("any"));
+        assert_eq!(r("", "/api/x").as_deref(), Some("api"));
+        assert!(l.route("", "/w").is_some_and(|r| &*r.name != "wild"));
+        assert!(s.listener("127.0.0.1:9".parse().expect("addr")).is_none());
+    }
+
+    #[tokio::test]
+    async fn candidates_follow_weights_and_skip_unhealthy() {
+        let env = Env::new();
+        let s = env.compile(1, CFG);
         let a = s.pool("a").expect("pool a");
         let mut counts = HashMap::new();
         for _ in 0..400 {
-            let m = a.pick(None).expect("member");
-            *counts.entry(m.addr.port()).or_insert(0) += 1;
+            let m = a.candidates().next().expect("member");
+            *counts.entry(a.members[m].addr.port()).or_insert(0) += 1;
         }
         assert_eq!(counts[&1], 300);
         assert_eq!(counts[&2], 100);
 
         let b = s.pool("b").expect("pool b");
-        t.entry("pool/b/127.0.0.1:3").observe(false, 1, 1);
+        env.health.entry("pool/b/127.0.0.1:3").observe(false, 1, 1);
         for _ in 0..10 {
-            assert_eq!(b.pick(None).map(|m| m.addr.port()), Some(4));
+            let got: Vec<u16> = b.candidates().map(|i| b.members[i].addr.port()).collect();
+            assert_eq!(got, [4]);
         }
         assert_eq!(b.healthy_count(), 1);
-        let four: SocketAddr = "127.0.0.1:4".parse().expect("addr");
-        assert!(b.pick(Some(four)).is_none());
-        t.entry("pool/b/127.0.0.1:4").observe(false, 1, 1);
-        assert!(b.pick(None).is_none());
+        env.health.entry("pool/b/127.0.0.1:4").observe(false, 1, 1);
+        assert!(b.candidates().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn upstream_clients_survive_a_revision_unless_their_settings_change() {
+        let env = Env::new();
+        let one = env.compile(1, CFG);
+        let two = env.compile(2, &CFG.replace("weight = 3", "weight = 5"));
+        let a1 = one.pool("a").expect("a");
+        let a2 = two.pool("a").expect("a");
+        assert!(
+            Arc::ptr_eq(&a1.client, &a2.client),
+            "same settings keep the connection pool"
+        );
+        let three = env.compile(
+            3,
+            &CFG.replace("name = \"a\"", "name = \"a\"\nprotocol = \"http2\""),
+        );
+        let a3 = three.pool("a").expect("a");
+        assert!(!Arc::ptr_eq(&a2.client, &a3.client));
+        assert!(a3.http2);
     }
 
     #[test]
@@ -283,26 +384,5 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
         assert!(!prefix_matches("/api", "/apix"));
         assert!(prefix_matches("/api/", "/api/x"));
         assert!(!prefix_matches("/api/", "/api"));
-        let t = HealthTable::default();
-        let s = RoutingSnapshot::compile(1, &config(CFG), &t);
-        assert_eq!(
-            s.route("web", "other", "/apix").map(|r| r.name.as_str()),
-            Some("any")
-        );
-        assert_eq!(
-            s.route("web", "", "/api/x").map(|r| r.name.as_str()),
-            Some("api")
-        );
-        assert!(s.route("web", "", "/w").is_some_and(|r| r.name != "wild"));
-    }
-
-    #[test]
-    fn schedule_is_smooth_and_bounded() {
-        assert_eq!(smooth_wrr_schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(smooth_wrr_schedule(&[2, 2]), vec![0, 1]);
-        assert!(smooth_wrr_schedule(&[1000; 100]).len() <= 4096);
-        let big = smooth_wrr_schedule(&[1000, 1, 999, 7]);
-        assert!(big.len() <= 4096 + 4 && big.contains(&1) && big.contains(&3));
-        assert!(smooth_wrr_schedule(&[]).is_empty());
     }
 }

@@ -228,6 +228,7 @@ mod tests {
                 .collect(),
             health_check: None,
             timeout_ms: 1000,
+            ..Default::default()
         }
     }
 

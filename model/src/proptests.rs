@@ -29,7 +29,7 @@ prop_compose! {
 prop_compose! {
     fn pool()(name in text(), members in prop::collection::vec(member(), 0..4),
               health_check in prop::option::of(text()), timeout_ms in 0u64..100_000) -> PoolSpec {
-        PoolSpec { name, members, health_check, timeout_ms }
+        PoolSpec { name, members, health_check, timeout_ms, ..Default::default() }
     }
 }
 
@@ -69,8 +69,8 @@ prop_compose! {
     ) -> ConfigSpec {
         ConfigSpec {
             api_version: API_VERSION.into(),
-            listeners: listeners.into_iter().map(|(name, bind)| ListenerSpec { name, bind, protocol: ListenerProtocol::Http }).collect(),
-            routes: routes.into_iter().map(|(name, listener, host, path_prefix, pool)| RouteSpec { name, listener, host, path_prefix, pool }).collect(),
+            listeners: listeners.into_iter().map(|(name, bind)| ListenerSpec { name, bind, protocol: ListenerProtocol::Http, ..Default::default() }).collect(),
+            routes: routes.into_iter().map(|(name, listener, host, path_prefix, pool)| RouteSpec { name, listener, host, path_prefix, pool, ..Default::default() }).collect(),
             pools,
             health_checks: checks.into_iter().map(|(name, path, interval_ms, timeout_ms, rise, fall, expect_status)| HealthCheckSpec {
                 name, path, host: None, interval_ms, timeout_ms, rise, fall, expect_status,
@@ -98,6 +98,7 @@ prop_compose! {
             }).collect(),
             health_check: Some("hc".into()),
             timeout_ms: 1000,
+            ..Default::default()
         }).collect();
         let routes = pools.iter().map(|p| RouteSpec {
             name: format!("r-{}", p.name),
@@ -105,10 +106,11 @@ prop_compose! {
             host: Some(format!("{}.example.com", p.name)),
             path_prefix: "/".into(),
             pool: p.name.clone(),
+            ..Default::default()
         }).collect();
         ConfigSpec {
             api_version: API_VERSION.into(),
-            listeners: vec![ListenerSpec { name: "web".into(), bind: format!("127.0.0.1:{port}"), protocol: ListenerProtocol::Http }],
+            listeners: vec![ListenerSpec { name: "web".into(), bind: format!("127.0.0.1:{port}"), protocol: ListenerProtocol::Http, ..Default::default() }],
             routes,
             pools,
             health_checks: vec![HealthCheckSpec {

@@ -49,16 +49,78 @@ pub struct ListenerSpec {
     pub bind: String,
     #[serde(default)]
     pub protocol: ListenerProtocol,
+    /// `tcp` listeners only: the pool every connection is proxied to. HTTP listeners route with
+    /// `routes` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Largest request head (request line plus headers) in bytes; a larger one gets 431.
+    #[serde(default = "default_max_request_head_bytes")]
+    pub max_request_head_bytes: u32,
+    /// Longest request target in bytes; a longer one gets 414.
+    #[serde(default = "default_max_request_line_bytes")]
+    pub max_request_line_bytes: u32,
+    /// How long a client may take to send a whole request head, in milliseconds.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// How long an idle connection (keepalive between requests, or a TCP connection without
+    /// traffic in either direction) is kept, in milliseconds.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// How long connections may take to finish when the listener goes away or the node stops,
+    /// in milliseconds.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+    /// Source networks (CIDR) whose connections must start with a PROXY protocol v1/v2 header
+    /// naming the real client. Connections from anywhere else are taken as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_protocol_from: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+impl Default for ListenerSpec {
+    fn default() -> Self {
+        ListenerSpec {
+            name: String::new(),
+            bind: String::new(),
+            protocol: ListenerProtocol::default(),
+            pool: None,
+            max_request_head_bytes: default_max_request_head_bytes(),
+            max_request_line_bytes: default_max_request_line_bytes(),
+            header_timeout_ms: default_header_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            drain_timeout_ms: default_drain_timeout_ms(),
+            proxy_protocol_from: Vec::new(),
+        }
+    }
+}
+
+fn default_max_request_head_bytes() -> u32 {
+    32 * 1024
+}
+fn default_max_request_line_bytes() -> u32 {
+    8 * 1024
+}
+fn default_header_timeout_ms() -> u64 {
+    15_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_drain_timeout_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerProtocol {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge) on the same port, routed by `routes`.
     #[default]
     Http,
+    /// Bytes proxied to `pool`, with the pool's balancing and health.
+    Tcp,
 }
 
-/// Host plus path prefix on a listener, sending to a pool.
+/// Host plus path prefix on a listener, sending to a pool. The optional filters run in a fixed
+/// order: redirect, request headers, path rewrite, then (on the answer) response headers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteSpec {
     pub name: String,
@@ -69,13 +131,74 @@ pub struct RouteSpec {
     #[serde(default = "default_path_prefix")]
     pub path_prefix: String,
     pub pool: String,
+    /// Answer with a redirect instead of proxying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Box<RedirectSpec>>,
+    /// Header edits on the request sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<Box<HeaderEditSpec>>,
+    /// Header edits on the response sent to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<Box<HeaderEditSpec>>,
+    /// Replaces the matched `path_prefix` with this before the request goes upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_prefix: Option<String>,
+}
+
+impl Default for RouteSpec {
+    fn default() -> Self {
+        RouteSpec {
+            name: String::new(),
+            listener: String::new(),
+            host: None,
+            path_prefix: default_path_prefix(),
+            pool: String::new(),
+            redirect: None,
+            request_headers: None,
+            response_headers: None,
+            rewrite_prefix: None,
+        }
+    }
+}
+
+/// Header edits, applied in this order: `remove` deletes, `set` replaces, `add` appends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderEditSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub set: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub add: std::collections::BTreeMap<String, String>,
+}
+
+/// A redirect answer. Parts left out keep the request's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedirectSpec {
+    /// `http` or `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Replaces the whole path (the query is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// 301, 302, 303, 307 or 308.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    302
 }
 
 fn default_path_prefix() -> String {
     "/".to_string()
 }
 
-/// A set of upstream members balanced round robin by weight.
+/// A set of upstream members balanced round robin by weight, with its connection settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSpec {
     pub name: String,
@@ -86,10 +209,70 @@ pub struct PoolSpec {
     /// Upper bound on one upstream exchange (connect plus response head), in milliseconds.
     #[serde(default = "default_upstream_timeout_ms")]
     pub timeout_ms: u64,
+    /// HTTP version spoken to the members: `http1` or `http2` (prior knowledge, multiplexed).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How long an unused upstream connection is kept for reuse, in milliseconds.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Idle connections kept per member.
+    #[serde(default = "default_max_idle_per_member")]
+    pub max_idle_per_member: u32,
+    /// Further members tried when connecting fails (nothing reached the upstream yet).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// PROXY protocol header sent on each upstream connection (TCP listeners).
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocolVersion,
+}
+
+impl Default for PoolSpec {
+    fn default() -> Self {
+        PoolSpec {
+            name: String::new(),
+            members: Vec::new(),
+            health_check: None,
+            timeout_ms: default_upstream_timeout_ms(),
+            protocol: UpstreamProtocol::default(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_idle_per_member: default_max_idle_per_member(),
+            retries: default_retries(),
+            proxy_protocol: ProxyProtocolVersion::default(),
+        }
+    }
 }
 
 fn default_upstream_timeout_ms() -> u64 {
     30_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_max_idle_per_member() -> u32 {
+    256
+}
+fn default_retries() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocolVersion {
+    #[default]
+    Off,
+    V1,
+    V2,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

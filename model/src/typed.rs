@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::spec::{AllDownPolicy, ConfigSpec, ListenerProtocol, SoaSpec};
+use crate::spec::{
+    AllDownPolicy, ConfigSpec, ListenerProtocol, ProxyProtocolVersion, SoaSpec, UpstreamProtocol,
+};
 
 /// A configuration that passed validation, plus the spec it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +49,57 @@ pub struct Listener {
     pub name: String,
     pub bind: SocketAddr,
     pub protocol: ListenerProtocol,
+    /// The pool of a `tcp` listener.
+    pub pool: Option<String>,
+    pub max_request_head_bytes: usize,
+    pub max_request_line_bytes: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub proxy_protocol_from: Vec<Cidr>,
+}
+
+/// An IP network: an address and a prefix length that fits its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a host network).
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { addr: ip, prefix })
+    }
+
+    /// Whether `ip` lies in this network. An IPv4-mapped IPv6 address matches IPv4 networks.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +138,28 @@ pub struct Route {
     pub host: HostMatch,
     pub path_prefix: String,
     pub pool: String,
+    pub redirect: Option<Redirect>,
+    pub request_headers: Option<HeaderEdit>,
+    pub response_headers: Option<HeaderEdit>,
+    pub rewrite_prefix: Option<String>,
+}
+
+/// Validated header edits: names are lowercase tokens, values visible ASCII.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdit {
+    pub remove: Vec<String>,
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// `http` or `https`.
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub status: u16,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +168,19 @@ pub struct Pool {
     pub members: Vec<Member>,
     pub health_check: Option<Arc<HealthCheck>>,
     pub timeout: Duration,
+    pub upstream: UpstreamSettings,
+    pub retries: u32,
+}
+
+/// How a pool's upstream connections are made and kept. Two pools with equal settings could
+/// share connections; a change of settings starts a fresh connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamSettings {
+    pub protocol: UpstreamProtocol,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle_per_member: usize,
+    pub proxy_protocol: ProxyProtocolVersion,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

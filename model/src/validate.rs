@@ -190,10 +190,70 @@ fn health_checks(spec: &ConfigSpec, e: &mut Errors) -> BTreeMap<String, Arc<Heal
 fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
     let mut seen = HashSet::new();
     let mut binds: HashMap<SocketAddr, String> = HashMap::new();
+    let pool_names: HashSet<&str> = spec.pools.iter().map(|p| p.name.as_str()).collect();
     let mut out = Vec::new();
     for (i, l) in spec.listeners.iter().enumerate() {
         let p = format!("listeners[{i}]");
         check_name(&p, &l.name, &mut seen, e);
+        match (l.protocol, &l.pool) {
+            (ListenerProtocol::Tcp, None) => e.push(
+                format!("{p}.pool"),
+                "a tcp listener needs the pool it proxies to",
+            ),
+            (ListenerProtocol::Tcp, Some(pool)) if !pool_names.contains(pool.as_str()) => {
+                e.push(format!("{p}.pool"), format!("no pool named {pool:?}"))
+            }
+            (ListenerProtocol::Http, Some(_)) => e.push(
+                format!("{p}.pool"),
+                "only tcp listeners take a pool; http listeners send requests through routes",
+            ),
+            _ => {}
+        }
+        range_u64(
+            format!("{p}.max_request_head_bytes"),
+            l.max_request_head_bytes.into(),
+            8 * 1024,
+            1024 * 1024,
+            e,
+        );
+        range_u64(
+            format!("{p}.max_request_line_bytes"),
+            l.max_request_line_bytes.into(),
+            256,
+            l.max_request_head_bytes.into(),
+            e,
+        );
+        range_u64(
+            format!("{p}.header_timeout_ms"),
+            l.header_timeout_ms,
+            100,
+            600_000,
+            e,
+        );
+        range_u64(
+            format!("{p}.idle_timeout_ms"),
+            l.idle_timeout_ms,
+            100,
+            86_400_000,
+            e,
+        );
+        range_u64(
+            format!("{p}.drain_timeout_ms"),
+            l.drain_timeout_ms,
+            0,
+            3_600_000,
+            e,
+        );
+        let mut proxy_protocol_from = Vec::new();
+        for (j, c) in l.proxy_protocol_from.iter().enumerate() {
+            match Cidr::parse(c) {
+                Some(net) => proxy_protocol_from.push(net),
+                None => e.push(
+                    format!("{p}.proxy_protocol_from[{j}]"),
+                    format!("invalid network {c:?}: expected a CIDR such as 10.0.0.0/8"),
+                ),
+            }
+        }
         if let Some(bind) = parse_socket_addr(&format!("{p}.bind"), &l.bind, e) {
             if let Some(other) = binds.insert(bind, l.name.clone()) {
                 e.push(
@@ -205,6 +265,13 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
                 name: l.name.clone(),
                 bind,
                 protocol: l.protocol,
+                pool: l.pool.clone(),
+                max_request_head_bytes: l.max_request_head_bytes as usize,
+                max_request_line_bytes: l.max_request_line_bytes as usize,
+                header_timeout: Duration::from_millis(l.header_timeout_ms),
+                idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+                drain_timeout: Duration::from_millis(l.drain_timeout_ms),
+                proxy_protocol_from,
             });
         }
     }
@@ -243,11 +310,41 @@ fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Er
             hc
         });
         range_u64(format!("{p}.timeout_ms"), pool.timeout_ms, 10, 3_600_000, e);
+        range_u64(
+            format!("{p}.connect_timeout_ms"),
+            pool.connect_timeout_ms,
+            10,
+            600_000,
+            e,
+        );
+        range_u64(
+            format!("{p}.idle_timeout_ms"),
+            pool.idle_timeout_ms,
+            100,
+            86_400_000,
+            e,
+        );
+        range_u64(
+            format!("{p}.max_idle_per_member"),
+            pool.max_idle_per_member.into(),
+            0,
+            100_000,
+            e,
+        );
+        range_u64(format!("{p}.retries"), pool.retries.into(), 0, 10, e);
         out.push(Pool {
             name: pool.name.clone(),
             members,
             health_check,
             timeout: Duration::from_millis(pool.timeout_ms),
+            upstream: UpstreamSettings {
+                protocol: pool.protocol,
+                connect_timeout: Duration::from_millis(pool.connect_timeout_ms),
+                idle_timeout: Duration::from_millis(pool.idle_timeout_ms),
+                max_idle_per_member: pool.max_idle_per_member as usize,
+                proxy_protocol: pool.proxy_protocol,
+            },
+            retries: pool.retries,
         });
     }
     out
@@ -256,19 +353,40 @@ fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Er
 fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    let listener_names: HashSet<&str> = spec.listeners.iter().map(|l| l.name.as_str()).collect();
-    let pool_names: HashSet<&str> = spec.pools.iter().map(|p| p.name.as_str()).collect();
+    let listeners: HashMap<&str, ListenerProtocol> = spec
+        .listeners
+        .iter()
+        .map(|l| (l.name.as_str(), l.protocol))
+        .collect();
+    let pools: HashMap<&str, &PoolSpec> = spec.pools.iter().map(|p| (p.name.as_str(), p)).collect();
     for (i, r) in spec.routes.iter().enumerate() {
         let p = format!("routes[{i}]");
         check_name(&p, &r.name, &mut seen, e);
-        if !listener_names.contains(r.listener.as_str()) {
-            e.push(
+        match listeners.get(r.listener.as_str()) {
+            None => e.push(
                 format!("{p}.listener"),
                 format!("no listener named {:?}", r.listener),
-            );
+            ),
+            Some(ListenerProtocol::Tcp) => e.push(
+                format!("{p}.listener"),
+                format!(
+                    "listener {:?} is a tcp listener; it proxies to its own pool and takes no routes",
+                    r.listener
+                ),
+            ),
+            Some(ListenerProtocol::Http) => {}
         }
-        if !pool_names.contains(r.pool.as_str()) {
-            e.push(format!("{p}.pool"), format!("no pool named {:?}", r.pool));
+        match pools.get(r.pool.as_str()) {
+            None => e.push(format!("{p}.pool"), format!("no pool named {:?}", r.pool)),
+            Some(pool) if pool.proxy_protocol != ProxyProtocolVersion::Off => e.push(
+                format!("{p}.pool"),
+                format!(
+                    "pool {:?} sends the PROXY protocol, which is sent on tcp listeners only; \
+                     HTTP requests carry the client in Forwarded and X-Forwarded-For",
+                    r.pool
+                ),
+            ),
+            Some(_) => {}
         }
         if !is_request_target(&r.path_prefix) || r.path_prefix.contains('?') {
             e.push(
@@ -293,15 +411,169 @@ fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
                 }
             }
         };
+        let redirect = r
+            .redirect
+            .as_ref()
+            .map(|rd| redirect(&format!("{p}.redirect"), rd, e));
+        let request_headers = r
+            .request_headers
+            .as_ref()
+            .map(|h| header_edit(&format!("{p}.request_headers"), h, e));
+        let response_headers = r
+            .response_headers
+            .as_ref()
+            .map(|h| header_edit(&format!("{p}.response_headers"), h, e));
+        if let Some(prefix) = &r.rewrite_prefix {
+            if !is_request_target(prefix) || prefix.contains('?') {
+                e.push(
+                    format!("{p}.rewrite_prefix"),
+                    "must start with '/' and hold only URI path characters (percent-encode the rest)",
+                );
+            }
+        }
         out.push(Route {
             name: r.name.clone(),
             listener: r.listener.clone(),
             host,
             path_prefix: r.path_prefix.clone(),
             pool: r.pool.clone(),
+            redirect,
+            request_headers,
+            response_headers,
+            rewrite_prefix: r.rewrite_prefix.clone(),
         });
     }
     out
+}
+
+fn redirect(p: &str, rd: &RedirectSpec, e: &mut Errors) -> Redirect {
+    if !matches!(rd.status, 301 | 302 | 303 | 307 | 308) {
+        e.push(
+            format!("{p}.status"),
+            format!(
+                "{} is not a redirect status: use 301, 302, 303, 307 or 308",
+                rd.status
+            ),
+        );
+    }
+    if let Some(s) = &rd.scheme {
+        if s != "http" && s != "https" {
+            e.push(
+                format!("{p}.scheme"),
+                format!("{s:?} must be http or https"),
+            );
+        }
+    }
+    if let Some(h) = &rd.host {
+        if !is_hostname(&h.to_ascii_lowercase()) {
+            e.push(format!("{p}.host"), format!("invalid host {h:?}"));
+        }
+    }
+    if rd.port == Some(0) {
+        e.push(format!("{p}.port"), "port 0 is not allowed");
+    }
+    if let Some(path) = &rd.path {
+        if !is_request_target(path) || path.contains('?') {
+            e.push(
+                format!("{p}.path"),
+                "must start with '/' and hold only URI path characters (percent-encode the rest)",
+            );
+        }
+    }
+    Redirect {
+        scheme: rd.scheme.clone(),
+        host: rd.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        port: rd.port,
+        path: rd.path.clone(),
+        status: rd.status,
+    }
+}
+
+/// Headers a filter may not touch: they frame the message or belong to one hop, so editing them
+/// would desynchronize the proxy and its peers.
+const RESERVED_HEADERS: [&str; 10] = [
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+fn header_edit(p: &str, h: &HeaderEditSpec, e: &mut Errors) -> HeaderEdit {
+    let mut name_ok = |path: String, name: &str| -> String {
+        let lower = name.to_ascii_lowercase();
+        if !is_token(&lower) {
+            e.push(path, format!("invalid header name {name:?}"));
+        } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+            e.push(
+                path,
+                format!("{name:?} frames the message or belongs to one hop and cannot be edited"),
+            );
+        }
+        lower
+    };
+    let remove = h
+        .remove
+        .iter()
+        .enumerate()
+        .map(|(i, n)| name_ok(format!("{p}.remove[{i}]"), n))
+        .collect();
+    let mut pairs = |what: &str, map: &std::collections::BTreeMap<String, String>| {
+        map.iter()
+            .map(|(n, v)| {
+                let name = name_ok(format!("{p}.{what}.{n}"), n);
+                (name, v.clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    let set = pairs("set", &h.set);
+    let add = pairs("add", &h.add);
+    for (what, list) in [("set", &set), ("add", &add)] {
+        for (n, v) in list {
+            if !is_header_value(v) {
+                e.push(
+                    format!("{p}.{what}.{n}"),
+                    "header values hold visible ASCII, spaces and tabs only",
+                );
+            }
+        }
+    }
+    HeaderEdit { remove, set, add }
+}
+
+/// An RFC 9110 token (header field names).
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// A header value without control characters (so no CR/LF injection) or non-ASCII bytes.
+pub fn is_header_value(s: &str) -> bool {
+    s.len() <= 8192 && s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// An origin-form request target (`/path?query`) of printable ASCII without characters that URIs

@@ -293,3 +293,108 @@ fn cname_loops_are_rejected() {
     });
     assert!(validate(&s).is_ok());
 }
+
+#[test]
+fn data_plane_settings_are_checked_with_their_paths() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:8080"
+pool = "app"
+max_request_head_bytes = 100
+max_request_line_bytes = 100000
+proxy_protocol_from = ["10.0.0.0/8", "10.0.0.0/33", "nope"]
+
+[[listeners]]
+name = "db"
+bind = "127.0.0.1:5432"
+protocol = "tcp"
+
+[[listeners]]
+name = "db2"
+bind = "127.0.0.1:5433"
+protocol = "tcp"
+pool = "missing"
+
+[[routes]]
+name = "r"
+listener = "db"
+pool = "pp"
+rewrite_prefix = "no-slash"
+redirect = { scheme = "ftp", status = 200, port = 0 }
+request_headers = { set = { "x ok" = "v" }, remove = ["content-length"] }
+response_headers = { add = { "x-a" = "line\nbreak" } }
+
+[[pools]]
+name = "app"
+connect_timeout_ms = 1
+retries = 99
+
+[[pools]]
+name = "pp"
+proxy_protocol = "v2"
+"#,
+    )
+    .expect("parses");
+    let mut got = paths(validate(&spec));
+    got.sort();
+    let mut want = vec![
+        "listeners[0].pool",
+        "listeners[0].max_request_head_bytes",
+        "listeners[0].max_request_line_bytes",
+        "listeners[0].proxy_protocol_from[1]",
+        "listeners[0].proxy_protocol_from[2]",
+        "listeners[1].pool",
+        "listeners[2].pool",
+        "routes[0].listener",
+        "routes[0].pool",
+        "routes[0].rewrite_prefix",
+        "routes[0].redirect.scheme",
+        "routes[0].redirect.status",
+        "routes[0].redirect.port",
+        "routes[0].request_headers.set.x ok",
+        "routes[0].request_headers.remove[0]",
+        "routes[0].response_headers.add.x-a",
+        "pools[0].connect_timeout_ms",
+        "pools[0].retries",
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn data_plane_settings_reach_the_typed_model() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[listeners]]
+name = "db"
+bind = "127.0.0.1:5432"
+protocol = "tcp"
+pool = "db"
+proxy_protocol_from = ["127.0.0.1", "2001:db8::/32"]
+[[pools]]
+name = "db"
+protocol = "http2"
+proxy_protocol = "v1"
+members = [{ address = "127.0.0.1:5433" }]
+"#,
+    )
+    .expect("parses");
+    let cfg = validate(&spec).expect("valid");
+    let l = &cfg.listeners[0];
+    assert_eq!(l.pool.as_deref(), Some("db"));
+    assert!(l.proxy_protocol_from[0].contains("127.0.0.1".parse().expect("ip")));
+    assert!(!l.proxy_protocol_from[0].contains("127.0.0.2".parse().expect("ip")));
+    assert!(l.proxy_protocol_from[1].contains("2001:db8:1::5".parse().expect("ip")));
+    assert!(l.proxy_protocol_from[0].contains("::ffff:127.0.0.1".parse().expect("ip")));
+    assert_eq!(cfg.pools[0].upstream.protocol, UpstreamProtocol::Http2);
+    assert_eq!(
+        cfg.pools[0].upstream.proxy_protocol,
+        ProxyProtocolVersion::V1
+    );
+    assert_eq!(l.max_request_head_bytes, 32 * 1024);
+}

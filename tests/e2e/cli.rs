@@ -140,7 +140,7 @@ async fn help_explains_every_subcommand() {
 }
 
 /// Starts `meridian demo` on free ports and returns the child and its banner.
-async fn start_demo(dir: &std::path::Path, ports: &[u16; 5]) -> (tokio::process::Child, String) {
+async fn start_demo(dir: &std::path::Path, ports: &[u16; 6]) -> (tokio::process::Child, String) {
     let mut child = Command::new(BIN)
         .arg("demo")
         .arg("--data-dir")
@@ -150,6 +150,7 @@ async fn start_demo(dir: &std::path::Path, ports: &[u16; 5]) -> (tokio::process:
         .args(["--proxy", &format!("127.0.0.1:{}", ports[2])])
         .args(["--cluster", &format!("127.0.0.1:{}", ports[3])])
         .args(["--backend-port", &ports[4].to_string()])
+        .args(["--tcp", &format!("127.0.0.1:{}", ports[5])])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -176,6 +177,7 @@ async fn demo_works_and_keeps_its_config_across_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("demo");
     let ports = [
+        free_port(),
         free_port(),
         free_port(),
         free_port(),
@@ -213,6 +215,44 @@ async fn demo_works_and_keeps_its_config_across_runs() {
         seen.contains("hello from east") && seen.contains("hello from west"),
         "{seen:?}"
     );
+    // Every line the banner offers works as printed (curl is the real client).
+    let curl = |args: Vec<String>| async move {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5"])
+            .args(&args)
+            .output()
+            .await
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let proxy = format!("http://127.0.0.1:{}", ports[2]);
+    let h2 = curl(vec![
+        "-w".into(),
+        "%{http_version}".into(),
+        "--http2-prior-knowledge".into(),
+        format!("{proxy}/"),
+    ])
+    .await;
+    assert!(h2.starts_with("hello from") && h2.ends_with('2'), "{h2}");
+    let api = curl(vec!["-i".into(), format!("{proxy}/api/hello")]).await;
+    assert!(
+        api.contains("GET /hello") && api.contains("route api"),
+        "{api}"
+    );
+    assert!(
+        api.to_ascii_lowercase().contains("x-served-by: meridian"),
+        "{api}"
+    );
+    let old = curl(vec!["-i".into(), format!("{proxy}/old/page")]).await;
+    assert!(old.starts_with("HTTP/1.1 301"), "{old}");
+    assert!(
+        old.to_ascii_lowercase()
+            .contains(&format!("location: http://127.0.0.1:{}/\r", ports[2])),
+        "{old}"
+    );
+    let tcp = curl(vec![format!("http://127.0.0.1:{}/", ports[5])]).await;
+    assert!(tcp.starts_with("hello from"), "{tcp}");
+
     let out = Command::new("dig")
         .args([
             "@127.0.0.1",

@@ -31,6 +31,52 @@ pub fn routes() -> Router<AppState> {
         })
 }
 
+/// The route's filters in a few words, in the order they run.
+fn route_filters(r: &model::RouteSpec) -> String {
+    let mut parts = Vec::new();
+    if let Some(rd) = &r.redirect {
+        let target = [
+            rd.scheme.as_ref().map(|s| format!("{s}://")),
+            rd.host.clone(),
+            rd.port.map(|p| format!(":{p}")),
+            rd.path.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<String>();
+        parts.push(format!(
+            "redirect {} → {}",
+            rd.status,
+            if target.is_empty() {
+                "same URL".into()
+            } else {
+                target
+            }
+        ));
+    }
+    if let Some(h) = &r.request_headers {
+        parts.push(format!("request headers: {}", header_edit(h)));
+    }
+    if let Some(to) = &r.rewrite_prefix {
+        parts.push(format!("rewrite {} → {to}", r.path_prefix));
+    }
+    if let Some(h) = &r.response_headers {
+        parts.push(format!("response headers: {}", header_edit(h)));
+    }
+    if parts.is_empty() {
+        "—".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn header_edit(h: &model::HeaderEditSpec) -> String {
+    let mut out: Vec<String> = h.remove.iter().map(|n| format!("-{n}")).collect();
+    out.extend(h.set.iter().map(|(n, v)| format!("{n}={v}")));
+    out.extend(h.add.iter().map(|(n, v)| format!("+{n}={v}")));
+    out.join(", ")
+}
+
 /// Rejection for console routes without a live session: 401 with a way to the login page.
 #[derive(Debug)]
 pub struct LoginRequired;
@@ -60,7 +106,7 @@ struct DashboardTemplate {
     raft: crate::RaftView,
     leader: String,
     listeners: Vec<crate::ListenerView>,
-    routes: Vec<(String, String, String, String, String)>,
+    routes: Vec<(String, String, String, String, String, String)>,
     pools: Vec<view::PoolView>,
     zones: Vec<view::ZoneView>,
     gslb: Vec<view::GslbView>,
@@ -194,6 +240,7 @@ async fn dashboard(
                 r.host.clone().unwrap_or_else(|| "*".into()),
                 r.path_prefix.clone(),
                 r.pool.clone(),
+                route_filters(r),
             )
         })
         .collect();

@@ -71,6 +71,8 @@ pub struct RaftView {
 pub struct ListenerView {
     pub name: String,
     pub bind: String,
+    /// What the listener speaks: `HTTP/1.1 + h2c`, or `TCP → pool p`.
+    pub protocol: String,
     /// `listening` or the bind error.
     pub state: String,
 }

@@ -1,0 +1,145 @@
+//! The one body type of the data plane, and the wrappers that sit between the client's body and
+//! the upstream: they record which side failed and let a read-ahead frame go first.
+//!
+//! Every body filter (later: compressors, cache writers, bandwidth shapers) is a `Body` that can
+//! fail with its own error, boxed here, so the request path never names a concrete body type.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+
+/// Errors of any body in the pipeline.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type every phase passes along.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// What went wrong with the client's request body, as seen while streaming it upstream.
+#[derive(Debug, Default)]
+pub struct ClientBodyState(AtomicU8);
+
+/// How the client's body ended when it did not end well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBodyFault {
+    /// The client went away before sending the whole body.
+    Aborted,
+    /// The body's framing was invalid (a malformed chunk, say).
+    Malformed,
+}
+
+impl ClientBodyState {
+    pub fn fault(&self) -> Option<ClientBodyFault> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(ClientBodyFault::Aborted),
+            2 => Some(ClientBodyFault::Malformed),
+            _ => None,
+        }
+    }
+
+    fn record(&self, e: &hyper::Error) {
+        let code = if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+            1
+        } else if e.is_parse() || e.is_user() {
+            2
+        } else {
+            // An I/O error on the client connection (reset, timeout) is the client going away.
+            1
+        };
+        self.0.store(code, Ordering::Relaxed);
+    }
+}
+
+/// The client's request body on its way upstream: a frame read ahead (if any) goes first, and a
+/// failure is recorded so that the error is charged to the client, not to the upstream.
+pub struct ClientBody {
+    first: Option<Frame<Bytes>>,
+    inner: Incoming,
+    state: Arc<ClientBodyState>,
+}
+
+impl ClientBody {
+    pub fn new(inner: Incoming, first: Option<Frame<Bytes>>, state: Arc<ClientBodyState>) -> Self {
+        ClientBody {
+            first,
+            inner,
+            state,
+        }
+    }
+
+    /// Reads the first frame ahead of time, so that a body malformed from its start is refused
+    /// before anything is sent upstream. `Ok(None)` when the body is empty.
+    pub async fn read_ahead(
+        inner: &mut Incoming,
+        state: &ClientBodyState,
+    ) -> Result<Option<Frame<Bytes>>, ClientBodyFault> {
+        match inner.frame().await {
+            None => Ok(None),
+            Some(Ok(frame)) => Ok(Some(frame)),
+            Some(Err(e)) => {
+                state.record(&e);
+                Err(state.fault().unwrap_or(ClientBodyFault::Aborted))
+            }
+        }
+    }
+}
+
+impl HttpBody for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(frame) = self.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                self.state.record(&e);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let hint = self.inner.size_hint();
+        let Some(len) = self
+            .first
+            .as_ref()
+            .and_then(|f| f.data_ref())
+            .map(|d| d.len())
+        else {
+            return hint;
+        };
+        // Raise the upper bound before the lower one: SizeHint refuses lower > upper.
+        let len = len as u64;
+        let mut out = SizeHint::new();
+        if let Some(upper) = hint.upper() {
+            out.set_upper(upper.saturating_add(len));
+        }
+        out.set_lower(hint.lower().saturating_add(len));
+        out
+    }
+}

@@ -1,0 +1,357 @@
+//! The HTTP request pipeline: a fixed phase order, each phase a function, one context per
+//! request. The order (drawn in ARCHITECTURE.md):
+//!
+//! 1. request-head checks (`checks`)    2. route (`ListenerSnapshot::route`)
+//! 3. request filters (`filter`)        4. cache lookup (not yet)
+//! 5. upstream selection (`balance`)    6. upstream request (`forward`, retries)
+//! 7. response filters (`filter`)       8. response body filters (not yet)
+//! 9. log (`log_request`: metrics, access log)
+//!
+//! **Architecture Invariant:** the pipeline loads the routing snapshot once per request, takes
+//! no lock and never panics on input; every failure becomes a `ProxyError` classified in
+//! `error.rs`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+
+use crate::accesslog::Record;
+use crate::body::{self, Body, ClientBody, ClientBodyFault, ClientBodyState};
+use crate::error::ProxyError;
+use crate::filter::{FilterEnv, RequestView};
+use crate::http::checks;
+use crate::http::ctx::{ConnCtx, RequestCtx};
+use crate::http::headers;
+use crate::http::upgrade;
+use crate::snapshot::{ListenerSnapshot, PoolSnapshot};
+
+/// Serves one request that arrived on the connection `conn`.
+pub async fn handle(
+    conn: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let snapshot = conn.shared.snapshot.load_full();
+    let mut ctx = RequestCtx::new(req.method().clone(), req.version());
+    let Some(listener) = snapshot.listener(conn.bind) else {
+        // The listener left the config while this connection was open; it is draining.
+        return Ok(ProxyError::ListenerGone.into_response());
+    };
+    let log_target = conn
+        .shared
+        .access_log
+        .as_ref()
+        .map(|_| (req.uri().host().map(str::to_string), req.uri().to_string()));
+    let log_host = log_target.as_ref().map(|_| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    });
+    let on_upgrade = upgrade::requested(&req).then(|| hyper::upgrade::on(&mut req));
+    // hyper drops this future when the client goes away mid-request: count that as an abort.
+    let mut in_flight = InFlight(Some(&listener.metrics.aborted));
+    let result = proxy(&conn, listener, &mut ctx, req, on_upgrade).await;
+    in_flight.0 = None;
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            ctx.error = Some(e.label());
+            match &e {
+                ProxyError::ClientAbort => listener.metrics.aborted.inc(),
+                e if e.side() == crate::Side::Downstream && !matches!(e, ProxyError::NoRoute) => {
+                    listener.metrics.bad_request.inc()
+                }
+                _ => {}
+            }
+            e.into_response()
+        }
+    };
+    if let Some(id) = &ctx.request_id {
+        resp.headers_mut().insert(headers::X_REQUEST_ID, id.clone());
+    }
+    ctx.status = resp.status();
+    log_request(&conn, listener, &ctx, log_target, log_host);
+    Ok(resp)
+}
+
+async fn proxy(
+    conn: &ConnCtx,
+    listener: &ListenerSnapshot,
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+
+    // 1. Request-head checks.
+    if conn.framing.next_request_is_bad() {
+        return Err(ProxyError::BadFraming(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    let source = checks::request_head(&parts, listener.limits.max_request_line_bytes)?;
+    let host = source.host();
+
+    // 2. Route.
+    let route = listener
+        .route(&host, parts.uri.path())
+        .ok_or(ProxyError::NoRoute)?;
+    ctx.route = Some(route.name.clone());
+    let pool: &PoolSnapshot = &route.pool;
+    ctx.pool = Some(pool.name.clone());
+
+    // 3. Request filters.
+    let mut pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if !route.filters.is_empty() {
+        let env = FilterEnv {
+            now: ctx.start,
+            random: conn.shared.random(),
+        };
+        let authority = source.raw();
+        let mut view = RequestView {
+            scheme: conn.scheme,
+            authority,
+            host: &host,
+            path_and_query: &mut pq,
+            headers: &mut parts.headers,
+        };
+        if let Some(mut resp) = route.filters.on_request(&mut view, &env) {
+            route.filters.on_response(resp.headers_mut());
+            route.metrics.count(resp.status(), ctx.start.elapsed());
+            return Ok(resp);
+        }
+    }
+    drop(host);
+
+    // 4. Cache lookup: not yet.
+
+    // Head rewrite for the upstream.
+    let upgrade = on_upgrade
+        .filter(|_| !pool.http2)
+        .map(|on| (on, parts.headers.get(header::UPGRADE).cloned()));
+    headers::strip_hop_by_hop(&mut parts.headers, pool.http2);
+    if let Some((_, Some(proto))) = &upgrade {
+        parts.headers.insert(header::UPGRADE, proto.clone());
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    ctx.request_id = Some(conn.shared.request_ids.ensure(&mut parts.headers));
+    let host_value = source.header_value();
+    if !pool.http2 && !parts.headers.contains_key(header::HOST) {
+        // An HTTP/2 client sends :authority, an HTTP/1.1 upstream needs Host.
+        if let Some(h) = &host_value {
+            parts.headers.insert(header::HOST, h.clone());
+        }
+    }
+    headers::add_forwarded(&mut parts.headers, &conn.client_headers, host_value);
+    parts.version = if pool.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+
+    // The body: a chunked HTTP/1.1 body is read one frame ahead so that one malformed from its
+    // first chunk is refused before anything goes upstream.
+    let body_state = Arc::new(ClientBodyState::default());
+    let mut body = body;
+    let replayable = body.is_end_stream();
+    let first = if !replayable
+        && ctx.version == Version::HTTP_11
+        && parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && upgrade.is_none()
+    {
+        match ClientBody::read_ahead(&mut body, &body_state).await {
+            Ok(f) => f,
+            Err(ClientBodyFault::Aborted) => return Err(ProxyError::ClientAbort),
+            Err(ClientBodyFault::Malformed) => {
+                return Err(ProxyError::BadFraming("malformed request body"))
+            }
+        }
+    } else {
+        None
+    };
+    let mut body = Some(ClientBody::new(body, first, body_state.clone()).boxed());
+
+    // 5. and 6. Upstream selection and request; a retry takes the next candidate.
+    let attempts = if replayable { 1 + pool.retries } else { 1 };
+    let mut candidates = pool.candidates();
+    let mut parts = Some(parts);
+    let mut last_err = ProxyError::NoHealthyMember(pool.name.to_string());
+    let mut resp = None;
+    for attempt in 1..=attempts {
+        let Some(i) = candidates.next() else {
+            break;
+        };
+        let Some(member) = pool.members.get(i) else {
+            break;
+        };
+        // The head is copied only when another attempt may follow.
+        let head = if attempt < attempts && pool.members.len() > 1 {
+            parts.clone()
+        } else {
+            parts.take()
+        };
+        let Some(mut head) = head else {
+            break;
+        };
+        head.uri = upstream_uri(&member.authority, &pq)?;
+        let b = body.take().unwrap_or_else(body::empty);
+        ctx.attempts = attempt;
+        ctx.member = Some(member.addr);
+        let started = Instant::now();
+        member.metrics.active.inc();
+        let result = forward(pool, Request::from_parts(head, b)).await;
+        member.metrics.active.dec();
+        match result {
+            Ok(r) => {
+                ctx.upstream_time = Some(started.elapsed());
+                member.metrics.count(r.status(), started.elapsed());
+                pool.metrics.request_sent();
+                resp = Some(r);
+                break;
+            }
+            Err(e) => {
+                if matches!(e, ProxyError::Connect(_)) {
+                    member.metrics.connect_failures.inc();
+                }
+                // A failure while the client's body was streaming is the client's.
+                let e = match body_state.fault() {
+                    Some(ClientBodyFault::Aborted) => ProxyError::ClientAbort,
+                    Some(ClientBodyFault::Malformed) => {
+                        ProxyError::BadFraming("malformed request body")
+                    }
+                    None => e,
+                };
+                if !e.retryable() {
+                    route.metrics.count(e.status(), ctx.start.elapsed());
+                    return Err(e);
+                }
+                last_err = e;
+            }
+        }
+    }
+    let Some(mut resp) = resp else {
+        route.metrics.count(last_err.status(), ctx.start.elapsed());
+        return Err(last_err);
+    };
+
+    // 7. Response filters.
+    headers::strip_hop_by_hop(resp.headers_mut(), false);
+    *resp.version_mut() = ctx.version;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some((down, proto)) = upgrade {
+            ctx.upgraded = true;
+            upgrade::tunnel(down, hyper::upgrade::on(&mut resp));
+            if let Some(p) = proto {
+                resp.headers_mut().insert(header::UPGRADE, p);
+            }
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+    route.filters.on_response(resp.headers_mut());
+    route.metrics.count(resp.status(), ctx.start.elapsed());
+
+    // 8. Response body filters: not yet.
+    Ok(resp.map(|b| b.map_err(Into::into).boxed()))
+}
+
+/// Counts a client abort when dropped before the pipeline finished.
+struct InFlight<'a>(Option<&'a prometheus::IntCounter>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(aborted) = self.0 {
+            aborted.inc();
+        }
+    }
+}
+
+fn upstream_uri(authority: &http::uri::Authority, pq: &PathAndQuery) -> Result<Uri, ProxyError> {
+    let mut u = http::uri::Parts::default();
+    u.scheme = Some(Scheme::HTTP);
+    u.authority = Some(authority.clone());
+    u.path_and_query = Some(pq.clone());
+    Uri::from_parts(u).map_err(|_| ProxyError::BadRequest("invalid request target"))
+}
+
+/// One upstream exchange, bounded by the pool's timeout up to the response head.
+async fn forward(
+    pool: &PoolSnapshot,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let addr = req
+        .uri()
+        .authority()
+        .and_then(|a| a.as_str().parse().ok())
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    match tokio::time::timeout(pool.timeout, pool.client.request(req)).await {
+        Err(_) => Err(ProxyError::Timeout(addr)),
+        Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect(addr)),
+        Ok(Err(e)) => Err(ProxyError::Upstream {
+            addr,
+            reason: error_chain(&e),
+        }),
+        Ok(Ok(resp)) => Ok(resp),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// 9. Log: listener metrics always, the access log when one is configured.
+fn log_request(
+    conn: &ConnCtx,
+    listener: &ListenerSnapshot,
+    ctx: &RequestCtx,
+    target: Option<(Option<String>, String)>,
+    host: Option<String>,
+) {
+    let elapsed = ctx.start.elapsed();
+    listener.metrics.count(ctx.status, elapsed);
+    let (Some(log), Some((uri_host, path))) = (&conn.shared.access_log, target) else {
+        return;
+    };
+    log.log(Record {
+        time: SystemTime::now(),
+        listener: listener.name.clone(),
+        client: conn.peer,
+        method: ctx.method.clone(),
+        host: uri_host.or(host).unwrap_or_default(),
+        path,
+        version: ctx.version,
+        status: ctx.status.as_u16(),
+        route: ctx.route.clone(),
+        pool: ctx.pool.clone(),
+        member: ctx.member,
+        attempts: ctx.attempts,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        upstream_ms: ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
+        request_id: ctx
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        error: ctx.error,
+    });
+}

@@ -25,6 +25,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 RESULTS=${RESULTS:-$HERE/RESULTS.md}
+PERF_OUT=${PERF_OUT:-/tmp}
 ONLY=${ONLY:-}
 ALL_SCENARIOS="ka50 ka1000 big close h2 idle dns"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
@@ -535,8 +536,44 @@ run_wrk() { # run_wrk SCENARIO PROXY CONNECTIONS PATH [EXTRA WRK ARGS...]
     "$WRK" -t"$WRK_THREADS" -c"$c" -d"${WARMUP}s" "$@" "$url" >"$T/wrk-$s-$p.warmup.txt" 2>&1 || true
     log "$s: $p: wrk ${DURATION}s"
     t0=$(cpu_ticks "${PID_OF[$p]}")
+    local recorder=""
+    if [[ -n "${PERF_RECORD:-}" && "$p" == meridian ]]; then
+        # Call graphs of Meridian under this load (PERF_RECORD=1), for perf/RESULTS.md.
+        perf record --call-graph "${PERF_CALLGRAPH:-fp}" -F 499 -p "${PID_OF[$p]}" -o "$T/perf-$s.data" -- sleep "$DURATION" \
+            >"$T/perf-$s.log" 2>&1 &
+        recorder=$!
+    fi
+    local counter=""
+    if [[ -n "${SYSCALLS:-}" ]]; then
+        # System calls and context switches of the whole proxy tree (SYSCALLS=1).
+        perf stat -x, -e raw_syscalls:sys_enter,context-switches \
+            -p "$(tree_pids "${PID_OF[$p]}" | paste -sd,)" -o "$T/stat-$s-$p.csv" -- sleep "$DURATION" \
+            >/dev/null 2>&1 &
+        counter=$!
+    fi
     "$WRK" -t"$WRK_THREADS" -c"$c" -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1 || rc=$?
     t1=$(cpu_ticks "${PID_OF[$p]}")
+    if [[ -n "$counter" ]]; then
+        wait "$counter" || true
+        local reqs
+        reqs=$(awk '/ requests in / {print $1}' "$out")
+        awk -F, -v n="${reqs:-0}" -v who="$s $p" '
+            $3 ~ /sys_enter/ {sc = $1} $3 ~ /context-switches/ {cs = $1}
+            END { if (n > 0) printf "%s: %.2f syscalls and %.2f context switches per request\n", who, sc / n, cs / n }' \
+            "$T/stat-$s-$p.csv" | tee -a "$PERF_OUT/syscalls.txt" >&2
+    fi
+    if [[ -n "$recorder" ]]; then
+        wait "$recorder" || true
+        {
+            echo "## self time by symbol"
+            perf report -i "$T/perf-$s.data" --no-children -g none --stdio --percent-limit 0.5 \
+                --sort symbol 2>/dev/null | grep -v '^#' | grep -v '^$' | sed 's/  */ /g' | head -n 60
+            echo "## inclusive time (children) by symbol"
+            perf report -i "$T/perf-$s.data" --children -g none --stdio --percent-limit 3 \
+                --sort symbol 2>/dev/null | grep -v '^#' | grep -v '^$' | sed 's/  */ /g' | head -n 80
+        } >"$PERF_OUT/profile-$s.txt" || true
+        log "$s: profile of meridian in $PERF_OUT/profile-$s.txt"
+    fi
     if ((rc)) || ! grep -q '^Requests/sec:' "$out"; then
         log "$s: $p: wrk failed (exit $rc): $(tail -n 3 "$out" | tr '\n' ' ')"
         R[$k,note]="wrk failed (exit $rc)"

@@ -39,8 +39,18 @@ pub struct Node {
 /// names it.
 pub fn init_logging() {
     let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
-    if !directives.contains("hickory") {
-        directives.push_str(",hickory_server=warn");
+    // Library internals stay at warn (hyper at error: it warns once per idle client that times
+    // out) unless RUST_LOG names the library.
+    for (lib, level) in [
+        ("hickory", "hickory_server=warn"),
+        ("openraft", "openraft=warn"),
+        ("sled", "sled=warn"),
+        ("hyper", "hyper=error,hyper_util=error"),
+    ] {
+        if !directives.contains(lib) {
+            directives.push(',');
+            directives.push_str(level);
+        }
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
@@ -128,7 +138,10 @@ impl Node {
         let dataplane = Arc::new(lb::DataPlane::spawn_with(
             config_rx.clone(),
             lb_metrics,
-            lb::Options { access_log },
+            lb::Options {
+                access_log,
+                workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            },
         ));
 
         let (udp, tcp) = bind_dns(cfg.dns_bind).await?;

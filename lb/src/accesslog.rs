@@ -74,10 +74,16 @@ pub struct Record {
     pub error: Option<&'static str>,
 }
 
+enum Msg {
+    Record(Box<Record>),
+    /// Write out everything queued so far, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The request path's end of the log.
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::Sender<Msg>,
     metrics: LbMetrics,
 }
 
@@ -85,15 +91,21 @@ impl AccessLog {
     /// Starts a writer task that formats records with `fields` and writes them to `out`, one
     /// line each. The writer runs on the blocking pool, so a slow disk never stalls a worker.
     pub fn spawn(fields: Vec<Field>, out: Box<dyn Write + Send>, metrics: LbMetrics) -> AccessLog {
-        let (tx, mut rx) = mpsc::channel::<Record>(8192);
+        let (tx, mut rx) = mpsc::channel::<Msg>(8192);
         tokio::task::spawn_blocking(move || {
             let mut out = std::io::BufWriter::new(out);
+            let mut acks = Vec::new();
             while let Some(first) = rx.blocking_recv() {
                 let mut next = Some(first);
-                while let Some(r) = next {
-                    let line = format(&r, &fields);
-                    if out.write_all(line.as_bytes()).is_err() {
-                        return;
+                while let Some(msg) = next {
+                    match msg {
+                        Msg::Record(r) => {
+                            let line = format(&r, &fields);
+                            if out.write_all(line.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        Msg::Flush(ack) => acks.push(ack),
                     }
                     next = rx.try_recv().ok();
                 }
@@ -101,14 +113,25 @@ impl AccessLog {
                 if out.flush().is_err() {
                     return;
                 }
+                for ack in acks.drain(..) {
+                    let _ = ack.send(());
+                }
             }
         });
         AccessLog { tx, metrics }
     }
 
     pub fn log(&self, record: Record) {
-        if self.tx.try_send(record).is_err() {
+        if self.tx.try_send(Msg::Record(Box::new(record))).is_err() {
             self.metrics.access_log_dropped();
+        }
+    }
+
+    /// Resolves once every line queued before the call is written and flushed.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
         }
     }
 }

@@ -10,10 +10,10 @@ pub mod upgrade;
 
 use std::sync::Arc;
 
+use crate::listener::Signal;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio_util::sync::CancellationToken;
 
 use crate::listener::io::ListenerIo;
 use crate::snapshot::ListenerLimits;
@@ -25,7 +25,7 @@ pub async fn serve_connection(
     io: ListenerIo,
     conn: Arc<ConnCtx>,
     limits: ListenerLimits,
-    drain: CancellationToken,
+    drain: Signal,
 ) {
     let metrics = io.metrics().clone();
     let peer = conn.peer;
@@ -44,9 +44,12 @@ pub async fn serve_connection(
     let svc = service_fn(move |req| pipeline::handle(conn.clone(), req));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(connection);
+    let drained = drain.fired();
+    tokio::pin!(drained);
     let result = tokio::select! {
+        biased;
         r = connection.as_mut() => r,
-        () = drain.cancelled() => {
+        () = &mut drained => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }

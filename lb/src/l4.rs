@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+use crate::listener::Signal;
 use model::ProxyProtocolVersion;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use crate::listener::io::ListenerIo;
 use crate::snapshot::{ListenerLimits, PoolSnapshot};
@@ -24,7 +24,7 @@ pub async fn serve(
     bind: SocketAddr,
     pool: Arc<PoolSnapshot>,
     limits: ListenerLimits,
-    _drain: CancellationToken,
+    _drain: Signal,
 ) {
     let mut chosen = None;
     let mut candidates = pool.candidates();

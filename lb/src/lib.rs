@@ -17,6 +17,7 @@ mod metrics;
 pub mod proxy_protocol;
 pub mod snapshot;
 mod upstream;
+mod workers;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -73,6 +74,9 @@ impl Shared {
 #[derive(Default)]
 pub struct Options {
     pub access_log: Option<AccessLog>,
+    /// Worker threads, each a single-threaded runtime that accepts on every listener. 0 runs
+    /// everything on the caller's runtime.
+    pub workers: usize,
 }
 
 /// A revision the data plane could not compile; the previous one keeps serving.
@@ -119,7 +123,16 @@ impl DataPlane {
             seed,
         });
         let health = Arc::new(HealthTable::default());
-        let mut listeners = ListenerSet::new(shared.clone());
+        let workers = match workers::Workers::start(options.workers) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start data-plane workers; serving from the main runtime");
+                workers::Workers::none()
+            }
+        };
+        let slots = workers.slots();
+        let workers = Arc::new(workers);
+        let mut listeners = ListenerSet::new(shared.clone(), workers.clone());
         let states = listeners.states.clone();
         let handed = listeners.handed.clone();
         let names: Arc<ArcSwap<Vec<(String, SocketAddr)>>> = Arc::default();
@@ -142,6 +155,7 @@ impl DataPlane {
                         health: &health,
                         metrics: &metrics,
                         upstreams: &upstreams,
+                        workers: slots,
                     };
                     match RoutingSnapshot::compile(current.revision, &current.value, &env) {
                         Ok(snap) => {
@@ -174,6 +188,10 @@ impl DataPlane {
                 }
                 checker.stop();
                 listeners.shutdown().await;
+                drop(listeners);
+                if let Some(mut w) = Arc::into_inner(workers) {
+                    w.stop().await;
+                }
             })
         };
         DataPlane {
@@ -240,6 +258,9 @@ impl DataPlane {
             .take();
         if let Some(t) = task {
             let _ = t.await;
+        }
+        if let Some(log) = &self.shared.access_log {
+            log.flush().await;
         }
     }
 }

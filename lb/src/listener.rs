@@ -15,12 +15,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use model::{Config, ListenerProtocol};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::ctx::ConnCtx;
 use crate::http::framing::{FramingFlags, FramingWatch};
 use crate::http::headers::ClientHeaders;
+use crate::workers::Workers;
 use crate::Shared;
 use io::ListenerIo;
 
@@ -40,8 +42,36 @@ pub type Handed = Arc<Mutex<HashMap<SocketAddr, std::net::TcpListener>>>;
 
 type Key = (SocketAddr, ListenerProtocol);
 
+/// Fires a [`Signal`] once.
+pub struct Trigger(watch::Sender<bool>);
+
+/// A one-time broadcast to every connection of a listener that is cheap to poll: a connection
+/// task polls it on every wake-up, and a `watch` check is one atomic load, where a
+/// `CancellationToken` takes a mutex shared by all the listener's connections.
+#[derive(Clone)]
+pub struct Signal(watch::Receiver<bool>);
+
+pub fn signal() -> (Trigger, Signal) {
+    let (tx, rx) = watch::channel(false);
+    (Trigger(tx), Signal(rx))
+}
+
+impl Trigger {
+    pub fn fire(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Signal {
+    /// Resolves once the trigger fired (or was dropped).
+    pub async fn fired(mut self) {
+        let _ = self.0.wait_for(|fired| *fired).await;
+    }
+}
+
 pub struct ListenerSet {
     shared: Arc<Shared>,
+    workers: Arc<Workers>,
     running: HashMap<Key, Running>,
     pub states: States,
     pub handed: Handed,
@@ -53,9 +83,9 @@ struct Running {
     /// Stops the accept loop (and closes the socket).
     stop: CancellationToken,
     /// Asks connections to finish their requests and close.
-    drain: CancellationToken,
+    drain: Trigger,
     /// Ends connections that outlive the drain timeout.
-    kill: CancellationToken,
+    kill: Trigger,
     tracker: TaskTracker,
 }
 
@@ -64,7 +94,7 @@ impl Running {
     fn close(self) -> impl std::future::Future<Output = ()> {
         let timeout = self.drain_timeout;
         self.stop.cancel();
-        self.drain.cancel();
+        self.drain.fire();
         self.tracker.close();
         let Running {
             name,
@@ -75,7 +105,7 @@ impl Running {
         async move {
             if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
                 tracing::warn!(listener = %name, open = tracker.len(), "drain timeout: closing the remaining connections");
-                kill.cancel();
+                kill.fire();
                 tracker.wait().await;
             }
         }
@@ -88,9 +118,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ListenerSet {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<Shared>, workers: Arc<Workers>) -> Self {
         ListenerSet {
             shared,
+            workers,
             running: HashMap::new(),
             states: Arc::default(),
             handed: Arc::default(),
@@ -124,12 +155,14 @@ impl ListenerSet {
                 r.drain_timeout = drain_timeout;
                 continue;
             }
+            let (drain, drain_signal) = signal();
+            let (kill, kill_signal) = signal();
             let running = Running {
                 name: name.to_string(),
                 drain_timeout,
                 stop: CancellationToken::new(),
-                drain: CancellationToken::new(),
-                kill: CancellationToken::new(),
+                drain,
+                kill,
                 tracker: TaskTracker::new(),
             };
             lock(&self.states).insert(key.0, ListenerState::Binding);
@@ -137,11 +170,12 @@ impl ListenerSet {
                 Arc::from(name),
                 key.0,
                 self.shared.clone(),
+                self.workers.clone(),
                 self.states.clone(),
                 self.handed.clone(),
                 running.stop.clone(),
-                running.drain.clone(),
-                running.kill.clone(),
+                drain_signal,
+                kill_signal,
                 running.tracker.clone(),
             ));
             self.running.insert(key, running);
@@ -166,10 +200,10 @@ impl ListenerSet {
     }
 }
 
-fn bind(addr: SocketAddr, handed: &Handed) -> std::io::Result<TcpListener> {
+fn bind(addr: SocketAddr, handed: &Handed) -> std::io::Result<std::net::TcpListener> {
     if let Some(l) = lock(handed).remove(&addr) {
         l.set_nonblocking(true)?;
-        return TcpListener::from_std(l);
+        return Ok(l);
     }
     let domain = socket2::Domain::for_address(addr);
     let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
@@ -180,7 +214,7 @@ fn bind(addr: SocketAddr, handed: &Handed) -> std::io::Result<TcpListener> {
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(4096)?;
-    TcpListener::from_std(sock.into())
+    Ok(sock.into())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -188,11 +222,12 @@ async fn accept_loop(
     name: Arc<str>,
     addr: SocketAddr,
     shared: Arc<Shared>,
+    workers: Arc<Workers>,
     states: States,
     handed: Handed,
     stop: CancellationToken,
-    drain: CancellationToken,
-    kill: CancellationToken,
+    drain: Signal,
+    kill: Signal,
     tracker: TaskTracker,
 ) {
     let set_state = |s: ListenerState| {
@@ -222,12 +257,59 @@ async fn accept_loop(
             }
         }
     };
+    // Every worker accepts on its own copy of the socket (one accept queue, shared).
+    let mut copies = Vec::with_capacity(workers.slots());
+    for _ in 1..workers.slots() {
+        match listener.try_clone() {
+            Ok(c) => copies.push(c),
+            Err(e) => {
+                tracing::warn!(listener = %name, error = %e, "cannot share the socket with every worker")
+            }
+        }
+    }
+    copies.push(listener);
+    let copies = Mutex::new(copies);
     tracing::info!(listener = %name, %addr, "listening");
     set_state(ListenerState::Listening);
+    workers.spawn_each(|_| {
+        let socket = lock(&copies).pop();
+        let (name, shared, stop, drain, kill, tracker) = (
+            name.clone(),
+            shared.clone(),
+            stop.clone(),
+            drain.clone(),
+            kill.clone(),
+            tracker.clone(),
+        );
+        async move {
+            let Some(socket) = socket else {
+                return;
+            };
+            match TcpListener::from_std(socket) {
+                Ok(l) => accept_on(l, name, addr, shared, stop, drain, kill, tracker).await,
+                Err(e) => {
+                    tracing::error!(listener = %name, error = %e, "cannot register the listener")
+                }
+            }
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept_on(
+    listener: TcpListener,
+    name: Arc<str>,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    drain: Signal,
+    kill: Signal,
+    tracker: TaskTracker,
+) {
     loop {
         tokio::select! {
             () = stop.cancelled() => {
-                tracing::info!(listener = %name, %addr, "listener closed");
+                tracing::debug!(listener = %name, %addr, "accept loop stopped");
                 return;
             }
             accepted = listener.accept() => match accepted {
@@ -236,8 +318,9 @@ async fn accept_loop(
                     let kill = kill.clone();
                     tracker.spawn(async move {
                         tokio::select! {
+                            biased;
                             () = conn => {}
-                            () = kill.cancelled() => {}
+                            () = kill.fired() => {}
                         }
                     });
                 }
@@ -266,7 +349,7 @@ async fn serve_accepted(
     peer: SocketAddr,
     bind: SocketAddr,
     shared: Arc<Shared>,
-    drain: CancellationToken,
+    drain: Signal,
 ) {
     let _ = stream.set_nodelay(true);
     let snapshot = shared.snapshot.load_full();

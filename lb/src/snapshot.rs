@@ -93,6 +93,8 @@ pub struct CompileEnv<'a> {
     pub health: &'a HealthTable,
     pub metrics: &'a LbMetrics,
     pub upstreams: &'a UpstreamRegistry,
+    /// Data-plane worker slots (per-worker upstream connections).
+    pub workers: usize,
 }
 
 impl RoutingSnapshot {
@@ -133,7 +135,9 @@ impl RoutingSnapshot {
                 connect_timeout: p.upstream.connect_timeout,
                 http2: p.upstream.protocol == model::UpstreamProtocol::Http2,
                 proxy_protocol: p.upstream.proxy_protocol,
-                client: env.upstreams.client(&p.name, p.upstream, env.metrics),
+                client: env
+                    .upstreams
+                    .client(&p.name, p.upstream, env.metrics, env.workers),
                 metrics: env.metrics.pool(&p.name),
             };
             pools.insert(p.name.clone(), Arc::new(snap));
@@ -306,6 +310,7 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
                 health: &self.health,
                 metrics: &self.metrics,
                 upstreams: &self.upstreams,
+                workers: 1,
             };
             RoutingSnapshot::compile(rev, &config(toml), &env).expect("compiles")
         }

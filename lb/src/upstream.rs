@@ -6,6 +6,7 @@
 //! stable pool name and its settings; the snapshot holds an `Arc` to the client it compiled.
 
 mod connector;
+mod h2;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -19,9 +20,71 @@ use crate::body::Body;
 use crate::metrics::LbMetrics;
 
 pub use connector::CountingConnector;
+pub use h2::H2Error;
 
-/// The pooled client of one pool.
-pub type UpstreamClient = Client<CountingConnector, Body>;
+/// The connections of one pool, one set per data-plane worker so that a request never waits on
+/// a connection driven by another core.
+pub struct UpstreamClient {
+    per_worker: Box<[Conns]>,
+}
+
+/// hyper-util's pooled client for HTTP/1.1, one multiplexed connection per member for HTTP/2.
+/// Built once per worker and revision change, so the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Conns {
+    Http1(Client<CountingConnector, Body>),
+    Http2(h2::H2Conns),
+}
+
+/// Why an upstream exchange failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// Nothing reached the member: another may be tried.
+    Connect,
+    Other(String),
+}
+
+impl UpstreamClient {
+    /// Sends `req` to `member`. For HTTP/1.1 the request URI's authority is the member; for
+    /// HTTP/2 it is the client's host and `member` is where the connection goes.
+    pub async fn send(
+        &self,
+        member: std::net::SocketAddr,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        let slot = crate::workers::index() % self.per_worker.len().max(1);
+        let Some(conns) = self.per_worker.get(slot) else {
+            return Err(SendError::Other("no upstream connections".into()));
+        };
+        match conns {
+            Conns::Http1(c) => c.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    SendError::Connect
+                } else {
+                    SendError::Other(error_chain(&e))
+                }
+            }),
+            Conns::Http2(c) => c.send(member, req).await.map_err(|e| match e {
+                H2Error::Connect(e) => {
+                    tracing::debug!(%member, error = %e, "upstream HTTP/2 connect failed");
+                    SendError::Connect
+                }
+                H2Error::Exchange(e) => SendError::Other(error_chain(&e)),
+            }),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
 
 /// Clients by pool name and settings.
 #[derive(Default)]
@@ -36,6 +99,7 @@ impl UpstreamRegistry {
         pool: &str,
         settings: UpstreamSettings,
         metrics: &LbMetrics,
+        workers: usize,
     ) -> Arc<UpstreamClient> {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((s, c)) = clients.get(pool) {
@@ -43,10 +107,21 @@ impl UpstreamRegistry {
                 return c.clone();
             }
         }
-        let client = Arc::new(build(
-            settings,
-            CountingConnector::new(settings, metrics.pool(pool).connections),
-        ));
+        let opened = metrics.pool(pool).connections;
+        let per_worker = (0..workers.max(1))
+            .map(|_| match settings.protocol {
+                UpstreamProtocol::Http1 => Conns::Http1(build(
+                    settings,
+                    CountingConnector::new(settings, opened.clone()),
+                )),
+                UpstreamProtocol::Http2 => Conns::Http2(h2::H2Conns::new(
+                    settings.connect_timeout,
+                    settings.idle_timeout,
+                    opened.clone(),
+                )),
+            })
+            .collect();
+        let client = Arc::new(UpstreamClient { per_worker });
         clients.insert(pool.to_string(), (settings, client.clone()));
         client
     }
@@ -61,7 +136,10 @@ impl UpstreamRegistry {
     }
 }
 
-fn build(settings: UpstreamSettings, connector: CountingConnector) -> UpstreamClient {
+fn build(
+    settings: UpstreamSettings,
+    connector: CountingConnector,
+) -> Client<CountingConnector, Body> {
     let mut b = Client::builder(TokioExecutor::new());
     b.pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
@@ -69,8 +147,5 @@ fn build(settings: UpstreamSettings, connector: CountingConnector) -> UpstreamCl
         .pool_max_idle_per_host(settings.max_idle_per_member)
         // The pipeline sets Host from the client's request; the member's address is no host.
         .set_host(false);
-    if settings.protocol == UpstreamProtocol::Http2 {
-        b.http2_only(true);
-    }
     b.build(connector)
 }

@@ -59,11 +59,12 @@ pub struct ListenerSpec {
     /// Longest request target in bytes; a longer one gets 414.
     #[serde(default = "default_max_request_line_bytes")]
     pub max_request_line_bytes: u32,
-    /// How long a client may take to send a whole request head, in milliseconds.
+    /// How long a client may take to send a whole request head, in milliseconds. On HTTP/1.1
+    /// this also bounds a keep-alive connection's wait for its next request.
     #[serde(default = "default_header_timeout_ms")]
     pub header_timeout_ms: u64,
-    /// How long an idle connection (keepalive between requests, or a TCP connection without
-    /// traffic in either direction) is kept, in milliseconds.
+    /// How long a TCP listener's connection may go without a byte in either direction, in
+    /// milliseconds.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
     /// How long connections may take to finish when the listener goes away or the node stops,
@@ -217,7 +218,7 @@ pub struct PoolSpec {
     /// How long an unused upstream connection is kept for reuse, in milliseconds.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
-    /// Idle connections kept per member.
+    /// Idle connections kept per member (per data-plane worker thread).
     #[serde(default = "default_max_idle_per_member")]
     pub max_idle_per_member: u32,
     /// Further members tried when connecting fails (nothing reached the upstream yet).

@@ -237,3 +237,71 @@ async fn dig_sees_gslb_answers() {
     assert!(text.contains("status: NXDOMAIN"), "{text}");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_in_flight_and_the_access_log_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("n1");
+    let log = dir.path().join("access.log");
+    let node = Meridian::start_with(
+        &data,
+        1,
+        "127.0.0.1:0",
+        &format!(
+            "access_log = \"{}\"\naccess_log_fields = [\"method\", \"path\", \"status\", \"route\", \"member\", \"request_id\"]",
+            log.display()
+        ),
+    )
+    .await;
+    let token = node.token().await;
+    let east = Backend::start("east", "127.0.0.2").await;
+    let port = free_port();
+    let (status, body) = node
+        .put_config(&token, config(port, &[&east], 500, 2), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(5), || async {
+        via_proxy(&client, port).await.is_ok()
+    })
+    .await
+    .expect("proxy serves");
+
+    // A request that takes 1.5 s is in flight when SIGTERM arrives: it still gets its answer.
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/slow"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((r.status().as_u16(), r.text().await.unwrap_or_default()))
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.stop().await;
+    let (status, body) = slow.await.expect("task").expect("answer");
+    assert_eq!((status, body.as_str()), (200, "east"));
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "stopped"
+    );
+
+    let text = std::fs::read_to_string(&log).expect("access log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let slow_line = lines
+        .iter()
+        .find(|l| l["path"] == "/slow")
+        .unwrap_or_else(|| panic!("no /slow line in {text}"));
+    assert_eq!(slow_line["status"], 200);
+    assert_eq!(slow_line["method"], "GET");
+    assert_eq!(slow_line["member"], east.addr.to_string());
+    assert_eq!(slow_line["request_id"].as_str().map(str::len), Some(32));
+    assert!(slow_line.get("host").is_none(), "only the chosen fields");
+}

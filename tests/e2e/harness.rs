@@ -289,6 +289,9 @@ impl Backend {
                                 if req.uri().path() != "/healthz" {
                                     h.fetch_add(1, Ordering::Relaxed);
                                 }
+                                if req.uri().path() == "/slow" {
+                                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                                }
                                 let xff = req
                                     .headers()
                                     .get("x-forwarded-for")

@@ -42,6 +42,15 @@ impl HostSource {
         }
     }
 
+    /// The host as a URI authority, for the `:authority` of an HTTP/2 upstream request.
+    pub fn authority(&self) -> Option<Authority> {
+        match self {
+            HostSource::Header(v) => Authority::try_from(v.as_bytes()).ok(),
+            HostSource::Authority(a) => Some(a.clone()),
+            HostSource::None => None,
+        }
+    }
+
     /// The host as the client sent it (with its port), for `X-Forwarded-Host` and for the
     /// `Host` header of an HTTP/1.1 upstream when the client spoke HTTP/2.
     pub fn header_value(&self) -> Option<HeaderValue> {

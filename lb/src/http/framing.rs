@@ -8,6 +8,7 @@
 //! request. It never changes a byte, and on anything it does not understand (HTTP/2, an upgrade,
 //! malformed framing, which hyper refuses anyway) it stops watching.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -48,6 +49,9 @@ enum State {
     Off,
 }
 
+/// Headers one head may have (hyper's default limit).
+const MAX_HEADERS: usize = 100;
+
 /// Longest chunk-size line or trailer line worth following.
 const MAX_LINE: usize = 4096;
 
@@ -80,6 +84,23 @@ impl FramingWatch {
                         self.state = State::Off;
                         return;
                     }
+                    if self.buf.is_empty() {
+                        // The usual case: the whole head arrived in one read. Parse it in place.
+                        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+                        let mut req = httparse::Request::new(&mut []);
+                        match req.parse_with_uninit_headers(data, &mut headers) {
+                            Ok(httparse::Status::Complete(n)) => {
+                                self.state = self.head_done(&req);
+                                data = &data[n..];
+                                continue;
+                            }
+                            Ok(httparse::Status::Partial) => {}
+                            Err(_) => {
+                                self.state = State::Off;
+                                return;
+                            }
+                        }
+                    }
                     let searched = self.buf.len().saturating_sub(3);
                     self.buf.extend_from_slice(data);
                     let Some(end) =
@@ -92,7 +113,14 @@ impl FramingWatch {
                     };
                     // What follows the head in this read goes on to the body state.
                     let consumed_from_data = end - (self.buf.len() - data.len());
-                    self.state = self.head_done(end);
+                    let buf = std::mem::take(&mut self.buf);
+                    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+                    let mut req = httparse::Request::new(&mut []);
+                    self.state = match req.parse_with_uninit_headers(&buf[..end], &mut headers) {
+                        Ok(httparse::Status::Complete(_)) => self.head_done(&req),
+                        _ => State::Off,
+                    };
+                    self.buf = buf;
                     self.buf.clear();
                     data = &data[consumed_from_data..];
                 }
@@ -153,15 +181,9 @@ impl FramingWatch {
         }
     }
 
-    fn head_done(&mut self, end: usize) -> State {
+    fn head_done(&mut self, req: &httparse::Request<'_, '_>) -> State {
         let index = self.heads;
         self.heads += 1;
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&self.buf[..end]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            _ => return State::Off,
-        }
         let mut content_length: Option<u64> = None;
         let mut transfer_encoding = false;
         let mut upgrade = req.method == Some("CONNECT");

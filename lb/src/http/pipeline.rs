@@ -30,6 +30,7 @@ use crate::http::ctx::{ConnCtx, RequestCtx};
 use crate::http::headers;
 use crate::http::upgrade;
 use crate::snapshot::{ListenerSnapshot, PoolSnapshot};
+use crate::upstream::SendError;
 
 /// Serves one request that arrived on the connection `conn`.
 pub async fn handle(
@@ -140,6 +141,8 @@ async fn proxy(
     let upgrade = on_upgrade
         .filter(|_| !pool.http2)
         .map(|on| (on, parts.headers.get(header::UPGRADE).cloned()));
+    let chunked =
+        ctx.version == Version::HTTP_11 && parts.headers.contains_key(header::TRANSFER_ENCODING);
     headers::strip_hop_by_hop(&mut parts.headers, pool.http2);
     if let Some((_, Some(proto))) = &upgrade {
         parts.headers.insert(header::UPGRADE, proto.clone());
@@ -149,11 +152,16 @@ async fn proxy(
     }
     ctx.request_id = Some(conn.shared.request_ids.ensure(&mut parts.headers));
     let host_value = source.header_value();
+    let host_authority = pool.http2.then(|| source.authority()).flatten();
     if !pool.http2 && !parts.headers.contains_key(header::HOST) {
         // An HTTP/2 client sends :authority, an HTTP/1.1 upstream needs Host.
         if let Some(h) = &host_value {
             parts.headers.insert(header::HOST, h.clone());
         }
+    }
+    if host_authority.is_some() {
+        // :authority carries it on HTTP/2.
+        parts.headers.remove(header::HOST);
     }
     headers::add_forwarded(&mut parts.headers, &conn.client_headers, host_value);
     parts.version = if pool.http2 {
@@ -164,25 +172,26 @@ async fn proxy(
 
     // The body: a chunked HTTP/1.1 body is read one frame ahead so that one malformed from its
     // first chunk is refused before anything goes upstream.
-    let body_state = Arc::new(ClientBodyState::default());
     let mut body = body;
     let replayable = body.is_end_stream();
-    let first = if !replayable
-        && ctx.version == Version::HTTP_11
-        && parts.headers.contains_key(header::TRANSFER_ENCODING)
-        && upgrade.is_none()
-    {
-        match ClientBody::read_ahead(&mut body, &body_state).await {
-            Ok(f) => f,
-            Err(ClientBodyFault::Aborted) => return Err(ProxyError::ClientAbort),
-            Err(ClientBodyFault::Malformed) => {
-                return Err(ProxyError::BadFraming("malformed request body"))
+    // A request without a body needs no wrapper (and no allocation) to watch the client's side.
+    let body_state = (!replayable).then(|| Arc::new(ClientBodyState::default()));
+    let first = match &body_state {
+        Some(state) if chunked && upgrade.is_none() => {
+            match ClientBody::read_ahead(&mut body, state).await {
+                Ok(f) => f,
+                Err(ClientBodyFault::Aborted) => return Err(ProxyError::ClientAbort),
+                Err(ClientBodyFault::Malformed) => {
+                    return Err(ProxyError::BadFraming("malformed request body"))
+                }
             }
         }
-    } else {
-        None
+        _ => None,
     };
-    let mut body = Some(ClientBody::new(body, first, body_state.clone()).boxed());
+    let mut body = Some(match &body_state {
+        Some(state) => ClientBody::new(body, first, state.clone()).boxed(),
+        None => body::empty(),
+    });
 
     // 5. and 6. Upstream selection and request; a retry takes the next candidate.
     let attempts = if replayable { 1 + pool.retries } else { 1 };
@@ -206,13 +215,17 @@ async fn proxy(
         let Some(mut head) = head else {
             break;
         };
-        head.uri = upstream_uri(&member.authority, &pq)?;
+        head.uri = match (&host_authority, pool.http2) {
+            // HTTP/2 carries the client's host as :authority; the member is only where to connect.
+            (Some(a), true) => upstream_uri(a, &pq)?,
+            _ => upstream_uri(&member.authority, &pq)?,
+        };
         let b = body.take().unwrap_or_else(body::empty);
         ctx.attempts = attempt;
         ctx.member = Some(member.addr);
         let started = Instant::now();
         member.metrics.active.inc();
-        let result = forward(pool, Request::from_parts(head, b)).await;
+        let result = forward(pool, member.addr, Request::from_parts(head, b)).await;
         member.metrics.active.dec();
         match result {
             Ok(r) => {
@@ -227,7 +240,7 @@ async fn proxy(
                     member.metrics.connect_failures.inc();
                 }
                 // A failure while the client's body was streaming is the client's.
-                let e = match body_state.fault() {
+                let e = match body_state.as_ref().and_then(|s| s.fault()) {
                     Some(ClientBodyFault::Aborted) => ProxyError::ClientAbort,
                     Some(ClientBodyFault::Malformed) => {
                         ProxyError::BadFraming("malformed request body")
@@ -290,33 +303,15 @@ fn upstream_uri(authority: &http::uri::Authority, pq: &PathAndQuery) -> Result<U
 /// One upstream exchange, bounded by the pool's timeout up to the response head.
 async fn forward(
     pool: &PoolSnapshot,
+    addr: std::net::SocketAddr,
     req: Request<Body>,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let addr = req
-        .uri()
-        .authority()
-        .and_then(|a| a.as_str().parse().ok())
-        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-    match tokio::time::timeout(pool.timeout, pool.client.request(req)).await {
+    match tokio::time::timeout(pool.timeout, pool.client.send(addr, req)).await {
         Err(_) => Err(ProxyError::Timeout(addr)),
-        Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect(addr)),
-        Ok(Err(e)) => Err(ProxyError::Upstream {
-            addr,
-            reason: error_chain(&e),
-        }),
+        Ok(Err(SendError::Connect)) => Err(ProxyError::Connect(addr)),
+        Ok(Err(SendError::Other(reason))) => Err(ProxyError::Upstream { addr, reason }),
         Ok(Ok(resp)) => Ok(resp),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// 9. Log: listener metrics always, the access log when one is configured.

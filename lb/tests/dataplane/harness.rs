@@ -52,7 +52,15 @@ impl Plane {
             revision: 0,
             value: Config::empty(),
         }));
-        let plane = lb::DataPlane::spawn(rx, lb::LbMetrics::new(&registry).expect("metrics"));
+        // Two worker threads, as on the 2-core appliance: the tests cover the per-core path.
+        let plane = lb::DataPlane::spawn_with(
+            rx,
+            lb::LbMetrics::new(&registry).expect("metrics"),
+            lb::Options {
+                workers: 2,
+                ..Default::default()
+            },
+        );
         for s in sockets {
             plane.hand_over(s).expect("hand over");
         }

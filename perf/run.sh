@@ -740,7 +740,7 @@ MERIDIAN_RSS_KB="?"
 if [[ -n "$MERIDIAN_BIN" ]]; then
     # Meridian's own view, for the record (request counters by status).
     METRICS=$(curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null \
-        | grep -E '^meridian_(lb_requests_total|dns_queries_total)' || true)
+        | grep -E '^meridian_(lb_requests_total|lb_upstream_|lb_connections_total|lb_client_errors_total|dns_queries_total)' || true)
     MERIDIAN_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$MERIDIAN_PID/status" 2>/dev/null || echo "?")
 fi
 
@@ -814,7 +814,7 @@ fi
         echo "### 1. HTTP reverse proxy"
         echo
         echo "Backend: nginx, 1 worker, \`return 200 \"ok\"\` on \`/\` and a ${BIG_BYTES}-byte file on \`/100k\` (sendfile), keepalive."
-        echo "Proxies, 2 workers each: Meridian (listener → route → pool, health-checked member; tokio's 2 worker threads), nginx \`proxy_pass\`"
+        echo "Proxies, 2 workers each: Meridian (listener → route → pool, health-checked member; 2 data-plane worker threads, one single-threaded tokio runtime per core), nginx \`proxy_pass\`"
         echo "(worker_processes 2, upstream keepalive 256 per worker, X-Forwarded-For, proxy_max_temp_file_size 0; h2c on a second \`listen ... http2\` port),"
         echo "haproxy (http mode, nbthread 2, option forwardfor, http-reuse always; h2c on a second \`bind ... proto h2\` port). Upstream is HTTP/1.1 keepalive for all."
         echo "CPU s per 100k req: utime+stime of the proxy's whole process tree (/proc/PID/stat) over the measured run, per 100,000 completed requests"

@@ -10,7 +10,7 @@ pub mod upgrade;
 
 use std::sync::Arc;
 
-use crate::listener::Signal;
+use crate::signal::Signal;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;

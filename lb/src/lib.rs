@@ -15,6 +15,7 @@ mod l4;
 mod listener;
 mod metrics;
 pub mod proxy_protocol;
+mod signal;
 pub mod snapshot;
 mod upstream;
 mod workers;
@@ -67,6 +68,20 @@ impl Shared {
             s.set(x);
             x.wrapping_mul(0x2545_f491_4f6c_dd1d)
         })
+    }
+}
+
+#[cfg(test)]
+impl Shared {
+    pub(crate) fn for_tests() -> Shared {
+        let seed = RandomState::new();
+        Shared {
+            snapshot: ArcSwap::from_pointee(RoutingSnapshot::default()),
+            metrics: LbMetrics::new(&prometheus::Registry::new()).unwrap_or_else(|e| panic!("{e}")),
+            access_log: None,
+            request_ids: RequestIds::new(1),
+            seed,
+        }
     }
 }
 

@@ -15,13 +15,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use model::{Config, ListenerProtocol};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::ctx::ConnCtx;
 use crate::http::framing::{FramingFlags, FramingWatch};
 use crate::http::headers::ClientHeaders;
+use crate::signal::{signal, Signal, Trigger};
 use crate::workers::Workers;
 use crate::Shared;
 use io::ListenerIo;
@@ -41,33 +41,6 @@ pub type States = Arc<Mutex<HashMap<SocketAddr, ListenerState>>>;
 pub type Handed = Arc<Mutex<HashMap<SocketAddr, std::net::TcpListener>>>;
 
 type Key = (SocketAddr, ListenerProtocol);
-
-/// Fires a [`Signal`] once.
-pub struct Trigger(watch::Sender<bool>);
-
-/// A one-time broadcast to every connection of a listener that is cheap to poll: a connection
-/// task polls it on every wake-up, and a `watch` check is one atomic load, where a
-/// `CancellationToken` takes a mutex shared by all the listener's connections.
-#[derive(Clone)]
-pub struct Signal(watch::Receiver<bool>);
-
-pub fn signal() -> (Trigger, Signal) {
-    let (tx, rx) = watch::channel(false);
-    (Trigger(tx), Signal(rx))
-}
-
-impl Trigger {
-    pub fn fire(&self) {
-        self.0.send_replace(true);
-    }
-}
-
-impl Signal {
-    /// Resolves once the trigger fired (or was dropped).
-    pub async fn fired(mut self) {
-        let _ = self.0.wait_for(|fired| *fired).await;
-    }
-}
 
 pub struct ListenerSet {
     shared: Arc<Shared>,
@@ -315,14 +288,7 @@ async fn accept_on(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let conn = serve_accepted(stream, peer, addr, shared.clone(), drain.clone());
-                    let kill = kill.clone();
-                    tracker.spawn(async move {
-                        tokio::select! {
-                            biased;
-                            () = conn => {}
-                            () = kill.fired() => {}
-                        }
-                    });
+                    tracker.spawn(crate::signal::until(conn, kill.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -352,24 +318,29 @@ async fn serve_accepted(
     drain: Signal,
 ) {
     let _ = stream.set_nodelay(true);
-    let snapshot = shared.snapshot.load_full();
-    let Some(listener) = snapshot.listener(bind) else {
-        // Accepted in the instant the listener left the config.
-        return;
+    let (metrics, limits, trusted, protocol, tcp_pool) = {
+        let snapshot = shared.snapshot.load();
+        let Some(l) = snapshot.listener(bind) else {
+            // Accepted in the instant the listener left the config.
+            return;
+        };
+        (
+            l.metrics.clone(),
+            l.limits,
+            l.proxy_protocol_from
+                .iter()
+                .any(|net| net.contains(peer.ip())),
+            l.protocol,
+            l.pool.clone(),
+        )
     };
-    let metrics = listener.metrics.clone();
     metrics.conns_total.inc();
     metrics.conns_active.inc();
     let _active = ActiveGuard(metrics.conns_active.clone());
-    let limits = listener.limits;
     let mut stream = stream;
     let mut client = peer;
     let mut prefix = Bytes::new();
-    if listener
-        .proxy_protocol_from
-        .iter()
-        .any(|net| net.contains(peer.ip()))
-    {
+    if trusted {
         match crate::proxy_protocol::read_header(&mut stream, limits.header_timeout).await {
             Ok(accepted) => {
                 if let Some(source) = accepted.source {
@@ -385,17 +356,21 @@ async fn serve_accepted(
             }
         }
     }
-    let protocol = listener.protocol;
-    let tcp_pool = listener.pool.clone();
-    let io = ListenerIo::plain(stream, prefix, metrics);
     match protocol {
         ListenerProtocol::Http => {
-            drop(snapshot);
+            // An idle client costs only this small future until its first byte arrives (or the
+            // header timeout passes); the HTTP state is allocated then, boxed, so the task of an
+            // idle connection stays small.
+            if prefix.is_empty() {
+                match tokio::time::timeout(limits.header_timeout, stream.readable()).await {
+                    Ok(Ok(())) => {}
+                    _ => return,
+                }
+            }
             let framing = Arc::new(FramingFlags::default());
-            let io = io.with_framing_watch(FramingWatch::new(
-                limits.max_request_head_bytes,
-                framing.clone(),
-            ));
+            let io = ListenerIo::plain(stream, prefix, metrics).with_framing_watch(
+                FramingWatch::new(limits.max_request_head_bytes, framing.clone()),
+            );
             let conn = Arc::new(ConnCtx {
                 shared,
                 bind,
@@ -404,14 +379,40 @@ async fn serve_accepted(
                 client_headers: ClientHeaders::new(client.ip(), "http"),
                 framing,
             });
-            crate::http::serve_connection(io, conn, limits, drain).await;
+            Box::pin(crate::http::serve_connection(io, conn, limits, drain)).await;
         }
         ListenerProtocol::Tcp => {
+            // Server-first protocols (SMTP, MySQL) mean the upstream is joined at once.
             let Some(pool) = tcp_pool else {
                 return;
             };
-            drop(snapshot);
-            crate::l4::serve(io, client, bind, pool, limits, drain).await;
+            let io = ListenerIo::plain(stream, prefix, metrics);
+            Box::pin(crate::l4::serve(io, client, bind, pool, limits, drain)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_connection_task_is_small() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, peer) = l.accept().await.expect("accept");
+        let shared = Arc::new(Shared::for_tests());
+        let (_trigger, signal) = signal();
+        let fut = serve_accepted(stream, peer, addr, shared, signal.clone());
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("serve_accepted future: {size} bytes");
+        let wrapped = crate::signal::until(fut, signal);
+        eprintln!(
+            "with the kill signal: {} bytes",
+            std::mem::size_of_val(&wrapped)
+        );
+        // An idle connection must not hold protocol state: a few hundred bytes, not kilobytes.
+        assert!(size < 1024, "{size} bytes");
     }
 }

@@ -1,25 +1,23 @@
-//! Upstream connections: one pooled client per pool, built from the pool's settings and kept
+//! Upstream connections: one set per pool and worker, built from the pool's settings and kept
 //! across revisions while the settings stay the same, so a config change never drops an idle
 //! keepalive connection. New connections are counted, which gives the reuse ratio.
 //!
 //! **Architecture Invariant:** this state lives outside the routing snapshot, keyed by the
 //! stable pool name and its settings; the snapshot holds an `Arc` to the client it compiled.
 
-mod connector;
+mod h1;
 mod h2;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http_body_util::BodyExt;
 use model::{UpstreamProtocol, UpstreamSettings};
 use std::sync::Arc;
 
 use crate::body::Body;
 use crate::metrics::LbMetrics;
 
-pub use connector::CountingConnector;
 pub use h2::H2Error;
 
 /// The connections of one pool, one set per data-plane worker so that a request never waits on
@@ -28,11 +26,9 @@ pub struct UpstreamClient {
     per_worker: Box<[Conns]>,
 }
 
-/// hyper-util's pooled client for HTTP/1.1, one multiplexed connection per member for HTTP/2.
-/// Built once per worker and revision change, so the size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
+/// Idle connections per member for HTTP/1.1, one multiplexed connection per member for HTTP/2.
 enum Conns {
-    Http1(Client<CountingConnector, Body>),
+    Http1(Arc<h1::H1Pool>),
     Http2(h2::H2Conns),
 }
 
@@ -51,31 +47,27 @@ impl UpstreamClient {
         &self,
         member: std::net::SocketAddr,
         req: http::Request<Body>,
-    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        upgrade: bool,
+    ) -> Result<http::Response<Body>, SendError> {
         let slot = crate::workers::index() % self.per_worker.len().max(1);
         let Some(conns) = self.per_worker.get(slot) else {
             return Err(SendError::Other("no upstream connections".into()));
         };
         match conns {
-            Conns::Http1(c) => c.request(req).await.map_err(|e| {
-                if e.is_connect() {
-                    SendError::Connect
-                } else {
-                    SendError::Other(error_chain(&e))
-                }
-            }),
-            Conns::Http2(c) => c.send(member, req).await.map_err(|e| match e {
-                H2Error::Connect(e) => {
+            Conns::Http1(pool) => pool.send(member, req, upgrade).await,
+            Conns::Http2(c) => match c.send(member, req).await {
+                Ok(resp) => Ok(resp.map(|b| b.map_err(Into::into).boxed())),
+                Err(H2Error::Connect(e)) => {
                     tracing::debug!(%member, error = %e, "upstream HTTP/2 connect failed");
-                    SendError::Connect
+                    Err(SendError::Connect)
                 }
-                H2Error::Exchange(e) => SendError::Other(error_chain(&e)),
-            }),
+                Err(H2Error::Exchange(e)) => Err(SendError::Other(error_chain(&e))),
+            },
         }
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {
@@ -110,10 +102,12 @@ impl UpstreamRegistry {
         let opened = metrics.pool(pool).connections;
         let per_worker = (0..workers.max(1))
             .map(|_| match settings.protocol {
-                UpstreamProtocol::Http1 => Conns::Http1(build(
-                    settings,
-                    CountingConnector::new(settings, opened.clone()),
-                )),
+                UpstreamProtocol::Http1 => Conns::Http1(Arc::new(h1::H1Pool::new(
+                    settings.connect_timeout,
+                    settings.idle_timeout,
+                    settings.max_idle_per_member,
+                    opened.clone(),
+                ))),
                 UpstreamProtocol::Http2 => Conns::Http2(h2::H2Conns::new(
                     settings.connect_timeout,
                     settings.idle_timeout,
@@ -134,18 +128,4 @@ impl UpstreamRegistry {
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|name, _| keep(name));
     }
-}
-
-fn build(
-    settings: UpstreamSettings,
-    connector: CountingConnector,
-) -> Client<CountingConnector, Body> {
-    let mut b = Client::builder(TokioExecutor::new());
-    b.pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(settings.idle_timeout)
-        .pool_max_idle_per_host(settings.max_idle_per_member)
-        // The pipeline sets Host from the client's request; the member's address is no host.
-        .set_host(false);
-    b.build(connector)
 }

@@ -253,7 +253,7 @@ fn default_connect_timeout_ms() -> u64 {
     5_000
 }
 fn default_max_idle_per_member() -> u32 {
-    256
+    1024
 }
 fn default_retries() -> u32 {
     1

@@ -218,14 +218,22 @@ async fn proxy(
         head.uri = match (&host_authority, pool.http2) {
             // HTTP/2 carries the client's host as :authority; the member is only where to connect.
             (Some(a), true) => upstream_uri(a, &pq)?,
-            _ => upstream_uri(&member.authority, &pq)?,
+            (None, true) => upstream_uri(&member.authority, &pq)?,
+            // HTTP/1.1 sends origin-form; the client's Host header names the host.
+            (_, false) => Uri::from(pq.clone()),
         };
         let b = body.take().unwrap_or_else(body::empty);
         ctx.attempts = attempt;
         ctx.member = Some(member.addr);
         let started = Instant::now();
         member.metrics.active.inc();
-        let result = forward(pool, member.addr, Request::from_parts(head, b)).await;
+        let result = forward(
+            pool,
+            member.addr,
+            Request::from_parts(head, b),
+            upgrade.is_some(),
+        )
+        .await;
         member.metrics.active.dec();
         match result {
             Ok(r) => {
@@ -278,7 +286,7 @@ async fn proxy(
     route.metrics.count(resp.status(), ctx.start.elapsed());
 
     // 8. Response body filters: not yet.
-    Ok(resp.map(|b| b.map_err(Into::into).boxed()))
+    Ok(resp)
 }
 
 /// Counts a client abort when dropped before the pipeline finished.
@@ -305,8 +313,9 @@ async fn forward(
     pool: &PoolSnapshot,
     addr: std::net::SocketAddr,
     req: Request<Body>,
-) -> Result<Response<Incoming>, ProxyError> {
-    match tokio::time::timeout(pool.timeout, pool.client.send(addr, req)).await {
+    upgrade: bool,
+) -> Result<Response<Body>, ProxyError> {
+    match tokio::time::timeout(pool.timeout, pool.client.send(addr, req, upgrade)).await {
         Err(_) => Err(ProxyError::Timeout(addr)),
         Ok(Err(SendError::Connect)) => Err(ProxyError::Connect(addr)),
         Ok(Err(SendError::Other(reason))) => Err(ProxyError::Upstream { addr, reason }),

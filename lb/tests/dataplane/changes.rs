@@ -107,26 +107,10 @@ async fn removed_listeners_drain_and_renamed_ones_keep_accepting() {
     let mut plane = Plane::start(&listener("web"), vec![sock]).await;
     // A keepalive client across a rename: same socket, no failed request.
     let client = reqwest::Client::new();
-    assert_eq!(
-        client
-            .get(format!("http://{web}/"))
-            .send()
-            .await
-            .expect("ok")
-            .status(),
-        200
-    );
+    assert_eq!(status(&client, &format!("http://{web}/")).await, 200);
     plane.apply(&listener("renamed")).await;
     for _ in 0..5 {
-        assert_eq!(
-            client
-                .get(format!("http://{web}/"))
-                .send()
-                .await
-                .expect("ok")
-                .status(),
-            200
-        );
+        assert_eq!(status(&client, &format!("http://{web}/")).await, 200);
         assert!(
             tokio::net::TcpStream::connect(web).await.is_ok(),
             "still accepting"
@@ -161,15 +145,7 @@ async fn removed_listeners_drain_and_renamed_ones_keep_accepting() {
 #[tokio::test]
 async fn shutdown_finishes_requests_in_flight_then_stops_accepting() {
     let up = Upstream::start("up").await;
-    let (sock, web) = bound();
-    let plane = Plane::start(
-        &format!(
-            "api_version = \"meridian/v1\"\nlisteners = [{{ name = \"web\", bind = \"{web}\" }}]\nroutes = [{{ name = \"r\", listener = \"web\", pool = \"p\" }}]\npools = [{{ name = \"p\", members = [{{ address = \"{}\" }}] }}]\n",
-            up.addr
-        ),
-        vec![sock],
-    )
-    .await;
+    let (plane, web) = one_pool_plane("", &[up.addr]).await;
     let slow = tokio::spawn(async move {
         reqwest::get(format!("http://{web}/slow"))
             .await

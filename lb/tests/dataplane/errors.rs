@@ -62,21 +62,8 @@ pools = [
 async fn a_refused_connect_is_retried_on_the_next_member_for_bodiless_requests() {
     let live = Upstream::start("live").await;
     let (_reserved, dead) = refusing();
-    let (sock, web) = bound();
     // No health check: only the retry keeps clients from seeing the dead member.
-    let plane = Plane::start(
-        &format!(
-            r#"
-api_version = "meridian/v1"
-listeners = [{{ name = "web", bind = "{web}" }}]
-routes = [{{ name = "all", listener = "web", pool = "p" }}]
-pools = [{{ name = "p", members = [{{ address = "{dead}" }}, {{ address = "{}" }}] }}]
-"#,
-            live.addr
-        ),
-        vec![sock],
-    )
-    .await;
+    let (plane, web) = one_pool_plane("", &[dead, live.addr]).await;
     let base = format!("http://{web}");
     for _ in 0..10 {
         assert_eq!(get(&format!("{base}/x")).await, (200, "live".to_string()));
@@ -198,6 +185,99 @@ members = [{{ address = "{}" }}]
     assert_eq!(
         plane.metric("meridian_lb_connections_total", &[("listener", "web")]),
         1.0
+    );
+    plane.plane.shutdown().await;
+}
+
+/// An upstream that answers one request per connection and closes the connection a moment
+/// later, while it sits idle in the proxy's pool.
+async fn closes_when_idle() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_dead_ones_replaced() {
+    let up = Upstream::start("up").await;
+    let flaky = closes_when_idle().await;
+    let (sock, web) = bound();
+    let plane = Plane::start(
+        &format!(
+            r#"
+api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "{web}" }}]
+routes = [
+  {{ name = "flaky", listener = "web", path_prefix = "/flaky", pool = "flaky" }},
+  {{ name = "all", listener = "web", pool = "p" }},
+]
+pools = [
+  {{ name = "p", members = [{{ address = "{}" }}] }},
+  {{ name = "flaky", members = [{{ address = "{flaky}" }}] }},
+]
+"#,
+            up.addr
+        ),
+        vec![sock],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for i in 0..40 {
+        let r = if i % 4 == 3 {
+            client.head(format!("http://{web}/x")).send().await
+        } else {
+            client.get(format!("http://{web}/x")).send().await
+        };
+        assert_eq!(r.expect("answer").status(), 200);
+    }
+    // One client connection lives on one worker: one upstream connection serves all 40.
+    assert_eq!(
+        plane.metric("meridian_lb_upstream_connections_total", &[("pool", "p")]),
+        1.0
+    );
+    assert_eq!(
+        plane.metric("meridian_lb_upstream_requests_total", &[("pool", "p")]),
+        40.0
+    );
+
+    // A pooled connection the member closed while idle is noticed and replaced, never failed.
+    for _ in 0..5 {
+        let r = client
+            .get(format!("http://{web}/flaky"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.expect("body"), "ok");
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    }
+    assert_eq!(
+        plane.metric(
+            "meridian_lb_upstream_connections_total",
+            &[("pool", "flaky")]
+        ),
+        5.0
     );
     plane.plane.shutdown().await;
 }

@@ -274,6 +274,39 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> (String, bool) {
     (String::from_utf8_lossy(&out).to_string(), closed)
 }
 
+/// One HTTP listener `web` (with `listener_extra` fields) routing everything to pool `p`.
+pub fn one_pool(web: SocketAddr, listener_extra: &str, members: &[SocketAddr]) -> String {
+    let members: Vec<String> = members
+        .iter()
+        .map(|m| format!("{{ address = \"{m}\" }}"))
+        .collect();
+    format!(
+        "api_version = \"meridian/v1\"\n\
+         listeners = [{{ name = \"web\", bind = \"{web}\"{listener_extra} }}]\n\
+         routes = [{{ name = \"all\", listener = \"web\", pool = \"p\" }}]\n\
+         pools = [{{ name = \"p\", members = [{}] }}]\n",
+        members.join(", ")
+    )
+}
+
+/// A data plane serving [`one_pool`] on a fresh loopback socket.
+pub async fn one_pool_plane(listener_extra: &str, members: &[SocketAddr]) -> (Plane, SocketAddr) {
+    let (sock, web) = bound();
+    let plane = Plane::start(&one_pool(web, listener_extra, members), vec![sock]).await;
+    (plane, web)
+}
+
+/// The status of a GET with `client`.
+pub async fn status(client: &reqwest::Client, url: &str) -> u16 {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("answer")
+        .status()
+        .as_u16()
+}
+
 pub async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.expect("answer");
     let status = r.status().as_u16();

@@ -100,20 +100,7 @@ pools = [
 #[tokio::test]
 async fn websocket_upgrades_pass_through_both_ways() {
     let up = Upstream::start("ws").await;
-    let (sock, web) = bound();
-    let plane = Plane::start(
-        &format!(
-            r#"
-api_version = "meridian/v1"
-listeners = [{{ name = "web", bind = "{web}" }}]
-routes = [{{ name = "all", listener = "web", pool = "p" }}]
-pools = [{{ name = "p", members = [{{ address = "{}" }}] }}]
-"#,
-            up.addr
-        ),
-        vec![sock],
-    )
-    .await;
+    let (plane, web) = one_pool_plane("", &[up.addr]).await;
     let mut s = TcpStream::connect(web).await.expect("connect");
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         .await

@@ -5,18 +5,9 @@ use crate::harness::*;
 
 async fn plane() -> (Plane, Upstream, std::net::SocketAddr) {
     let up = Upstream::start("up").await;
-    let (sock, web) = bound();
-    let plane = Plane::start(
-        &format!(
-            r#"
-api_version = "meridian/v1"
-listeners = [{{ name = "web", bind = "{web}", max_request_head_bytes = 8192, max_request_line_bytes = 1024 }}]
-routes = [{{ name = "all", listener = "web", pool = "p" }}]
-pools = [{{ name = "p", members = [{{ address = "{}" }}] }}]
-"#,
-            up.addr
-        ),
-        vec![sock],
+    let (plane, web) = one_pool_plane(
+        ", max_request_head_bytes = 8192, max_request_line_bytes = 1024",
+        &[up.addr],
     )
     .await;
     (plane, up, web)

@@ -87,6 +87,12 @@ impl NodeConfig {
                 self.admin_bind
             ));
         }
+        if self.access_log_fields.as_ref().is_some_and(Vec::is_empty) {
+            errors.push(
+                "access_log_fields: name at least one field, or leave the setting out for all"
+                    .to_string(),
+            );
+        }
         if self.admin_tls_cert.is_some() != self.admin_tls_key.is_some() {
             errors.push("admin_tls_cert, admin_tls_key: give both files or neither".to_string());
         }
@@ -174,5 +180,25 @@ mod tests {
         assert!(e.contains("admin_tls_key"), "{e}");
         let e = err("node_id = 0").to_lowercase();
         assert!(e.contains("node_id"), "{e}");
+    }
+
+    #[test]
+    fn the_packaged_config_parses_with_and_without_its_access_log() {
+        let text = include_str!("../packaging/meridian.toml");
+        let c: NodeConfig = model::parse::from_toml(text).expect("packaged config parses");
+        assert!(c.check().is_ok() && c.access_log.is_none());
+        let with_log = text
+            .replace("#access_log = ", "access_log = ")
+            .replace("#access_log_fields = ", "access_log_fields = ");
+        let c: NodeConfig = model::parse::from_toml(&with_log).expect("with the access log");
+        assert!(c.check().is_ok());
+        assert_eq!(c.access_log_fields.map(|f| f.len()), Some(7));
+        let e = err("cluster_bind = \"127.0.0.1:9700\"\naccess_log_fields = []");
+        assert!(e.contains("access_log_fields"), "{e}");
+        let bad = model::parse::from_toml::<NodeConfig>(
+            "node_id = 1\ndata_dir = \"/x\"\nadmin_bind = \"127.0.0.1:1\"\ndns_bind = \"127.0.0.1:2\"\n\
+             cluster_bind = \"127.0.0.1:3\"\naccess_log_fields = [\"nope\"]",
+        );
+        assert!(bad.is_err());
     }
 }

@@ -285,6 +285,14 @@ async fn console_login_sessions_and_forms() {
     let html = page.text().await.expect("html");
     assert!(html.contains(&backend.addr.to_string()), "member listed");
     assert!(html.contains("app.gslb.test."), "GSLB record listed");
+    assert!(
+        html.contains("HTTP/1.1 + HTTP/2 (h2c)"),
+        "listener protocol shown"
+    );
+    assert!(
+        html.contains("<th>Filters</th>"),
+        "route filters column shown"
+    );
     let csrf = html
         .split("name=\"csrf\" value=\"")
         .nth(1)

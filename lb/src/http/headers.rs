@@ -32,6 +32,19 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// Removes hop-by-hop headers and those the `Connection` header lists. `te: trailers` survives
 /// when `keep_te_trailers` (an HTTP/2 upstream, where gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    // One pass over the names finds which hop-by-hop headers are there (comparing standard
+    // names is an enum compare); most messages carry one or none, so most removals are skipped.
+    let mut present = [false; 9];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
+        return;
+    }
     let te_trailers = keep_te_trailers
         && headers
             .get(header::TE)
@@ -53,8 +66,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
             }
         }
     }
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &listed {
         headers.remove(name);
+    }
+    for (name, there) in HOP_BY_HOP.iter().zip(present) {
+        if there {
+            headers.remove(name);
+        }
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));

@@ -53,6 +53,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("cannot apply the demo config")?;
     }
+    node.wait_serving().await;
     print_banner(&node, &args);
     node.print_ready();
     node::wait_for_shutdown_signal().await;

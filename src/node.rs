@@ -70,6 +70,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             node.data_dir.join(INITIAL_PASSWORD_FILE).display()
         );
     }
+    node.wait_serving().await;
     node.print_ready();
     let healthy = tokio::select! {
         _ = wait_for_shutdown_signal() => true,
@@ -200,6 +201,22 @@ impl Node {
             dns_server,
             admin_task,
         })
+    }
+
+    /// Waits until the data plane serves the applied revision with its listeners bound, so the
+    /// ready line means what it says. A listener that cannot bind is an alarm, not a wait.
+    pub async fn wait_serving(&self) {
+        let revision = self.cluster.current().config.revision;
+        if !self
+            .dataplane
+            .wait_serving(revision, Duration::from_secs(10))
+            .await
+        {
+            tracing::warn!(
+                revision,
+                "the data plane is still applying the current revision"
+            );
+        }
     }
 
     /// One machine-readable line that says the node is up and where.

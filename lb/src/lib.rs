@@ -110,6 +110,8 @@ pub struct DataPlane {
     handed: Handed,
     names: Arc<ArcSwap<Vec<(String, SocketAddr)>>>,
     alarm: Arc<ArcSwapOption<CompileAlarm>>,
+    /// The last revision whose listeners and health checks are reconciled too.
+    applied: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<Notify>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -153,15 +155,17 @@ impl DataPlane {
         let names: Arc<ArcSwap<Vec<(String, SocketAddr)>>> = Arc::default();
         let alarm: Arc<ArcSwapOption<CompileAlarm>> = Arc::default();
         let stop = Arc::new(Notify::new());
+        let applied: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let upstreams = UpstreamRegistry::default();
         let mut checker = health::HealthChecker::new(health.clone(), metrics.clone());
         let task = {
-            let (shared, health, names, alarm, stop) = (
+            let (shared, health, names, alarm, stop, applied) = (
                 shared.clone(),
                 health.clone(),
                 names.clone(),
                 alarm.clone(),
                 stop.clone(),
+                applied.clone(),
             );
             tokio::spawn(async move {
                 loop {
@@ -179,6 +183,7 @@ impl DataPlane {
                             checker.reconcile(&current.value);
                             listeners.reconcile(&current.value);
                             names.store(Arc::new(listeners.names()));
+                            applied.store(current.revision, std::sync::atomic::Ordering::Release);
                             metrics.set_revision(current.revision);
                             tracing::info!(
                                 revision = current.revision,
@@ -216,6 +221,7 @@ impl DataPlane {
             handed,
             names,
             alarm,
+            applied,
             stop,
             task: Mutex::new(Some(task)),
         }
@@ -229,6 +235,27 @@ impl DataPlane {
     /// The revision whose routing snapshot serves requests now.
     pub fn revision(&self) -> u64 {
         self.shared.snapshot.load().revision
+    }
+
+    /// Waits (up to `limit`) until revision `revision` or a later one serves requests and every
+    /// listener has finished its first bind attempt. Returns whether that happened in time.
+    pub async fn wait_serving(&self, revision: u64, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let applied = self.applied.load(std::sync::atomic::Ordering::Acquire) >= revision
+                || self.compile_alarm().is_some();
+            let bound = self
+                .listener_states()
+                .iter()
+                .all(|(_, _, s)| *s != ListenerState::Binding);
+            if applied && bound {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// The last revision that failed to compile, while no later one succeeded.

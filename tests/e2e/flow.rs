@@ -268,6 +268,7 @@ async fn sigterm_drains_requests_in_flight_and_the_access_log_is_written() {
     .expect("proxy serves");
 
     // A request that takes 1.5 s is in flight when SIGTERM arrives: it still gets its answer.
+    let hits_before = east.hits.load(std::sync::atomic::Ordering::Relaxed);
     let slow = tokio::spawn({
         let client = client.clone();
         async move {
@@ -279,7 +280,11 @@ async fn sigterm_drains_requests_in_flight_and_the_access_log_is_written() {
             Ok::<_, String>((r.status().as_u16(), r.text().await.unwrap_or_default()))
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(Duration::from_secs(5), || async {
+        east.hits.load(std::sync::atomic::Ordering::Relaxed) > hits_before
+    })
+    .await
+    .expect("the slow request reached the backend");
     node.stop().await;
     let (status, body) = slow.await.expect("task").expect("answer");
     assert_eq!((status, body.as_str()), (200, "east"));

@@ -127,7 +127,7 @@ async fn removed_listeners_drain_and_renamed_ones_keep_accepting() {
                 .map(|r| r.status().as_u16())
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    up.wait_for(|s| s.uri == "/slow").await;
     plane.apply("api_version = \"meridian/v1\"\n").await;
     assert_eq!(slow.await.expect("task").expect("answer"), 200);
     let mut refused = false;
@@ -151,7 +151,7 @@ async fn shutdown_finishes_requests_in_flight_then_stops_accepting() {
             .await
             .map(|r| r.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    up.wait_for(|s| s.uri == "/slow").await;
     let started = std::time::Instant::now();
     plane.plane.shutdown().await;
     assert_eq!(slow.await.expect("task").expect("answer"), 200);

@@ -170,6 +170,18 @@ impl Upstream {
         self.seen.lock().expect("lock").len()
     }
 
+    /// Waits (up to 5 s) until the upstream has seen a request matching `f`: the request is
+    /// then in flight through the proxy.
+    pub async fn wait_for(&self, f: impl Fn(&Seen) -> bool) {
+        for _ in 0..500 {
+            if self.seen.lock().expect("lock").iter().any(&f) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the upstream never saw the request");
+    }
+
     pub fn last(&self) -> Seen {
         self.seen
             .lock()

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::signal::Signal;
 use model::ProxyProtocolVersion;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,14 +16,14 @@ use crate::listener::io::ListenerIo;
 use crate::snapshot::{ListenerLimits, PoolSnapshot};
 
 /// Serves one TCP client until either side closes, the connection idles out, or the listener's
-/// drain timeout cuts it off (the caller's kill token).
+/// drain timeout cuts it off (the caller's cut-off signal): bytes have no request boundary at
+/// which to stop early, so a draining TCP connection simply runs until then.
 pub async fn serve(
     io: ListenerIo,
     client: SocketAddr,
     bind: SocketAddr,
     pool: Arc<PoolSnapshot>,
     limits: ListenerLimits,
-    _drain: Signal,
 ) {
     let mut chosen = None;
     let mut candidates = pool.candidates();

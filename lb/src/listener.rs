@@ -244,7 +244,7 @@ async fn accept_loop(
     let copies = Mutex::new(copies);
     tracing::info!(listener = %name, %addr, "listening");
     set_state(ListenerState::Listening);
-    workers.spawn_each(|_| {
+    workers.spawn_each(|| {
         let socket = lock(&copies).pop();
         let (name, shared, stop, drain, kill, tracker) = (
             name.clone(),
@@ -387,7 +387,7 @@ async fn serve_accepted(
                 return;
             };
             let io = ListenerIo::plain(stream, prefix, metrics);
-            Box::pin(crate::l4::serve(io, client, bind, pool, limits, drain)).await;
+            Box::pin(crate::l4::serve(io, client, bind, pool, limits)).await;
         }
     }
 }

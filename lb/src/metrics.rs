@@ -295,10 +295,6 @@ pub struct ListenerMetrics {
 }
 
 impl ListenerMetrics {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn count(&self, status: http::StatusCode, elapsed: Duration) {
         self.latency.observe(elapsed.as_secs_f64());
         match self.by_status.get(usize::from(status.as_u16())) {

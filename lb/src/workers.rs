@@ -74,17 +74,18 @@ impl Workers {
         self.workers.len().max(1)
     }
 
-    /// Spawns `make(i)` on every worker `i`, or once on the ambient runtime without workers.
+    /// Spawns a task made by `make` on every worker, or one on the ambient runtime without
+    /// workers.
     pub fn spawn_each<F, Fut>(&self, make: F)
     where
-        F: Fn(usize) -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         if self.workers.is_empty() {
-            tokio::spawn(make(0));
+            tokio::spawn(make());
         } else {
-            for (i, w) in self.workers.iter().enumerate() {
-                w.handle.spawn(make(i));
+            for w in &self.workers {
+                w.handle.spawn(make());
             }
         }
     }

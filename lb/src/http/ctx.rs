@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Method, StatusCode, Version};
+use http::{HeaderValue, Method, Version};
 
 use crate::http::framing::FramingFlags;
 use crate::http::headers::ClientHeaders;
+use crate::snapshot::CompiledRoute;
 use crate::Shared;
 
 /// What every request on one client connection shares, built once at accept.
@@ -24,39 +25,34 @@ pub struct ConnCtx {
 }
 
 /// One request's state as it moves through the phases; the log phase reads it at the end.
-pub struct RequestCtx {
+/// `'s` is the routing snapshot the request loaded.
+pub struct RequestCtx<'s> {
     pub start: Instant,
     pub method: Method,
     pub version: Version,
     pub request_id: Option<HeaderValue>,
-    /// Set by the route phase.
-    pub route: Option<Arc<str>>,
-    pub pool: Option<Arc<str>>,
+    /// Set by the route phase; its pool is the request's pool.
+    pub route: Option<&'s CompiledRoute>,
     /// Members tried, the last one answering.
     pub attempts: u32,
     pub member: Option<SocketAddr>,
     pub upstream_time: Option<Duration>,
-    pub status: StatusCode,
     /// Why the proxy answered itself, when it did.
     pub error: Option<&'static str>,
-    pub upgraded: bool,
 }
 
-impl RequestCtx {
-    pub fn new(method: Method, version: Version) -> RequestCtx {
+impl RequestCtx<'_> {
+    pub fn new(method: Method, version: Version) -> Self {
         RequestCtx {
             start: Instant::now(),
             method,
             version,
             request_id: None,
             route: None,
-            pool: None,
             attempts: 0,
             member: None,
             upstream_time: None,
-            status: StatusCode::OK,
             error: None,
-            upgraded: false,
         }
     }
 }

@@ -43,17 +43,23 @@ pub async fn handle(
         // The listener left the config while this connection was open; it is draining.
         return Ok(ProxyError::ListenerGone.into_response());
     };
-    let log_target = conn
-        .shared
-        .access_log
-        .as_ref()
-        .map(|_| (req.uri().host().map(str::to_string), req.uri().to_string()));
-    let log_host = log_target.as_ref().map(|_| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
+    // The access log's host and target, taken before the request moves on (only when logging).
+    let log_target = conn.shared.access_log.as_ref().map(|_| {
+        let host = req
+            .uri()
+            .host()
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
             .unwrap_or("")
-            .to_string()
+            .to_string();
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
+        (host, target)
     });
     let on_upgrade = upgrade::requested(&req).then(|| hyper::upgrade::on(&mut req));
     // hyper drops this future when the client goes away mid-request: count that as an abort.
@@ -77,36 +83,33 @@ pub async fn handle(
     if let Some(id) = &ctx.request_id {
         resp.headers_mut().insert(headers::X_REQUEST_ID, id.clone());
     }
-    ctx.status = resp.status();
-    log_request(&conn, listener, &ctx, log_target, log_host);
+    log_request(&conn, listener, &ctx, resp.status(), log_target);
     Ok(resp)
 }
 
-async fn proxy(
+async fn proxy<'s>(
     conn: &ConnCtx,
-    listener: &ListenerSnapshot,
-    ctx: &mut RequestCtx,
+    listener: &'s ListenerSnapshot,
+    ctx: &mut RequestCtx<'s>,
     req: Request<Incoming>,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = req.into_parts();
 
     // 1. Request-head checks.
-    if conn.framing.next_request_is_bad() {
-        return Err(ProxyError::BadFraming(
-            "both Content-Length and Transfer-Encoding",
-        ));
-    }
-    let source = checks::request_head(&parts, listener.limits.max_request_line_bytes)?;
+    let source = checks::request_head(
+        &parts,
+        listener.limits.max_request_line_bytes,
+        conn.framing.next_request_is_bad(),
+    )?;
     let host = source.host();
 
     // 2. Route.
     let route = listener
         .route(&host, parts.uri.path())
         .ok_or(ProxyError::NoRoute)?;
-    ctx.route = Some(route.name.clone());
+    ctx.route = Some(route);
     let pool: &PoolSnapshot = &route.pool;
-    ctx.pool = Some(pool.name.clone());
 
     // 3. Request filters.
     let mut pq = parts
@@ -129,7 +132,6 @@ async fn proxy(
         };
         if let Some(mut resp) = route.filters.on_request(&mut view, &env) {
             route.filters.on_response(resp.headers_mut());
-            route.metrics.count(resp.status(), ctx.start.elapsed());
             return Ok(resp);
         }
     }
@@ -256,7 +258,6 @@ async fn proxy(
                     None => e,
                 };
                 if !e.retryable() {
-                    route.metrics.count(e.status(), ctx.start.elapsed());
                     return Err(e);
                 }
                 last_err = e;
@@ -264,7 +265,6 @@ async fn proxy(
         }
     }
     let Some(mut resp) = resp else {
-        route.metrics.count(last_err.status(), ctx.start.elapsed());
         return Err(last_err);
     };
 
@@ -273,7 +273,6 @@ async fn proxy(
     *resp.version_mut() = ctx.version;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some((down, proto)) = upgrade {
-            ctx.upgraded = true;
             upgrade::tunnel(down, hyper::upgrade::on(&mut resp));
             if let Some(p) = proto {
                 resp.headers_mut().insert(header::UPGRADE, p);
@@ -283,7 +282,6 @@ async fn proxy(
         }
     }
     route.filters.on_response(resp.headers_mut());
-    route.metrics.count(resp.status(), ctx.start.elapsed());
 
     // 8. Response body filters: not yet.
     Ok(resp)
@@ -323,17 +321,20 @@ async fn forward(
     }
 }
 
-/// 9. Log: listener metrics always, the access log when one is configured.
+/// 9. Log: listener and route metrics always, the access log when one is configured.
 fn log_request(
     conn: &ConnCtx,
     listener: &ListenerSnapshot,
-    ctx: &RequestCtx,
-    target: Option<(Option<String>, String)>,
-    host: Option<String>,
+    ctx: &RequestCtx<'_>,
+    status: StatusCode,
+    target: Option<(String, String)>,
 ) {
     let elapsed = ctx.start.elapsed();
-    listener.metrics.count(ctx.status, elapsed);
-    let (Some(log), Some((uri_host, path))) = (&conn.shared.access_log, target) else {
+    listener.metrics.count(status, elapsed);
+    if let Some(route) = ctx.route {
+        route.metrics.count(status, elapsed);
+    }
+    let (Some(log), Some((host, path))) = (&conn.shared.access_log, target) else {
         return;
     };
     log.log(Record {
@@ -341,12 +342,12 @@ fn log_request(
         listener: listener.name.clone(),
         client: conn.peer,
         method: ctx.method.clone(),
-        host: uri_host.or(host).unwrap_or_default(),
+        host,
         path,
         version: ctx.version,
-        status: ctx.status.as_u16(),
-        route: ctx.route.clone(),
-        pool: ctx.pool.clone(),
+        status: status.as_u16(),
+        route: ctx.route.map(|r| r.name.clone()),
+        pool: ctx.route.map(|r| r.pool.name.clone()),
         member: ctx.member,
         attempts: ctx.attempts,
         duration_ms: elapsed.as_secs_f64() * 1000.0,

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use cluster_state::{ApplyError, ClusterNode, ProposeError};
+use model::records::{AuditEntry, AuthState, RevisionRecord};
 use model::{Config, HealthView, Revisioned};
-use webui::{AuthView, BoxFuture, Change, ChangeError, ListenerView, RaftView};
+use webui::{BoxFuture, Change, ChangeError, ListenerView, RaftView};
 
 pub struct NodeBackend {
     pub cluster: Arc<ClusterNode>,
@@ -22,6 +23,7 @@ fn change_error(e: ProposeError) -> ChangeError {
         ProposeError::Rejected(ApplyError::NotFound { kind, name }) => {
             ChangeError::NotFound { kind, name }
         }
+        ProposeError::Rejected(ApplyError::Refused(why)) => ChangeError::Refused(why),
         ProposeError::NotLeader { leader } => ChangeError::NotLeader { leader },
         ProposeError::Unavailable(why) => ChangeError::Unavailable(why),
     }
@@ -32,20 +34,29 @@ impl webui::Backend for NodeBackend {
         self.cluster.current().config
     }
 
-    fn auth(&self) -> AuthView {
-        let auth = self.cluster.current().auth;
-        AuthView {
-            users: auth.users.clone(),
-            tokens: auth
-                .tokens
-                .iter()
-                .map(|(id, t)| (id.clone(), (t.name.clone(), t.user.clone())))
-                .collect(),
-        }
+    fn auth(&self) -> Arc<AuthState> {
+        self.cluster.current().auth
     }
 
-    fn propose(&self, change: Change) -> BoxFuture<'_, Result<u64, ChangeError>> {
-        Box::pin(async move { self.cluster.propose(change).await.map_err(change_error) })
+    fn history(&self) -> Arc<Vec<Arc<RevisionRecord>>> {
+        self.cluster.current().history
+    }
+
+    fn audit(&self) -> Arc<Vec<Arc<AuditEntry>>> {
+        self.cluster.current().audit
+    }
+
+    fn propose(
+        &self,
+        change: Change,
+        origin: model::Origin,
+    ) -> BoxFuture<'_, Result<u64, ChangeError>> {
+        Box::pin(async move {
+            self.cluster
+                .propose(model::Proposal { change, origin })
+                .await
+                .map_err(change_error)
+        })
     }
 
     fn raft(&self) -> RaftView {
@@ -94,6 +105,10 @@ impl webui::Backend for NodeBackend {
             }
         }
         alarms.extend(self.dns_alarm.get());
+        alarms.extend(down_alarms(
+            &config_now(&self.cluster),
+            self.dataplane.health().as_ref(),
+        ));
         alarms
     }
 
@@ -121,4 +136,52 @@ impl webui::Backend for NodeBackend {
             })
             .collect()
     }
+}
+
+fn config_now(cluster: &ClusterNode) -> Arc<Revisioned<Config>> {
+    cluster.current().config
+}
+
+/// An alarm for every pool member and GSLB site that is down (and not disabled by an operator):
+/// F5 and HAProxy operators expect a member outage to be loud.
+fn down_alarms(config: &Revisioned<Config>, health: &dyn HealthView) -> Vec<String> {
+    let down = |key: &str| {
+        health
+            .status(key)
+            .filter(|s| s.state == model::HealthState::Down)
+    };
+    let mut out = Vec::new();
+    for p in config
+        .value
+        .pools
+        .iter()
+        .filter(|p| p.health_check.is_some())
+    {
+        for m in p
+            .members
+            .iter()
+            .filter(|m| m.state != model::AdminState::Disabled)
+        {
+            if down(&model::member_health_key(&p.name, m.address)).is_some() {
+                out.push(format!(
+                    "Pool {}: member {} is down (its health check fails)",
+                    p.name, m.address
+                ));
+            }
+        }
+    }
+    for g in &config.value.gslb_records {
+        for s in g.sites.iter().filter(|s| s.health_check.is_some()) {
+            if s.state == model::AdminState::Disabled {
+                continue;
+            }
+            if down(&model::site_health_key(&g.name, &s.name)).is_some() {
+                out.push(format!(
+                    "GSLB {}: site {} ({}) is down (its health check fails)",
+                    g.name, s.name, s.address
+                ));
+            }
+        }
+    }
+    out
 }

@@ -33,6 +33,31 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Set the admin state of a pool member: enabled, disabled or draining (no new requests;
+    /// requests in flight finish).
+    Member {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        pool: String,
+        /// The member's ip:port.
+        #[arg(long)]
+        address: String,
+        #[arg(value_enum)]
+        state: AdminStateArg,
+    },
+    /// Set the admin state of a GSLB site: enabled, disabled or draining (no new answers).
+    Site {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The GSLB record, e.g. app.gslb.example.
+        #[arg(long)]
+        record: String,
+        #[arg(long)]
+        site: String,
+        #[arg(value_enum)]
+        state: AdminStateArg,
+    },
     /// Show the node's revision, Raft state, listeners and health.
     Status {
         #[command(flatten)]
@@ -97,15 +122,36 @@ pub enum ConfigCommand {
         /// The config file.
         #[arg(long, short = 'f')]
         file: PathBuf,
-        /// Only apply if the cluster is still at this revision.
-        #[arg(long)]
+        /// Only apply if the cluster is still at this revision (`config get` prints it).
+        #[arg(long, conflicts_with = "force")]
         if_match: Option<u64>,
+        /// Apply whatever revision the cluster is at, overwriting changes made since you read
+        /// it. One of --if-match or --force is required.
+        #[arg(long)]
+        force: bool,
     },
     /// Check a config file offline, without a running node.
     Validate {
         #[arg(long, short = 'f')]
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AdminStateArg {
+    Enabled,
+    Disabled,
+    Draining,
+}
+
+impl AdminStateArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminStateArg::Enabled => "enabled",
+            AdminStateArg::Disabled => "disabled",
+            AdminStateArg::Draining => "draining",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -126,6 +172,12 @@ pub enum TokenCommand {
         /// A label for the token.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// What the token may do, at most the user's role: admin, operator or viewer.
+        #[arg(long)]
+        role: Option<String>,
+        /// Days until the token expires; never when absent.
+        #[arg(long)]
+        expires_days: Option<u32>,
         /// Extra CA or self-signed certificate (PEM) to trust for an https:// API.
         #[arg(long, env = "MERIDIAN_CA_CERT")]
         ca_cert: Option<PathBuf>,
@@ -139,5 +191,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(c) => crate::client::config(c).await,
         Command::Token(t) => crate::client::token(t).await,
         Command::Status { api } => crate::client::status(api).await,
+        Command::Member {
+            api,
+            pool,
+            address,
+            state,
+        } => {
+            let path = format!(
+                "/pools/{}/members/{}/state",
+                crate::client::seg(&pool),
+                crate::client::seg(&address)
+            );
+            crate::client::set_state(api, path, state).await
+        }
+        Command::Site {
+            api,
+            record,
+            site,
+            state,
+        } => {
+            let path = format!(
+                "/gslb_records/{}/sites/{}/state",
+                crate::client::seg(&record),
+                crate::client::seg(&site)
+            );
+            crate::client::set_state(api, path, state).await
+        }
     }
 }

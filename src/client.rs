@@ -30,7 +30,40 @@ fn authed(req: reqwest::RequestBuilder, api: &ApiArgs) -> anyhow::Result<reqwest
         .token
         .as_deref()
         .context("no API token: pass --token or set MERIDIAN_TOKEN (create one with `meridian token create`)")?;
-    Ok(req.bearer_auth(token))
+    // The history and audit log say the change came through the CLI.
+    Ok(req.bearer_auth(token).header("x-meridian-client", "cli"))
+}
+
+/// Percent-encodes one path segment.
+pub fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `meridian member` and `meridian site`: PUT `{"state": ...}` to `path`.
+pub async fn set_state(
+    api: ApiArgs,
+    path: String,
+    state: crate::cli::AdminStateArg,
+) -> anyhow::Result<ExitCode> {
+    let http = http_client(api.ca_cert.as_deref())?;
+    let resp = authed(http.put(url(&api.api, &path)), &api)?
+        .json(&serde_json::json!({ "state": state.as_str() }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", api.api))?;
+    if resp.status() != StatusCode::OK {
+        return Ok(report_error(resp).await);
+    }
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    println!("{}: revision {}", state.as_str(), v["revision"]);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints an API error body in a readable way; returns the exit code to use.
@@ -84,14 +117,25 @@ pub async fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
             api,
             file,
             if_match,
+            force,
         } => {
+            let precondition = match (if_match, force) {
+                (Some(rev), _) => format!("\"{rev}\""),
+                (None, true) => "*".to_string(),
+                (None, false) => {
+                    eprintln!(
+                        "error: pass --if-match <revision> (from `meridian config get`) to apply \
+                         only if nobody changed the config since, or --force to overwrite"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             let http = http_client(api.ca_cert.as_deref())?;
             let body =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let mut req = authed(http.put(url(&api.api, "/config")), &api)?.body(body);
-            if let Some(rev) = if_match {
-                req = req.header("if-match", format!("\"{rev}\""));
-            }
+            let req = authed(http.put(url(&api.api, "/config")), &api)?
+                .header("if-match", precondition)
+                .body(body);
             let resp = req
                 .send()
                 .await
@@ -130,6 +174,8 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
         api,
         user,
         name,
+        role,
+        expires_days,
         ca_cert,
     } = cmd;
     let password = match std::env::var("MERIDIAN_PASSWORD") {
@@ -144,7 +190,7 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let resp = http_client(ca_cert.as_deref())?
         .post(url(&api, "/tokens"))
         .basic_auth(&user, Some(password))
-        .json(&serde_json::json!({ "name": name }))
+        .json(&serde_json::json!({ "name": name, "role": role, "expires_days": expires_days }))
         .send()
         .await
         .with_context(|| format!("cannot reach {api}"))?;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bytes::Bytes;
-use cluster_state::Command;
+
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -46,7 +46,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let node = Node::start(&cfg).await?;
     if node.cluster.current().config.revision == 0 {
         node.cluster
-            .propose(Command::ReplaceConfig {
+            .propose(model::Change::ReplaceConfig {
                 expected_revision: Some(0),
                 spec: demo_spec(&args),
             })
@@ -159,6 +159,9 @@ Meridian demo is running: one node, data in {data}
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short
   API token   MERIDIAN_API={admin_url} MERIDIAN_PASSWORD=<password> meridian token create
   Config      MERIDIAN_API={admin_url} MERIDIAN_TOKEN=<token> meridian config get
+  Drain       MERIDIAN_TOKEN=<token> meridian member --pool mesh --address {EAST}:{port} draining
+  Console     {admin_url}/console/pools/mesh (live counters, Drain/Disable), /console/history
+              (diff, rollback), /console/audit, /console/users (viewer and operator roles)
 
 Backends "east" ({EAST}:{port}) and "west" ({WEST}:{port}) stand in for two mesh clusters.
 Stop with Ctrl-C; run again on the same folder to keep the config.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cluster_state::{ClusterNode, Command};
+use cluster_state::ClusterNode;
 use model::{Config, Revisioned};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
@@ -32,6 +32,8 @@ pub struct Node {
     dataplane: Arc<lb::DataPlane>,
     dns_server: gslb_dns::DnsServer,
     admin_task: tokio::task::JoinHandle<()>,
+    /// Feeds the console's traffic charts.
+    sampler_task: tokio::task::JoinHandle<()>,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). hickory-server logs every query at
@@ -180,6 +182,7 @@ impl Node {
             None => format!("http://{admin}"),
         };
         state.secure_cookies = tls.is_some();
+        let sampler_task = webui::spawn_sampler(&state);
         let admin_task = tokio::spawn(async move {
             let result = match tls {
                 Some(t) => webui::serve_tls(admin_listener, state, t.config).await,
@@ -200,6 +203,7 @@ impl Node {
             dataplane,
             dns_server,
             admin_task,
+            sampler_task,
         })
     }
 
@@ -242,6 +246,7 @@ impl Node {
 
     pub async fn shutdown(self) {
         self.admin_task.abort();
+        self.sampler_task.abort();
         // Stop taking new work first: the console and DNS stop, then the proxy drains the
         // requests in flight (each listener's drain_timeout) before the cluster state closes.
         self.dns_server.shutdown().await;
@@ -350,9 +355,11 @@ async fn ensure_admin(cluster: &ClusterNode, data_dir: &Path) -> anyhow::Result<
     let file = data_dir.join(INITIAL_PASSWORD_FILE);
     write_private_file(&file, format!("{password}\n").as_bytes())?;
     let created = cluster
-        .propose(Command::SetUser {
+        .propose(model::Change::SetUser {
             name: "admin".into(),
             password_hash: hash,
+            role: model::Role::Admin,
+            disabled: false,
         })
         .await;
     if let Err(e) = created {

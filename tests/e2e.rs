@@ -6,6 +6,8 @@ mod harness;
 
 #[path = "e2e/api.rs"]
 mod api;
+#[path = "e2e/browser.rs"]
+mod browser;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/cluster.rs"]

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests of each crate and the end-to-end tests that start
-# the real `meridian` binary. Installs the system tools the tests use (dig, curl) when missing.
+# the real `meridian` binary. Installs the system tools the tests use when missing: dig, curl, and
+# headless Chromium with its WebDriver (the console tests in tests/e2e/browser.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

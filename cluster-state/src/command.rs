@@ -1,33 +1,32 @@
 //! The replicated document and the commands that change it: a pure, deterministic core with no
 //! I/O, so every node computes the same outcome from the same log entry.
 
-use std::collections::BTreeMap;
-use std::fmt;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// The Raft log entry payload (openraft `AppData`): the model's vocabulary of changes.
-pub type Command = model::Change;
+/// The Raft log entry payload (openraft `AppData`): a change and who asked for it.
+pub type Command = model::Proposal;
 
-/// Users (name -> PHC password hash) and API tokens (id -> info).
-#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct AuthState {
-    pub users: BTreeMap<String, String>,
-    pub tokens: BTreeMap<String, TokenInfo>,
-}
+pub use model::records::{AuditEntry, AuthState, RevisionRecord, TokenInfo, UserRecord};
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct TokenInfo {
-    pub name: String,
-    pub user: String,
-}
+/// How many config revisions (each with its whole spec) the history keeps for diff and rollback.
+pub const HISTORY_KEEP: usize = 100;
+/// The audit log never holds more entries than this, whatever the retention period.
+pub const AUDIT_MAX: usize = 5000;
+/// Audit entries are kept this long unless the config says otherwise.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 90;
 
 /// What the state machine publishes after each applied entry that changed something.
 #[derive(Clone, Debug)]
 pub struct Applied {
     pub config: Arc<model::Revisioned<model::Config>>,
     pub auth: Arc<AuthState>,
+    /// Oldest first.
+    pub history: Arc<Vec<Arc<RevisionRecord>>>,
+    /// Oldest first.
+    pub audit: Arc<Vec<Arc<AuditEntry>>>,
 }
 
 /// Why the state machine refused a committed command. Deterministic: every node refuses alike.
@@ -42,28 +41,25 @@ pub enum ApplyError {
         kind: model::ObjectKind,
         name: String,
     },
-}
-
-// === impl AuthState ===
-
-impl fmt::Debug for AuthState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthState")
-            .field("users", &self.users.keys().collect::<Vec<_>>())
-            .field("tokens", &self.tokens)
-            .finish()
-    }
+    /// A change the current state does not allow (deleting the last admin, rolling back to a
+    /// revision the history no longer keeps, ...).
+    #[error("{0}")]
+    Refused(String),
 }
 
 // === impl Document ===
 
-/// The whole replicated state the commands act on: the config spec, the auth tables and the
-/// config revision (the log index of the last entry that changed the spec).
+/// The whole replicated state the commands act on: the config spec, the auth tables, the config
+/// revision (a counter of applied config changes), the history and the audit log.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Document {
     pub spec: model::ConfigSpec,
     pub auth: AuthState,
     pub revision: u64,
+    #[serde(default)]
+    pub history: VecDeque<Arc<RevisionRecord>>,
+    #[serde(default)]
+    pub audit: VecDeque<Arc<AuditEntry>>,
 }
 
 /// What one successful command changed.
@@ -77,26 +73,80 @@ pub(crate) struct Outcome {
 }
 
 impl Document {
-    /// Applies `cmd`, carried by the log entry at `index`. On error nothing changes.
+    /// Applies `cmd`, carried by the log entry at `index`, and records it in the audit log
+    /// whatever the outcome. On error nothing else changes.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Result<Outcome, ApplyError> {
-        match cmd {
-            Command::ReplaceConfig {
+        let result = self.apply_change(cmd);
+        let (success, error, revision) = match &result {
+            Ok(o) => (
+                !matches!(cmd.change, model::Change::Audit { success: false, .. }),
+                None,
+                o.config.as_ref().map(|_| o.revision),
+            ),
+            Err(e) => (false, Some(e.to_string()), None),
+        };
+        if let (Ok(o), Some(rev)) = (&result, revision) {
+            debug_assert_eq!(o.revision, rev);
+            self.history.push_back(Arc::new(RevisionRecord {
+                revision: rev,
+                origin: cmd.origin.clone(),
+                summary: cmd.change.summary(),
+                spec: Arc::new(self.spec.clone()),
+            }));
+            while self.history.len() > HISTORY_KEEP {
+                self.history.pop_front();
+            }
+        }
+        self.audit.push_back(Arc::new(AuditEntry {
+            index,
+            origin: cmd.origin.clone(),
+            action: cmd.change.summary(),
+            success,
+            error,
+            revision,
+        }));
+        self.prune_audit(cmd.origin.at_unix_ms);
+        result
+    }
+
+    /// Drops audit entries older than the retention period (judged by the time carried in the
+    /// entry being applied, so every node prunes alike) and beyond [`AUDIT_MAX`].
+    fn prune_audit(&mut self, now_ms: u64) {
+        let days = self
+            .spec
+            .audit_retention_days
+            .unwrap_or(DEFAULT_AUDIT_RETENTION_DAYS);
+        let horizon = now_ms.saturating_sub(u64::from(days) * 86_400_000);
+        while self
+            .audit
+            .front()
+            .is_some_and(|e| e.origin.at_unix_ms < horizon)
+            || self.audit.len() > AUDIT_MAX
+        {
+            self.audit.pop_front();
+        }
+    }
+
+    fn apply_change(&mut self, cmd: &Command) -> Result<Outcome, ApplyError> {
+        use model::Change;
+        match &cmd.change {
+            Change::ReplaceConfig {
                 expected_revision,
                 spec,
             } => {
                 self.check_revision(*expected_revision)?;
-                self.commit_spec(index, spec.clone())
+                self.commit_spec(spec.clone())
             }
-            Command::Upsert {
+            Change::Upsert {
                 expected_revision,
                 object,
             } => {
                 self.check_revision(*expected_revision)?;
                 let mut spec = self.spec.clone();
                 spec.upsert(object);
-                self.commit_spec(index, spec)
+                self.commit_spec(spec)
             }
-            Command::Delete {
+            Change::Delete {
                 expected_revision,
                 kind,
                 name,
@@ -109,27 +159,106 @@ impl Document {
                         name: name.clone(),
                     });
                 }
-                self.commit_spec(index, spec)
+                self.commit_spec(spec)
             }
-            Command::SetUser {
+            Change::Rollback {
+                expected_revision,
+                to_revision,
+            } => {
+                self.check_revision(*expected_revision)?;
+                let Some(record) = self.history.iter().find(|r| r.revision == *to_revision) else {
+                    return Err(ApplyError::Refused(format!(
+                        "revision {to_revision} is not in the history (it keeps the last \
+                         {HISTORY_KEEP} revisions)"
+                    )));
+                };
+                let spec = model::ConfigSpec::clone(&record.spec);
+                self.commit_spec(spec)
+            }
+            Change::SetUser {
                 name,
                 password_hash,
+                role,
+                disabled,
             } => {
-                self.auth.users.insert(name.clone(), password_hash.clone());
+                let record = UserRecord {
+                    password_hash: password_hash.clone(),
+                    role: *role,
+                    disabled: *disabled,
+                };
+                let demotes = *role != model::Role::Admin || *disabled;
+                if demotes && self.auth.users.contains_key(name) && !self.auth.other_admin(name) {
+                    return Err(last_admin(name));
+                }
+                self.auth.users.insert(name.clone(), record);
                 Ok(self.auth_outcome())
             }
-            Command::AddToken { id, name, user } => {
+            Change::UpdateUser {
+                name,
+                password_hash,
+                role,
+                disabled,
+            } => {
+                let Some(current) = self.auth.users.get(name) else {
+                    return Err(ApplyError::Refused(format!("no user named {name:?}")));
+                };
+                let mut next = current.clone();
+                if let Some(h) = password_hash {
+                    next.password_hash = h.clone();
+                }
+                if let Some(r) = role {
+                    next.role = *r;
+                }
+                if let Some(d) = disabled {
+                    next.disabled = *d;
+                }
+                let demotes = next.role != model::Role::Admin || next.disabled;
+                if demotes && !self.auth.other_admin(name) {
+                    return Err(last_admin(name));
+                }
+                self.auth.users.insert(name.clone(), next);
+                Ok(self.auth_outcome())
+            }
+            Change::DeleteUser { name } => {
+                if !self.auth.users.contains_key(name) {
+                    return Err(ApplyError::Refused(format!("no user named {name:?}")));
+                }
+                if !self.auth.other_admin(name) {
+                    return Err(last_admin(name));
+                }
+                self.auth.users.remove(name);
+                // A deleted user's tokens die with it.
+                self.auth.tokens.retain(|_, t| &t.user != name);
+                Ok(self.auth_outcome())
+            }
+            Change::AddToken {
+                id,
+                name,
+                user,
+                role,
+                expires_unix_ms,
+            } => {
                 let info = TokenInfo {
                     name: name.clone(),
                     user: user.clone(),
+                    role: *role,
+                    created_unix_ms: cmd.origin.at_unix_ms,
+                    expires_unix_ms: *expires_unix_ms,
                 };
                 self.auth.tokens.insert(id.clone(), info);
                 Ok(self.auth_outcome())
             }
-            Command::RevokeToken { id } => {
-                self.auth.tokens.remove(id);
+            Change::RevokeToken { id } => {
+                if self.auth.tokens.remove(id).is_none() {
+                    return Err(ApplyError::Refused("no such token".into()));
+                }
                 Ok(self.auth_outcome())
             }
+            Change::Audit { .. } => Ok(Outcome {
+                revision: self.revision,
+                config: None,
+                auth_changed: false,
+            }),
         }
     }
 
@@ -148,12 +277,14 @@ impl Document {
         }
     }
 
-    fn commit_spec(&mut self, index: u64, spec: model::ConfigSpec) -> Result<Outcome, ApplyError> {
+    /// Makes `spec` the config as the next revision: refused changes, user and token changes do
+    /// not use up revision numbers.
+    fn commit_spec(&mut self, spec: model::ConfigSpec) -> Result<Outcome, ApplyError> {
         let config = model::validate(&spec).map_err(ApplyError::Invalid)?;
         self.spec = spec;
-        self.revision = index;
+        self.revision += 1;
         Ok(Outcome {
-            revision: index,
+            revision: self.revision,
             config: Some(config),
             auth_changed: false,
         })
@@ -166,6 +297,12 @@ impl Document {
             auth_changed: true,
         }
     }
+}
+
+fn last_admin(name: &str) -> ApplyError {
+    ApplyError::Refused(format!(
+        "{name} is the last enabled admin; make another user an admin first"
+    ))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use model::Change;
 
 fn pool(name: &str) -> model::Object {
     model::Object::Pools(model::PoolSpec {
@@ -6,6 +7,7 @@ fn pool(name: &str) -> model::Object {
         members: vec![model::MemberSpec {
             address: "127.0.0.1:8080".into(),
             weight: 1,
+            state: model::AdminState::Enabled,
         }],
         health_check: None,
         timeout_ms: 1000,
@@ -25,19 +27,20 @@ fn route_to(pool: &str) -> model::Object {
 }
 
 fn upsert(expected_revision: Option<u64>, object: model::Object) -> Command {
-    Command::Upsert {
+    Change::Upsert {
         expected_revision,
         object,
     }
+    .into()
 }
 
 #[test]
-fn upsert_sets_revision_to_log_index() {
+fn each_config_change_is_the_next_revision() {
     let mut doc = Document::default();
     let out = doc.apply(7, &upsert(Some(0), pool("p"))).expect("applies");
-    assert_eq!(out.revision, 7);
+    assert_eq!(out.revision, 1);
     assert!(out.config.is_some_and(|c| c.pools.len() == 1));
-    assert_eq!(doc.revision, 7);
+    assert_eq!(doc.revision, 1);
     assert!(doc.spec.get(model::ObjectKind::Pools, "p").is_some());
 }
 
@@ -47,16 +50,23 @@ fn stale_revision_changes_nothing() {
     doc.apply(3, &upsert(None, pool("p"))).expect("applies");
     let before = doc.clone();
     let err = doc
-        .apply(4, &upsert(Some(1), pool("q")))
+        .apply(4, &upsert(Some(7), pool("q")))
         .expect_err("stale");
     assert_eq!(
         err,
         ApplyError::StaleRevision {
-            expected: 1,
-            current: 3
+            expected: 7,
+            current: 1
         }
     );
-    assert_eq!(doc, before);
+    // Only the audit log records the refusal.
+    assert_eq!(
+        (doc.spec.clone(), doc.revision),
+        (before.spec, before.revision)
+    );
+    assert_eq!(doc.history, before.history);
+    let last = doc.audit.back().expect("audited");
+    assert!(!last.success && last.error.as_deref().is_some_and(|e| e.contains("stale")));
 }
 
 #[test]
@@ -69,16 +79,22 @@ fn invalid_upsert_changes_nothing() {
         panic!("expected Invalid, got {err:?}");
     };
     assert!(errors.errors.iter().any(|e| e.path == "routes[0].pool"));
-    assert_eq!(doc, Document::default());
+    assert_eq!(doc.spec, model::ConfigSpec::default());
+    assert_eq!(
+        (doc.revision, doc.history.len(), doc.audit.len()),
+        (0, 0, 1)
+    );
 }
 
 #[test]
 fn delete_missing_is_not_found_and_delete_existing_bumps_revision() {
     let mut doc = Document::default();
-    let del = |name: &str| Command::Delete {
-        expected_revision: None,
-        kind: model::ObjectKind::Pools,
-        name: name.into(),
+    let del = |name: &str| {
+        Command::from(Change::Delete {
+            expected_revision: None,
+            kind: model::ObjectKind::Pools,
+            name: name.into(),
+        })
     };
     assert_eq!(
         doc.apply(1, &del("p")).expect_err("missing"),
@@ -89,31 +105,42 @@ fn delete_missing_is_not_found_and_delete_existing_bumps_revision() {
     );
     doc.apply(2, &upsert(None, pool("p"))).expect("applies");
     let out = doc.apply(3, &del("p")).expect("deletes");
-    assert_eq!((out.revision, doc.spec.pools.len()), (3, 0));
+    // The refused delete did not use up a revision.
+    assert_eq!((out.revision, doc.spec.pools.len()), (2, 0));
 }
 
 #[test]
 fn auth_commands_keep_the_revision() {
     let mut doc = Document::default();
     doc.apply(2, &upsert(None, pool("p"))).expect("applies");
-    let set = Command::SetUser {
+    let set = Command::from(Change::SetUser {
         name: "admin".into(),
         password_hash: "$argon2id$secret".into(),
-    };
+        role: model::Role::Admin,
+        disabled: false,
+    });
     let out = doc.apply(3, &set).expect("applies");
-    assert_eq!((out.revision, out.auth_changed), (2, true));
+    assert_eq!((out.revision, out.auth_changed), (1, true));
     assert!(out.config.is_none());
-    let add = Command::AddToken {
+    let add = Command::from(Change::AddToken {
         id: "ab".into(),
         name: "ci".into(),
         user: "admin".into(),
-    };
+        role: model::Role::Admin,
+        expires_unix_ms: None,
+    });
     doc.apply(4, &add).expect("applies");
     assert_eq!(doc.auth.tokens.len(), 1);
-    doc.apply(5, &Command::RevokeToken { id: "ab".into() })
+    doc.apply(5, &Command::from(Change::RevokeToken { id: "ab".into() }))
         .expect("applies");
     assert!(doc.auth.tokens.is_empty());
-    assert_eq!(doc.revision, 2);
+    assert_eq!(doc.revision, 1);
+    assert_eq!(
+        doc.history.len(),
+        1,
+        "token and user changes are not revisions"
+    );
+    assert_eq!(doc.audit.len(), 4, "but they are audited");
 }
 
 #[test]
@@ -121,28 +148,36 @@ fn replace_config_validates_the_whole_spec() {
     let mut doc = Document::default();
     let mut spec = model::ConfigSpec::default();
     spec.upsert(&route_to("nope"));
-    let cmd = Command::ReplaceConfig {
+    let cmd = Command::from(Change::ReplaceConfig {
         expected_revision: Some(0),
         spec,
-    };
+    });
     assert!(matches!(doc.apply(1, &cmd), Err(ApplyError::Invalid(_))));
-    let cmd = Command::ReplaceConfig {
+    let cmd = Command::from(Change::ReplaceConfig {
         expected_revision: Some(0),
         spec: model::ConfigSpec::default(),
-    };
-    assert_eq!(doc.apply(2, &cmd).expect("applies").revision, 2);
+    });
+    assert_eq!(doc.apply(2, &cmd).expect("applies").revision, 1);
 }
 
 #[test]
 fn debug_never_shows_password_hashes() {
-    let set = Command::SetUser {
+    let set = Command::from(Change::SetUser {
         name: "admin".into(),
         password_hash: "$argon2id$v=19$secret".into(),
-    };
+        role: model::Role::Admin,
+        disabled: false,
+    });
     assert!(!format!("{set:?}").contains("argon2"));
     let mut auth = AuthState::default();
-    auth.users
-        .insert("admin".into(), "$argon2id$v=19$secret".into());
+    auth.users.insert(
+        "admin".into(),
+        UserRecord {
+            password_hash: "$argon2id$v=19$secret".into(),
+            role: model::Role::Admin,
+            disabled: false,
+        },
+    );
     assert!(!format!("{auth:?}").contains("argon2"));
 }
 
@@ -152,4 +187,120 @@ fn apply_error_round_trips_through_json() {
     let json = serde_json::to_string(&err).expect("serializes");
     let back: ApplyError = serde_json::from_str(&json).expect("deserializes");
     assert_eq!(back, err);
+}
+
+fn user(name: &str, role: model::Role) -> Command {
+    Command::from(Change::SetUser {
+        name: name.into(),
+        password_hash: "$argon2id$x".into(),
+        role,
+        disabled: false,
+    })
+}
+
+#[test]
+fn history_keeps_who_did_what_and_rollback_is_a_new_revision() {
+    let mut doc = Document::default();
+    let mut cmd = upsert(None, pool("p"));
+    cmd.origin = model::Origin::new("alice", model::Interface::Console, Some("192.0.2.7".into()));
+    doc.apply(5, &cmd).expect("applies");
+    doc.apply(6, &upsert(None, pool("q"))).expect("applies");
+    assert_eq!(doc.history.len(), 2);
+    let first = &doc.history[0];
+    assert_eq!((first.revision, first.origin.user.as_str()), (1, "alice"));
+    assert_eq!(first.summary, "save pools/p");
+    assert_eq!(first.spec.pools.len(), 1);
+
+    let back = Command::from(Change::Rollback {
+        expected_revision: Some(2),
+        to_revision: 1,
+    });
+    let out = doc.apply(7, &back).expect("rolls back");
+    assert_eq!(out.revision, 3);
+    assert_eq!(doc.spec.pools.len(), 1);
+    assert_eq!(doc.history[2].summary, "roll back to revision 1");
+
+    let gone = Command::from(Change::Rollback {
+        expected_revision: None,
+        to_revision: 99,
+    });
+    assert!(matches!(doc.apply(8, &gone), Err(ApplyError::Refused(_))));
+    assert_eq!(doc.revision, 3);
+}
+
+#[test]
+fn history_is_bounded() {
+    let mut doc = Document::default();
+    for i in 0..(HISTORY_KEEP as u64 + 5) {
+        doc.apply(i + 1, &upsert(None, pool("p"))).expect("applies");
+    }
+    assert_eq!(doc.history.len(), HISTORY_KEEP);
+    assert_eq!(doc.history[0].revision, 6);
+}
+
+#[test]
+fn the_last_admin_cannot_be_removed_demoted_or_disabled() {
+    let mut doc = Document::default();
+    doc.apply(1, &user("root", model::Role::Admin))
+        .expect("applies");
+    let del = Command::from(Change::DeleteUser {
+        name: "root".into(),
+    });
+    assert!(matches!(doc.apply(2, &del), Err(ApplyError::Refused(_))));
+    let demote = Command::from(Change::UpdateUser {
+        name: "root".into(),
+        password_hash: None,
+        role: Some(model::Role::Viewer),
+        disabled: None,
+    });
+    assert!(matches!(doc.apply(3, &demote), Err(ApplyError::Refused(_))));
+    doc.apply(4, &user("second", model::Role::Admin))
+        .expect("applies");
+    doc.apply(5, &demote).expect("another admin exists now");
+    assert_eq!(doc.auth.users["root"].role, model::Role::Viewer);
+    let add = Command::from(Change::AddToken {
+        id: "t".into(),
+        name: "ci".into(),
+        user: "root".into(),
+        role: model::Role::Viewer,
+        expires_unix_ms: None,
+    });
+    doc.apply(6, &add).expect("applies");
+    doc.apply(7, &del).expect("deletes");
+    assert!(doc.auth.tokens.is_empty(), "a deleted user's tokens go too");
+}
+
+#[test]
+fn audit_entries_age_out_by_the_time_in_the_log() {
+    let mut doc = Document::default();
+    let day = 86_400_000;
+    let at = |ms: u64, i: u64, doc: &mut Document| {
+        let mut c = Command::from(Change::Audit {
+            action: "login".into(),
+            detail: "admin".into(),
+            success: true,
+        });
+        c.origin.at_unix_ms = ms;
+        doc.apply(i, &c).expect("applies");
+    };
+    at(day, 1, &mut doc);
+    at(50 * day, 2, &mut doc);
+    assert_eq!(doc.audit.len(), 2);
+    at(100 * day, 3, &mut doc);
+    // 90 days by default: the first entry is older than that now.
+    assert_eq!(
+        doc.audit.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+}
+
+#[test]
+fn users_stored_before_roles_existed_are_admins() {
+    let old = r#"{"users":{"admin":"$argon2id$x"},"tokens":{"ab":{"name":"ci","user":"admin"}}}"#;
+    let auth: AuthState = serde_json::from_str(old).expect("reads");
+    assert_eq!(auth.users["admin"].role, model::Role::Admin);
+    assert_eq!(auth.tokens["ab"].role, model::Role::Admin);
+    let back: AuthState =
+        serde_json::from_str(&serde_json::to_string(&auth).expect("json")).expect("reads");
+    assert_eq!(back, auth);
 }

@@ -18,7 +18,10 @@ mod state_machine;
 mod store;
 mod types;
 
-pub use command::{Applied, ApplyError, AuthState, Command, TokenInfo};
+pub use command::{
+    Applied, ApplyError, AuditEntry, AuthState, Command, RevisionRecord, TokenInfo, UserRecord,
+    AUDIT_MAX, HISTORY_KEEP,
+};
 pub use error::ProposeError;
 pub use error::StartError;
 pub use network::{JoinRequest, JoinResponse};

@@ -146,7 +146,8 @@ impl ClusterNode {
     /// follower the write is forwarded to the leader, and this returns once the entry is also
     /// applied here, so a caller reads its own write on the node it asked.
     /// A timeout leaves the outcome unknown: the entry may still commit later.
-    pub async fn propose(&self, cmd: Command) -> Result<u64, ProposeError> {
+    pub async fn propose(&self, cmd: impl Into<Command>) -> Result<u64, ProposeError> {
+        let cmd = cmd.into();
         match self.propose_local(cmd.clone()).await {
             Err(ProposeError::NotLeader {
                 leader: Some(leader),

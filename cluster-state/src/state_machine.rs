@@ -55,6 +55,8 @@ impl StateMachine {
                 value: config,
             }),
             auth: Arc::new(state.doc.auth.clone()),
+            history: Arc::new(state.doc.history.iter().cloned().collect()),
+            audit: Arc::new(state.doc.audit.iter().cloned().collect()),
         };
         let (tx, rx) = watch::channel(current.clone());
         let sm = StateMachine {
@@ -96,6 +98,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut changed = false;
         for entry in entries {
             self.state.last_applied = Some(entry.log_id);
+            let entry_is_command = matches!(entry.payload, EntryPayload::Normal(_));
             let result = match entry.payload {
                 EntryPayload::Blank => Ok(self.state.doc.revision),
                 EntryPayload::Membership(m) => {
@@ -109,11 +112,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 revision: outcome.revision,
                                 value: config,
                             });
-                            changed = true;
                         }
                         if outcome.auth_changed {
                             self.current.auth = Arc::new(self.state.doc.auth.clone());
-                            changed = true;
                         }
                         Ok(outcome.revision)
                     }
@@ -123,7 +124,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 },
             };
+            if entry_is_command {
+                changed = true;
+            }
             responses.push(Response { result });
+        }
+        if changed {
+            // Every command adds to the audit log; config changes add to the history.
+            self.current.history = Arc::new(self.state.doc.history.iter().cloned().collect());
+            self.current.audit = Arc::new(self.state.doc.audit.iter().cloned().collect());
         }
         self.persist().await.map_err(|e| sm_write_err(&e))?;
         if changed {
@@ -168,6 +177,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 value: config,
             }),
             auth: Arc::new(state.doc.auth.clone()),
+            history: Arc::new(state.doc.history.iter().cloned().collect()),
+            audit: Arc::new(state.doc.audit.iter().cloned().collect()),
         };
         self.state = state;
         self.persist().await.map_err(|e| sm_write_err(&e))?;

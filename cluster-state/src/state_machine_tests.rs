@@ -3,6 +3,7 @@ use openraft::{CommittedLeaderId, Entry as RaftEntry, Membership};
 use super::*;
 use crate::command::Command;
 use crate::types::Node;
+use model::Change;
 
 fn log_id(index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(1, 1), index)
@@ -16,7 +17,7 @@ fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry {
 }
 
 fn pool(name: &str) -> Command {
-    Command::Upsert {
+    Command::from(Change::Upsert {
         expected_revision: None,
         object: model::Object::Pools(model::PoolSpec {
             name: name.into(),
@@ -25,7 +26,7 @@ fn pool(name: &str) -> Command {
             timeout_ms: 1000,
             ..Default::default()
         }),
-    }
+    })
 }
 
 fn open(dir: &std::path::Path) -> (StateMachine, watch::Receiver<Applied>) {
@@ -49,18 +50,20 @@ async fn populate(sm: &mut StateMachine) -> Vec<Response> {
         entry(2, EntryPayload::Normal(pool("web"))),
         entry(
             3,
-            EntryPayload::Normal(Command::SetUser {
+            EntryPayload::Normal(Command::from(Change::SetUser {
                 name: "admin".into(),
                 password_hash: "$argon2id$x".into(),
-            }),
+                role: model::Role::Admin,
+                disabled: false,
+            })),
         ),
         entry(
             4,
-            EntryPayload::Normal(Command::Delete {
+            EntryPayload::Normal(Command::from(Change::Delete {
                 expected_revision: None,
                 kind: model::ObjectKind::Pools,
                 name: "ghost".into(),
-            }),
+            })),
         ),
     ];
     sm.apply(entries).await.expect("applies")
@@ -73,21 +76,26 @@ async fn apply_publishes_and_persists() {
         let (mut sm, rx) = open(dir.path());
         let responses = populate(&mut sm).await;
         let results: Vec<_> = responses.into_iter().map(|r| r.result).collect();
-        assert_eq!(results[..3], [Ok(0), Ok(2), Ok(2)]);
+        assert_eq!(results[..3], [Ok(0), Ok(1), Ok(1)]);
         assert!(matches!(
             results[3],
             Err(crate::ApplyError::NotFound { .. })
         ));
         let published = rx.borrow().clone();
-        assert_eq!(published.config.revision, 2);
+        assert_eq!(published.config.revision, 1);
         assert_eq!(published.auth.users.len(), 1);
+        assert_eq!(published.history.len(), 1);
+        // Applied, applied, refused: all three commands are audited.
+        assert_eq!(published.audit.len(), 3);
+        assert!(!published.audit[2].success);
     }
     // Reopening the same directory restores everything, including the applied log id.
     let (mut sm, rx) = open(dir.path());
     let (applied, membership) = sm.applied_state().await.expect("reads");
     assert_eq!(applied, Some(log_id(4)));
     assert_eq!(membership.log_id(), &Some(log_id(1)));
-    assert_eq!(rx.borrow().config.revision, 2);
+    assert_eq!(rx.borrow().config.revision, 1);
+    assert_eq!(rx.borrow().audit.len(), 3);
     assert_eq!(rx.borrow().config.value.pools.len(), 1);
     assert_eq!(rx.borrow().auth.users.len(), 1);
 }
@@ -114,14 +122,16 @@ async fn snapshot_round_trips_into_a_fresh_node() {
             .await
             .expect("installs");
         assert_eq!(dst_rx.borrow().config.value, src_rx.borrow().config.value);
-        assert_eq!(dst_rx.borrow().config.revision, 2);
+        assert_eq!(dst_rx.borrow().config.revision, 1);
+        assert_eq!(dst_rx.borrow().history, src_rx.borrow().history);
+        assert_eq!(dst_rx.borrow().audit, src_rx.borrow().audit);
         assert_eq!(dst_rx.borrow().auth, src_rx.borrow().auth);
         let (applied, _) = dst.applied_state().await.expect("reads");
         assert_eq!(applied, Some(log_id(4)));
     }
     // The installed snapshot and state survive a reopen.
     let (mut dst, dst_rx) = open(dst_dir.path());
-    assert_eq!(dst_rx.borrow().config.revision, 2);
+    assert_eq!(dst_rx.borrow().config.revision, 1);
     let kept = dst.get_current_snapshot().await.expect("reads");
     assert_eq!(
         kept.map(|s| s.meta.snapshot_id),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_state::{ApplyError, ClusterNode, Command, NodeConfig, ProposeError};
+use model::Change;
 use tokio::net::TcpListener;
 
 const SECRET: &str = "s3cret-for-tests";
@@ -35,6 +36,7 @@ fn pool(name: &str, port: u16) -> model::Object {
         members: vec![model::MemberSpec {
             address: format!("127.0.0.1:{port}"),
             weight: 1,
+            state: model::AdminState::Enabled,
         }],
         health_check: None,
         timeout_ms: 1000,
@@ -43,10 +45,10 @@ fn pool(name: &str, port: u16) -> model::Object {
 }
 
 fn upsert(expected_revision: Option<u64>, object: model::Object) -> Command {
-    Command::Upsert {
+    Command::from(Change::Upsert {
         expected_revision,
         object,
-    }
+    })
 }
 
 async fn wait_for_revision(
@@ -63,7 +65,7 @@ async fn wait_for_revision(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bootstrap_then_upsert_publishes_the_log_index_as_revision() {
+async fn bootstrap_then_upsert_publishes_revision_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start(dir.path(), 1).await;
     assert!(node.bootstrapped_now());
@@ -85,7 +87,7 @@ async fn bootstrap_then_upsert_publishes_the_log_index_as_revision() {
     // Raft metrics trail the write's response slightly.
     let mut status = node.status();
     for _ in 0..100 {
-        if status.last_applied >= rev {
+        if status.last_applied >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -93,7 +95,11 @@ async fn bootstrap_then_upsert_publishes_the_log_index_as_revision() {
     }
     assert_eq!(status.state, "Leader");
     assert_eq!(status.leader, Some(1));
-    assert_eq!(status.last_applied, rev, "revision is the raft log index");
+    assert_eq!(rev, 1, "the first config change is revision 1");
+    assert!(
+        status.last_applied >= 2,
+        "the log also holds the membership entry"
+    );
     assert_eq!(status.members.len(), 1);
     node.shutdown().await;
 }
@@ -129,11 +135,11 @@ async fn refused_commands_change_nothing() {
         Err(ProposeError::Rejected(ApplyError::Invalid(_)))
     ));
 
-    let delete = Command::Delete {
+    let delete = Command::from(Change::Delete {
         expected_revision: None,
         kind: model::ObjectKind::Pools,
         name: "ghost".into(),
-    };
+    });
     assert!(matches!(
         node.propose(delete).await,
         Err(ProposeError::Rejected(ApplyError::NotFound { .. }))
@@ -157,16 +163,20 @@ async fn restart_keeps_state_and_does_not_initialize_again() {
         .propose(upsert(None, pool("api", 8081)))
         .await
         .expect("committed");
-    let set_user = Command::SetUser {
+    let set_user = Command::from(Change::SetUser {
         name: "admin".into(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-    };
+        role: model::Role::Admin,
+        disabled: false,
+    });
     assert_eq!(node.propose(set_user).await.expect("committed"), rev);
-    let token = Command::AddToken {
+    let token = Command::from(Change::AddToken {
         id: "ab12".into(),
         name: "ci".into(),
         user: "admin".into(),
-    };
+        role: model::Role::Admin,
+        expires_unix_ms: None,
+    });
     node.propose(token).await.expect("committed");
     let before = node.current();
     node.shutdown().await;
@@ -304,10 +314,12 @@ async fn a_node_joining_after_compaction_receives_a_snapshot() {
         .expect("committed");
     // More entries than the 100 kept after a snapshot, so the first ones get purged.
     for i in 0..110 {
-        let cmd = Command::SetUser {
+        let cmd = Command::from(Change::SetUser {
             name: format!("user{i}"),
             password_hash: "$argon2id$x".into(),
-        };
+            role: model::Role::Admin,
+            disabled: false,
+        });
         n1.propose(cmd).await.expect("committed");
     }
     let snap = n1.trigger_snapshot().await.expect("snapshot built");

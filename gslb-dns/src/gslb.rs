@@ -52,6 +52,15 @@ struct SiteTarget {
     address: IpAddr,
 }
 
+impl SiteTarget {
+    fn healthy(&self, health: &dyn HealthView) -> bool {
+        match &self.health_key {
+            None => true,
+            Some(key) => health.is_healthy(key).unwrap_or(true),
+        }
+    }
+}
+
 /// Which address family a query asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Family {
@@ -64,9 +73,11 @@ impl GslbTarget {
         GslbTarget {
             ttl: record.ttl,
             policy: record.when_all_down,
+            // Disabled and draining sites are never handed out, not even when all are down.
             sites: record
                 .sites
                 .iter()
+                .filter(|site| site.state.is_enabled())
                 .map(|site| SiteTarget {
                     health_key: site
                         .health_check
@@ -84,17 +95,10 @@ impl GslbTarget {
     /// and only healthy sites are handed out (possibly none of this family). Only when every site
     /// is down does the record's [`AllDownPolicy`] apply.
     pub(crate) fn addresses(&self, family: Family, health: &dyn HealthView) -> Vec<IpAddr> {
-        let healthy: Vec<bool> = self
-            .sites
-            .iter()
-            .map(|site| match &site.health_key {
-                None => true,
-                Some(key) => health.is_healthy(key).unwrap_or(true),
-            })
-            .collect();
-        let any_healthy = healthy.iter().any(|h| *h);
+        let any_healthy = self.sites.iter().any(|s| s.healthy(health));
         let mut out = Vec::new();
-        for (site, healthy) in self.sites.iter().zip(healthy) {
+        for site in &self.sites {
+            let healthy = any_healthy && site.healthy(health);
             let wanted = match self.policy {
                 _ if any_healthy => healthy,
                 AllDownPolicy::All => true,
@@ -162,6 +166,7 @@ pub(crate) mod tests {
                     address: addr.parse().expect("test address"),
                     probe: ([127, 0, 0, 1], 80).into(),
                     health_check: checked.then(check),
+                    state: model::AdminState::Enabled,
                 })
                 .collect(),
             when_all_down: policy,
@@ -219,6 +224,24 @@ pub(crate) mod tests {
                 "{policy:?}"
             );
         }
+    }
+
+    #[test]
+    fn sites_out_of_service_are_never_answered_even_when_all_are_down() {
+        let health = FakeHealth::default();
+        let mut rec = record(
+            AllDownPolicy::All,
+            &[("a", "192.0.2.1", true), ("b", "192.0.2.2", true)],
+        );
+        rec.sites[0].state = model::AdminState::Draining;
+        let target = GslbTarget::compile(&rec);
+        assert_eq!(target.addresses(Family::V4, &health), vec![v4("192.0.2.2")]);
+        health.set(&rec.name, "b", false);
+        // Every enabled site is down: the policy answers with all of them, not the drained one.
+        assert_eq!(target.addresses(Family::V4, &health), vec![v4("192.0.2.2")]);
+        rec.sites[1].state = model::AdminState::Disabled;
+        let target = GslbTarget::compile(&rec);
+        assert!(target.addresses(Family::V4, &health).is_empty());
     }
 
     #[test]

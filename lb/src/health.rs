@@ -6,12 +6,12 @@ mod probe;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use model::{Config, HealthCheck, HealthView};
+use model::{Config, HealthCheck, HealthState, HealthStatus, HealthView};
 use tokio::task::JoinHandle;
 
 use crate::metrics::LbMetrics;
@@ -25,6 +25,16 @@ pub struct HealthEntry {
     observed: AtomicBool,
     /// Consecutive results in the current direction: successes while down, failures while up.
     streak: AtomicU32,
+    failed: AtomicU64,
+    /// Unix milliseconds of the last state change (or of creation).
+    changed_ms: AtomicU64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 impl HealthEntry {
@@ -35,6 +45,20 @@ impl HealthEntry {
             healthy: AtomicBool::new(true),
             observed: AtomicBool::new(false),
             streak: AtomicU32::new(0),
+            failed: AtomicU64::new(0),
+            changed_ms: AtomicU64::new(unix_ms()),
+        }
+    }
+
+    pub fn status(&self) -> HealthStatus {
+        HealthStatus {
+            state: match (self.observed.load(Ordering::Relaxed), self.is_healthy()) {
+                (false, _) => HealthState::Unknown,
+                (true, true) => HealthState::Up,
+                (true, false) => HealthState::Down,
+            },
+            failed_checks: self.failed.load(Ordering::Relaxed),
+            changed_unix_ms: self.changed_ms.load(Ordering::Relaxed),
         }
     }
 
@@ -44,7 +68,13 @@ impl HealthEntry {
 
     /// Records one probe result; returns the new state when it changed.
     pub fn observe(&self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
-        self.observed.store(true, Ordering::Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if !self.observed.swap(true, Ordering::Relaxed) {
+            // Unknown -> up or down is a state change the console shows.
+            self.changed_ms.store(unix_ms(), Ordering::Relaxed);
+        }
         let healthy = self.is_healthy();
         if ok == healthy {
             self.streak.store(0, Ordering::Relaxed);
@@ -54,6 +84,7 @@ impl HealthEntry {
         let needed = if healthy { fall } else { rise };
         if streak >= needed {
             self.healthy.store(ok, Ordering::Relaxed);
+            self.changed_ms.store(unix_ms(), Ordering::Relaxed);
             self.streak.store(0, Ordering::Relaxed);
             Some(ok)
         } else {
@@ -103,6 +134,10 @@ impl HealthView for HealthTable {
     fn is_healthy(&self, key: &str) -> Option<bool> {
         self.entries.load().get(key).map(|e| e.is_healthy())
     }
+
+    fn status(&self, key: &str) -> Option<HealthStatus> {
+        self.entries.load().get(key).map(|e| e.status())
+    }
 }
 
 /// What one probe loop checks.
@@ -121,7 +156,12 @@ pub fn targets(config: &Config) -> Vec<Target> {
     let mut out = Vec::new();
     for pool in &config.pools {
         if let Some(hc) = &pool.health_check {
-            for m in &pool.members {
+            // A disabled member is out of service: probing it would only raise alarms.
+            for m in pool
+                .members
+                .iter()
+                .filter(|m| m.state != model::AdminState::Disabled)
+            {
                 out.push(Target {
                     key: model::member_health_key(&pool.name, m.address),
                     addr: m.address,
@@ -133,7 +173,11 @@ pub fn targets(config: &Config) -> Vec<Target> {
         }
     }
     for rec in &config.gslb_records {
-        for site in &rec.sites {
+        for site in rec
+            .sites
+            .iter()
+            .filter(|s| s.state != model::AdminState::Disabled)
+        {
             if let Some(hc) = &site.health_check {
                 out.push(Target {
                     key: model::site_health_key(&rec.name, &site.name),
@@ -244,6 +288,38 @@ async fn run_probe_loop<P, F>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_target_is_unknown_until_probed_and_counts_failures() {
+        let e = HealthEntry::new();
+        assert_eq!(e.status().state, HealthState::Unknown);
+        assert!(e.is_healthy(), "it still takes traffic");
+        e.observe(false, 2, 3);
+        let s = e.status();
+        assert_eq!((s.state, s.failed_checks), (HealthState::Up, 1));
+        e.observe(false, 2, 3);
+        e.observe(false, 2, 3);
+        let s = e.status();
+        assert_eq!((s.state, s.failed_checks), (HealthState::Down, 3));
+        assert!(s.changed_unix_ms > 0);
+    }
+
+    #[test]
+    fn disabled_members_and_sites_are_not_probed() {
+        let spec: model::ConfigSpec = model::parse::from_toml(
+            r#"api_version = "meridian/v1"
+health_checks = [{ name = "hc" }]
+[[pools]]
+name = "p"
+health_check = "hc"
+members = [{ address = "127.0.0.1:1", state = "disabled" }, { address = "127.0.0.1:2", state = "draining" }]
+"#,
+        )
+        .expect("spec");
+        let config = model::validate(&spec).expect("valid");
+        let keys: Vec<String> = targets(&config).into_iter().map(|t| t.key).collect();
+        assert_eq!(keys, vec!["pool/p/127.0.0.1:2".to_string()]);
+    }
 
     #[test]
     fn goes_down_after_fall_failures_and_up_after_rise_successes() {

@@ -77,6 +77,8 @@ pub struct MemberSnapshot {
     /// `addr` as a URI authority, built once per revision rather than per request.
     pub authority: http::uri::Authority,
     pub weight: u32,
+    /// Disabled and draining members take no new requests.
+    pub admin: model::AdminState,
     /// `None` when the pool has no health check: always eligible.
     health: Option<Arc<HealthEntry>>,
     pub metrics: MemberMetrics,
@@ -85,6 +87,11 @@ pub struct MemberSnapshot {
 impl MemberSnapshot {
     pub fn is_healthy(&self) -> bool {
         self.health.as_ref().is_none_or(|h| h.is_healthy())
+    }
+
+    /// Whether a new request may go to this member: enabled by the operator and healthy.
+    pub fn is_eligible(&self) -> bool {
+        self.admin.is_enabled() && self.is_healthy()
     }
 }
 
@@ -117,6 +124,7 @@ impl RoutingSnapshot {
                         addr: m.address,
                         authority,
                         weight: m.weight,
+                        admin: m.state,
                         health: p.health_check.as_ref().map(|_| {
                             env.health
                                 .entry(&model::member_health_key(&p.name, m.address))
@@ -243,14 +251,15 @@ impl ListenerSnapshot {
 }
 
 impl PoolSnapshot {
-    /// The members one request may try, in weighted round-robin order: healthy ones, each once.
+    /// The members one request may try, in weighted round-robin order: enabled, healthy ones,
+    /// each once.
     pub fn candidates(&self) -> Candidates<'_, impl Fn(usize) -> bool + '_> {
         self.schedule
-            .candidates(move |i| self.members.get(i).is_some_and(|m| m.is_healthy()))
+            .candidates(move |i| self.members.get(i).is_some_and(|m| m.is_eligible()))
     }
 
-    pub fn healthy_count(&self) -> usize {
-        self.members.iter().filter(|m| m.is_healthy()).count()
+    pub fn eligible_count(&self) -> usize {
+        self.members.iter().filter(|m| m.is_eligible()).count()
     }
 }
 
@@ -356,9 +365,32 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
             let got: Vec<u16> = b.candidates().map(|i| b.members[i].addr.port()).collect();
             assert_eq!(got, [4]);
         }
-        assert_eq!(b.healthy_count(), 1);
+        assert_eq!(b.eligible_count(), 1);
         env.health.entry("pool/b/127.0.0.1:4").observe(false, 1, 1);
         assert!(b.candidates().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn disabled_and_draining_members_take_no_new_requests() {
+        let env = Env::new();
+        let cfg = CFG.replace(
+            r#"members = [{ address = "127.0.0.1:1", weight = 3 }, { address = "127.0.0.1:2" }]"#,
+            r#"members = [{ address = "127.0.0.1:1", weight = 3, state = "draining" }, { address = "127.0.0.1:2" }]"#,
+        );
+        let s = env.compile(1, &cfg);
+        let a = s.pool("a").expect("pool a");
+        for _ in 0..20 {
+            let got: Vec<u16> = a.candidates().map(|i| a.members[i].addr.port()).collect();
+            assert_eq!(got, [2], "the draining member is never chosen");
+        }
+        let off = cfg.replace(
+            r#"{ address = "127.0.0.1:2" }]"#,
+            r#"{ address = "127.0.0.1:2", state = "disabled" }]"#,
+        );
+        let s = env.compile(2, &off);
+        let a = s.pool("a").expect("pool a");
+        assert!(a.candidates().next().is_none(), "nothing left to choose");
+        assert_eq!(a.eligible_count(), 0);
     }
 
     #[tokio::test]

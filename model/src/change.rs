@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A change to the replicated state, as the console, the API and the CLI ask for it and as the
 /// Raft log carries it.
@@ -22,20 +23,256 @@ pub enum Change {
         kind: crate::ObjectKind,
         name: String,
     },
-    /// `password_hash` is a PHC string (argon2); it is never logged.
+    /// Returns the config to the spec of an earlier revision, as a new revision.
+    Rollback {
+        expected_revision: Option<u64>,
+        to_revision: u64,
+    },
+    /// Creates or replaces a user. `password_hash` is a PHC string (argon2); it is never logged.
     SetUser {
         name: String,
         password_hash: String,
+        #[serde(default)]
+        role: Role,
+        #[serde(default)]
+        disabled: bool,
+    },
+    /// Changes an existing user; `None` keeps a field as it is.
+    UpdateUser {
+        name: String,
+        password_hash: Option<String>,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    },
+    DeleteUser {
+        name: String,
     },
     /// `id` is the hex sha256 of the token secret.
     AddToken {
         id: String,
         name: String,
         user: String,
+        /// What the token may do; never more than its user may.
+        #[serde(default)]
+        role: Role,
+        /// Unix milliseconds after which the token is refused; `None` never expires.
+        #[serde(default)]
+        expires_unix_ms: Option<u64>,
     },
     RevokeToken {
         id: String,
     },
+    /// Records an event that changes nothing else (a console login, say) in the audit log.
+    Audit {
+        action: String,
+        detail: String,
+        success: bool,
+    },
+}
+
+/// What a user or token may do.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything, changes nothing.
+    Viewer,
+    /// Changes the configuration, not users.
+    Operator,
+    /// Everything.
+    #[default]
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Operator, Role::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn can_change_config(self) -> bool {
+        self >= Role::Operator
+    }
+
+    pub fn can_manage_users(self) -> bool {
+        self == Role::Admin
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Through which interface a change was asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Interface {
+    Console,
+    Api,
+    Cli,
+    /// The node itself (bootstrap, say).
+    #[default]
+    System,
+}
+
+impl Interface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interface::Console => "console",
+            Interface::Api => "api",
+            Interface::Cli => "cli",
+            Interface::System => "system",
+        }
+    }
+}
+
+/// Who asked for a change, from where and when; carried in the Raft log with the change, so the
+/// history and the audit log are the same on every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Origin {
+    pub user: String,
+    pub interface: Interface,
+    /// The client's address as the node saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Unix milliseconds on the proposing node.
+    pub at_unix_ms: u64,
+}
+
+impl Origin {
+    /// The node acting on its own, now.
+    pub fn system() -> Origin {
+        Origin {
+            user: "system".into(),
+            interface: Interface::System,
+            client: None,
+            at_unix_ms: unix_ms(),
+        }
+    }
+
+    pub fn new(user: &str, interface: Interface, client: Option<String>) -> Origin {
+        Origin {
+            user: user.to_string(),
+            interface,
+            client,
+            at_unix_ms: unix_ms(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// One Raft log entry: a change and where it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proposal {
+    pub change: Change,
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+impl From<Change> for Proposal {
+    fn from(change: Change) -> Proposal {
+        Proposal {
+            change,
+            origin: Origin::system(),
+        }
+    }
+}
+
+impl Change {
+    /// What the change does, in a few words for the history and the audit log. Never includes
+    /// a secret.
+    pub fn summary(&self) -> String {
+        match self {
+            Change::ReplaceConfig { .. } => "replace the whole configuration".into(),
+            Change::Upsert { object, .. } => {
+                format!("save {}/{}", object.kind(), object.name())
+            }
+            Change::Delete { kind, name, .. } => format!("delete {kind}/{name}"),
+            Change::Rollback { to_revision, .. } => format!("roll back to revision {to_revision}"),
+            Change::SetUser {
+                name,
+                role,
+                disabled,
+                ..
+            } => format!(
+                "set user {name} (role {role}{})",
+                if *disabled { ", disabled" } else { "" }
+            ),
+            Change::UpdateUser {
+                name,
+                password_hash,
+                role,
+                disabled,
+            } => {
+                let mut what = Vec::new();
+                if password_hash.is_some() {
+                    what.push("password".to_string());
+                }
+                if let Some(r) = role {
+                    what.push(format!("role {r}"));
+                }
+                if let Some(d) = disabled {
+                    what.push(if *d { "disabled" } else { "enabled" }.to_string());
+                }
+                format!("update user {name}: {}", what.join(", "))
+            }
+            Change::DeleteUser { name } => format!("delete user {name}"),
+            Change::AddToken {
+                name, user, role, ..
+            } => format!("create token {name:?} for {user} (role {role})"),
+            Change::RevokeToken { id } => {
+                format!("revoke token {}", id.get(..12).unwrap_or(id))
+            }
+            Change::Audit { action, detail, .. } => {
+                if detail.is_empty() {
+                    action.clone()
+                } else {
+                    format!("{action}: {detail}")
+                }
+            }
+        }
+    }
+
+    /// Whether the change is to the configuration (and so needs the operator role).
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Change::ReplaceConfig { .. }
+                | Change::Upsert { .. }
+                | Change::Delete { .. }
+                | Change::Rollback { .. }
+        )
+    }
 }
 
 // === impl Change ===
@@ -70,18 +307,69 @@ impl fmt::Debug for Change {
                 .field("kind", kind)
                 .field("name", name)
                 .finish(),
-            Change::SetUser { name, .. } => f
+            Change::Rollback {
+                expected_revision,
+                to_revision,
+            } => f
+                .debug_struct("Rollback")
+                .field("expected_revision", expected_revision)
+                .field("to_revision", to_revision)
+                .finish(),
+            Change::SetUser {
+                name,
+                role,
+                disabled,
+                ..
+            } => f
                 .debug_struct("SetUser")
                 .field("name", name)
                 .field("password_hash", &"<redacted>")
+                .field("role", role)
+                .field("disabled", disabled)
                 .finish(),
-            Change::AddToken { id, name, user } => f
+            Change::UpdateUser {
+                name,
+                password_hash,
+                role,
+                disabled,
+            } => f
+                .debug_struct("UpdateUser")
+                .field("name", name)
+                .field(
+                    "password_hash",
+                    &password_hash.as_ref().map(|_| "<redacted>"),
+                )
+                .field("role", role)
+                .field("disabled", disabled)
+                .finish(),
+            Change::DeleteUser { name } => {
+                f.debug_struct("DeleteUser").field("name", name).finish()
+            }
+            Change::AddToken {
+                id,
+                name,
+                user,
+                role,
+                expires_unix_ms,
+            } => f
                 .debug_struct("AddToken")
                 .field("id", id)
                 .field("name", name)
                 .field("user", user)
+                .field("role", role)
+                .field("expires_unix_ms", expires_unix_ms)
                 .finish(),
             Change::RevokeToken { id } => f.debug_struct("RevokeToken").field("id", id).finish(),
+            Change::Audit {
+                action,
+                detail,
+                success,
+            } => f
+                .debug_struct("Audit")
+                .field("action", action)
+                .field("detail", detail)
+                .field("success", success)
+                .finish(),
         }
     }
 }
@@ -95,8 +383,37 @@ mod tests {
         let c = Change::SetUser {
             name: "admin".into(),
             password_hash: "$argon2id$v=19$secret".into(),
+            role: Role::Admin,
+            disabled: false,
         };
         let text = format!("{c:?}");
         assert!(text.contains("admin") && !text.contains("argon2"), "{text}");
+        let c = Change::UpdateUser {
+            name: "ops".into(),
+            password_hash: Some("$argon2id$v=19$secret".into()),
+            role: None,
+            disabled: None,
+        };
+        let text = format!("{c:?} {}", c.summary());
+        assert!(text.contains("ops") && !text.contains("argon2"), "{text}");
+    }
+
+    #[test]
+    fn roles_are_ordered_by_power() {
+        assert!(Role::Admin.can_manage_users() && Role::Admin.can_change_config());
+        assert!(!Role::Operator.can_manage_users() && Role::Operator.can_change_config());
+        assert!(!Role::Viewer.can_change_config());
+        assert_eq!(Role::parse("operator"), Some(Role::Operator));
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn a_bare_change_is_a_system_proposal() {
+        let p: Proposal = Change::RevokeToken { id: "ab".into() }.into();
+        assert_eq!(p.origin.interface, Interface::System);
+        // Entries written before origins existed still read.
+        let old = r#"{"change":{"RevokeToken":{"id":"ab"}}}"#;
+        let p: Proposal = serde_json::from_str(old).expect("parse");
+        assert_eq!(p.origin.user, "");
     }
 }

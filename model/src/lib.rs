@@ -7,11 +7,12 @@
 pub mod change;
 pub mod object;
 pub mod parse;
+pub mod records;
 pub mod spec;
 pub mod typed;
 pub mod validate;
 
-pub use change::Change;
+pub use change::{unix_ms, Change, Interface, Origin, Proposal, Role};
 pub use object::{Object, ObjectKind};
 pub use spec::*;
 pub use typed::*;

@@ -198,6 +198,38 @@ impl ConfigSpec {
         }
     }
 
+    /// Every object of one kind, in config order.
+    pub fn list(&self, kind: ObjectKind) -> Vec<Object> {
+        match kind {
+            ObjectKind::Listeners => self
+                .listeners
+                .iter()
+                .cloned()
+                .map(Object::Listeners)
+                .collect(),
+            ObjectKind::Routes => self.routes.iter().cloned().map(Object::Routes).collect(),
+            ObjectKind::Pools => self.pools.iter().cloned().map(Object::Pools).collect(),
+            ObjectKind::HealthChecks => self
+                .health_checks
+                .iter()
+                .cloned()
+                .map(Object::HealthChecks)
+                .collect(),
+            ObjectKind::Zones => self.zones.iter().cloned().map(Object::Zones).collect(),
+            ObjectKind::GslbRecords => self
+                .gslb_records
+                .iter()
+                .cloned()
+                .map(Object::GslbRecords)
+                .collect(),
+        }
+    }
+
+    /// Where the named object sits in its list: validation paths name it `kind[position]`.
+    pub fn position(&self, kind: ObjectKind, name: &str) -> Option<usize> {
+        self.list(kind).iter().position(|o| o.name() == name)
+    }
+
     /// Every object of one kind, as JSON specs.
     pub fn list_json(&self, kind: ObjectKind) -> serde_json::Value {
         let v = match kind {
@@ -224,6 +256,7 @@ mod tests {
                 .map(|i| MemberSpec {
                     address: format!("127.0.0.1:{}", 8000 + i),
                     weight: 1,
+                    state: crate::AdminState::Enabled,
                 })
                 .collect(),
             health_check: None,

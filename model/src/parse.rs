@@ -65,6 +65,77 @@ pub fn from_any<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ValidationErrors
     }
 }
 
+/// How a document is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Toml,
+    /// JSON when it starts with `{`, TOML otherwise.
+    Sniff,
+}
+
+/// Parses a whole [`ConfigSpec`](crate::ConfigSpec), collecting the type errors of every object
+/// rather than stopping at the first: each element of each list is parsed on its own, so one
+/// answer names every object that does not parse, with its path.
+pub fn spec_from(bytes: &[u8], format: Format) -> Result<crate::ConfigSpec, ValidationErrors> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let json = match format {
+        Format::Json => true,
+        Format::Toml => false,
+        Format::Sniff => first == Some(&b'{'),
+    };
+    // Syntax first: a document that does not parse at all gets one error.
+    let value: serde_json::Value = if json {
+        serde_json::from_slice(bytes)
+            .map_err(|e| ValidationErrors::single("", format!("malformed JSON: {e}")))?
+    } else {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| ValidationErrors::single("", "document is not UTF-8"))?;
+        toml::from_str(text)
+            .map_err(|e| ValidationErrors::single("", format!("malformed TOML: {}", e.message())))?
+    };
+    let label = if json { "JSON" } else { "TOML" };
+    let Some(top) = value.as_object() else {
+        return Err(ValidationErrors::single(
+            "",
+            format!("malformed {label}: the document must be a table of fields"),
+        ));
+    };
+    let mut errors = Vec::new();
+    for (key, v) in top {
+        let Some(items) = v.as_array() else { continue };
+        for (i, item) in items.iter().enumerate() {
+            let kind = crate::ObjectKind::parse(key);
+            let Some(kind) = kind else { continue };
+            let bytes = item.to_string();
+            if let Err(e) = crate::Object::parse(kind, bytes.as_bytes()) {
+                for mut fe in e.errors {
+                    fe.path = if fe.path.is_empty() {
+                        format!("{key}[{i}]")
+                    } else {
+                        format!("{key}[{i}].{}", fe.path)
+                    };
+                    fe.message =
+                        fe.message
+                            .replacen("malformed JSON", &format!("malformed {label}"), 1);
+                    errors.push(fe);
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ValidationErrors { errors });
+    }
+    from_json(value.to_string().as_bytes()).map_err(|mut e| {
+        for fe in &mut e.errors {
+            fe.message = fe
+                .message
+                .replacen("malformed JSON", &format!("malformed {label}"), 1);
+        }
+        e
+    })
+}
+
 fn finish<T>(result: Result<T, FieldError>, unknown: Vec<String>) -> Result<T, ValidationErrors> {
     let mut errors: Vec<FieldError> = unknown
         .into_iter()
@@ -114,5 +185,46 @@ fn path_string(p: &serde_ignored::Path<'_>) -> String {
         Path::Some { parent }
         | Path::NewtypeStruct { parent }
         | Path::NewtypeVariant { parent } => path_string(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_errors_of_every_object_are_collected() {
+        let doc = br#"{"api_version":"meridian/v1",
+            "pools":[{"name":"a","retries":"many"},{"name":"b"},{"name":7}],
+            "listeners":[{"name":"l","bind":"127.0.0.1:1","idle_timeout_ms":-1}]}"#;
+        let e = spec_from(doc, Format::Json).expect_err("three type errors");
+        let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(e.errors.len(), 3, "{paths:?}");
+        assert!(paths.contains(&"pools[0].retries"), "{paths:?}");
+        assert!(paths.contains(&"pools[2].name"), "{paths:?}");
+        assert!(paths.contains(&"listeners[0].idle_timeout_ms"), "{paths:?}");
+    }
+
+    #[test]
+    fn the_error_names_the_format_the_body_was_in() {
+        let e = spec_from(b"not json at all", Format::Json).expect_err("bad");
+        assert!(e.errors[0].message.starts_with("malformed JSON"), "{e:?}");
+        let e = spec_from(b"[[pools]]\nname = 7\n", Format::Toml).expect_err("bad");
+        assert!(e.errors[0].message.starts_with("malformed TOML"), "{e:?}");
+        assert_eq!(e.errors[0].path, "pools[0].name");
+        let e = spec_from(b"[1, 2]", Format::Json).expect_err("bad");
+        assert!(e.errors[0].message.contains("table of fields"), "{e:?}");
+    }
+
+    #[test]
+    fn a_good_document_parses_either_way() {
+        let json = br#"{"api_version":"meridian/v1","pools":[{"name":"a"}]}"#;
+        let a = spec_from(json, Format::Sniff).expect("json");
+        let b = spec_from(
+            b"api_version = \"meridian/v1\"\n[[pools]]\nname = \"a\"\n",
+            Format::Sniff,
+        )
+        .expect("toml");
+        assert_eq!(a, b);
     }
 }

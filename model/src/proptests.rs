@@ -22,7 +22,7 @@ fn text() -> impl Strategy<Value = String> {
 
 prop_compose! {
     fn member()(address in text(), weight in 0u32..2000) -> MemberSpec {
-        MemberSpec { address, weight }
+        MemberSpec { address, weight, state: AdminState::Enabled }
     }
 }
 
@@ -54,7 +54,7 @@ prop_compose! {
 
 prop_compose! {
     fn site()(name in text(), address in text(), port in any::<u16>(), health_check in prop::option::of(text())) -> SiteSpec {
-        SiteSpec { name, address, port, health_check }
+        SiteSpec { name, address, port, health_check, state: AdminState::Enabled }
     }
 }
 
@@ -77,6 +77,7 @@ prop_compose! {
             }).collect(),
             zones,
             gslb_records: gslb.into_iter().map(|(name, ttl, sites)| GslbRecordSpec { name, ttl, sites, when_all_down: AllDownPolicy::Empty }).collect(),
+            audit_retention_days: None,
         }
     }
 }
@@ -95,6 +96,7 @@ prop_compose! {
             members: ports.into_iter().enumerate().map(|(i, p)| MemberSpec {
                 address: format!("127.0.0.1:{p}"),
                 weight: weights[i % weights.len()],
+                state: AdminState::Enabled,
             }).collect(),
             health_check: Some("hc".into()),
             timeout_ms: 1000,
@@ -126,9 +128,10 @@ prop_compose! {
             gslb_records: vec![GslbRecordSpec {
                 name: "app.example.com".into(),
                 ttl,
-                sites: vec![SiteSpec { name: "a".into(), address: "192.0.2.10".into(), port: 80, health_check: Some("hc".into()) }],
+                sites: vec![SiteSpec { name: "a".into(), address: "192.0.2.10".into(), port: 80, health_check: Some("hc".into()), state: AdminState::Enabled }],
                 when_all_down: AllDownPolicy::All,
             }],
+            audit_retention_days: None,
         }
     }
 }

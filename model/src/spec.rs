@@ -5,12 +5,13 @@
 //! rather than by `deny_unknown_fields`, which would stop at the first.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The only `api_version` this build understands.
 pub const API_VERSION: &str = "meridian/v1";
 
 /// The whole replicated configuration document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConfigSpec {
     pub api_version: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -25,6 +26,9 @@ pub struct ConfigSpec {
     pub zones: Vec<ZoneSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gslb_records: Vec<GslbRecordSpec>,
+    /// How long the replicated audit log keeps entries (default 90 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_retention_days: Option<u32>,
 }
 
 impl Default for ConfigSpec {
@@ -37,17 +41,19 @@ impl Default for ConfigSpec {
             health_checks: Vec::new(),
             zones: Vec::new(),
             gslb_records: Vec::new(),
+            audit_retention_days: None,
         }
     }
 }
 
 /// A proxy listener: where clients connect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ListenerSpec {
     pub name: String,
     /// `ip:port` to bind.
     pub bind: String,
     #[serde(default)]
+    #[schema(default = ListenerProtocol::default)]
     pub protocol: ListenerProtocol,
     /// `tcp` listeners only: the pool every connection is proxied to. HTTP listeners route with
     /// `routes` instead.
@@ -55,21 +61,26 @@ pub struct ListenerSpec {
     pub pool: Option<String>,
     /// Largest request head (request line plus headers) in bytes; a larger one gets 431.
     #[serde(default = "default_max_request_head_bytes")]
+    #[schema(default = default_max_request_head_bytes)]
     pub max_request_head_bytes: u32,
     /// Longest request target in bytes; a longer one gets 414.
     #[serde(default = "default_max_request_line_bytes")]
+    #[schema(default = default_max_request_line_bytes)]
     pub max_request_line_bytes: u32,
     /// How long a client may take to send a whole request head, in milliseconds. On HTTP/1.1
     /// this also bounds a keep-alive connection's wait for its next request.
     #[serde(default = "default_header_timeout_ms")]
+    #[schema(default = default_header_timeout_ms)]
     pub header_timeout_ms: u64,
     /// How long a TCP listener's connection may go without a byte in either direction, in
     /// milliseconds.
     #[serde(default = "default_idle_timeout_ms")]
+    #[schema(default = default_idle_timeout_ms)]
     pub idle_timeout_ms: u64,
     /// How long connections may take to finish when the listener goes away or the node stops,
     /// in milliseconds.
     #[serde(default = "default_drain_timeout_ms")]
+    #[schema(default = default_drain_timeout_ms)]
     pub drain_timeout_ms: u64,
     /// Source networks (CIDR) whose connections must start with a PROXY protocol v1/v2 header
     /// naming the real client. Connections from anywhere else are taken as they are.
@@ -110,7 +121,7 @@ fn default_drain_timeout_ms() -> u64 {
     30_000
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerProtocol {
     /// HTTP/1.1 and HTTP/2 (prior knowledge) on the same port, routed by `routes`.
@@ -122,7 +133,7 @@ pub enum ListenerProtocol {
 
 /// Host plus path prefix on a listener, sending to a pool. The optional filters run in a fixed
 /// order: redirect, request headers, path rewrite, then (on the answer) response headers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RouteSpec {
     pub name: String,
     pub listener: String,
@@ -130,6 +141,7 @@ pub struct RouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(default = "default_path_prefix")]
+    #[schema(default = default_path_prefix)]
     pub path_prefix: String,
     pub pool: String,
     /// Answer with a redirect instead of proxying.
@@ -163,7 +175,7 @@ impl Default for RouteSpec {
 }
 
 /// Header edits, applied in this order: `remove` deletes, `set` replaces, `add` appends.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HeaderEditSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
@@ -174,7 +186,7 @@ pub struct HeaderEditSpec {
 }
 
 /// A redirect answer. Parts left out keep the request's own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RedirectSpec {
     /// `http` or `https`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +200,7 @@ pub struct RedirectSpec {
     pub path: Option<String>,
     /// 301, 302, 303, 307 or 308.
     #[serde(default = "default_redirect_status")]
+    #[schema(default = default_redirect_status)]
     pub status: u16,
 }
 
@@ -200,7 +213,7 @@ fn default_path_prefix() -> String {
 }
 
 /// A set of upstream members balanced round robin by weight, with its connection settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PoolSpec {
     pub name: String,
     #[serde(default)]
@@ -209,23 +222,30 @@ pub struct PoolSpec {
     pub health_check: Option<String>,
     /// Upper bound on one upstream exchange (connect plus response head), in milliseconds.
     #[serde(default = "default_upstream_timeout_ms")]
+    #[schema(default = default_upstream_timeout_ms)]
     pub timeout_ms: u64,
     /// HTTP version spoken to the members: `http1` or `http2` (prior knowledge, multiplexed).
     #[serde(default)]
+    #[schema(default = UpstreamProtocol::default)]
     pub protocol: UpstreamProtocol,
     #[serde(default = "default_connect_timeout_ms")]
+    #[schema(default = default_connect_timeout_ms)]
     pub connect_timeout_ms: u64,
     /// How long an unused upstream connection is kept for reuse, in milliseconds.
     #[serde(default = "default_idle_timeout_ms")]
+    #[schema(default = default_idle_timeout_ms)]
     pub idle_timeout_ms: u64,
     /// Idle connections kept per member (per data-plane worker thread).
     #[serde(default = "default_max_idle_per_member")]
+    #[schema(default = default_max_idle_per_member)]
     pub max_idle_per_member: u32,
     /// Further members tried when connecting fails (nothing reached the upstream yet).
     #[serde(default = "default_retries")]
+    #[schema(default = default_retries)]
     pub retries: u32,
     /// PROXY protocol header sent on each upstream connection (TCP listeners).
     #[serde(default)]
+    #[schema(default = ProxyProtocolVersion::default)]
     pub proxy_protocol: ProxyProtocolVersion,
 }
 
@@ -259,7 +279,7 @@ fn default_retries() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamProtocol {
     #[default]
@@ -267,7 +287,7 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyProtocolVersion {
     #[default]
@@ -276,12 +296,55 @@ pub enum ProxyProtocolVersion {
     V2,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MemberSpec {
     /// `ip:port` of the member.
     pub address: String,
     #[serde(default = "default_weight")]
+    #[schema(default = default_weight)]
     pub weight: u32,
+    /// Whether the member takes new requests; see [`AdminState`].
+    #[serde(default, skip_serializing_if = "AdminState::is_enabled")]
+    #[schema(default = AdminState::default)]
+    pub state: AdminState,
+}
+
+/// An operator's say over a pool member or GSLB site, independent of its health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    /// Takes traffic while healthy.
+    #[default]
+    Enabled,
+    /// Takes no new requests or DNS answers and is not probed; requests in flight finish.
+    Disabled,
+    /// Takes no new requests or DNS answers; requests in flight finish and its idle upstream
+    /// connections are closed. Still probed, so it can be enabled again knowing its health.
+    Draining,
+}
+
+impl AdminState {
+    pub fn is_enabled(&self) -> bool {
+        *self == AdminState::Enabled
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Enabled => "enabled",
+            AdminState::Disabled => "disabled",
+            AdminState::Draining => "draining",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AdminState> {
+        [
+            AdminState::Enabled,
+            AdminState::Disabled,
+            AdminState::Draining,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
 }
 
 fn default_weight() -> u32 {
@@ -289,25 +352,31 @@ fn default_weight() -> u32 {
 }
 
 /// An active HTTP health check, referenced by pools and GSLB sites.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HealthCheckSpec {
     pub name: String,
     #[serde(default = "default_check_path")]
+    #[schema(default = default_check_path)]
     pub path: String,
     /// Host header to send; the target address when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(default = "default_interval_ms")]
+    #[schema(default = default_interval_ms)]
     pub interval_ms: u64,
     #[serde(default = "default_timeout_ms")]
+    #[schema(default = default_timeout_ms)]
     pub timeout_ms: u64,
     /// Consecutive successes that bring a target up.
     #[serde(default = "default_rise")]
+    #[schema(default = default_rise)]
     pub rise: u32,
     /// Consecutive failures that take a target down.
     #[serde(default = "default_fall")]
+    #[schema(default = default_fall)]
     pub fall: u32,
     #[serde(default = "default_expect_status")]
+    #[schema(default = default_expect_status)]
     pub expect_status: u16,
 }
 
@@ -331,7 +400,7 @@ fn default_expect_status() -> u16 {
 }
 
 /// An authoritative DNS zone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ZoneSpec {
     /// The zone apex, e.g. `example.com` (a trailing dot is optional).
     pub name: String,
@@ -343,21 +412,26 @@ pub struct ZoneSpec {
     pub records: Vec<RecordSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SoaSpec {
     pub mname: String,
     /// Responsible mailbox in DNS form (`hostmaster.example.com`).
     pub rname: String,
     #[serde(default = "default_refresh")]
+    #[schema(default = default_refresh)]
     pub refresh: u32,
     #[serde(default = "default_retry")]
+    #[schema(default = default_retry)]
     pub retry: u32,
     #[serde(default = "default_expire")]
+    #[schema(default = default_expire)]
     pub expire: u32,
     /// Negative-caching TTL.
     #[serde(default = "default_minimum")]
+    #[schema(default = default_minimum)]
     pub minimum: u32,
     #[serde(default = "default_ttl")]
+    #[schema(default = default_ttl)]
     pub ttl: u32,
 }
 
@@ -379,17 +453,18 @@ fn default_ttl() -> u32 {
 
 /// One resource record. `name` is relative to the zone (`@` is the apex) or absolute with a
 /// trailing dot. `value` is in presentation form: `192.0.2.1`, `10 mail.example.com.`, ...
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RecordSpec {
     pub name: String,
     #[serde(rename = "type")]
     pub rtype: RecordType,
     #[serde(default = "default_ttl")]
+    #[schema(default = default_ttl)]
     pub ttl: u32,
     pub value: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum RecordType {
     A,
     AAAA,
@@ -399,16 +474,18 @@ pub enum RecordType {
 }
 
 /// A GSLB name answered with the addresses of its healthy sites.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GslbRecordSpec {
     /// Fully qualified name inside one of the configured zones.
     pub name: String,
     #[serde(default = "default_gslb_ttl")]
+    #[schema(default = default_gslb_ttl)]
     pub ttl: u32,
     #[serde(default)]
     pub sites: Vec<SiteSpec>,
     /// What to answer when no site is healthy.
     #[serde(default)]
+    #[schema(default = AllDownPolicy::default)]
     pub when_all_down: AllDownPolicy,
 }
 
@@ -416,7 +493,7 @@ fn default_gslb_ttl() -> u32 {
     30
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AllDownPolicy {
     /// Answer with no addresses (NODATA), so resolvers fail fast.
@@ -426,16 +503,21 @@ pub enum AllDownPolicy {
     All,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SiteSpec {
     pub name: String,
     /// The address handed out (IPv4 answers A queries, IPv6 answers AAAA).
     pub address: String,
     /// Port the health check probes on `address`.
     #[serde(default = "default_site_port")]
+    #[schema(default = default_site_port)]
     pub port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<String>,
+    /// Whether the site is handed out in answers; see [`AdminState`].
+    #[serde(default, skip_serializing_if = "AdminState::is_enabled")]
+    #[schema(default = AdminState::default)]
+    pub state: AdminState,
 }
 
 fn default_site_port() -> u16 {

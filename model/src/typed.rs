@@ -187,6 +187,7 @@ pub struct UpstreamSettings {
 pub struct Member {
     pub address: SocketAddr,
     pub weight: u32,
+    pub state: crate::AdminState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +247,7 @@ pub struct Site {
     /// Where the health check connects.
     pub probe: SocketAddr,
     pub health_check: Option<Arc<HealthCheck>>,
+    pub state: crate::AdminState,
 }
 
 /// Key under which a pool member's health is kept, stable across revisions.
@@ -261,6 +263,48 @@ pub fn site_health_key(record: &str, site: &str) -> String {
 /// Read-only view of health observations, so that DNS can ask about targets that another plane
 /// probes without depending on it.
 pub trait HealthView: Send + Sync {
-    /// `None` when the key has never been observed.
+    /// Whether the target takes traffic: `None` when the key is unknown to the checker. A
+    /// target not yet probed counts as healthy here, so a config change takes traffic at once.
     fn is_healthy(&self, key: &str) -> Option<bool>;
+
+    /// What the console shows: up, down or not yet probed, with counters.
+    fn status(&self, key: &str) -> Option<HealthStatus> {
+        self.is_healthy(key).map(|up| HealthStatus {
+            state: if up {
+                HealthState::Up
+            } else {
+                HealthState::Down
+            },
+            failed_checks: 0,
+            changed_unix_ms: 0,
+        })
+    }
+}
+
+/// The health of one probed target as an operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthStatus {
+    pub state: HealthState,
+    /// Failed probes since the target was added.
+    pub failed_checks: u64,
+    /// When the state last changed (or the target was added), Unix milliseconds.
+    pub changed_unix_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// Not probed yet.
+    Unknown,
+    Up,
+    Down,
+}
+
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Unknown => "unknown",
+            HealthState::Up => "up",
+            HealthState::Down => "down",
+        }
+    }
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::spec::*;
 use crate::typed::*;
 
 /// One problem found in a configuration, with the path of the field it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     pub path: String,
     pub message: String,
@@ -78,6 +79,9 @@ pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
     shadowed_records(&zones, &mut e);
     cname_loops(&zones, &mut e);
     let gslb_records = gslb(spec, &zones, &health_checks, &mut e);
+    if let Some(days) = spec.audit_retention_days {
+        range_u64("audit_retention_days".into(), days.into(), 1, 3650, &mut e);
+    }
 
     if !e.0.is_empty() {
         return Err(ValidationErrors { errors: e.0 });
@@ -295,6 +299,7 @@ fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Er
                 members.push(Member {
                     address: a,
                     weight: m.weight,
+                    state: m.state,
                 });
             }
             range_u64(format!("{mp}.weight"), m.weight.into(), 1, 1000, e);
@@ -897,6 +902,7 @@ fn gslb(
                     address,
                     probe: SocketAddr::new(address, s.port),
                     health_check,
+                    state: s.state,
                 });
             }
         }

@@ -82,6 +82,7 @@ pools = [{ name = "p", members = [{ address = "10.0.0.1" }] }]
         .http
         .put(node.url("/api/v1/routes/r"))
         .bearer_auth(&token)
+        .header("if-match", "*")
         .body(r#"{"name":"r","listener":"nowhere","pool":"p"}"#)
         .send()
         .await
@@ -97,6 +98,7 @@ pools = [{ name = "p", members = [{ address = "10.0.0.1" }] }]
     let resp = reqwest::Client::new()
         .put(node.url("/api/v1/config"))
         .bearer_auth(&token)
+        .header("if-match", "*")
         .body(huge)
         .send()
         .await
@@ -183,7 +185,7 @@ async fn stale_if_match_gets_409_and_objects_have_their_own_endpoints() {
 async fn every_route_but_login_needs_credentials() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Meridian::start(&dir.path().join("n1")).await;
-    let routes: [(Method, &str); 19] = [
+    let routes = [
         (Method::GET, "/"),
         (Method::GET, "/api/v1/tokens/x"),
         (Method::PATCH, "/api/v1/config"),
@@ -200,9 +202,22 @@ async fn every_route_but_login_needs_credentials() {
         (Method::POST, "/api/v1/tokens"),
         (Method::DELETE, "/api/v1/tokens/x"),
         (Method::GET, "/api/v1/nonexistent"),
+        (Method::GET, "/api/v1/history"),
+        (Method::POST, "/api/v1/history/1/rollback"),
+        (Method::GET, "/api/v1/audit"),
+        (Method::GET, "/api/v1/users"),
+        (Method::GET, "/api/v1/openapi.json"),
+        (Method::PUT, "/api/v1/pools/p/members/127.0.0.1:1/state"),
         (Method::POST, "/logout"),
-        (Method::POST, "/console/pools/p/members"),
-        (Method::POST, "/console/gslb/app/sites/remove"),
+        (Method::GET, "/console/pools"),
+        (Method::GET, "/console/pools/p"),
+        (Method::POST, "/console/pools/p"),
+        (Method::POST, "/console/pools/p/members/state"),
+        (Method::GET, "/console/history"),
+        (Method::GET, "/console/audit.jsonl"),
+        (Method::GET, "/console/users"),
+        (Method::GET, "/console/live?keys=a"),
+        (Method::GET, "/console/no/such/page"),
     ];
     let bad_auth = [
         None,
@@ -222,7 +237,12 @@ async fn every_route_but_login_needs_credentials() {
                 req = req.header("authorization", a);
             }
             let status = req.send().await.expect("request").status();
-            assert_eq!(status, 401, "{method} {path} with {auth:?}");
+            // Wrong passwords get throttled after a few: 429 is a refusal too.
+            let throttled = auth == Some("Basic YWRtaW46d3Jvbmc=") && status == 429;
+            assert!(
+                status == 401 || throttled,
+                "{method} {path} with {auth:?}: {status}"
+            );
         }
     }
     let login = node
@@ -235,24 +255,42 @@ async fn every_route_but_login_needs_credentials() {
     node.stop().await;
 }
 
+fn session_cookie_set(resp: &reqwest::Response) -> bool {
+    resp.headers().get_all("set-cookie").iter().any(|v| {
+        v.to_str().unwrap_or("").starts_with("meridian_session=")
+            && !v.to_str().unwrap_or("").contains("Max-Age=0")
+    })
+}
+
+/// The value of `name="csrf"` in a console page.
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token in the page")
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_login_sessions_and_forms() {
+async fn console_login_sessions_forms_and_admin_states() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Meridian::start(&dir.path().join("n1")).await;
     let token = node.token().await;
-    let backend = Backend::start("east", "127.0.0.2").await;
+    let east = Backend::start("east", "127.0.0.2").await;
+    let west = Backend::start("west", "127.0.0.3").await;
+    let port = free_port();
     let (status, _) = node
-        .put_config(&token, config(free_port(), &[&backend], 1000, 2), None)
+        .put_config(&token, config(port, &[&east, &west], 300, 2), None)
         .await;
     assert_eq!(status, 200);
 
     // A wrong password creates no session.
     let resp = node.login("admin", "wrong").await;
     assert_eq!(resp.status(), 401);
-    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(!session_cookie_set(&resp));
     let resp = node.login("nobody", "x").await;
     assert_eq!(resp.status(), 401);
-    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(!session_cookie_set(&resp));
 
     // The right one does.
     let resp = node.login("admin", &node.initial_password()).await;
@@ -263,156 +301,195 @@ async fn console_login_sessions_and_forms() {
         .and_then(|v| v.to_str().ok())
         .expect("session cookie")
         .to_string();
+    assert!(set_cookie.starts_with("meridian_session="));
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
     let cookie = set_cookie.split(';').next().expect("cookie").to_string();
+    let get = |path: &'static str| {
+        let (http, url, cookie) = (node.http.clone(), node.url(path), cookie.clone());
+        async move {
+            let r = http
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("page");
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.text().await.expect("html"))
+        }
+    };
 
-    let page = node
-        .http
-        .get(node.url("/"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("dashboard");
-    assert_eq!(page.status(), 200);
+    let (status, headers, html) = get("/").await;
+    assert_eq!(status, 200);
     assert_eq!(
-        page.headers().get("x-frame-options").map(|v| v.as_bytes()),
+        headers.get("x-frame-options").map(|v| v.as_bytes()),
         Some(&b"DENY"[..])
     );
-    assert!(page
-        .headers()
+    assert!(headers
         .get("content-security-policy")
         .is_some_and(|v| v.to_str().unwrap_or("").contains("default-src 'none'")));
-    let html = page.text().await.expect("html");
-    assert!(html.contains(&backend.addr.to_string()), "member listed");
-    assert!(html.contains("app.gslb.test."), "GSLB record listed");
     assert!(
         html.contains("HTTP/1.1 + HTTP/2 (h2c)"),
         "listener protocol shown"
     );
-    assert!(
-        html.contains("<th>Filters</th>"),
-        "route filters column shown"
-    );
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
+    let (_, _, html) = get("/console/listeners").await;
+    assert!(html.contains(">Filters</th>"), "route filters column shown");
+    let (_, _, html) = get("/console/gslb").await;
+    assert!(html.contains("app.gslb.test"), "GSLB record listed");
+    let (status, _, html) = get("/console/pools/mesh").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&east.addr.to_string()), "member listed");
+    let csrf = csrf_of(&html);
+    let revision = html
+        .split("name=\"revision\" value=\"")
         .nth(1)
         .and_then(|s| s.split('"').next())
-        .expect("csrf token in the page")
+        .expect("revision in the form")
         .to_string();
 
-    // Forms go through Raft: the revision moves and the config shows the change.
+    // The pool form goes through Raft: the revision moves and the config shows the change.
+    let (east_a, west_a) = (east.addr.to_string(), west.addr.to_string());
+    let form = |extra_address: &'static str, rev: String| {
+        vec![
+            ("csrf".to_string(), csrf.clone()),
+            ("revision".to_string(), rev),
+            ("name".to_string(), "mesh".to_string()),
+            ("health_check".to_string(), "hc".to_string()),
+            ("members[0].address".to_string(), east_a.clone()),
+            ("members[0].state".to_string(), "enabled".to_string()),
+            ("members[1].address".to_string(), west_a.clone()),
+            ("members[1].state".to_string(), "enabled".to_string()),
+            ("members[2].address".to_string(), extra_address.to_string()),
+            ("members[2].weight".to_string(), "2".to_string()),
+            ("members[2].state".to_string(), "disabled".to_string()),
+        ]
+    };
+    let post = |path: &'static str, fields: Vec<(String, String)>| {
+        let (http, url, cookie) = (node.http.clone(), node.url(path), cookie.clone());
+        async move {
+            let r = http
+                .post(url)
+                .header("cookie", cookie)
+                .form(&fields)
+                .send()
+                .await
+                .expect("form answered");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
     let (_, rev) = node.get_config(&token).await;
-    let resp = node
-        .post_form(
-            &cookie,
-            "/console/pools/mesh/members",
-            &[
-                ("csrf", csrf.as_str()),
-                ("address", "127.0.0.9:8080"),
-                ("weight", "2"),
-            ],
-        )
-        .await;
-    assert_eq!(resp.status(), 303);
+    let (status, body) = post(
+        "/console/pools/mesh",
+        form("127.0.0.9:8080", revision.clone()),
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
     let (spec, rev2) = node.get_config(&token).await;
-    assert!(rev2 > rev);
-    assert_eq!(spec["pools"][0]["members"][1]["address"], "127.0.0.9:8080");
+    assert_eq!(rev2, rev + 1);
+    assert_eq!(spec["pools"][0]["members"][2]["address"], "127.0.0.9:8080");
+    assert_eq!(spec["pools"][0]["members"][2]["state"], "disabled");
 
-    let resp = node
-        .post_form(
-            &cookie,
-            "/console/gslb/app.gslb.test./sites",
-            &[
-                ("csrf", csrf.as_str()),
-                ("name", "west"),
-                ("address", "127.0.0.3"),
-                ("port", "80"),
-                ("health_check", ""),
-            ],
-        )
-        .await;
-    assert_eq!(resp.status(), 303);
-    let (spec, _) = node.get_config(&token).await;
-    assert_eq!(spec["gslb_records"][0]["sites"][1]["name"], "west");
+    // The same form again is stale now: 409, nothing overwritten.
+    let (status, body) = post("/console/pools/mesh", form("127.0.0.10:8080", revision)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("value=\"127.0.0.10:8080\""),
+        "what was typed is kept"
+    );
+    assert_eq!(node.get_config(&token).await.1, rev2);
 
-    // Invalid input in a form is refused with the reason, and nothing changes.
-    let resp = node
-        .post_form(
-            &cookie,
-            "/console/pools/mesh/members",
-            &[("csrf", csrf.as_str()), ("address", "not-an-address")],
-        )
-        .await;
-    assert_eq!(resp.status(), 422);
-    assert!(resp.text().await.expect("body").contains("invalid address"));
+    // Invalid input is refused beside its field, and nothing changes.
+    let (status, body) = post(
+        "/console/pools/mesh",
+        form("not-an-address", rev2.to_string()),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        body.contains("invalid address") && body.contains("field-error"),
+        "{body}"
+    );
+    assert_eq!(node.get_config(&token).await.1, rev2);
 
     // Without the CSRF token, nothing happens.
-    let (_, rev3) = node.get_config(&token).await;
-    let resp = node
-        .post_form(
-            &cookie,
-            "/console/pools/mesh/members/remove",
-            &[("csrf", "forged"), ("address", "127.0.0.9:8080")],
-        )
-        .await;
-    assert_eq!(resp.status(), 403);
-    assert_eq!(node.get_config(&token).await.1, rev3);
+    let mut forged = form("127.0.0.11:8080", rev2.to_string());
+    forged[0].1 = "forged".into();
+    let (status, _) = post("/console/pools/mesh", forged).await;
+    assert_eq!(status, 403);
+    assert_eq!(node.get_config(&token).await.1, rev2);
 
-    let resp = node
-        .post_form(
-            &cookie,
-            "/console/pools/mesh/members/remove",
-            &[("csrf", csrf.as_str()), ("address", "127.0.0.9:8080")],
-        )
-        .await;
-    assert_eq!(resp.status(), 303);
-    let (spec, _) = node.get_config(&token).await;
+    // Draining a member from the console takes it out of rotation at once: every request goes
+    // to the other member.
+    let client = reqwest::Client::new();
+    let (status, body) = post(
+        "/console/pools/mesh/members/state",
+        vec![
+            ("csrf".into(), csrf.clone()),
+            ("address".into(), east_a.clone()),
+            ("state".into(), "draining".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    let rev3 = node.get_config(&token).await.1;
+    eventually(std::time::Duration::from_secs(5), || async {
+        node.status(&token).await["revision"] == rev3
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(via_proxy(&client, port).await.as_deref(), Ok("west"));
+    }
+    let (_, _, html) = get("/console/pools/mesh").await;
+    assert!(
+        html.contains("<span class=\"draining\">draining</span>"),
+        "{html}"
+    );
+    let st = node.status(&token).await;
+    assert_eq!(st["pools"][0]["members"][0]["state"], "draining", "{st}");
+
+    // The history shows who did it through which interface, and rolls back.
+    let (_, _, html) = get("/console/history").await;
+    assert!(
+        html.contains("save pools/mesh") && html.contains("console"),
+        "{html}"
+    );
+    let (status, body) = post(
+        "/console/history/1/rollback",
+        vec![
+            ("csrf".into(), csrf.clone()),
+            ("revision".into(), rev3.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    let (spec, rev4) = node.get_config(&token).await;
+    assert_eq!(rev4, rev3 + 1);
     assert_eq!(
         spec["pools"][0]["members"].as_array().map(|m| m.len()),
-        Some(1)
+        Some(2)
+    );
+    assert!(
+        spec["pools"][0]["members"][0].get("state").is_none(),
+        "{spec}"
     );
 
-    // A form built on an old revision does not overwrite a change made meanwhile.
-    let page = node
-        .http
-        .get(node.url("/"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("dashboard");
-    assert_eq!(page.status(), 200);
-    let (mut spec, _) = node.get_config(&token).await;
-    spec["pools"][0]["members"][0]["weight"] = serde_json::json!(7);
-    let (status, _) = node.put_config(&token, spec.to_string(), None).await;
-    assert_eq!(status, 200);
-    // The form handler reads the object and its revision together, so to race it the API write
-    // has to land between that read and the commit; what we can check end to end is that the
-    // weight the API set survives the form's edit.
-    let resp = node
-        .post_form(
-            &cookie,
-            "/console/pools/mesh/members",
-            &[("csrf", csrf.as_str()), ("address", "127.0.0.10:8080")],
-        )
-        .await;
-    assert_eq!(resp.status(), 303);
-    let (spec, _) = node.get_config(&token).await;
-    assert_eq!(spec["pools"][0]["members"][0]["weight"], 7);
-    assert_eq!(spec["pools"][0]["members"][1]["address"], "127.0.0.10:8080");
+    // The audit log has the login with the client's address and the changes.
+    let (_, _, audit) = get("/console/audit.jsonl").await;
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"login\"") && l.contains("127.0.0.1")),
+        "{audit}"
+    );
+    assert!(
+        audit.lines().any(|l| l.contains("roll back to revision 1")),
+        "{audit}"
+    );
 
     // Logging out ends the session.
-    let resp = node
-        .post_form(&cookie, "/logout", &[("csrf", csrf.as_str())])
-        .await;
-    assert_eq!(resp.status(), 303);
-    let resp = node
-        .http
-        .get(node.url("/"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("dashboard");
-    assert_eq!(resp.status(), 401);
+    let (status, _) = post("/logout", vec![("csrf".into(), csrf.clone())]).await;
+    assert_eq!(status, 303);
+    assert_eq!(get("/").await.0, 401);
     node.stop().await;
 }
 
@@ -490,7 +567,8 @@ async fn password_guessing_is_throttled_but_tokens_keep_working() {
         assert_eq!(resp.status(), 401);
         assert!(resp.headers().get("retry-after").is_none());
     }
-    // Now even the right password is refused for a while, and the answer says why.
+    // Now even the right password is refused for a while, and the answer says why: 429 with
+    // Retry-After, as the console says.
     let resp = node
         .http
         .get(node.url("/api/v1/config"))
@@ -498,11 +576,12 @@ async fn password_guessing_is_throttled_but_tokens_keep_working() {
         .send()
         .await
         .expect("right password");
-    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.status(), 429);
     assert!(resp.headers().get("retry-after").is_some());
     let login = node.login("admin", &node.initial_password()).await;
     assert_eq!(login.status(), 429);
-    assert!(login.headers().get("set-cookie").is_none());
+    assert!(login.headers().get("retry-after").is_some());
+    assert!(!session_cookie_set(&login));
     // Tokens are not passwords: they keep working.
     assert_eq!(node.get_config(&token).await.1, 0);
     node.stop().await;

@@ -32,8 +32,19 @@ async fn cli_gets_applies_and_validates_config() {
     let backend = Backend::start("east", "127.0.0.2").await;
     let file = dir.path().join("cluster.toml");
     std::fs::write(&file, config(free_port(), &[&backend], 500, 2)).expect("write");
+    // A blind overwrite must be asked for: --if-match or --force.
     let out = Command::new(BIN)
         .args(["config", "apply", "-f"])
+        .arg(&file)
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("apply");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--if-match"));
+    let out = Command::new(BIN)
+        .args(["config", "apply", "--if-match", "0", "-f"])
         .arg(&file)
         .env("MERIDIAN_API", &api)
         .env("MERIDIAN_TOKEN", &token)
@@ -45,7 +56,90 @@ async fn cli_gets_applies_and_validates_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("applied: revision"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied: revision 1"));
+
+    // Admin states from the CLI; the history says the change came through the CLI.
+    let out = Command::new(BIN)
+        .args(["member", "--pool", "mesh", "--address"])
+        .arg(backend.addr.to_string())
+        .arg("draining")
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("member");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (spec, _) = node.get_config(&token).await;
+    assert_eq!(spec["pools"][0]["members"][0]["state"], "draining");
+    let out = Command::new(BIN)
+        .args([
+            "site",
+            "--record",
+            "app.gslb.test",
+            "--site",
+            "east",
+            "disabled",
+        ])
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("site");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history: serde_json::Value = node
+        .http
+        .get(node.url("/api/v1/history"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(history[0]["interface"], "cli", "{history}");
+    assert_eq!(
+        history[0]["summary"], "save gslb_records/app.gslb.test",
+        "{history}"
+    );
+
+    // A viewer token reads but cannot change anything.
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "create",
+            "--name",
+            "ro",
+            "--role",
+            "viewer",
+            "--expires-days",
+            "1",
+        ])
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_PASSWORD", node.initial_password())
+        .output()
+        .await
+        .expect("token create");
+    assert!(out.status.success());
+    let viewer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = Command::new(BIN)
+        .args(["member", "--pool", "mesh", "--address"])
+        .arg(backend.addr.to_string())
+        .arg("enabled")
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_TOKEN", &viewer)
+        .output()
+        .await
+        .expect("member");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
 
     let out = Command::new(BIN)
         .args(["config", "get", "--format", "toml"])
@@ -90,7 +184,7 @@ async fn cli_gets_applies_and_validates_config() {
         "{err}"
     );
     let out = Command::new(BIN)
-        .args(["config", "apply", "-f"])
+        .args(["config", "apply", "--force", "-f"])
         .arg(&file)
         .env("MERIDIAN_API", &api)
         .env("MERIDIAN_TOKEN", &token)
@@ -126,7 +220,9 @@ async fn help_explains_every_subcommand() {
         .expect("help");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["demo", "serve", "config", "token", "status"] {
+    for sub in [
+        "demo", "serve", "config", "token", "status", "member", "site",
+    ] {
         assert!(text.contains(sub), "{sub} missing from --help:\n{text}");
     }
     for sub in [

@@ -132,30 +132,41 @@ impl Meridian {
         v["token"].as_str().expect("token").to_string()
     }
 
-    /// POST /login with a form.
+    /// POST /login with the form's CSRF token, as a browser does after loading the form.
     pub async fn login(&self, user: &str, password: &str) -> reqwest::Response {
+        let page = self
+            .http
+            .get(self.url("/login"))
+            .send()
+            .await
+            .expect("login form");
+        let cookie = page
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("meridian_login="))
+            .and_then(|v| v.split(';').next())
+            .expect("login cookie")
+            .to_string();
+        let html = page.text().await.expect("login html");
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("csrf field")
+            .to_string();
         self.http
             .post(self.url("/login"))
-            .form(&[("username", user), ("password", password)])
+            .header("cookie", cookie)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("username", user),
+                ("password", password),
+            ])
             .send()
             .await
             .expect("login answered")
-    }
-
-    /// A console form POST with a session cookie (`meridian_session=...`).
-    pub async fn post_form(
-        &self,
-        cookie: &str,
-        path: &str,
-        form: &[(&str, &str)],
-    ) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .header("cookie", cookie)
-            .form(form)
-            .send()
-            .await
-            .expect("form answered")
     }
 
     /// PUT /api/v1/config; returns status and JSON body.
@@ -170,9 +181,11 @@ impl Meridian {
             .put(self.url("/api/v1/config"))
             .bearer_auth(token)
             .body(body);
-        if let Some(r) = if_match {
-            req = req.header("if-match", format!("\"{r}\""));
-        }
+        // Without a revision the write is deliberately unconditional.
+        req = match if_match {
+            Some(r) => req.header("if-match", format!("\"{r}\"")),
+            None => req.header("if-match", "*"),
+        };
         let resp = req.send().await.expect("put config");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or_default())

@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::AppState;
+use model::{Interface, Origin, Role};
+use std::net::IpAddr;
 
 mod gate;
 
@@ -24,8 +26,12 @@ pub use gate::{Denied, PasswordGate};
 
 /// Name of the console session cookie.
 pub const SESSION_COOKIE: &str = "meridian_session";
-/// A console session ends this long after login.
+/// A console session ends this long after login, however active.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// A console session ends after this long without a request.
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// Name of the cookie that carries the login form's CSRF token before there is a session.
+pub const LOGIN_COOKIE: &str = "meridian_login";
 /// Prefix that makes Meridian tokens easy to spot in secret scanners.
 pub const TOKEN_PREFIX: &str = "mrd_";
 
@@ -85,6 +91,9 @@ pub struct Session {
     pub user: String,
     pub csrf: String,
     expires: Instant,
+    last_seen: Instant,
+    /// The result of the last action, shown once on the next page.
+    flash: Option<String>,
 }
 
 /// Console sessions of this node, keyed by the SHA-256 of the cookie value.
@@ -101,22 +110,49 @@ impl Sessions {
             user: user.to_string(),
             csrf: random_hex(),
             expires: now + SESSION_TTL,
+            last_seen: now,
+            flash: None,
         };
         let mut map = self.lock();
-        map.retain(|_, s| s.expires > now);
+        map.retain(|_, s| s.live(now));
         map.insert(token_id(&cookie), session);
         cookie
     }
 
+    /// The live session of `cookie`, marked as used now.
     pub fn get(&self, cookie: &str, now: Instant) -> Option<Session> {
-        let map = self.lock();
-        map.get(&token_id(cookie))
-            .filter(|s| s.expires > now)
-            .cloned()
+        let mut map = self.lock();
+        let id = token_id(cookie);
+        let s = map.get_mut(&id)?;
+        if !s.live(now) {
+            map.remove(&id);
+            return None;
+        }
+        s.last_seen = now;
+        Some(s.clone())
     }
 
     pub fn remove(&self, cookie: &str) {
         self.lock().remove(&token_id(cookie));
+    }
+
+    /// Leaves a message for the next page of this session.
+    pub fn set_flash(&self, cookie: &str, text: String) {
+        if let Some(s) = self.lock().get_mut(&token_id(cookie)) {
+            s.flash = Some(text);
+        }
+    }
+
+    /// The message left for this page, once.
+    pub fn take_flash(&self, cookie: &str) -> Option<String> {
+        self.lock()
+            .get_mut(&token_id(cookie))
+            .and_then(|s| s.flash.take())
+    }
+
+    /// Ends every session of `user` (disabled, deleted, or a new password).
+    pub fn remove_user(&self, user: &str) {
+        self.lock().retain(|_, s| s.user != user);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
@@ -124,6 +160,12 @@ impl Sessions {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         }
+    }
+}
+
+impl Session {
+    fn live(&self, now: Instant) -> bool {
+        self.expires > now && now.saturating_duration_since(self.last_seen) < SESSION_IDLE
     }
 }
 
@@ -143,6 +185,49 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 #[derive(Debug, Clone)]
 pub struct ApiUser {
     pub user: String,
+    /// The user's role, capped by the token's.
+    pub role: Role,
+    /// `api`, or `cli` when the caller says it is the Meridian CLI.
+    pub interface: Interface,
+    pub client: IpAddr,
+}
+
+impl ApiUser {
+    /// Refuses the call (403) unless the caller has at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(role))
+        }
+    }
+
+    pub fn origin(&self) -> Origin {
+        Origin::new(&self.user, self.interface, Some(self.client.to_string()))
+    }
+}
+
+/// When a token was last used, on this node (not replicated: a write per API call would be too
+/// many).
+#[derive(Debug, Default)]
+pub struct TokenUsage(Mutex<HashMap<String, u64>>);
+
+impl TokenUsage {
+    pub fn touch(&self, id: &str, now_ms: u64) {
+        let mut map = match self.0.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.insert(id.to_string(), now_ms);
+    }
+
+    pub fn last_used(&self, id: &str) -> Option<u64> {
+        let map = match self.0.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.get(id).copied()
+    }
 }
 
 impl FromRequestParts<AppState> for ApiUser {
@@ -156,13 +241,30 @@ impl FromRequestParts<AppState> for ApiUser {
             .ok_or(ApiError::Unauthorized)?;
         let (scheme, value) = header.split_once(' ').ok_or(ApiError::Unauthorized)?;
         let auth = state.backend.auth();
+        let client = client_ip(parts);
+        let interface = match parts.headers.get("x-meridian-client") {
+            Some(v) if v.as_bytes() == b"cli" => Interface::Cli,
+            _ => Interface::Api,
+        };
         if scheme.eq_ignore_ascii_case("bearer") {
             let id = token_id(value.trim());
-            return auth
-                .tokens
-                .get(&id)
-                .map(|(_, user)| ApiUser { user: user.clone() })
-                .ok_or(ApiError::Unauthorized);
+            let token = auth.tokens.get(&id).ok_or(ApiError::Unauthorized)?;
+            let now = model::unix_ms();
+            if token.expires_unix_ms.is_some_and(|t| t <= now) {
+                return Err(ApiError::Unauthorized);
+            }
+            let user = auth
+                .users
+                .get(&token.user)
+                .filter(|u| !u.disabled)
+                .ok_or(ApiError::Unauthorized)?;
+            state.token_usage.touch(&id, now);
+            return Ok(ApiUser {
+                user: token.user.clone(),
+                role: token.role.min(user.role),
+                interface,
+                client,
+            });
         }
         if scheme.eq_ignore_ascii_case("basic") {
             let decoded = base64::engine::general_purpose::STANDARD
@@ -170,8 +272,9 @@ impl FromRequestParts<AppState> for ApiUser {
                 .map_err(|_| ApiError::Unauthorized)?;
             let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
             let (user, password) = text.split_once(':').ok_or(ApiError::Unauthorized)?;
-            let phc = auth.users.get(user).cloned();
-            let client = client_ip(parts);
+            let record = auth.users.get(user).filter(|u| !u.disabled);
+            let phc = record.map(|u| u.password_hash.clone());
+            let role = record.map(|u| u.role).unwrap_or(Role::Viewer);
             return match state
                 .passwords
                 .check(client, phc, password.to_string(), Instant::now())
@@ -179,8 +282,22 @@ impl FromRequestParts<AppState> for ApiUser {
             {
                 Ok(()) => Ok(ApiUser {
                     user: user.to_string(),
+                    role,
+                    interface,
+                    client,
                 }),
-                Err(Denied::Wrong) => Err(ApiError::Unauthorized),
+                Err(Denied::Wrong) => {
+                    // Failed API passwords are audited like failed console logins; the gate
+                    // bounds how many one address can cause.
+                    crate::ops::audit(
+                        state,
+                        Origin::new(user, interface, Some(client.to_string())),
+                        "login",
+                        "wrong user name or password (HTTP Basic)".into(),
+                        false,
+                    );
+                    Err(ApiError::Unauthorized)
+                }
                 Err(Denied::Throttled(wait)) => Err(ApiError::Throttled(wait)),
                 Err(Denied::Busy) => Err(ApiError::Busy),
             };
@@ -198,11 +315,23 @@ pub fn client_ip(parts: &Parts) -> std::net::IpAddr {
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
-/// A console user with a live session cookie.
+/// A console user with a live session cookie, an enabled account, and the role it has now.
 #[derive(Debug, Clone)]
 pub struct ConsoleUser {
     pub cookie: String,
     pub session: Session,
+    pub role: Role,
+    pub client: IpAddr,
+}
+
+impl ConsoleUser {
+    pub fn origin(&self) -> Origin {
+        Origin::new(
+            &self.session.user,
+            Interface::Console,
+            Some(self.client.to_string()),
+        )
+    }
 }
 
 impl FromRequestParts<AppState> for ConsoleUser {
@@ -212,13 +341,26 @@ impl FromRequestParts<AppState> for ConsoleUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let cookie = cookie(&parts.headers, SESSION_COOKIE).ok_or(crate::console::LoginRequired)?;
+        let login = crate::console::LoginRequired {
+            secure: state.secure_cookies,
+            token: cookie(&parts.headers, LOGIN_COOKIE).map(str::to_string),
+        };
+        let cookie = cookie(&parts.headers, SESSION_COOKIE).ok_or(login.clone())?;
         let session = state
             .sessions
             .get(cookie, Instant::now())
-            .ok_or(crate::console::LoginRequired)?;
+            .ok_or(login.clone())?;
+        // The account is read on every request, so a disabled user or a new role takes effect
+        // at once.
+        let auth = state.backend.auth();
+        let Some(account) = auth.users.get(&session.user).filter(|u| !u.disabled) else {
+            state.sessions.remove(cookie);
+            return Err(login);
+        };
         Ok(ConsoleUser {
             cookie: cookie.to_string(),
+            role: account.role,
+            client: client_ip(parts),
             session,
         })
     }
@@ -243,9 +385,24 @@ mod tests {
         let now = Instant::now();
         let c = s.create("admin", now);
         assert_eq!(s.get(&c, now).map(|x| x.user), Some("admin".into()));
+        // Kept alive by use every 20 minutes, the session still ends after its absolute TTL.
+        let mut t = now;
+        while t + Duration::from_secs(1200) < now + SESSION_TTL {
+            t += Duration::from_secs(1200);
+            assert!(s.get(&c, t).is_some());
+        }
         assert!(s
             .get(&c, now + SESSION_TTL + Duration::from_secs(1))
             .is_none());
+        // Idle for longer than SESSION_IDLE: gone.
+        let idle = s.create("admin", now);
+        assert!(s
+            .get(&idle, now + SESSION_IDLE + Duration::from_secs(1))
+            .is_none());
+        assert!(
+            s.get(&idle, now).is_none(),
+            "an idle-expired session is removed"
+        );
         assert!(s.get("forged", now).is_none());
         s.remove(&c);
         assert!(s.get(&c, now).is_none());

@@ -17,6 +17,13 @@ pub enum ApiError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("needs the {0} role")]
+    Forbidden(model::Role),
+    /// A write without `If-Match`.
+    #[error("If-Match required")]
+    PreconditionRequired,
+    #[error("request body too large")]
+    TooLarge,
     #[error("invalid configuration")]
     Invalid(ValidationErrors),
     #[error(transparent)]
@@ -44,6 +51,18 @@ impl IntoResponse for ApiError {
             ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "not found"})),
+            ApiError::Forbidden(role) => (
+                StatusCode::FORBIDDEN,
+                json!({"error": format!("this needs the {role} role")}),
+            ),
+            ApiError::PreconditionRequired => (
+                StatusCode::PRECONDITION_REQUIRED,
+                json!({"error": "send If-Match with the revision you read (the ETag of a GET), or If-Match: * to overwrite whatever is there"}),
+            ),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": format!("request body larger than {} bytes", crate::MAX_BODY_BYTES)}),
+            ),
             ApiError::Invalid(e) | ApiError::Change(ChangeError::Invalid(e)) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 json!({"error": "invalid configuration", "errors": e.errors}),
@@ -59,6 +78,9 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND,
                 json!({"error": format!("{kind}/{name} does not exist")}),
             ),
+            ApiError::Change(ChangeError::Refused(why)) => {
+                (StatusCode::CONFLICT, json!({ "error": why }))
+            }
             ApiError::Change(ChangeError::NotLeader { leader }) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "this node is not the Raft leader; retry on the leader", "leader": leader}),
@@ -70,9 +92,9 @@ impl IntoResponse for ApiError {
                     json!({"error": "the cluster cannot commit changes right now"}),
                 )
             }
-            // Still 401 (the credentials were not accepted), with the reason and Retry-After.
+            // The same answer the console gives: 429 with Retry-After.
             ApiError::Throttled(wait) => (
-                StatusCode::UNAUTHORIZED,
+                StatusCode::TOO_MANY_REQUESTS,
                 json!({"error": format!("too many failed password attempts from this address; retry in {} s", wait.as_secs().max(1))}),
             ),
             ApiError::Busy => (

@@ -7,24 +7,32 @@
 
 mod api;
 pub mod auth;
+pub mod chart;
 mod console;
+pub mod diff;
 mod error;
+pub mod forms;
+pub mod history;
+mod live;
 mod metrics;
+mod openapi;
+mod ops;
 mod serve;
 mod view;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use model::records::{AuditEntry, AuthState, RevisionRecord};
 pub use model::Change;
-use model::{Config, HealthView, ObjectKind, Revisioned, ValidationErrors};
+use model::{Config, HealthView, ObjectKind, Origin, Revisioned, ValidationErrors};
 use serde::Serialize;
 
 pub use error::ApiError;
+pub use history::spawn_sampler;
 pub use serve::{serve, serve_tls};
 
 /// Largest request body the API accepts; bigger ones get 413.
@@ -39,23 +47,17 @@ pub enum ChangeError {
     Invalid(ValidationErrors),
     #[error("{kind}/{name} does not exist")]
     NotFound { kind: ObjectKind, name: String },
+    /// The current state does not allow it (the last admin, a revision no longer kept, ...).
+    #[error("{0}")]
+    Refused(String),
     #[error("this node is not the leader")]
     NotLeader { leader: Option<String> },
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
 }
 
-/// Users and API tokens as replicated; password hashes and token hashes only.
-#[derive(Debug, Clone, Default)]
-pub struct AuthView {
-    /// user name -> argon2 PHC string
-    pub users: BTreeMap<String, String>,
-    /// hex sha256 of the token -> (token name, user)
-    pub tokens: BTreeMap<String, (String, String)>,
-}
-
-/// Raft state shown on the dashboard and exported as metrics.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Raft state shown on the console and exported as metrics.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RaftView {
     pub node_id: u64,
     pub state: String,
@@ -67,7 +69,7 @@ pub struct RaftView {
 }
 
 /// One proxy listener as the data plane sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ListenerView {
     pub name: String,
     pub bind: String,
@@ -82,8 +84,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What the management plane needs from the rest of the node.
 pub trait Backend: Send + Sync + 'static {
     fn config(&self) -> Arc<Revisioned<Config>>;
-    fn auth(&self) -> AuthView;
-    fn propose(&self, change: Change) -> BoxFuture<'_, Result<u64, ChangeError>>;
+    /// Users and tokens as replicated: password and token hashes only.
+    fn auth(&self) -> Arc<AuthState>;
+    /// The last config revisions, oldest first.
+    fn history(&self) -> Arc<Vec<Arc<RevisionRecord>>>;
+    /// The replicated audit log, oldest first.
+    fn audit(&self) -> Arc<Vec<Arc<AuditEntry>>>;
+    /// Proposes a change on behalf of `origin`; answers the config revision after it.
+    fn propose(&self, change: Change, origin: Origin) -> BoxFuture<'_, Result<u64, ChangeError>>;
     fn raft(&self) -> RaftView;
     fn health(&self) -> Arc<dyn HealthView>;
     fn listeners(&self) -> Vec<ListenerView>;
@@ -98,7 +106,10 @@ pub struct AppState {
     pub backend: Arc<dyn Backend>,
     pub sessions: Arc<auth::Sessions>,
     pub passwords: Arc<auth::PasswordGate>,
+    pub token_usage: Arc<auth::TokenUsage>,
     pub registry: prometheus::Registry,
+    /// The last hour of traffic, sampled from `registry` by [`spawn_sampler`].
+    pub history: Arc<history::History>,
     /// Set when the console is served over HTTPS: session cookies get `Secure`.
     pub secure_cookies: bool,
     metrics: metrics::ApiMetrics,
@@ -114,7 +125,9 @@ impl AppState {
             backend,
             sessions: Arc::new(auth::Sessions::default()),
             passwords: Arc::new(auth::PasswordGate::default()),
+            token_usage: Arc::default(),
             registry,
+            history: Arc::default(),
             secure_cookies: false,
             metrics,
         })
@@ -125,6 +138,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(console::routes())
+        .merge(live::routes())
         .nest("/api/v1", api::routes())
         .route("/metrics", axum::routing::get(metrics::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -133,7 +147,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Headers that keep the console out of frames, stop MIME sniffing, keep pages with secrets out
-/// of caches, and allow no script at all.
+/// of caches, and allow only the console's own stylesheet, script (`/static/live.js`) and live
+/// feed: no inline style or script at all.
 async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
     use axum::http::{header, HeaderValue};
     let h = resp.headers_mut();
@@ -144,13 +159,15 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Same-origin requests keep their Origin header (the console's forms check it); nothing
+        // leaks to other sites.
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     resp

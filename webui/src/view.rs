@@ -1,57 +1,60 @@
 //! Read models of the live state, shared by the dashboard and `/api/v1/status`: the config
 //! joined with health observations.
 
-use model::{Config, HealthView, RecordData};
+use model::{Config, HealthView};
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PoolView {
     pub name: String,
     pub health_check: String,
     pub members: Vec<MemberView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub address: String,
     pub weight: u32,
+    /// Takes new requests: enabled and not down.
     pub healthy: bool,
+    /// `up`, `down` or `unknown` (not probed yet); `up` without a health check.
+    pub health: &'static str,
+    /// `enabled`, `disabled` or `draining`.
+    pub state: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GslbView {
     pub name: String,
     pub ttl: u32,
     pub sites: Vec<SiteView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SiteView {
     pub name: String,
     pub address: String,
     pub port: u16,
     pub health_check: String,
     pub healthy: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ZoneView {
-    pub name: String,
-    pub serial: u64,
-    pub records: Vec<RecordView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RecordView {
-    pub name: String,
-    pub rtype: &'static str,
-    pub ttl: u32,
-    pub value: String,
+    pub health: &'static str,
+    pub state: &'static str,
 }
 
 /// A target without a health check is always eligible; one never observed counts as up.
 fn healthy(has_check: bool, health: &dyn HealthView, key: &str) -> bool {
     !has_check || health.is_healthy(key).unwrap_or(true)
+}
+
+fn health_word(has_check: bool, health: &dyn HealthView, key: &str) -> &'static str {
+    if !has_check {
+        return "up";
+    }
+    health
+        .status(key)
+        .map(|s| s.state)
+        .unwrap_or(model::HealthState::Unknown)
+        .as_str()
 }
 
 pub fn pools(cfg: &Config, health: &dyn HealthView) -> Vec<PoolView> {
@@ -67,14 +70,16 @@ pub fn pools(cfg: &Config, health: &dyn HealthView) -> Vec<PoolView> {
             members: p
                 .members
                 .iter()
-                .map(|m| MemberView {
-                    address: m.address.to_string(),
-                    weight: m.weight,
-                    healthy: healthy(
-                        p.health_check.is_some(),
-                        health,
-                        &model::member_health_key(&p.name, m.address),
-                    ),
+                .map(|m| {
+                    let key = model::member_health_key(&p.name, m.address);
+                    MemberView {
+                        address: m.address.to_string(),
+                        weight: m.weight,
+                        healthy: m.state.is_enabled()
+                            && healthy(p.health_check.is_some(), health, &key),
+                        health: health_word(p.health_check.is_some(), health, &key),
+                        state: m.state.as_str(),
+                    }
                 })
                 .collect(),
         })
@@ -99,43 +104,18 @@ pub fn gslb(cfg: &Config, health: &dyn HealthView) -> Vec<GslbView> {
                         .as_ref()
                         .map(|h| h.name.clone())
                         .unwrap_or_default(),
-                    healthy: healthy(
+                    healthy: s.state.is_enabled()
+                        && healthy(
+                            s.health_check.is_some(),
+                            health,
+                            &model::site_health_key(&g.name, &s.name),
+                        ),
+                    health: health_word(
                         s.health_check.is_some(),
                         health,
                         &model::site_health_key(&g.name, &s.name),
                     ),
-                })
-                .collect(),
-        })
-        .collect()
-}
-
-pub fn zones(cfg: &Config, revision: u64) -> Vec<ZoneView> {
-    cfg.zones
-        .iter()
-        .map(|z| ZoneView {
-            name: z.origin.clone(),
-            serial: revision,
-            records: z
-                .records
-                .iter()
-                .map(|r| {
-                    let (rtype, value) = match &r.data {
-                        RecordData::A(a) => ("A", a.to_string()),
-                        RecordData::AAAA(a) => ("AAAA", a.to_string()),
-                        RecordData::CNAME(n) => ("CNAME", n.clone()),
-                        RecordData::TXT(t) => ("TXT", t.clone()),
-                        RecordData::MX {
-                            preference,
-                            exchange,
-                        } => ("MX", format!("{preference} {exchange}")),
-                    };
-                    RecordView {
-                        name: r.name.clone(),
-                        rtype,
-                        ttl: r.ttl,
-                        value,
-                    }
+                    state: s.state.as_str(),
                 })
                 .collect(),
         })

@@ -1,0 +1,525 @@
+//! The read-only pages: overview, the lists of each object kind, cluster and alarms.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use model::{HealthState, HealthView};
+
+use super::{render, seg, Chrome};
+use crate::auth::ConsoleUser;
+use crate::chart::{self, Line, Unit};
+use crate::AppState;
+
+/// p50 and p99 of `prefix` (`listener/web`, `pool/web`) in one chart.
+fn latency_chart(st: &AppState, prefix: &str) -> String {
+    let (p50, p99) = (format!("{prefix}/p50"), format!("{prefix}/p99"));
+    let (p50s, p99s) = (st.history.series(&p50), st.history.series(&p99));
+    chart::multi(
+        "Latency p50 / p99",
+        Unit::Seconds,
+        &[
+            Line {
+                key: &p50,
+                label: "p50",
+                points: &p50s,
+            },
+            Line {
+                key: &p99,
+                label: "p99",
+                points: &p99s,
+            },
+        ],
+    )
+}
+
+/// The four charts of a listener: requests/s, errors/s, latency p50+p99, bandwidth in+out.
+pub fn listener_charts(st: &AppState, name: &str) -> Vec<String> {
+    let h = &st.history;
+    let prefix = format!("listener/{name}");
+    let (rps, errors, bin, bout) = (
+        format!("{prefix}/rps"),
+        format!("{prefix}/errors"),
+        format!("{prefix}/in"),
+        format!("{prefix}/out"),
+    );
+    let (ins, outs) = (h.series(&bin), h.series(&bout));
+    vec![
+        chart::svg(&rps, "Requests/s", Unit::PerSecond, &h.series(&rps)),
+        chart::svg(&errors, "5xx/s", Unit::PerSecond, &h.series(&errors)),
+        latency_chart(st, &prefix),
+        chart::multi(
+            "Bandwidth in / out",
+            Unit::Bytes,
+            &[
+                Line {
+                    key: &bin,
+                    label: "in",
+                    points: &ins,
+                },
+                Line {
+                    key: &bout,
+                    label: "out",
+                    points: &outs,
+                },
+            ],
+        ),
+    ]
+}
+
+/// Requests/s, errors/s and latency of a pool or a member (`prefix` is `pool/web` or
+/// `member/web/10.0.0.1:80`).
+pub fn upstream_charts(st: &AppState, prefix: &str) -> Vec<String> {
+    let h = &st.history;
+    let (rps, errors) = (format!("{prefix}/rps"), format!("{prefix}/errors"));
+    vec![
+        chart::svg(&rps, "Requests/s", Unit::PerSecond, &h.series(&rps)),
+        chart::svg(
+            &errors,
+            "Errors/s (5xx + connect failures)",
+            Unit::PerSecond,
+            &h.series(&errors),
+        ),
+        latency_chart(st, prefix),
+    ]
+}
+
+/// DNS queries/s: all, and by response code.
+pub fn dns_charts(st: &AppState) -> Vec<String> {
+    let h = &st.history;
+    let mut charts = vec![chart::svg(
+        "dns/all/qps",
+        "DNS queries/s",
+        Unit::PerSecond,
+        &h.series("dns/all/qps"),
+    )];
+    let codes: Vec<String> = h
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("dns/") && k.ends_with("/qps") && k != "dns/all/qps")
+        .collect();
+    let series: Vec<(String, Vec<crate::history::Point>)> = codes
+        .iter()
+        .map(|k| {
+            let code = k
+                .trim_start_matches("dns/")
+                .trim_end_matches("/qps")
+                .to_string();
+            (code, h.series(k))
+        })
+        .collect();
+    if !series.is_empty() {
+        let lines: Vec<Line<'_>> = codes
+            .iter()
+            .zip(&series)
+            .map(|(k, (code, points))| Line {
+                key: k,
+                label: code,
+                points,
+            })
+            .collect();
+        charts.push(chart::multi(
+            "DNS answers/s by response code",
+            Unit::PerSecond,
+            &lines,
+        ));
+    }
+    charts
+}
+
+fn last(st: &AppState, key: &str) -> String {
+    st.history
+        .latest(&[key])
+        .first()
+        .map(|(_, _, v)| Unit::PerSecond.format(*v))
+        .unwrap_or_else(|| "—".into())
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewTemplate {
+    chrome: Chrome,
+    revision: u64,
+    raft: crate::RaftView,
+    leader: String,
+    alarms: Vec<String>,
+    listeners: Vec<ListenerRow>,
+    pools_total: usize,
+    members_up: usize,
+    members_total: usize,
+    dns_charts: Vec<String>,
+    listener_charts: Vec<(String, Vec<String>)>,
+}
+
+pub struct ListenerRow {
+    pub name: String,
+    pub href: String,
+    pub bind: String,
+    pub protocol: String,
+    pub state: String,
+    pub listening: bool,
+    pub rps: String,
+}
+
+fn listener_rows(st: &AppState) -> Vec<ListenerRow> {
+    st.backend
+        .listeners()
+        .into_iter()
+        .map(|l| ListenerRow {
+            href: format!("/console/listeners/{}", seg(&l.name)),
+            rps: last(st, &format!("listener/{}/rps", l.name)),
+            listening: l.state == "listening",
+            name: l.name,
+            bind: l.bind,
+            protocol: l.protocol,
+            state: l.state,
+        })
+        .collect()
+}
+
+pub async fn overview(user: ConsoleUser, State(st): State<AppState>) -> Response {
+    let cfg = st.backend.config();
+    let health = st.backend.health();
+    let raft = st.backend.raft();
+    let pools = crate::view::pools(&cfg.value, health.as_ref());
+    let members_total = pools.iter().map(|p| p.members.len()).sum();
+    let members_up = pools
+        .iter()
+        .flat_map(|p| &p.members)
+        .filter(|m| m.healthy)
+        .count();
+    let listeners = listener_rows(&st);
+    let listener_charts = listeners
+        .iter()
+        .map(|l| (l.name.clone(), listener_charts(&st, &l.name)))
+        .collect();
+    render(&OverviewTemplate {
+        chrome: Chrome::new(&st, &user, "overview"),
+        revision: cfg.revision,
+        leader: raft
+            .leader
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "none".into()),
+        raft,
+        alarms: st.backend.alarms(),
+        listeners,
+        pools_total: pools.len(),
+        members_up,
+        members_total,
+        dns_charts: dns_charts(&st),
+        listener_charts,
+    })
+}
+
+pub struct RouteRow {
+    pub name: String,
+    pub href: String,
+    pub listener: String,
+    pub host: String,
+    pub prefix: String,
+    pub pool: String,
+    pub pool_href: String,
+    pub filters: String,
+}
+
+#[derive(Template)]
+#[template(path = "listeners.html")]
+struct ListenersTemplate {
+    chrome: Chrome,
+    listeners: Vec<ListenerRow>,
+    routes: Vec<RouteRow>,
+}
+
+pub async fn listeners(user: ConsoleUser, State(st): State<AppState>) -> Response {
+    let cfg = st.backend.config();
+    let routes = cfg
+        .value
+        .spec
+        .routes
+        .iter()
+        .map(|r| RouteRow {
+            name: r.name.clone(),
+            href: format!("/console/routes/{}", seg(&r.name)),
+            listener: r.listener.clone(),
+            host: r.host.clone().unwrap_or_else(|| "*".into()),
+            prefix: r.path_prefix.clone(),
+            pool: r.pool.clone(),
+            pool_href: format!("/console/pools/{}", seg(&r.pool)),
+            filters: route_filters(r),
+        })
+        .collect();
+    render(&ListenersTemplate {
+        chrome: Chrome::new(&st, &user, "listeners"),
+        listeners: listener_rows(&st),
+        routes,
+    })
+}
+
+/// The route's filters in a few words, in the order they run.
+pub fn route_filters(r: &model::RouteSpec) -> String {
+    let mut parts = Vec::new();
+    if let Some(rd) = &r.redirect {
+        let target = [
+            rd.scheme.as_ref().map(|s| format!("{s}://")),
+            rd.host.clone(),
+            rd.port.map(|p| format!(":{p}")),
+            rd.path.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<String>();
+        parts.push(format!(
+            "redirect {} → {}",
+            rd.status,
+            if target.is_empty() {
+                "same URL".into()
+            } else {
+                target
+            }
+        ));
+    }
+    if let Some(h) = &r.request_headers {
+        parts.push(format!("request headers: {}", header_edit(h)));
+    }
+    if let Some(to) = &r.rewrite_prefix {
+        parts.push(format!("rewrite {} → {to}", r.path_prefix));
+    }
+    if let Some(h) = &r.response_headers {
+        parts.push(format!("response headers: {}", header_edit(h)));
+    }
+    if parts.is_empty() {
+        "—".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn header_edit(h: &model::HeaderEditSpec) -> String {
+    let mut out: Vec<String> = h.remove.iter().map(|n| format!("-{n}")).collect();
+    out.extend(h.set.iter().map(|(n, v)| format!("{n}={v}")));
+    out.extend(h.add.iter().map(|(n, v)| format!("+{n}={v}")));
+    out.join(", ")
+}
+
+pub struct PoolRow {
+    pub name: String,
+    pub href: String,
+    pub health_check: String,
+    pub members: usize,
+    pub up: usize,
+    pub out_of_service: usize,
+    pub rps: String,
+}
+
+pub struct CheckRow {
+    pub name: String,
+    pub href: String,
+    pub path: String,
+    pub interval_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Template)]
+#[template(path = "pools.html")]
+struct PoolsTemplate {
+    chrome: Chrome,
+    pools: Vec<PoolRow>,
+    checks: Vec<CheckRow>,
+}
+
+/// The health of a target as the console says it.
+pub fn health_of(has_check: bool, health: &dyn HealthView, key: &str) -> HealthState {
+    if !has_check {
+        return HealthState::Up;
+    }
+    health
+        .status(key)
+        .map(|s| s.state)
+        .unwrap_or(HealthState::Unknown)
+}
+
+pub async fn pools(user: ConsoleUser, State(st): State<AppState>) -> Response {
+    let cfg = st.backend.config();
+    let health = st.backend.health();
+    let pools = cfg
+        .value
+        .pools
+        .iter()
+        .map(|p| {
+            let up = p
+                .members
+                .iter()
+                .filter(|m| {
+                    health_of(
+                        p.health_check.is_some(),
+                        health.as_ref(),
+                        &model::member_health_key(&p.name, m.address),
+                    ) == HealthState::Up
+                })
+                .count();
+            PoolRow {
+                name: p.name.clone(),
+                href: format!("/console/pools/{}", seg(&p.name)),
+                health_check: p
+                    .health_check
+                    .as_ref()
+                    .map(|h| h.name.clone())
+                    .unwrap_or_else(|| "—".into()),
+                members: p.members.len(),
+                up,
+                out_of_service: p.members.iter().filter(|m| !m.state.is_enabled()).count(),
+                rps: last(&st, &format!("pool/{}/rps", p.name)),
+            }
+        })
+        .collect();
+    let checks = cfg
+        .value
+        .spec
+        .health_checks
+        .iter()
+        .map(|h| CheckRow {
+            name: h.name.clone(),
+            href: format!("/console/health_checks/{}", seg(&h.name)),
+            path: h.path.clone(),
+            interval_ms: h.interval_ms,
+            rise: h.rise,
+            fall: h.fall,
+        })
+        .collect();
+    render(&PoolsTemplate {
+        chrome: Chrome::new(&st, &user, "pools"),
+        pools,
+        checks,
+    })
+}
+
+pub struct GslbRow {
+    pub name: String,
+    pub href: String,
+    pub ttl: u32,
+    pub policy: String,
+    pub sites: usize,
+    pub up: usize,
+    pub out_of_service: usize,
+}
+
+#[derive(Template)]
+#[template(path = "gslb.html")]
+struct GslbTemplate {
+    chrome: Chrome,
+    records: Vec<GslbRow>,
+    dns_charts: Vec<String>,
+}
+
+pub async fn gslb(user: ConsoleUser, State(st): State<AppState>) -> Response {
+    let cfg = st.backend.config();
+    let health = st.backend.health();
+    let records = cfg
+        .value
+        .spec
+        .gslb_records
+        .iter()
+        .map(|g| GslbRow {
+            name: g.name.clone(),
+            href: format!("/console/gslb_records/{}", seg(&g.name)),
+            ttl: g.ttl,
+            policy: format!("{:?}", g.when_all_down).to_lowercase(),
+            sites: g.sites.len(),
+            up: g
+                .sites
+                .iter()
+                .filter(|s| {
+                    health_of(
+                        s.health_check.is_some(),
+                        health.as_ref(),
+                        &model::site_health_key(&model::validate::fqdn(&g.name), &s.name),
+                    ) == HealthState::Up
+                })
+                .count(),
+            out_of_service: g.sites.iter().filter(|s| !s.state.is_enabled()).count(),
+        })
+        .collect();
+    render(&GslbTemplate {
+        chrome: Chrome::new(&st, &user, "gslb"),
+        records,
+        dns_charts: dns_charts(&st),
+    })
+}
+
+pub struct ZoneRow {
+    pub name: String,
+    pub href: String,
+    pub serial: u64,
+    pub records: usize,
+    pub ns: String,
+}
+
+#[derive(Template)]
+#[template(path = "zones.html")]
+struct ZonesTemplate {
+    chrome: Chrome,
+    zones: Vec<ZoneRow>,
+}
+
+pub async fn zones(user: ConsoleUser, State(st): State<AppState>) -> Response {
+    let cfg = st.backend.config();
+    let zones = cfg
+        .value
+        .spec
+        .zones
+        .iter()
+        .map(|z| ZoneRow {
+            name: z.name.clone(),
+            href: format!("/console/zones/{}", seg(&z.name)),
+            serial: cfg.revision,
+            records: z.records.len(),
+            ns: z.ns.join(", "),
+        })
+        .collect();
+    render(&ZonesTemplate {
+        chrome: Chrome::new(&st, &user, "zones"),
+        zones,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "cluster.html")]
+struct ClusterTemplate {
+    chrome: Chrome,
+    raft: crate::RaftView,
+    leader: String,
+    revision: u64,
+}
+
+impl ClusterTemplate {
+    fn is_leader(&self, id: &u64) -> bool {
+        self.raft.leader == Some(*id)
+    }
+}
+
+pub async fn cluster(user: ConsoleUser, State(st): State<AppState>) -> Response {
+    let raft = st.backend.raft();
+    render(&ClusterTemplate {
+        chrome: Chrome::new(&st, &user, "cluster"),
+        leader: raft
+            .leader
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "none".into()),
+        raft,
+        revision: st.backend.config().revision,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "alarms.html")]
+struct AlarmsTemplate {
+    chrome: Chrome,
+    alarms: Vec<String>,
+}
+
+pub async fn alarms(user: ConsoleUser, State(st): State<AppState>) -> Response {
+    render(&AlarmsTemplate {
+        chrome: Chrome::new(&st, &user, "alarms"),
+        alarms: st.backend.alarms(),
+    })
+}

@@ -1,0 +1,318 @@
+//! The changes the console and the API both make, in one place: each reads the current state,
+//! checks what it can check locally (so a 422 lists every error), and proposes one Raft change
+//! on behalf of the caller.
+
+use model::{AdminState, Change, Object, ObjectKind, Origin, Role};
+
+use crate::{AppState, ChangeError};
+
+/// Users' names: what the console and the API accept.
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+}
+
+pub const MIN_PASSWORD: usize = 12;
+
+/// Saves `object` (create or replace), conditional on `expected` when given.
+pub async fn save(
+    st: &AppState,
+    origin: Origin,
+    expected: Option<u64>,
+    object: Object,
+) -> Result<u64, ChangeError> {
+    let mut spec = st.backend.config().value.spec.clone();
+    spec.upsert(&object);
+    model::validate(&spec).map_err(ChangeError::Invalid)?;
+    st.backend
+        .propose(
+            Change::Upsert {
+                expected_revision: expected,
+                object,
+            },
+            origin,
+        )
+        .await
+}
+
+pub async fn delete(
+    st: &AppState,
+    origin: Origin,
+    expected: Option<u64>,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<u64, ChangeError> {
+    let mut spec = st.backend.config().value.spec.clone();
+    if !spec.delete(kind, name) {
+        return Err(ChangeError::NotFound {
+            kind,
+            name: name.to_string(),
+        });
+    }
+    model::validate(&spec).map_err(ChangeError::Invalid)?;
+    st.backend
+        .propose(
+            Change::Delete {
+                expected_revision: expected,
+                kind,
+                name: name.to_string(),
+            },
+            origin,
+        )
+        .await
+}
+
+/// Sets the admin state of one pool member. Conditional on the revision it read, so a
+/// concurrent edit of the pool is never overwritten.
+pub async fn member_state(
+    st: &AppState,
+    origin: Origin,
+    pool: &str,
+    address: &str,
+    state: AdminState,
+) -> Result<u64, ChangeError> {
+    let base = st.backend.config();
+    let Some(Object::Pools(mut p)) = base.value.spec.get(ObjectKind::Pools, pool) else {
+        return Err(ChangeError::NotFound {
+            kind: ObjectKind::Pools,
+            name: pool.to_string(),
+        });
+    };
+    let Some(m) = p.members.iter_mut().find(|m| m.address == address) else {
+        return Err(ChangeError::Refused(format!(
+            "{address} is not a member of pool {pool}"
+        )));
+    };
+    m.state = state;
+    save(st, origin, Some(base.revision), Object::Pools(p)).await
+}
+
+/// Sets the admin state of one GSLB site; `record` with or without its trailing dot.
+pub async fn site_state(
+    st: &AppState,
+    origin: Origin,
+    record: &str,
+    site: &str,
+    state: AdminState,
+) -> Result<u64, ChangeError> {
+    let base = st.backend.config();
+    let want = model::validate::fqdn(record);
+    let Some(mut g) = base
+        .value
+        .spec
+        .gslb_records
+        .iter()
+        .find(|g| model::validate::fqdn(&g.name) == want)
+        .cloned()
+    else {
+        return Err(ChangeError::NotFound {
+            kind: ObjectKind::GslbRecords,
+            name: record.to_string(),
+        });
+    };
+    let Some(s) = g.sites.iter_mut().find(|s| s.name == site) else {
+        return Err(ChangeError::Refused(format!(
+            "{site} is not a site of {record}"
+        )));
+    };
+    s.state = state;
+    save(st, origin, Some(base.revision), Object::GslbRecords(g)).await
+}
+
+pub async fn rollback(
+    st: &AppState,
+    origin: Origin,
+    expected: Option<u64>,
+    to_revision: u64,
+) -> Result<u64, ChangeError> {
+    st.backend
+        .propose(
+            Change::Rollback {
+                expected_revision: expected,
+                to_revision,
+            },
+            origin,
+        )
+        .await
+}
+
+/// Hashes a password off the async threads (argon2 takes tens of milliseconds).
+pub async fn hash(password: String) -> Result<String, ChangeError> {
+    tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .map_err(|e| ChangeError::Unavailable(e.to_string()))?
+        .map_err(|e| ChangeError::Unavailable(e.to_string()))
+}
+
+fn password_errors(field: &str, password: &str, errors: &mut model::ValidationErrors) {
+    if password.chars().count() < MIN_PASSWORD {
+        errors.errors.push(model::FieldError {
+            path: field.to_string(),
+            message: format!("at least {MIN_PASSWORD} characters"),
+        });
+    }
+}
+
+pub async fn create_user(
+    st: &AppState,
+    origin: Origin,
+    name: &str,
+    password: &str,
+    role: Role,
+) -> Result<(), ChangeError> {
+    let mut errors = model::ValidationErrors { errors: Vec::new() };
+    if !valid_user_name(name) {
+        errors.errors.push(model::FieldError {
+            path: "name".into(),
+            message: "1-64 letters, digits, - _ . @".into(),
+        });
+    } else if st.backend.auth().users.contains_key(name) {
+        errors.errors.push(model::FieldError {
+            path: "name".into(),
+            message: format!("a user named {name:?} exists"),
+        });
+    }
+    password_errors("password", password, &mut errors);
+    if !errors.errors.is_empty() {
+        return Err(ChangeError::Invalid(errors));
+    }
+    let password_hash = hash(password.to_string()).await?;
+    st.backend
+        .propose(
+            Change::SetUser {
+                name: name.to_string(),
+                password_hash,
+                role,
+                disabled: false,
+            },
+            origin,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Changes a user's password, role or enabled state. A new password or a disabled account ends
+/// the user's console sessions.
+pub async fn update_user(
+    st: &AppState,
+    origin: Origin,
+    name: &str,
+    password: Option<&str>,
+    role: Option<Role>,
+    disabled: Option<bool>,
+) -> Result<(), ChangeError> {
+    if !st.backend.auth().users.contains_key(name) {
+        return Err(ChangeError::Refused(format!("no user named {name:?}")));
+    }
+    let password_hash = match password {
+        Some(p) => {
+            let mut errors = model::ValidationErrors { errors: Vec::new() };
+            password_errors("password", p, &mut errors);
+            if !errors.errors.is_empty() {
+                return Err(ChangeError::Invalid(errors));
+            }
+            Some(hash(p.to_string()).await?)
+        }
+        None => None,
+    };
+    let ends_sessions = password_hash.is_some() || disabled == Some(true);
+    st.backend
+        .propose(
+            Change::UpdateUser {
+                name: name.to_string(),
+                password_hash,
+                role,
+                disabled,
+            },
+            origin,
+        )
+        .await?;
+    if ends_sessions {
+        st.sessions.remove_user(name);
+    }
+    Ok(())
+}
+
+pub async fn delete_user(st: &AppState, origin: Origin, name: &str) -> Result<(), ChangeError> {
+    st.backend
+        .propose(
+            Change::DeleteUser {
+                name: name.to_string(),
+            },
+            origin,
+        )
+        .await?;
+    st.sessions.remove_user(name);
+    Ok(())
+}
+
+/// A new API token for `user`; returns `(id, secret)`. The secret is shown once and never
+/// stored.
+pub async fn create_token(
+    st: &AppState,
+    origin: Origin,
+    user: &str,
+    name: &str,
+    role: Role,
+    expires_days: Option<u32>,
+) -> Result<(String, String), ChangeError> {
+    let mut errors = model::ValidationErrors { errors: Vec::new() };
+    if name.trim().is_empty() || name.len() > 64 {
+        errors.errors.push(model::FieldError {
+            path: "name".into(),
+            message: "token name must be 1-64 characters".into(),
+        });
+    }
+    if expires_days.is_some_and(|d| d == 0 || d > 3650) {
+        errors.errors.push(model::FieldError {
+            path: "expires_days".into(),
+            message: "between 1 and 3650 days, or empty for no expiry".into(),
+        });
+    }
+    if !errors.errors.is_empty() {
+        return Err(ChangeError::Invalid(errors));
+    }
+    let token = crate::auth::new_token();
+    let id = crate::auth::token_id(&token);
+    let expires_unix_ms =
+        expires_days.map(|d| origin.at_unix_ms.saturating_add(u64::from(d) * 86_400_000));
+    st.backend
+        .propose(
+            Change::AddToken {
+                id: id.clone(),
+                name: name.trim().to_string(),
+                user: user.to_string(),
+                role,
+                expires_unix_ms,
+            },
+            origin,
+        )
+        .await?;
+    Ok((id, token))
+}
+
+pub async fn revoke_token(st: &AppState, origin: Origin, id: &str) -> Result<(), ChangeError> {
+    st.backend
+        .propose(Change::RevokeToken { id: id.to_string() }, origin)
+        .await
+        .map(|_| ())
+}
+
+/// Records an event (a login, say) in the replicated audit log, in the background: a cluster
+/// that cannot commit must not keep anyone from signing in, so a failure is only logged.
+pub fn audit(st: &AppState, origin: Origin, action: &str, detail: String, success: bool) {
+    let change = Change::Audit {
+        action: action.to_string(),
+        detail,
+        success,
+    };
+    let backend = st.backend.clone();
+    let action = action.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = backend.propose(change, origin).await {
+            tracing::warn!(error = %e, action, "audit event not recorded");
+        }
+    });
+}

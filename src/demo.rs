@@ -160,7 +160,7 @@ Meridian demo is running: one node, data in {data}
   API token   MERIDIAN_API={admin_url} MERIDIAN_PASSWORD=<password> meridian token create
   Config      MERIDIAN_API={admin_url} MERIDIAN_TOKEN=<token> meridian config get
   Drain       MERIDIAN_TOKEN=<token> meridian member --pool mesh --address {EAST}:{port} draining
-  Console     {admin_url}/console/pools/mesh (live counters, Drain/Disable), /console/history
+  Pages       {admin_url}/console/pools/mesh (live counters, Drain/Disable), /console/history
               (diff, rollback), /console/audit, /console/users (viewer and operator roles)
 
 Backends "east" ({EAST}:{port}) and "west" ({WEST}:{port}) stand in for two mesh clusters.

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use cluster_state::{ApplyError, ClusterNode, ProposeError};
-use model::records::{AuditEntry, AuthState, RevisionRecord};
+use std::collections::BTreeMap;
+
+use model::records::{AuditEntry, AuthState, CertificateRecord, RevisionRecord};
 use model::{Config, HealthView, Revisioned};
 use webui::{BoxFuture, Change, ChangeError, ListenerView, RaftView};
 
@@ -12,6 +14,7 @@ pub struct NodeBackend {
     pub cluster: Arc<ClusterNode>,
     pub dataplane: Arc<lb::DataPlane>,
     pub dns_alarm: gslb_dns::CompileAlarm,
+    pub cluster_key: Arc<credentials::ClusterKey>,
 }
 
 fn change_error(e: ProposeError) -> ChangeError {
@@ -44,6 +47,14 @@ impl webui::Backend for NodeBackend {
 
     fn audit(&self) -> Arc<Vec<Arc<AuditEntry>>> {
         self.cluster.current().audit
+    }
+
+    fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>> {
+        self.cluster.current().certificates
+    }
+
+    fn cluster_key(&self) -> Arc<credentials::ClusterKey> {
+        self.cluster_key.clone()
     }
 
     fn propose(
@@ -105,9 +116,11 @@ impl webui::Backend for NodeBackend {
             }
         }
         alarms.extend(self.dns_alarm.get());
-        alarms.extend(down_alarms(
-            &config_now(&self.cluster),
-            self.dataplane.health().as_ref(),
+        let config = config_now(&self.cluster);
+        alarms.extend(down_alarms(&config, self.dataplane.health().as_ref()));
+        alarms.extend(certificate_alarms(
+            &config,
+            &self.cluster.current().certificates,
         ));
         alarms
     }
@@ -124,6 +137,18 @@ impl webui::Backend for NodeBackend {
                         pool: Some(pool),
                         ..
                     }) => format!("TCP → pool {pool}"),
+                    Some(model::Listener { tls: Some(t), .. }) => format!(
+                        "HTTPS (HTTP/1.1 + HTTP/2 by ALPN), TLS {}+, kernel TLS {}",
+                        match t.min_version {
+                            model::TlsVersion::Tls12 => "1.2",
+                            model::TlsVersion::Tls13 => "1.3",
+                        },
+                        match t.ktls {
+                            model::KtlsMode::Auto => "auto",
+                            model::KtlsMode::On => "on",
+                            model::KtlsMode::Off => "off",
+                        }
+                    ),
                     _ => "HTTP/1.1 + HTTP/2 (h2c)".to_string(),
                 },
                 name,
@@ -182,6 +207,56 @@ fn down_alarms(config: &Revisioned<Config>, health: &dyn HealthView) -> Vec<Stri
                 ));
             }
         }
+    }
+    out
+}
+
+/// An alarm for each certificate that is expired or expires within the configured horizon
+/// (default 30 days), naming the listeners that serve it.
+fn certificate_alarms(
+    config: &Revisioned<Config>,
+    certs: &BTreeMap<String, Arc<CertificateRecord>>,
+) -> Vec<String> {
+    let horizon = i64::from(
+        config
+            .value
+            .spec
+            .certificate_expiry_alarm_days
+            .unwrap_or(30),
+    ) * 86_400;
+    let now = i64::try_from(model::unix_ms() / 1000).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    for r in certs.values().filter(|r| r.revoked.is_none()) {
+        let Some(info) = &r.info else { continue };
+        let left = info.not_after_unix - now;
+        if left >= horizon {
+            continue;
+        }
+        let users: Vec<&str> = config
+            .value
+            .listeners
+            .iter()
+            .filter(|l| {
+                l.tls
+                    .as_ref()
+                    .is_some_and(|t| t.certificates.contains(&r.name))
+            })
+            .map(|l| l.name.as_str())
+            .collect();
+        let used = if users.is_empty() {
+            String::new()
+        } else {
+            format!(" (served by {})", users.join(", "))
+        };
+        out.push(if left <= 0 {
+            format!("Certificate {} has expired{used}", r.name)
+        } else {
+            format!(
+                "Certificate {} expires in {} days{used}",
+                r.name,
+                left / 86_400
+            )
+        });
     }
     out
 }

@@ -33,6 +33,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage TLS certificates in the credential store.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Set the admin state of a pool member: enabled, disabled or draining (no new requests;
     /// requests in flight finish).
     Member {
@@ -79,6 +82,9 @@ pub struct DemoArgs {
     /// Proxy listener address (HTTP/1.1 and HTTP/2).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub proxy: std::net::SocketAddr,
+    /// HTTPS listener address (a certificate for the demo names is generated at first start).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub https: std::net::SocketAddr,
     /// TCP (L4) listener address, balancing over the same two backends.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub tcp: std::net::SocketAddr,
@@ -137,6 +143,33 @@ pub enum ConfigCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// List the certificates (names, subjects, expiry, where used; never keys).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Import a certificate and its key, or replace (rotate) one of the same name. Every
+    /// problem is listed; nothing changes on error.
+    Import {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        name: String,
+        /// PEM file: the certificate, then its intermediates.
+        #[arg(long)]
+        cert: PathBuf,
+        /// PEM file: the private key. Omit it to attach the signed certificate of a key
+        /// generated on the appliance.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// PEM file: the CA the chain must lead to.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum AdminStateArg {
     Enabled,
@@ -190,6 +223,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => crate::node::serve(&config).await,
         Command::Config(c) => crate::client::config(c).await,
         Command::Token(t) => crate::client::token(t).await,
+        Command::Cert(c) => crate::client::cert(c).await,
         Command::Status { api } => crate::client::status(api).await,
         Command::Member {
             api,

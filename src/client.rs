@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use reqwest::StatusCode;
 
-use crate::cli::{ApiArgs, ConfigCommand, Format, TokenCommand};
+use crate::cli::{ApiArgs, CertCommand, ConfigCommand, Format, TokenCommand};
 
 /// An HTTP client that also trusts `ca_cert` when given.
 fn http_client(ca_cert: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
@@ -219,4 +219,75 @@ pub async fn status(api: ApiArgs) -> anyhow::Result<ExitCode> {
     let v: serde_json::Value = resp.json().await?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cert(cmd: CertCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CertCommand::List { api } => {
+            let http = http_client(api.ca_cert.as_deref())?;
+            let resp = authed(http.get(url(&api.api, "/certificates")), &api)?
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            let v: serde_json::Value = resp.json().await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        CertCommand::Import {
+            api,
+            name,
+            cert,
+            key,
+            ca,
+        } => {
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let cert_pem = read(&cert)?;
+            let key_pem = key.as_deref().map(read).transpose()?;
+            let ca_pem = ca.as_deref().map(read).transpose()?;
+            let http = http_client(api.ca_cert.as_deref())?;
+            // An existing name is replaced (rotation); a new one is imported.
+            let exists = authed(
+                http.get(url(&api.api, &format!("/certificates/{}", seg(&name)))),
+                &api,
+            )?
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", api.api))?
+            .status()
+                == StatusCode::OK;
+            let req = if exists {
+                authed(
+                    http.put(url(&api.api, &format!("/certificates/{}", seg(&name)))),
+                    &api,
+                )?
+                .header("if-match", "*")
+                .json(&serde_json::json!({"cert_pem": cert_pem, "key_pem": key_pem, "ca_pem": ca_pem}))
+            } else {
+                let Some(key_pem) = key_pem else {
+                    eprintln!("error: {name} is new: pass --key with its private key");
+                    return Ok(ExitCode::FAILURE);
+                };
+                authed(http.post(url(&api.api, "/certificates")), &api)?.json(
+                    &serde_json::json!({"name": name, "cert_pem": cert_pem, "key_pem": key_pem, "ca_pem": ca_pem}),
+                )
+            };
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            println!(
+                "{} certificate {name}",
+                if exists { "replaced" } else { "imported" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -18,6 +18,8 @@ use crate::node::{self, Node, INITIAL_PASSWORD_FILE};
 use crate::node_config::NodeConfig;
 
 pub const DEMO_ZONE: &str = "demo.meridian.test";
+/// The name of the certificate the demo generates for its HTTPS listener.
+pub const DEMO_CERT: &str = "demo";
 pub const EAST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 pub const WEST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 
@@ -45,6 +47,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let node = Node::start(&cfg).await?;
     if node.cluster.current().config.revision == 0 {
+        // A certificate for the demo names, generated on this node at first start; the key is
+        // sealed in the credential store like any other.
+        let cert = credentials::self_signed(
+            DEMO_CERT,
+            &[
+                "localhost".to_string(),
+                format!("app.{DEMO_ZONE}"),
+                "127.0.0.1".to_string(),
+            ],
+            model::unix_ms(),
+            &node.cluster_key,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot make the demo certificate: {e}"))?;
+        node.cluster
+            .propose(model::Change::PutCertificate { record: cert })
+            .await
+            .context("cannot store the demo certificate")?;
         node.cluster
             .propose(model::Change::ReplaceConfig {
                 expected_revision: Some(0),
@@ -71,6 +90,12 @@ api_version = "meridian/v1"
 name = "web"
 bind = "{proxy}"
 
+# HTTPS with the certificate generated at first start; kernel TLS where the kernel has it.
+[[listeners]]
+name = "https"
+bind = "{https}"
+tls = {{ certificates = ["{DEMO_CERT}"] }}
+
 [[listeners]]
 name = "tcp"
 bind = "{tcp}"
@@ -80,6 +105,12 @@ pool = "mesh"
 [[routes]]
 name = "default"
 listener = "web"
+path_prefix = "/"
+pool = "mesh"
+
+[[routes]]
+name = "secure"
+listener = "https"
 path_prefix = "/"
 pool = "mesh"
 
@@ -134,6 +165,7 @@ sites = [
 "#,
         proxy = args.proxy,
         tcp = args.tcp,
+        https = args.https,
     );
     // The template is ours; a failure here is a bug in this file, caught by the demo test.
     model::parse::from_toml(&toml).unwrap_or_default()
@@ -155,6 +187,7 @@ Meridian demo is running: one node, data in {data}
   HTTP/2      curl -s --http2-prior-knowledge http://{proxy}/
   Rewrite     curl -si http://{proxy}/api/hello              (upstream sees /hello)
   Redirect    curl -si http://{proxy}/old/page               (301 to /)
+  HTTPS       curl -sk https://{https}/                      (TLS terminated; certificate "{DEMO_CERT}")
   TCP (L4)    curl -s http://{tcp}/                        (bytes proxied, not parsed)
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short
   API token   MERIDIAN_API={admin_url} MERIDIAN_PASSWORD=<password> meridian token create
@@ -169,6 +202,7 @@ Stop with Ctrl-C; run again on the same folder to keep the config.
         admin_url = node.admin_url,
         proxy = args.proxy,
         tcp = args.tcp,
+        https = args.https,
         dns_ip = node.dns.ip(),
         dns_port = node.dns.port(),
         port = args.backend_port,

@@ -29,11 +29,15 @@ pub struct Node {
     pub initial_password: Option<String>,
     pub data_dir: PathBuf,
     pub cluster: Arc<ClusterNode>,
+    /// Seals the credential store's private keys.
+    pub cluster_key: Arc<credentials::ClusterKey>,
     dataplane: Arc<lb::DataPlane>,
     dns_server: gslb_dns::DnsServer,
     admin_task: tokio::task::JoinHandle<()>,
     /// Feeds the console's traffic charts.
     sampler_task: tokio::task::JoinHandle<()>,
+    /// Keeps the data plane's certificates in step with the credential store.
+    certs_task: tokio::task::JoinHandle<()>,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). hickory-server logs every query at
@@ -123,8 +127,10 @@ impl Node {
             node_id: cfg.node_id,
             data_dir: cfg.data_dir.clone(),
             rpc_advertise: advertise,
-            cluster_secret: secret,
+            cluster_secret: secret.clone(),
         };
+        // Seals private keys in the credential store; derived, never written anywhere.
+        let cluster_key = Arc::new(credentials::ClusterKey::derive(&secret));
         let cluster = match &cfg.join {
             None => ClusterNode::start(cluster_cfg, rpc)
                 .await
@@ -147,6 +153,8 @@ impl Node {
             },
         ));
 
+        let certs_task = follow_certificates(&cluster, cluster_key.clone(), dataplane.certs());
+
         let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
         let dns = udp.local_addr()?;
         let dns_server = gslb_dns::DnsServer::spawn(
@@ -167,6 +175,7 @@ impl Node {
                 cluster: cluster.clone(),
                 dataplane: dataplane.clone(),
                 dns_alarm: dns_server.alarm(),
+                cluster_key: cluster_key.clone(),
             }),
             registry,
         )?;
@@ -200,10 +209,12 @@ impl Node {
             initial_password,
             data_dir: cfg.data_dir.clone(),
             cluster,
+            cluster_key,
             dataplane,
             dns_server,
             admin_task,
             sampler_task,
+            certs_task,
         })
     }
 
@@ -247,6 +258,7 @@ impl Node {
     pub async fn shutdown(self) {
         self.admin_task.abort();
         self.sampler_task.abort();
+        self.certs_task.abort();
         // Stop taking new work first: the console and DNS stop, then the proxy drains the
         // requests in flight (each listener's drain_timeout) before the cluster state closes.
         self.dns_server.shutdown().await;
@@ -299,6 +311,58 @@ fn follow_config(cluster: &ClusterNode) -> watch::Receiver<Arc<Revisioned<Config
         }
     });
     rx
+}
+
+/// Keeps the data plane's certificates in step with the credential store: every usable record
+/// is opened (its key unsealed) and the whole set swapped in, so new handshakes use it.
+fn follow_certificates(
+    cluster: &ClusterNode,
+    key: Arc<credentials::ClusterKey>,
+    store: Arc<lb::tls::CertStore>,
+) -> tokio::task::JoinHandle<()> {
+    let mut applied = cluster.subscribe();
+    let load = move |records: &std::collections::BTreeMap<
+        String,
+        Arc<model::records::CertificateRecord>,
+    >| {
+        let mut map = std::collections::HashMap::new();
+        for (name, r) in records {
+            if r.revoked.is_some() || r.info.is_none() {
+                continue;
+            }
+            match credentials::open(r, &key) {
+                Ok(certified) => {
+                    let names = r
+                        .info
+                        .as_ref()
+                        .map(|i| i.sans.iter().map(|n| n.to_ascii_lowercase()).collect())
+                        .unwrap_or_default();
+                    map.insert(
+                        name.clone(),
+                        Arc::new(lb::tls::StoredCert {
+                            key: certified,
+                            names,
+                        }),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(certificate = %name, error = %e, "cannot open certificate")
+                }
+            }
+        }
+        store.replace(map);
+    };
+    let mut current = applied.borrow_and_update().certificates.clone();
+    load(&current);
+    tokio::spawn(async move {
+        while applied.changed().await.is_ok() {
+            let next = applied.borrow_and_update().certificates.clone();
+            if !Arc::ptr_eq(&next, &current) {
+                load(&next);
+                current = next;
+            }
+        }
+    })
 }
 
 /// Starts a node that belongs, or is to belong, to the cluster that `seed` is a member of.

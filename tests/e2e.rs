@@ -14,3 +14,5 @@ mod cli;
 mod cluster;
 #[path = "e2e/flow.rs"]
 mod flow;
+#[path = "e2e/tls.rs"]
+mod tls;

@@ -1,7 +1,7 @@
 //! The replicated document and the commands that change it: a pure, deterministic core with no
 //! I/O, so every node computes the same outcome from the same log entry.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 /// The Raft log entry payload (openraft `AppData`): a change and who asked for it.
 pub type Command = model::Proposal;
 
-pub use model::records::{AuditEntry, AuthState, RevisionRecord, TokenInfo, UserRecord};
+pub use model::records::{
+    AuditEntry, AuthState, CertificateRecord, RevisionRecord, TokenInfo, UserRecord,
+};
 
 /// How many config revisions (each with its whole spec) the history keeps for diff and rollback.
 pub const HISTORY_KEEP: usize = 100;
@@ -27,6 +29,8 @@ pub struct Applied {
     pub history: Arc<Vec<Arc<RevisionRecord>>>,
     /// Oldest first.
     pub audit: Arc<Vec<Arc<AuditEntry>>>,
+    /// The credential store, by name. Keys are sealed.
+    pub certificates: Arc<BTreeMap<String, Arc<CertificateRecord>>>,
 }
 
 /// Why the state machine refused a committed command. Deterministic: every node refuses alike.
@@ -60,6 +64,8 @@ pub(crate) struct Document {
     pub history: VecDeque<Arc<RevisionRecord>>,
     #[serde(default)]
     pub audit: VecDeque<Arc<AuditEntry>>,
+    #[serde(default)]
+    pub certificates: BTreeMap<String, Arc<CertificateRecord>>,
 }
 
 /// What one successful command changed.
@@ -70,6 +76,7 @@ pub(crate) struct Outcome {
     /// The newly validated config when the spec changed.
     pub config: Option<model::Config>,
     pub auth_changed: bool,
+    pub certificates_changed: bool,
 }
 
 impl Document {
@@ -254,10 +261,38 @@ impl Document {
                 }
                 Ok(self.auth_outcome())
             }
+            Change::PutCertificate { record } => {
+                self.certificates
+                    .insert(record.name.clone(), Arc::new(record.clone()));
+                Ok(self.certificates_outcome())
+            }
+            Change::RevokeCertificate { name, reason } => {
+                self.unused_certificate(name)?;
+                let Some(current) = self.certificates.get(name) else {
+                    return Err(no_certificate(name));
+                };
+                let mut record = CertificateRecord::clone(current);
+                record.revoked = Some(model::records::Revocation {
+                    reason: reason.clone(),
+                    at_unix_ms: cmd.origin.at_unix_ms,
+                    by: cmd.origin.user.clone(),
+                });
+                record.updated_unix_ms = cmd.origin.at_unix_ms;
+                self.certificates.insert(name.clone(), Arc::new(record));
+                Ok(self.certificates_outcome())
+            }
+            Change::DeleteCertificate { name } => {
+                self.unused_certificate(name)?;
+                if self.certificates.remove(name).is_none() {
+                    return Err(no_certificate(name));
+                }
+                Ok(self.certificates_outcome())
+            }
             Change::Audit { .. } => Ok(Outcome {
                 revision: self.revision,
                 config: None,
                 auth_changed: false,
+                certificates_changed: false,
             }),
         }
     }
@@ -280,13 +315,25 @@ impl Document {
     /// Makes `spec` the config as the next revision: refused changes, user and token changes do
     /// not use up revision numbers.
     fn commit_spec(&mut self, spec: model::ConfigSpec) -> Result<Outcome, ApplyError> {
-        let config = model::validate(&spec).map_err(ApplyError::Invalid)?;
+        let mut config = model::validate(&spec).map_err(ApplyError::Invalid);
+        let missing = model::validate::certificate_errors(&spec, |c| self.usable(c));
+        if !missing.is_empty() {
+            let mut errors = match config {
+                Ok(_) => model::ValidationErrors { errors: Vec::new() },
+                Err(ApplyError::Invalid(e)) => e,
+                Err(other) => return Err(other),
+            };
+            errors.errors.extend(missing);
+            config = Err(ApplyError::Invalid(errors));
+        }
+        let config = config?;
         self.spec = spec;
         self.revision += 1;
         Ok(Outcome {
             revision: self.revision,
             config: Some(config),
             auth_changed: false,
+            certificates_changed: false,
         })
     }
 
@@ -295,8 +342,59 @@ impl Document {
             revision: self.revision,
             config: None,
             auth_changed: true,
+            certificates_changed: false,
         }
     }
+
+    fn certificates_outcome(&self) -> Outcome {
+        Outcome {
+            revision: self.revision,
+            config: None,
+            auth_changed: false,
+            certificates_changed: true,
+        }
+    }
+
+    /// Whether a listener may name certificate `name`.
+    fn usable(&self, name: &str) -> Result<(), String> {
+        match self.certificates.get(name) {
+            None => Err(format!(
+                "no certificate named {name:?} in the credential store"
+            )),
+            Some(c) if c.revoked.is_some() => Err(format!("certificate {name:?} is revoked")),
+            Some(c) if c.info.is_none() => Err(format!(
+                "certificate {name:?} is a generated key still waiting for its signed certificate"
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Refuses to revoke or delete a certificate a listener uses, naming the listener.
+    fn unused_certificate(&self, name: &str) -> Result<(), ApplyError> {
+        let users: Vec<&str> = self
+            .spec
+            .listeners
+            .iter()
+            .filter(|l| {
+                l.tls
+                    .as_ref()
+                    .is_some_and(|t| t.certificates.iter().any(|c| c == name))
+            })
+            .map(|l| l.name.as_str())
+            .collect();
+        if users.is_empty() {
+            Ok(())
+        } else {
+            Err(ApplyError::Refused(format!(
+                "certificate {name:?} is used by listener(s) {}; change them first",
+                users.join(", ")
+            )))
+        }
+    }
+}
+
+fn no_certificate(name: &str) -> ApplyError {
+    ApplyError::Refused(format!("no certificate named {name:?}"))
 }
 
 fn last_admin(name: &str) -> ApplyError {

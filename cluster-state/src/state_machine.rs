@@ -57,6 +57,7 @@ impl StateMachine {
             auth: Arc::new(state.doc.auth.clone()),
             history: Arc::new(state.doc.history.iter().cloned().collect()),
             audit: Arc::new(state.doc.audit.iter().cloned().collect()),
+            certificates: Arc::new(state.doc.certificates.clone()),
         };
         let (tx, rx) = watch::channel(current.clone());
         let sm = StateMachine {
@@ -115,6 +116,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         }
                         if outcome.auth_changed {
                             self.current.auth = Arc::new(self.state.doc.auth.clone());
+                        }
+                        if outcome.certificates_changed {
+                            self.current.certificates =
+                                Arc::new(self.state.doc.certificates.clone());
                         }
                         Ok(outcome.revision)
                     }
@@ -179,6 +184,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             auth: Arc::new(state.doc.auth.clone()),
             history: Arc::new(state.doc.history.iter().cloned().collect()),
             audit: Arc::new(state.doc.audit.iter().cloned().collect()),
+            certificates: Arc::new(state.doc.certificates.clone()),
         };
         self.state = state;
         self.persist().await.map_err(|e| sm_write_err(&e))?;

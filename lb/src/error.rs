@@ -164,4 +164,6 @@ pub enum CompileError {
     Redirect(u16),
     #[error("listener {listener:?} names pool {pool:?}, which does not exist")]
     MissingPool { listener: String, pool: String },
+    #[error("listener {listener:?}: TLS: {error}")]
+    Tls { listener: String, error: String },
 }

@@ -17,6 +17,7 @@ mod metrics;
 pub mod proxy_protocol;
 mod signal;
 pub mod snapshot;
+pub mod tls;
 mod upstream;
 mod workers;
 
@@ -105,6 +106,7 @@ pub struct CompileAlarm {
 /// The running data plane. `shutdown` drains it; dropping it stops the reconcile task.
 pub struct DataPlane {
     shared: Arc<Shared>,
+    certs: Arc<tls::CertStore>,
     health: Arc<HealthTable>,
     states: States,
     handed: Handed,
@@ -140,6 +142,7 @@ impl DataPlane {
             seed,
         });
         let health = Arc::new(HealthTable::default());
+        let certs: Arc<tls::CertStore> = Arc::default();
         let workers = match workers::Workers::start(options.workers) {
             Ok(w) => w,
             Err(e) => {
@@ -159,6 +162,7 @@ impl DataPlane {
         let upstreams = UpstreamRegistry::default();
         let mut checker = health::HealthChecker::new(health.clone(), metrics.clone());
         let task = {
+            let certs = certs.clone();
             let (shared, health, names, alarm, stop, applied) = (
                 shared.clone(),
                 health.clone(),
@@ -175,6 +179,7 @@ impl DataPlane {
                         metrics: &metrics,
                         upstreams: &upstreams,
                         workers: slots,
+                        certs: &certs,
                     };
                     match RoutingSnapshot::compile(current.revision, &current.value, &env) {
                         Ok(snap) => {
@@ -216,6 +221,7 @@ impl DataPlane {
         };
         DataPlane {
             shared,
+            certs,
             health,
             states,
             handed,
@@ -225,6 +231,12 @@ impl DataPlane {
             stop,
             task: Mutex::new(Some(task)),
         }
+    }
+
+    /// The certificates HTTPS listeners serve; the node replaces them when the credential
+    /// store changes, and new handshakes use them at once.
+    pub fn certs(&self) -> Arc<tls::CertStore> {
+        self.certs.clone()
     }
 
     /// Health observations, for DNS and the console.

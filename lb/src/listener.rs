@@ -318,7 +318,7 @@ async fn serve_accepted(
     drain: Signal,
 ) {
     let _ = stream.set_nodelay(true);
-    let (metrics, limits, trusted, protocol, tcp_pool) = {
+    let (metrics, limits, trusted, protocol, tcp_pool, tls) = {
         let snapshot = shared.snapshot.load();
         let Some(l) = snapshot.listener(bind) else {
             // Accepted in the instant the listener left the config.
@@ -332,6 +332,7 @@ async fn serve_accepted(
                 .any(|net| net.contains(peer.ip())),
             l.protocol,
             l.pool.clone(),
+            l.tls.clone(),
         )
     };
     metrics.conns_total.inc();
@@ -368,15 +369,34 @@ async fn serve_accepted(
                 }
             }
             let framing = Arc::new(FramingFlags::default());
-            let io = ListenerIo::plain(stream, prefix, metrics).with_framing_watch(
-                FramingWatch::new(limits.max_request_head_bytes, framing.clone()),
-            );
+            let (io, scheme) = match tls {
+                None => (
+                    ListenerIo::plain(stream, prefix, metrics).with_framing_watch(
+                        FramingWatch::new(limits.max_request_head_bytes, framing.clone()),
+                    ),
+                    "http",
+                ),
+                Some(tls) => {
+                    let Some(io) =
+                        Box::pin(handshake(&tls, stream, prefix, peer, &shared, metrics)).await
+                    else {
+                        return;
+                    };
+                    (
+                        io.with_framing_watch(FramingWatch::new(
+                            limits.max_request_head_bytes,
+                            framing.clone(),
+                        )),
+                        "https",
+                    )
+                }
+            };
             let conn = Arc::new(ConnCtx {
                 shared,
                 bind,
                 peer: client,
-                scheme: "http",
-                client_headers: ClientHeaders::new(client.ip(), "http"),
+                scheme,
+                client_headers: ClientHeaders::new(client.ip(), scheme),
                 framing,
             });
             Box::pin(crate::http::serve_connection(io, conn, limits, drain)).await;
@@ -388,6 +408,41 @@ async fn serve_accepted(
             };
             let io = ListenerIo::plain(stream, prefix, metrics);
             Box::pin(crate::l4::serve(io, client, bind, pool, limits)).await;
+        }
+    }
+}
+
+/// Runs the TLS handshake within the listener's handshake timeout. A failed or stalled
+/// handshake ends the connection (rustls has sent its alert) and is counted.
+async fn handshake(
+    tls: &crate::tls::ListenerTlsConfig,
+    stream: TcpStream,
+    prefix: Bytes,
+    peer: SocketAddr,
+    shared: &Shared,
+    metrics: Arc<crate::metrics::ListenerMetrics>,
+) -> Option<ListenerIo> {
+    let accept = tls.acceptor.accept(io::Rewound::new(prefix, stream));
+    match tokio::time::timeout(tls.handshake_timeout, accept).await {
+        Ok(Ok(stream)) => {
+            let (_, conn) = stream.get_ref();
+            shared.metrics.tls_connection(
+                &metrics,
+                crate::tls::version_label(conn.protocol_version()),
+                crate::tls::suite_label(conn.negotiated_cipher_suite()),
+                "userspace",
+            );
+            Some(ListenerIo::tls(stream, metrics))
+        }
+        Ok(Err(e)) => {
+            metrics.tls_handshake_failed.inc();
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            metrics.tls_handshake_timeout.inc();
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
         }
     }
 }

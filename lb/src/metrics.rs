@@ -47,6 +47,7 @@ pub struct LbMetrics {
     compile_errors: IntCounter,
     listener_errors: IntCounterVec,
     access_log_dropped: IntCounter,
+    tls_connections: IntCounterVec,
     exported: Arc<Mutex<Exported>>,
 }
 
@@ -125,7 +126,7 @@ impl LbMetrics {
             listener_conns_total: counter_vec(r, "meridian_lb_connections_total", "Client connections accepted, by listener", &["listener"])?,
             listener_bytes: counter_vec(r, "meridian_lb_bytes_total", "Bytes received from (in) and sent to (out) clients, by listener", &["listener", "direction"])?,
             listener_latency: histogram_vec(r, "meridian_lb_request_duration_seconds", "Time from request head to response head, by listener", &["listener"])?,
-            client_errors: counter_vec(r, "meridian_lb_client_errors_total", "Requests refused or cut short because of the client: bad_request, aborted, bad_proxy_header, protocol", &["listener", "kind"])?,
+            client_errors: counter_vec(r, "meridian_lb_client_errors_total", "Requests or connections refused or cut short because of the client: bad_request, aborted, bad_proxy_header, protocol, tls_handshake, tls_handshake_timeout", &["listener", "kind"])?,
             route_requests: counter_vec(r, "meridian_lb_route_requests_total", "Requests by route and status class", &["route", "class"])?,
             route_latency: histogram_vec(r, "meridian_lb_route_duration_seconds", "Time from request head to response head, by route", &["route"])?,
             member_requests: counter_vec(r, "meridian_lb_member_requests_total", "Upstream requests by pool member and status class", &["pool", "member", "class"])?,
@@ -140,6 +141,7 @@ impl LbMetrics {
             compile_errors,
             listener_errors: counter_vec(r, "meridian_lb_listener_errors_total", "Listener bind and accept errors", &["listener", "kind"])?,
             access_log_dropped,
+            tls_connections: counter_vec(r, "meridian_lb_tls_connections_total", "TLS connections after their handshake, by listener, TLS version, cipher suite and record-layer mode (kernel or userspace)", &["listener", "version", "cipher", "mode"])?,
             exported: Arc::default(),
         })
     }
@@ -169,7 +171,26 @@ impl LbMetrics {
             protocol: self
                 .client_errors
                 .with_label_values(&[listener, "protocol"]),
+            tls_handshake_failed: self
+                .client_errors
+                .with_label_values(&[listener, "tls_handshake"]),
+            tls_handshake_timeout: self
+                .client_errors
+                .with_label_values(&[listener, "tls_handshake_timeout"]),
         })
+    }
+
+    /// Counts a TLS connection whose handshake finished. The labels come from fixed sets.
+    pub fn tls_connection(
+        &self,
+        listener: &ListenerMetrics,
+        version: &str,
+        cipher: &str,
+        mode: &str,
+    ) {
+        self.tls_connections
+            .with_label_values(&[listener.name.as_str(), version, cipher, mode])
+            .inc();
     }
 
     pub fn route(&self, route: &str) -> RouteMetrics {
@@ -292,6 +313,8 @@ pub struct ListenerMetrics {
     pub aborted: IntCounter,
     pub bad_proxy_header: IntCounter,
     pub protocol: IntCounter,
+    pub tls_handshake_failed: IntCounter,
+    pub tls_handshake_timeout: IntCounter,
 }
 
 impl ListenerMetrics {

@@ -38,6 +38,8 @@ pub struct ListenerSnapshot {
     /// The pool of a `tcp` listener.
     pub pool: Option<Arc<PoolSnapshot>>,
     pub metrics: Arc<ListenerMetrics>,
+    /// HTTPS listeners: how to terminate TLS.
+    pub tls: Option<Arc<crate::tls::ListenerTlsConfig>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,8 @@ pub struct CompileEnv<'a> {
     pub upstreams: &'a UpstreamRegistry,
     /// Data-plane worker slots (per-worker upstream connections).
     pub workers: usize,
+    /// The certificates HTTPS listeners serve, by name.
+    pub certs: &'a Arc<crate::tls::CertStore>,
 }
 
 impl RoutingSnapshot {
@@ -187,6 +191,15 @@ impl RoutingSnapshot {
                     .cmp(&a.host.specificity())
                     .then(b.path_prefix.len().cmp(&a.path_prefix.len()))
             });
+            let tls = match &l.tls {
+                Some(t) => Some(Arc::new(crate::tls::server_config(t, env.certs).map_err(
+                    |e| CompileError::Tls {
+                        listener: l.name.clone(),
+                        error: e.to_string(),
+                    },
+                )?)),
+                None => None,
+            };
             listeners.push(ListenerSnapshot {
                 name: Arc::from(l.name.as_str()),
                 bind: l.bind,
@@ -202,6 +215,7 @@ impl RoutingSnapshot {
                 routes,
                 pool,
                 metrics: env.metrics.listener(&l.name),
+                tls,
             });
         }
         let route_names: HashSet<String> = config.routes.iter().map(|r| r.name.clone()).collect();
@@ -304,6 +318,7 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
         health: HealthTable,
         metrics: LbMetrics,
         upstreams: UpstreamRegistry,
+        certs: Arc<crate::tls::CertStore>,
     }
 
     impl Env {
@@ -312,6 +327,7 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
                 health: HealthTable::default(),
                 metrics: LbMetrics::new(&prometheus::Registry::new()).expect("metrics"),
                 upstreams: UpstreamRegistry::default(),
+                certs: Arc::default(),
             }
         }
         fn compile(&self, rev: u64, toml: &str) -> RoutingSnapshot {
@@ -320,6 +336,7 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
                 metrics: &self.metrics,
                 upstreams: &self.upstreams,
                 workers: 1,
+                certs: &self.certs,
             };
             RoutingSnapshot::compile(rev, &config(toml), &env).expect("compiles")
         }

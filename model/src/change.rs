@@ -62,6 +62,20 @@ pub enum Change {
     RevokeToken {
         id: String,
     },
+    /// Adds or replaces a certificate and its sealed key in the credential store. Replacing is
+    /// how a certificate is rotated: listeners that name it use the new one for new handshakes.
+    PutCertificate {
+        record: crate::records::CertificateRecord,
+    },
+    /// Makes a certificate unusable, with a reason; refused while a listener uses it.
+    RevokeCertificate {
+        name: String,
+        reason: String,
+    },
+    /// Removes a certificate and its key; refused while a listener uses it.
+    DeleteCertificate {
+        name: String,
+    },
     /// Records an event that changes nothing else (a console login, say) in the audit log.
     Audit {
         action: String,
@@ -253,6 +267,17 @@ impl Change {
             Change::RevokeToken { id } => {
                 format!("revoke token {}", id.get(..12).unwrap_or(id))
             }
+            Change::PutCertificate { record } => match (&record.info, &record.csr_pem) {
+                (Some(info), _) => format!(
+                    "put certificate {} ({}, expires {})",
+                    record.name, info.subject, info.not_after_unix
+                ),
+                (None, _) => format!("generate key and CSR {}", record.name),
+            },
+            Change::RevokeCertificate { name, reason } => {
+                format!("revoke certificate {name}: {reason}")
+            }
+            Change::DeleteCertificate { name } => format!("delete certificate {name}"),
             Change::Audit { action, detail, .. } => {
                 if detail.is_empty() {
                     action.clone()
@@ -360,6 +385,19 @@ impl fmt::Debug for Change {
                 .field("expires_unix_ms", expires_unix_ms)
                 .finish(),
             Change::RevokeToken { id } => f.debug_struct("RevokeToken").field("id", id).finish(),
+            Change::PutCertificate { record } => f
+                .debug_struct("PutCertificate")
+                .field("record", record)
+                .finish(),
+            Change::RevokeCertificate { name, reason } => f
+                .debug_struct("RevokeCertificate")
+                .field("name", name)
+                .field("reason", reason)
+                .finish(),
+            Change::DeleteCertificate { name } => f
+                .debug_struct("DeleteCertificate")
+                .field("name", name)
+                .finish(),
             Change::Audit {
                 action,
                 detail,

@@ -78,6 +78,7 @@ prop_compose! {
             zones,
             gslb_records: gslb.into_iter().map(|(name, ttl, sites)| GslbRecordSpec { name, ttl, sites, when_all_down: AllDownPolicy::Empty }).collect(),
             audit_retention_days: None,
+            certificate_expiry_alarm_days: None,
         }
     }
 }
@@ -132,6 +133,7 @@ prop_compose! {
                 when_all_down: AllDownPolicy::All,
             }],
             audit_retention_days: None,
+            certificate_expiry_alarm_days: None,
         }
     }
 }

@@ -127,3 +127,67 @@ impl AuthState {
             .any(|(n, u)| n != except && u.role == crate::Role::Admin && !u.disabled)
     }
 }
+
+/// A TLS certificate with its private key, as the replicated credential store keeps it. The key
+/// is sealed (AEAD) with a cluster key derived from the cluster secret, which is never in the
+/// Raft log, so neither the log, the snapshots nor the state store hold a usable key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateRecord {
+    pub name: String,
+    /// PEM certificates, leaf first then intermediates; empty while a generated key waits for
+    /// its signed certificate.
+    pub chain_pem: String,
+    pub key: SealedKey,
+    /// The CSR of a key generated on the appliance, until its certificate is attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr_pem: Option<String>,
+    /// What the leaf says, parsed once at import; `None` while waiting for a signed certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<CertificateInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
+    pub created_unix_ms: u64,
+    pub updated_unix_ms: u64,
+}
+
+// Hand-written so that even the sealed key never reaches a log line.
+impl fmt::Debug for CertificateRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateRecord")
+            .field("name", &self.name)
+            .field("info", &self.info)
+            .field("key", &"<sealed>")
+            .field("revoked", &self.revoked)
+            .finish()
+    }
+}
+
+/// A private key encrypted with the cluster key (ChaCha20-Poly1305), base64.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedKey {
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+/// The parts of a certificate an operator reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CertificateInfo {
+    pub subject: String,
+    pub issuer: String,
+    /// DNS names (and IP addresses) the certificate is valid for.
+    pub sans: Vec<String>,
+    pub not_before_unix: i64,
+    pub not_after_unix: i64,
+    /// `ECDSA P-256`, `RSA 2048`, `Ed25519`, ...
+    pub key_type: String,
+    pub serial: String,
+    /// Hex SHA-256 of the leaf certificate (DER).
+    pub fingerprint_sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Revocation {
+    pub reason: String,
+    pub at_unix_ms: u64,
+    pub by: String,
+}

@@ -29,6 +29,9 @@ pub struct ConfigSpec {
     /// How long the replicated audit log keeps entries (default 90 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_retention_days: Option<u32>,
+    /// Certificates that expire within this many days raise an alarm (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expiry_alarm_days: Option<u32>,
 }
 
 impl Default for ConfigSpec {
@@ -42,6 +45,7 @@ impl Default for ConfigSpec {
             zones: Vec::new(),
             gslb_records: Vec::new(),
             audit_retention_days: None,
+            certificate_expiry_alarm_days: None,
         }
     }
 }
@@ -86,6 +90,70 @@ pub struct ListenerSpec {
     /// naming the real client. Connections from anywhere else are taken as they are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_protocol_from: Vec<String>,
+    /// TLS termination (HTTP listeners): the listener speaks HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Box<ListenerTlsSpec>>,
+}
+
+/// How an HTTPS listener terminates TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListenerTlsSpec {
+    /// Certificates from the credential store, by name. A client's SNI picks the one whose
+    /// names match (exact before wildcard); the first is the default.
+    pub certificates: Vec<String>,
+    /// Served when no certificate matches the SNI (or there is none), unless `unknown_sni` is
+    /// `refuse`; the first certificate when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_certificate: Option<String>,
+    #[serde(default)]
+    #[schema(default = UnknownSni::default)]
+    pub unknown_sni: UnknownSni,
+    /// The oldest TLS version accepted.
+    #[serde(default)]
+    #[schema(default = TlsVersion::default)]
+    pub min_version: TlsVersion,
+    /// Kernel TLS for the record layer after the handshake: `auto` where the kernel supports
+    /// the negotiated suite, `on` (a node without kernel TLS refuses the config), `off`.
+    #[serde(default)]
+    #[schema(default = KtlsMode::default)]
+    pub ktls: KtlsMode,
+    /// A handshake that has not finished by then is cut.
+    #[serde(default = "default_handshake_timeout_ms")]
+    #[schema(default = default_handshake_timeout_ms)]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+
+/// What an HTTPS listener does with a client whose SNI matches none of its certificates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownSni {
+    /// Serve the default certificate.
+    #[default]
+    Default,
+    /// Refuse the handshake (an `unrecognized_name` alert).
+    Refuse,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KtlsMode {
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 impl Default for ListenerSpec {
@@ -101,6 +169,7 @@ impl Default for ListenerSpec {
             idle_timeout_ms: default_idle_timeout_ms(),
             drain_timeout_ms: default_drain_timeout_ms(),
             proxy_protocol_from: Vec::new(),
+            tls: None,
         }
     }
 }

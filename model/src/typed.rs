@@ -57,6 +57,19 @@ pub struct Listener {
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
     pub proxy_protocol_from: Vec<Cidr>,
+    pub tls: Option<Arc<ListenerTls>>,
+}
+
+/// A validated [`crate::ListenerTlsSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub certificates: Vec<String>,
+    /// One of `certificates`.
+    pub default_certificate: String,
+    pub unknown_sni: crate::UnknownSni,
+    pub min_version: crate::TlsVersion,
+    pub ktls: crate::KtlsMode,
+    pub handshake_timeout: Duration,
 }
 
 /// An IP network: an address and a prefix length that fits its family.

@@ -82,6 +82,15 @@ pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
     if let Some(days) = spec.audit_retention_days {
         range_u64("audit_retention_days".into(), days.into(), 1, 3650, &mut e);
     }
+    if let Some(days) = spec.certificate_expiry_alarm_days {
+        range_u64(
+            "certificate_expiry_alarm_days".into(),
+            days.into(),
+            1,
+            365,
+            &mut e,
+        );
+    }
 
     if !e.0.is_empty() {
         return Err(ValidationErrors { errors: e.0 });
@@ -258,6 +267,7 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
                 ),
             }
         }
+        let tls = l.tls.as_ref().and_then(|t| listener_tls(&p, l, t, e));
         if let Some(bind) = parse_socket_addr(&format!("{p}.bind"), &l.bind, e) {
             if let Some(other) = binds.insert(bind, l.name.clone()) {
                 e.push(
@@ -276,7 +286,91 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
                 idle_timeout: Duration::from_millis(l.idle_timeout_ms),
                 drain_timeout: Duration::from_millis(l.drain_timeout_ms),
                 proxy_protocol_from,
+                tls,
             });
+        }
+    }
+    out
+}
+
+/// The TLS settings of listener `p`. Whether the certificates exist is the credential store's
+/// to say: see [`certificate_errors`].
+fn listener_tls(
+    p: &str,
+    l: &ListenerSpec,
+    t: &ListenerTlsSpec,
+    e: &mut Errors,
+) -> Option<Arc<ListenerTls>> {
+    let tp = format!("{p}.tls");
+    let before = e.0.len();
+    if l.protocol == ListenerProtocol::Tcp {
+        e.push(
+            tp.clone(),
+            "TLS is terminated on http listeners; tcp listeners pass bytes through",
+        );
+    }
+    if t.certificates.is_empty() {
+        e.push(
+            format!("{tp}.certificates"),
+            "name at least one certificate from the credential store",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (j, c) in t.certificates.iter().enumerate() {
+        if !seen.insert(c.as_str()) {
+            e.push(
+                format!("{tp}.certificates[{j}]"),
+                format!("{c:?} is listed twice"),
+            );
+        }
+    }
+    let default_certificate = match &t.default_certificate {
+        Some(d) if !t.certificates.contains(d) => {
+            e.push(
+                format!("{tp}.default_certificate"),
+                format!("{d:?} is not one of this listener's certificates"),
+            );
+            None
+        }
+        Some(d) => Some(d.clone()),
+        None => t.certificates.first().cloned(),
+    };
+    range_u64(
+        format!("{tp}.handshake_timeout_ms"),
+        t.handshake_timeout_ms,
+        100,
+        120_000,
+        e,
+    );
+    if e.0.len() != before {
+        return None;
+    }
+    Some(Arc::new(ListenerTls {
+        certificates: t.certificates.clone(),
+        default_certificate: default_certificate?,
+        unknown_sni: t.unknown_sni,
+        min_version: t.min_version,
+        ktls: t.ktls,
+        handshake_timeout: Duration::from_millis(t.handshake_timeout_ms),
+    }))
+}
+
+/// Listeners that name a certificate the credential store does not have, or has revoked, or
+/// that is still waiting for its signed certificate. `usable(name)` answers `Ok` or why not.
+pub fn certificate_errors(
+    spec: &ConfigSpec,
+    usable: impl Fn(&str) -> Result<(), String>,
+) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    for (i, l) in spec.listeners.iter().enumerate() {
+        let Some(t) = &l.tls else { continue };
+        for (j, c) in t.certificates.iter().enumerate() {
+            if let Err(why) = usable(c) {
+                out.push(FieldError {
+                    path: format!("listeners[{i}].tls.certificates[{j}]"),
+                    message: why,
+                });
+            }
         }
     }
     out

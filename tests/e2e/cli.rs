@@ -236,7 +236,7 @@ async fn help_explains_every_subcommand() {
 }
 
 /// Starts `meridian demo` on free ports and returns the child and its banner.
-async fn start_demo(dir: &std::path::Path, ports: &[u16; 6]) -> (tokio::process::Child, String) {
+async fn start_demo(dir: &std::path::Path, ports: &[u16; 7]) -> (tokio::process::Child, String) {
     let mut child = Command::new(BIN)
         .arg("demo")
         .arg("--data-dir")
@@ -247,6 +247,7 @@ async fn start_demo(dir: &std::path::Path, ports: &[u16; 6]) -> (tokio::process:
         .args(["--cluster", &format!("127.0.0.1:{}", ports[3])])
         .args(["--backend-port", &ports[4].to_string()])
         .args(["--tcp", &format!("127.0.0.1:{}", ports[5])])
+        .args(["--https", &format!("127.0.0.1:{}", ports[6])])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -273,6 +274,7 @@ async fn demo_works_and_keeps_its_config_across_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("demo");
     let ports = [
+        free_port(),
         free_port(),
         free_port(),
         free_port(),
@@ -348,6 +350,20 @@ async fn demo_works_and_keeps_its_config_across_runs() {
     );
     let tcp = curl(vec![format!("http://127.0.0.1:{}/", ports[5])]).await;
     assert!(tcp.starts_with("hello from"), "{tcp}");
+    // HTTPS with the generated certificate; ALPN picks HTTP/2.
+    assert!(banner.contains("curl -sk https://"), "{banner}");
+    let https = curl(vec![
+        "-k".into(),
+        "-w".into(),
+        "%{http_version} %{ssl_verify_result}".into(),
+        format!("https://127.0.0.1:{}/", ports[6]),
+    ])
+    .await;
+    assert!(
+        https.starts_with("hello from") && https.contains("\n2 "),
+        "{https}"
+    );
+    assert!(https.contains("x-forwarded-for"), "{https}");
 
     let out = Command::new("dig")
         .args([

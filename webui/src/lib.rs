@@ -26,7 +26,9 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use model::records::{AuditEntry, AuthState, RevisionRecord};
+use std::collections::BTreeMap;
+
+use model::records::{AuditEntry, AuthState, CertificateRecord, RevisionRecord};
 pub use model::Change;
 use model::{Config, HealthView, ObjectKind, Origin, Revisioned, ValidationErrors};
 use serde::Serialize;
@@ -90,6 +92,11 @@ pub trait Backend: Send + Sync + 'static {
     fn history(&self) -> Arc<Vec<Arc<RevisionRecord>>>;
     /// The replicated audit log, oldest first.
     fn audit(&self) -> Arc<Vec<Arc<AuditEntry>>>;
+    /// The credential store: certificates with sealed keys.
+    fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>>;
+    /// The key that seals private keys in the credential store, derived from the cluster
+    /// secret; never replicated.
+    fn cluster_key(&self) -> Arc<credentials::ClusterKey>;
     /// Proposes a change on behalf of `origin`; answers the config revision after it.
     fn propose(&self, change: Change, origin: Origin) -> BoxFuture<'_, Result<u64, ChangeError>>;
     fn raft(&self) -> RaftView;

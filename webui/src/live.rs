@@ -206,6 +206,15 @@ mod tests {
         fn history(&self) -> Arc<Vec<Arc<RevisionRecord>>> {
             Arc::default()
         }
+        fn certificates(
+            &self,
+        ) -> Arc<std::collections::BTreeMap<String, Arc<model::records::CertificateRecord>>>
+        {
+            Arc::default()
+        }
+        fn cluster_key(&self) -> Arc<credentials::ClusterKey> {
+            Arc::new(credentials::ClusterKey::derive("test"))
+        }
         fn audit(&self) -> Arc<Vec<Arc<AuditEntry>>> {
             Arc::default()
         }

@@ -17,6 +17,7 @@ pub struct ApiMetrics {
     revision: IntGauge,
     changes: IntCounterVec,
     logins: IntCounterVec,
+    cert_expiry: prometheus::IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
@@ -44,7 +45,16 @@ impl ApiMetrics {
             &["outcome"],
         )?;
         registry.register(Box::new(logins.clone()))?;
+        let cert_expiry = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "meridian_tls_cert_expiry_seconds",
+                "Seconds until each certificate in the credential store expires (negative once expired)",
+            ),
+            &["certificate"],
+        )?;
+        registry.register(Box::new(cert_expiry.clone()))?;
         Ok(ApiMetrics {
+            cert_expiry,
             raft_term: gauge(registry, "meridian_raft_term", "Current Raft term")?,
             raft_commit: gauge(registry, "meridian_raft_commit_index", "Raft commit index")?,
             raft_applied: gauge(
@@ -88,6 +98,15 @@ pub async fn metrics(_: ApiUser, State(st): State<AppState>) -> Response {
         raft.leader == Some(raft.node_id) && raft.node_id != 0,
     ));
     m.revision.set(to_i64(st.backend.config().revision));
+    let now = i64::try_from(model::unix_ms() / 1000).unwrap_or(i64::MAX);
+    m.cert_expiry.reset();
+    for r in st.backend.certificates().values() {
+        if let (Some(info), None) = (&r.info, &r.revoked) {
+            m.cert_expiry
+                .with_label_values(&[r.name.as_str()])
+                .set(info.not_after_unix - now);
+        }
+    }
     let mut buf = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&st.registry.gather(), &mut buf) {
         tracing::error!(error = %e, "metrics encoding failed");

@@ -2,6 +2,8 @@
 //! checks what it can check locally (so a 422 lists every error), and proposes one Raft change
 //! on behalf of the caller.
 
+use std::collections::BTreeMap;
+
 use model::{AdminState, Change, Object, ObjectKind, Origin, Role};
 
 use crate::{AppState, ChangeError};
@@ -16,6 +18,32 @@ pub fn valid_user_name(name: &str) -> bool {
 
 pub const MIN_PASSWORD: usize = 12;
 
+/// Validates a whole config as the state machine will: the spec itself, and the certificates its
+/// listeners name against the credential store. Every error is listed.
+pub fn validate(st: &AppState, spec: &model::ConfigSpec) -> Result<model::Config, ChangeError> {
+    let certs = st.backend.certificates();
+    let missing = model::validate::certificate_errors(spec, |name| match certs.get(name) {
+        None => Err(format!(
+            "no certificate named {name:?} in the credential store"
+        )),
+        Some(c) if c.revoked.is_some() => Err(format!("certificate {name:?} is revoked")),
+        Some(c) if c.info.is_none() => Err(format!(
+            "certificate {name:?} is a generated key still waiting for its signed certificate"
+        )),
+        Some(_) => Ok(()),
+    });
+    match (model::validate(spec), missing.is_empty()) {
+        (Ok(config), true) => Ok(config),
+        (Ok(_), false) => Err(ChangeError::Invalid(model::ValidationErrors {
+            errors: missing,
+        })),
+        (Err(mut e), _) => {
+            e.errors.extend(missing);
+            Err(ChangeError::Invalid(e))
+        }
+    }
+}
+
 /// Saves `object` (create or replace), conditional on `expected` when given.
 pub async fn save(
     st: &AppState,
@@ -25,7 +53,7 @@ pub async fn save(
 ) -> Result<u64, ChangeError> {
     let mut spec = st.backend.config().value.spec.clone();
     spec.upsert(&object);
-    model::validate(&spec).map_err(ChangeError::Invalid)?;
+    validate(st, &spec)?;
     st.backend
         .propose(
             Change::Upsert {
@@ -315,4 +343,123 @@ pub fn audit(st: &AppState, origin: Origin, action: &str, detail: String, succes
             tracing::warn!(error = %e, action, "audit event not recorded");
         }
     });
+}
+
+/// Where each certificate is used: certificate name -> listener names.
+pub fn certificate_users(spec: &model::ConfigSpec) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in &spec.listeners {
+        if let Some(t) = &l.tls {
+            for c in &t.certificates {
+                out.entry(c.clone()).or_default().push(l.name.clone());
+            }
+        }
+    }
+    out
+}
+
+fn now() -> (i64, u64) {
+    let ms = model::unix_ms();
+    (i64::try_from(ms / 1000).unwrap_or(i64::MAX), ms)
+}
+
+/// Imports a certificate with its key, or replaces (rotates) one of the same name: listeners
+/// that name it serve the new one on their next handshakes.
+pub async fn put_certificate(
+    st: &AppState,
+    origin: Origin,
+    name: &str,
+    cert_pem: &str,
+    key_pem: Option<&str>,
+    ca_pem: Option<&str>,
+) -> Result<(), ChangeError> {
+    let (now_unix, now_ms) = now();
+    let key = st.backend.cluster_key();
+    let existing = st.backend.certificates().get(name).cloned();
+    let record = match (key_pem, existing) {
+        (Some(k), _) => credentials::import(name, cert_pem, k, ca_pem, now_unix, now_ms, &key),
+        // No key: the signed certificate for a key generated here.
+        (None, Some(record)) => {
+            credentials::attach(&record, cert_pem, ca_pem, now_unix, now_ms, &key)
+        }
+        (None, None) => Err(model::ValidationErrors::single(
+            "key_pem",
+            format!(
+                "{name:?} has no key generated here: send the private key with the certificate"
+            ),
+        )),
+    }
+    .map_err(ChangeError::Invalid)?;
+    let mut record = record;
+    if let Some(old) = st.backend.certificates().get(name) {
+        record.created_unix_ms = old.created_unix_ms;
+    }
+    st.backend
+        .propose(Change::PutCertificate { record }, origin)
+        .await
+        .map(|_| ())
+}
+
+/// Generates a key on this appliance and returns the CSR to get signed; the key never leaves.
+pub async fn generate_certificate(
+    st: &AppState,
+    origin: Origin,
+    name: &str,
+    common_name: &str,
+    sans: &[String],
+) -> Result<String, ChangeError> {
+    if st.backend.certificates().contains_key(name) {
+        return Err(ChangeError::Invalid(model::ValidationErrors::single(
+            "name",
+            format!("a certificate named {name:?} exists"),
+        )));
+    }
+    let (_, now_ms) = now();
+    let record = credentials::generate(name, common_name, sans, now_ms, &st.backend.cluster_key())
+        .map_err(ChangeError::Invalid)?;
+    let csr = record.csr_pem.clone().unwrap_or_default();
+    st.backend
+        .propose(Change::PutCertificate { record }, origin)
+        .await?;
+    Ok(csr)
+}
+
+pub async fn revoke_certificate(
+    st: &AppState,
+    origin: Origin,
+    name: &str,
+    reason: &str,
+) -> Result<(), ChangeError> {
+    if reason.trim().is_empty() {
+        return Err(ChangeError::Invalid(model::ValidationErrors::single(
+            "reason",
+            "say why the certificate is revoked",
+        )));
+    }
+    st.backend
+        .propose(
+            Change::RevokeCertificate {
+                name: name.to_string(),
+                reason: reason.trim().to_string(),
+            },
+            origin,
+        )
+        .await
+        .map(|_| ())
+}
+
+pub async fn delete_certificate(
+    st: &AppState,
+    origin: Origin,
+    name: &str,
+) -> Result<(), ChangeError> {
+    st.backend
+        .propose(
+            Change::DeleteCertificate {
+                name: name.to_string(),
+            },
+            origin,
+        )
+        .await
+        .map(|_| ())
 }

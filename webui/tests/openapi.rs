@@ -14,7 +14,7 @@ use model::records::{AuditEntry, AuthState, TokenInfo, UserRecord};
 use model::{Origin, Role};
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use webui::{AppState, Change};
+use webui::{AppState, Backend, Change};
 
 mod common;
 use common::*;
@@ -40,6 +40,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/pools/{pool}/members/{address}/state"),
     ("PUT", "/gslb_records/{record}/sites/{site}/state"),
     ("GET", "/openapi.json"),
+    ("GET", "/certificates"),
+    ("POST", "/certificates"),
+    ("GET", "/certificates/{name}"),
+    ("PUT", "/certificates/{name}"),
+    ("DELETE", "/certificates/{name}"),
+    ("POST", "/certificates/{name}/revoke"),
+    ("POST", "/certificates/{name}/csr"),
     ("GET", "/{kind}"),
     ("GET", "/{kind}/{name}"),
     ("PUT", "/{kind}/{name}"),
@@ -132,6 +139,15 @@ impl Fixture {
         {
             let mut s = backend.lock();
             s.auth = Arc::new(auth);
+            // A certificate no listener uses, so that it can be rotated, revoked and deleted.
+            let seeded = credentials::self_signed(
+                "seeded",
+                &["seeded.test".to_string()],
+                model::unix_ms(),
+                &backend.cluster_key(),
+            )
+            .expect("certificate");
+            s.certificates.insert("seeded".into(), Arc::new(seeded));
             s.audit.push(Arc::new(AuditEntry {
                 index: 1,
                 origin: Origin::system(),
@@ -420,6 +436,9 @@ fn fill(path: &str, token_id: &str) -> String {
         "zones" => "example.org",
         "gslb_records" => "www.example.com.",
         "users" => "viewer",
+        // A new name for a generated key, the seeded certificate otherwise.
+        "certificates" if path.ends_with("/csr") => "fresh",
+        "certificates" => "seeded",
         _ => "",
     };
     let mut out = path.to_string();
@@ -449,6 +468,18 @@ async fn sample_body(f: &Fixture, doc: &Value, op: &Op<'_>, path: &str) -> Strin
     if op.op["requestBody"].is_null() {
         return String::new();
     }
+    let leaf = |names: &[&str]| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.self_signed(&key).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    if op.path == "/api/v1/certificates/{name}" && op.method == "PUT" {
+        let (cert, key) = leaf(&["seeded.test"]);
+        return json!({"cert_pem": cert, "key_pem": key}).to_string();
+    }
     if op.method == "PUT" && !doc["paths"][op.path]["get"].is_null() {
         let a = f.call("GET", path, Some(Role::Admin), false, "").await;
         assert_eq!(a.status, StatusCode::OK, "GET {path}: {}", a.body);
@@ -464,6 +495,14 @@ async fn sample_body(f: &Fixture, doc: &Value, op: &Op<'_>, path: &str) -> Strin
             json!({"current": PASSWORD, "new": "another long passphrase"})
         }
         ("POST", "/api/v1/tokens") => json!({"name": "ci", "role": "viewer", "expires_days": 30}),
+        ("POST", "/api/v1/certificates") => {
+            let (cert, key) = leaf(&["imported.test"]);
+            json!({"name": "imported", "cert_pem": cert, "key_pem": key})
+        }
+        ("POST", "/api/v1/certificates/{name}/revoke") => json!({"reason": "superseded"}),
+        ("POST", "/api/v1/certificates/{name}/csr") => {
+            json!({"common_name": "fresh.test", "sans": ["fresh.test"]})
+        }
         _ => panic!("{}: add a sample request body", op.name()),
     };
     body.to_string()
@@ -610,8 +649,8 @@ async fn missing_credentials_and_missing_if_match_are_documented_answers() {
             check_answer(&doc, &op, &a, &mut errors);
         }
     }
-    // PUT /config, rollback, and PUT and DELETE of each kind.
-    assert_eq!(writes, 2 + 2 * KINDS.len());
+    // PUT /config, rollback, PUT and DELETE of each kind, and of a certificate.
+    assert_eq!(writes, 2 + 2 * KINDS.len() + 2);
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 

@@ -219,6 +219,7 @@ async fn every_page_renders_for_a_viewer_and_has_the_navigation() {
         "/console/users",
         "/console/alarms",
         "/console/account",
+        "/console/certificates",
         "/console/pools/p",
         "/console/routes/all",
         "/console/listeners/web",
@@ -479,6 +480,16 @@ async fn roles_are_enforced_on_every_changing_console_route() {
             vec![("site", "a"), ("state", "disabled")],
         ),
         ("/console/history/1/rollback", vec![]),
+        (
+            "/console/certificates",
+            vec![("name", "x"), ("cert_pem", "x")],
+        ),
+        (
+            "/console/certificates/generate",
+            vec![("name", "x"), ("common_name", "x.test")],
+        ),
+        ("/console/certificates/x/revoke", vec![("reason", "r")]),
+        ("/console/certificates/x/delete", vec![]),
     ];
     let admin_routes: Vec<(&str, Vec<(&str, &str)>)> = vec![
         (
@@ -808,4 +819,88 @@ async fn the_overview_shows_alarms_and_pages_carry_a_strict_csp() {
         "{csp}"
     );
     assert!(!html.contains("style=\""), "no inline styles");
+}
+
+fn leaf(names: &[&str]) -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    let cert = params.self_signed(&key).expect("cert");
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn certificates_are_uploaded_generated_and_revoked_from_the_console() {
+    let f = Fixture::new();
+    let s = f.login("operator");
+    let (cert, key) = leaf(&["www.example.test"]);
+    let (_, wrong_key) = leaf(&["www.example.test"]);
+    // A key that does not match: the error sits beside the key field; the key is not echoed.
+    let (status, html) = f
+        .post(
+            &s,
+            "/console/certificates",
+            &[
+                ("name", "www"),
+                ("cert_pem", &cert),
+                ("key_pem", &wrong_key),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("id=\"up-key-err\""), "{html}");
+    assert!(!html.contains("PRIVATE KEY"), "the key is not echoed back");
+    assert!(
+        html.contains("BEGIN CERTIFICATE"),
+        "the certificate typed is kept"
+    );
+    assert!(f.backend.lock().certificates.is_empty());
+
+    let (status, _) = f
+        .post(
+            &s,
+            "/console/certificates",
+            &[("name", "www"), ("cert_pem", &cert), ("key_pem", &key)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, html) = f.get(&s, "/console/certificates").await;
+    assert!(html.contains("Imported certificate www"), "{html}");
+    assert!(
+        html.contains("www.example.test") && html.contains("days left"),
+        "{html}"
+    );
+    assert!(!html.contains("PRIVATE KEY"));
+
+    // A key generated here: its CSR is shown to be signed; the key never is.
+    let (status, html) = f
+        .post(
+            &s,
+            "/console/certificates/generate",
+            &[
+                ("name", "api"),
+                ("common_name", "api.example.test"),
+                ("sans", "api.example.test"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(html.contains("BEGIN CERTIFICATE REQUEST"), "{html}");
+    assert!(!html.contains("PRIVATE KEY"));
+
+    // Revoking asks first, then takes a reason.
+    let (status, html) = f.get(&s, "/console/certificates/www/revoke").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("name=\"reason\""), "{html}");
+    let (status, _) = f
+        .post(
+            &s,
+            "/console/certificates/www/revoke",
+            &[("reason", "key compromise")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, html) = f.get(&s, "/console/certificates").await;
+    assert!(html.contains("revoked: key compromise"), "{html}");
 }

@@ -1,5 +1,5 @@
-//! The one I/O type of client connections. Plain TCP today; TLS and kernel-TLS streams become
-//! further `Transport` variants, so the accept loop and the protocols above never change.
+//! The one I/O type of client connections: plain TCP or TLS (kernel-TLS streams become a further
+//! `Transport` variant), so the protocols above never change.
 //! Bytes in and out are counted here, once for every protocol.
 
 use std::io;
@@ -16,6 +16,73 @@ use crate::metrics::ListenerMetrics;
 
 enum Transport {
     Plain(TcpStream),
+    /// TLS in userspace (rustls).
+    Tls(Box<tokio_rustls::server::TlsStream<Rewound>>),
+}
+
+/// A TCP stream whose first bytes were read ahead (after a PROXY protocol header) and are
+/// served again before the socket's: the TLS handshake reads the ClientHello through it.
+pub struct Rewound {
+    prefix: Bytes,
+    tcp: TcpStream,
+}
+
+impl Rewound {
+    pub fn new(prefix: Bytes, tcp: TcpStream) -> Rewound {
+        Rewound { prefix, tcp }
+    }
+}
+
+impl std::os::fd::AsRawFd for Rewound {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.tcp.as_raw_fd()
+    }
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
 }
 
 pub struct ListenerIo {
@@ -32,6 +99,19 @@ impl ListenerIo {
         ListenerIo {
             transport: Transport::Plain(stream),
             prefix,
+            metrics,
+            watch: None,
+        }
+    }
+
+    /// A TLS connection after its handshake; bytes are counted as plaintext.
+    pub fn tls(
+        stream: tokio_rustls::server::TlsStream<Rewound>,
+        metrics: Arc<ListenerMetrics>,
+    ) -> ListenerIo {
+        ListenerIo {
+            transport: Transport::Tls(Box::new(stream)),
+            prefix: Bytes::new(),
             metrics,
             watch: None,
         }
@@ -68,6 +148,7 @@ impl AsyncRead for ListenerIo {
         let this = &mut *self;
         let r = match &mut this.transport {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
         let n = buf.filled().len() - before;
         if n > 0 {
@@ -89,6 +170,7 @@ impl AsyncWrite for ListenerIo {
         let this = &mut *self;
         let r = match &mut this.transport {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         };
         if let Poll::Ready(Ok(n)) = &r {
             this.metrics.bytes_out.inc_by(*n as u64);
@@ -104,6 +186,7 @@ impl AsyncWrite for ListenerIo {
         let this = &mut *self;
         let r = match &mut this.transport {
             Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         };
         if let Poll::Ready(Ok(n)) = &r {
             this.metrics.bytes_out.inc_by(*n as u64);
@@ -114,18 +197,21 @@ impl AsyncWrite for ListenerIo {
     fn is_write_vectored(&self) -> bool {
         match &self.transport {
             Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.transport {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.transport {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

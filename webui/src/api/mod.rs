@@ -27,10 +27,13 @@ use crate::openapi::{
 };
 use crate::{diff, ops, view, AppState, Change};
 
+mod certificates;
 mod history;
 mod objects;
 mod users;
 
+pub use certificates::view as certificate_view;
+use certificates::*;
 use history::*;
 use objects::*;
 pub use users::tokens_for;
@@ -52,6 +55,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_token))
         .routes(routes!(member_state))
         .routes(routes!(site_state))
+        .routes(routes!(list_certificates, import_certificate))
+        .routes(routes!(
+            get_certificate,
+            put_certificate,
+            delete_certificate
+        ))
+        .routes(routes!(revoke_certificate))
+        .routes(routes!(generate_certificate))
         .routes(routes!(openapi::document))
         // Documented once per kind by `openapi`, which spells these two out.
         .routes(routes!(list_objects))

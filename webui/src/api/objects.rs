@@ -58,7 +58,7 @@ pub(super) async fn put_config(
     let b = body(b)?;
     let spec = model::parse::spec_from(&b, format(&headers))?;
     // Validate here for a fast, complete 422; the state machine validates again on apply.
-    model::validate(&spec)?;
+    ops::validate(&st, &spec)?;
     let revision = st
         .backend
         .propose(

@@ -9,6 +9,7 @@
 //! never in the URL, so they cannot be forged by a link.
 
 mod account;
+mod certificates;
 mod history;
 mod login;
 mod objects;
@@ -44,6 +45,22 @@ pub fn routes() -> Router<AppState> {
         .route("/console/gslb", get(pages::gslb))
         .route("/console/zones", get(pages::zones))
         .route("/console/cluster", get(pages::cluster))
+        .route(
+            "/console/certificates",
+            get(certificates::list).post(certificates::upload),
+        )
+        .route(
+            "/console/certificates/generate",
+            post(certificates::generate),
+        )
+        .route(
+            "/console/certificates/{name}/revoke",
+            get(certificates::confirm_revoke).post(certificates::revoke),
+        )
+        .route(
+            "/console/certificates/{name}/delete",
+            get(certificates::confirm_delete).post(certificates::delete),
+        )
         .route("/console/alarms", get(pages::alarms))
         .route("/console/history", get(history::list))
         .route("/console/history/{revision}", get(history::show))
@@ -142,15 +159,18 @@ pub struct Chrome {
     pub alarms: usize,
     pub flash: String,
     pub node_id: u64,
+    /// Certificates expired, revoked but still listed, or inside the alarm horizon.
+    pub expiring: usize,
 }
 
 /// The navigation: (section id, label, URL).
-pub const NAV: [(&str, &str, &str); 10] = [
+pub const NAV: [(&str, &str, &str); 11] = [
     ("overview", "Overview", "/"),
     ("listeners", "Listeners & routes", "/console/listeners"),
     ("pools", "Pools", "/console/pools"),
     ("gslb", "GSLB", "/console/gslb"),
     ("zones", "DNS zones", "/console/zones"),
+    ("certificates", "Certificates", "/console/certificates"),
     ("cluster", "Cluster", "/console/cluster"),
     ("history", "History", "/console/history"),
     ("audit", "Audit", "/console/audit"),
@@ -175,6 +195,7 @@ impl Chrome {
             alarms: st.backend.alarms().len(),
             flash: st.sessions.take_flash(&user.cookie).unwrap_or_default(),
             node_id: st.backend.raft().node_id,
+            expiring: certificates::expiring(st),
         }
     }
 
@@ -184,7 +205,11 @@ impl Chrome {
                 label,
                 url,
                 current: *id == self.nav,
-                badge: if *id == "alarms" { self.alarms } else { 0 },
+                badge: match *id {
+                    "alarms" => self.alarms,
+                    "certificates" => self.expiring,
+                    _ => 0,
+                },
             })
             .collect()
     }

@@ -4,9 +4,12 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use model::records::{AuditEntry, AuthState, RevisionRecord, TokenInfo, UserRecord};
+use model::records::{
+    AuditEntry, AuthState, CertificateRecord, RevisionRecord, TokenInfo, UserRecord,
+};
 use model::{Config, HealthView, Origin, Revisioned};
 use webui::{Backend, BoxFuture, Change, ChangeError, ListenerView, RaftView};
 
@@ -24,6 +27,7 @@ pub struct State {
     pub proposed: Vec<(Change, Origin)>,
     /// The next proposal fails like this, without being applied.
     pub fail_next: Option<ChangeError>,
+    pub certificates: BTreeMap<String, Arc<CertificateRecord>>,
 }
 
 pub struct Memory(pub Mutex<State>);
@@ -122,6 +126,43 @@ impl Memory {
                 return Ok(s.revision);
             }
             Change::Audit { .. } => return Ok(s.revision),
+            Change::PutCertificate { record } => {
+                s.certificates
+                    .insert(record.name.clone(), Arc::new(record.clone()));
+                return Ok(s.revision);
+            }
+            Change::RevokeCertificate { name, reason } => {
+                let used = s.spec.listeners.iter().any(|l| {
+                    l.tls
+                        .as_ref()
+                        .is_some_and(|t| t.certificates.iter().any(|c| c == name))
+                });
+                if used {
+                    return Err(ChangeError::Refused(format!("{name} is in use")));
+                }
+                let Some(old) = s.certificates.get(name) else {
+                    return Err(ChangeError::Refused("no such certificate".into()));
+                };
+                let mut record = CertificateRecord::clone(old);
+                record.revoked = Some(model::records::Revocation {
+                    reason: reason.clone(),
+                    at_unix_ms: origin.at_unix_ms,
+                    by: origin.user.clone(),
+                });
+                s.certificates.insert(name.clone(), Arc::new(record));
+                return Ok(s.revision);
+            }
+            Change::DeleteCertificate { name } => {
+                let used = s.spec.listeners.iter().any(|l| {
+                    l.tls
+                        .as_ref()
+                        .is_some_and(|t| t.certificates.iter().any(|c| c == name))
+                });
+                if used || s.certificates.remove(name).is_none() {
+                    return Err(ChangeError::Refused(format!("{name} is in use or missing")));
+                }
+                return Ok(s.revision);
+            }
             Change::SetUser {
                 name,
                 password_hash,
@@ -169,6 +210,12 @@ impl Backend for Memory {
     }
     fn history(&self) -> Arc<Vec<Arc<RevisionRecord>>> {
         Arc::new(self.lock().history.clone())
+    }
+    fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>> {
+        Arc::new(self.lock().certificates.clone())
+    }
+    fn cluster_key(&self) -> Arc<credentials::ClusterKey> {
+        Arc::new(credentials::ClusterKey::derive("router tests"))
     }
     fn audit(&self) -> Arc<Vec<Arc<AuditEntry>>> {
         Arc::new(self.lock().audit.clone())

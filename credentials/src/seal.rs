@@ -1,0 +1,230 @@
+//! The cluster key, and the AEAD (ChaCha20-Poly1305) that seals private keys at rest.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use model::records::SealedKey;
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::Error;
+
+/// HKDF salt and info: a fixed label, so the same secret used elsewhere yields another key.
+const SALT: &[u8] = b"meridian credential store v1";
+const INFO: &[u8] = b"meridian credential store v1: private key sealing";
+/// Bound into every tag, so a ciphertext made for another purpose with this key never opens.
+const AAD: &[u8] = b"meridian sealed private key v1";
+
+/// The 32-byte key that seals private keys, derived from the cluster secret. Zeroed on drop;
+/// its `Debug` shows nothing of it.
+pub struct ClusterKey([u8; 32]);
+
+/// Encrypts a private key (DER) with a fresh random 96-bit nonce.
+pub fn seal(key_der: &[u8], k: &ClusterKey) -> Result<SealedKey, Error> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| Error::Random)?;
+    // Room for the tag up front, so no reallocation leaves a plaintext copy behind.
+    let mut in_out = Zeroizing::new(Vec::with_capacity(key_der.len() + aead::MAX_TAG_LEN));
+    in_out.extend_from_slice(key_der);
+    k.aead()?
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(AAD),
+            &mut *in_out,
+        )
+        .map_err(|_| Error::Seal)?;
+    Ok(SealedKey {
+        nonce: B64.encode(nonce),
+        ciphertext: B64.encode(&*in_out),
+    })
+}
+
+/// Decrypts a sealed key: the DER it was sealed from (PKCS#8, or PKCS#1 / SEC1 as imported).
+/// A wrong cluster key or any altered byte fails with [`Error::Unseal`].
+pub fn unseal(s: &SealedKey, k: &ClusterKey) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let nonce: [u8; NONCE_LEN] = B64
+        .decode(&s.nonce)
+        .map_err(|_| Error::Malformed("the nonce is not base64"))?
+        .try_into()
+        .map_err(|_| Error::Malformed("the nonce is not 96 bits"))?;
+    let mut buf = Zeroizing::new(
+        B64.decode(&s.ciphertext)
+            .map_err(|_| Error::Malformed("the ciphertext is not base64"))?,
+    );
+    let len = k
+        .aead()?
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(AAD),
+            &mut buf,
+        )
+        .map_err(|_| Error::Unseal)?
+        .len();
+    buf.truncate(len);
+    Ok(buf)
+}
+
+// === impl ClusterKey ===
+
+impl ClusterKey {
+    /// HKDF-SHA256 (RFC 5869) of the cluster secret with a fixed salt and info label.
+    pub fn derive(cluster_secret: &str) -> ClusterKey {
+        ClusterKey(hkdf_sha256_32(SALT, cluster_secret.as_bytes(), INFO))
+    }
+
+    fn aead(&self) -> Result<LessSafeKey, Error> {
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &self.0).map_err(|_| Error::Seal)?;
+        Ok(LessSafeKey::new(key))
+    }
+}
+
+impl fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterKey(<redacted>)")
+    }
+}
+
+impl Drop for ClusterKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// HKDF-SHA256 with a 32-byte output: PRK = HMAC(salt, ikm), OKM = T(1) = HMAC(PRK, info || 1).
+/// Written on `ring::hmac` rather than `ring::hkdf` because this is infallible, where
+/// `hkdf::Prk::expand` returns a `Result` that can only fail for outputs over 8160 bytes; the
+/// tests check it against RFC 5869 and against `ring::hkdf`.
+fn hkdf_sha256_32(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
+    let prk = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, salt), ikm);
+    let mut t1 = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref()));
+    t1.update(info);
+    t1.update(&[1]);
+    let mut out = [0u8; 32];
+    for (o, b) in out.iter_mut().zip(t1.sign().as_ref()) {
+        *o = *b;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(secret: &str) -> ClusterKey {
+        ClusterKey::derive(secret)
+    }
+
+    #[test]
+    fn hkdf_matches_rfc5869_test_case_1() {
+        let ikm = [0x0b; 22];
+        let salt: Vec<u8> = (0x00..=0x0c).collect();
+        let info: Vec<u8> = (0xf0..=0xf9).collect();
+        // The first 32 of the 42 bytes of OKM in RFC 5869, A.1.
+        assert_eq!(
+            hex::encode(hkdf_sha256_32(&salt, &ikm, &info)),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+        );
+    }
+
+    #[test]
+    fn derive_agrees_with_ring_hkdf() {
+        use ring::hkdf;
+        let mut expected = [0u8; 32];
+        hkdf::Salt::new(hkdf::HKDF_SHA256, SALT)
+            .extract(b"s3cret")
+            .expand(&[INFO], hkdf::HKDF_SHA256)
+            .expect("expand")
+            .fill(&mut expected)
+            .expect("fill");
+        assert_eq!(key("s3cret").0, expected);
+        assert_ne!(key("s3cret").0, key("s3cret2").0);
+    }
+
+    #[test]
+    fn seal_unseal_round_trip_with_fresh_nonces() {
+        let k = key("cluster secret");
+        let plain = b"not really a key, but bytes all the same".to_vec();
+        let a = seal(&plain, &k).expect("seal");
+        let b = seal(&plain, &k).expect("seal");
+        assert_ne!(a.nonce, b.nonce, "each seal draws a new nonce");
+        assert_ne!(a.ciphertext, b.ciphertext);
+        assert_eq!(B64.decode(&a.nonce).expect("b64").len(), 12);
+        assert_eq!(
+            B64.decode(&a.ciphertext).expect("b64").len(),
+            plain.len() + 16,
+            "ciphertext is the plaintext plus a 128-bit tag"
+        );
+        assert_eq!(*unseal(&a, &k).expect("unseal"), plain);
+        assert_eq!(*unseal(&b, &k).expect("unseal"), plain);
+    }
+
+    #[test]
+    fn any_flipped_byte_is_detected() {
+        let k = key("cluster secret");
+        let sealed = seal(b"0123456789abcdef", &k).expect("seal");
+        let ct = B64.decode(&sealed.ciphertext).expect("b64");
+        for i in 0..ct.len() {
+            let mut bad = ct.clone();
+            bad[i] ^= 0x01;
+            let tampered = SealedKey {
+                nonce: sealed.nonce.clone(),
+                ciphertext: B64.encode(&bad),
+            };
+            assert!(
+                matches!(unseal(&tampered, &k), Err(Error::Unseal)),
+                "byte {i}"
+            );
+        }
+        let mut nonce = B64.decode(&sealed.nonce).expect("b64");
+        nonce[0] ^= 0x80;
+        let tampered = SealedKey {
+            nonce: B64.encode(&nonce),
+            ciphertext: sealed.ciphertext.clone(),
+        };
+        assert!(matches!(unseal(&tampered, &k), Err(Error::Unseal)));
+    }
+
+    #[test]
+    fn wrong_cluster_key_fails() {
+        let sealed = seal(b"secret key bytes", &key("one")).expect("seal");
+        let err = unseal(&sealed, &key("two")).expect_err("wrong key");
+        assert!(matches!(err, Error::Unseal));
+        assert!(err.to_string().contains("wrong cluster key"));
+    }
+
+    #[test]
+    fn malformed_sealed_keys_are_refused() {
+        let k = key("x");
+        let good = seal(b"abc", &k).expect("seal");
+        let bad_nonce = SealedKey {
+            nonce: B64.encode([0u8; 8]),
+            ciphertext: good.ciphertext.clone(),
+        };
+        assert!(matches!(unseal(&bad_nonce, &k), Err(Error::Malformed(_))));
+        let not_b64 = SealedKey {
+            nonce: good.nonce.clone(),
+            ciphertext: "***".into(),
+        };
+        assert!(matches!(unseal(&not_b64, &k), Err(Error::Malformed(_))));
+        let truncated = SealedKey {
+            nonce: good.nonce,
+            ciphertext: B64.encode([1u8; 4]),
+        };
+        assert!(matches!(unseal(&truncated, &k), Err(Error::Unseal)));
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let k = key("cluster secret");
+        let shown = format!("{k:?} {k:#?}");
+        assert_eq!(format!("{k:?}"), "ClusterKey(<redacted>)");
+        assert!(!shown.contains(&hex::encode(k.0)));
+        // Not even as the decimal byte list a derived Debug would print.
+        assert!(!shown.chars().any(|c| c.is_ascii_digit()), "{shown}");
+    }
+}

@@ -1,0 +1,114 @@
+//! TLS termination: the credential store's keys as the data plane holds them, certificate
+//! selection by SNI, and the rustls server configuration of each HTTPS listener.
+//!
+//! Certificates are looked up by name at handshake time in [`CertStore`], which the node swaps
+//! whole when the credential store changes. A listener's configuration names certificates, not
+//! keys, so rotating a certificate takes effect on the next handshake without touching the
+//! listener, and connections already established keep theirs.
+
+pub mod sni;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use model::{KtlsMode, ListenerTls, TlsVersion};
+use rustls::server::{ServerConfig, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+
+/// One certificate ready for handshakes: its key and the names it is valid for.
+pub struct StoredCert {
+    pub key: Arc<CertifiedKey>,
+    /// DNS names from the certificate, lowercased; `*.example.com` for wildcards.
+    pub names: Vec<String>,
+}
+
+/// The certificates the data plane can serve, by credential-store name.
+#[derive(Default)]
+pub struct CertStore {
+    map: ArcSwap<HashMap<String, Arc<StoredCert>>>,
+}
+
+impl CertStore {
+    /// Replaces every certificate at once: new handshakes see the new set.
+    pub fn replace(&self, certs: HashMap<String, Arc<StoredCert>>) {
+        self.map.store(Arc::new(certs));
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<StoredCert>> {
+        self.map.load().get(name).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Session tickets encrypted with keys this node rotates (rustls' ticketer rotates every
+/// six hours and accepts the previous key).
+fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
+    static TICKETER: std::sync::OnceLock<Option<Arc<dyn rustls::server::ProducesTickets>>> =
+        std::sync::OnceLock::new();
+    TICKETER
+        .get_or_init(|| rustls::crypto::ring::Ticketer::new().ok())
+        .clone()
+}
+
+/// Sessions kept for resumption by session id (TLS 1.2 clients without tickets), per listener.
+const SESSION_CACHE: usize = 16 * 1024;
+
+/// What a listener needs to terminate TLS.
+pub struct ListenerTlsConfig {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub handshake_timeout: Duration,
+    pub ktls: KtlsMode,
+}
+
+/// Builds the rustls configuration of one HTTPS listener.
+pub fn server_config(
+    tls: &ListenerTls,
+    store: &Arc<CertStore>,
+) -> Result<ListenerTlsConfig, rustls::Error> {
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match tls.min_version {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(sni::Resolver::new(tls, store.clone())));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    if let Some(t) = ticketer() {
+        config.ticketer = t;
+        config.send_tls13_tickets = 2;
+    }
+    // Kernel TLS needs the traffic secrets after the handshake.
+    config.enable_secret_extraction = tls.ktls != KtlsMode::Off;
+    config.ignore_client_order = true;
+    Ok(ListenerTlsConfig {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        handshake_timeout: tls.handshake_timeout,
+        ktls: tls.ktls,
+    })
+}
+
+/// `TLSv1.3` / `TLSv1.2` for labels.
+pub fn version_label(v: Option<rustls::ProtocolVersion>) -> &'static str {
+    match v {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+        _ => "other",
+    }
+}
+
+/// The cipher suite's IANA name, for labels (a fixed set).
+pub fn suite_label(s: Option<rustls::SupportedCipherSuite>) -> &'static str {
+    s.and_then(|s| s.suite().as_str()).unwrap_or("unknown")
+}

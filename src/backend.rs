@@ -53,6 +53,10 @@ impl webui::Backend for NodeBackend {
         self.cluster.current().certificates
     }
 
+    fn kernel_tls(&self) -> Option<String> {
+        self.dataplane.kernel_tls()
+    }
+
     fn cluster_key(&self) -> Arc<credentials::ClusterKey> {
         self.cluster_key.clone()
     }

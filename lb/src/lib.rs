@@ -172,6 +172,9 @@ impl DataPlane {
                 applied.clone(),
             );
             tokio::spawn(async move {
+                // Before the first listener opens: connections decide on kernel TLS by it.
+                let kernel = tls::ktls::probe().await;
+                metrics.set_kernel_tls(kernel.available());
                 loop {
                     let current = config.borrow_and_update().clone();
                     let env = snapshot::CompileEnv {
@@ -237,6 +240,14 @@ impl DataPlane {
     /// store changes, and new handshakes use them at once.
     pub fn certs(&self) -> Arc<tls::CertStore> {
         self.certs.clone()
+    }
+
+    /// What the kernel offers for TLS: `Some(description)` when it takes some suite, `None`
+    /// without kernel TLS (or before the probe ran).
+    pub fn kernel_tls(&self) -> Option<String> {
+        tls::ktls::probed()
+            .filter(|k| k.available())
+            .map(|k| k.describe())
     }
 
     /// Health observations, for DNS and the console.

@@ -412,8 +412,9 @@ async fn serve_accepted(
     }
 }
 
-/// Runs the TLS handshake within the listener's handshake timeout. A failed or stalled
-/// handshake ends the connection (rustls has sent its alert) and is counted.
+/// Runs the TLS handshake within the listener's handshake timeout, then moves the record layer
+/// into the kernel when the listener allows it and the kernel supports the negotiated suite.
+/// A failed or stalled handshake ends the connection (rustls has sent its alert) and is counted.
 async fn handshake(
     tls: &crate::tls::ListenerTlsConfig,
     stream: TcpStream,
@@ -422,18 +423,54 @@ async fn handshake(
     shared: &Shared,
     metrics: Arc<crate::metrics::ListenerMetrics>,
 ) -> Option<ListenerIo> {
-    let accept = tls.acceptor.accept(io::Rewound::new(prefix, stream));
-    match tokio::time::timeout(tls.handshake_timeout, accept).await {
-        Ok(Ok(stream)) => {
-            let (_, conn) = stream.get_ref();
-            shared.metrics.tls_connection(
-                &metrics,
-                crate::tls::version_label(conn.protocol_version()),
-                crate::tls::suite_label(conn.negotiated_cipher_suite()),
-                "userspace",
-            );
-            Some(ListenerIo::tls(stream, metrics))
+    let rewound = io::Rewound::new(prefix, stream);
+    let kernel = crate::tls::ktls::probed().filter(|k| k.available());
+    let Some(kernel) = kernel.filter(|_| tls.ktls != model::KtlsMode::Off) else {
+        let stream = finish(tls, tls.acceptor.accept(rewound), peer, &metrics).await?;
+        count(shared, &metrics, stream.get_ref().1, "userspace");
+        return Some(ListenerIo::tls(stream, metrics));
+    };
+    // The handshake runs over a CorkStream so that it stops reading at a record boundary.
+    let corked = ktls::CorkStream::new(rewound);
+    let stream = finish(tls, tls.acceptor.accept(corked), peer, &metrics).await?;
+    let conn = stream.get_ref().1;
+    let suite = conn.negotiated_cipher_suite();
+    if !suite.is_some_and(|s| kernel.supports(s)) {
+        count(shared, &metrics, conn, "userspace");
+        return Some(ListenerIo::tls_cork(stream, metrics));
+    }
+    let (version, cipher) = (
+        crate::tls::version_label(conn.protocol_version()),
+        crate::tls::suite_label(suite),
+    );
+    match ktls::config_ktls_server(stream).await {
+        Ok(k) => {
+            shared
+                .metrics
+                .tls_connection(&metrics, version, cipher, "kernel");
+            Some(ListenerIo::ktls(k, metrics))
         }
+        Err(e) => {
+            // The rustls state is consumed by the attempt: this connection ends.
+            shared.metrics.ktls_failed(&metrics);
+            tracing::warn!(%peer, error = %e, "the kernel refused kernel TLS for a connection");
+            None
+        }
+    }
+}
+
+/// Waits for a handshake within the listener's timeout; counts failures.
+async fn finish<S>(
+    tls: &crate::tls::ListenerTlsConfig,
+    accept: tokio_rustls::Accept<S>,
+    peer: SocketAddr,
+    metrics: &crate::metrics::ListenerMetrics,
+) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(tls.handshake_timeout, accept).await {
+        Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             metrics.tls_handshake_failed.inc();
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -445,6 +482,20 @@ async fn handshake(
             None
         }
     }
+}
+
+fn count(
+    shared: &Shared,
+    metrics: &crate::metrics::ListenerMetrics,
+    conn: &rustls::ServerConnection,
+    mode: &str,
+) {
+    shared.metrics.tls_connection(
+        metrics,
+        crate::tls::version_label(conn.protocol_version()),
+        crate::tls::suite_label(conn.negotiated_cipher_suite()),
+        mode,
+    );
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ pub struct LbMetrics {
     listener_errors: IntCounterVec,
     access_log_dropped: IntCounter,
     tls_connections: IntCounterVec,
+    kernel_tls: IntGauge,
     exported: Arc<Mutex<Exported>>,
 }
 
@@ -141,6 +142,14 @@ impl LbMetrics {
             compile_errors,
             listener_errors: counter_vec(r, "meridian_lb_listener_errors_total", "Listener bind and accept errors", &["listener", "kind"])?,
             access_log_dropped,
+            kernel_tls: {
+                let g = IntGauge::new(
+                    "meridian_lb_kernel_tls_available",
+                    "1 when this node's kernel takes TLS record layers (kTLS), 0 when TLS stays in userspace",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             tls_connections: counter_vec(r, "meridian_lb_tls_connections_total", "TLS connections after their handshake, by listener, TLS version, cipher suite and record-layer mode (kernel or userspace)", &["listener", "version", "cipher", "mode"])?,
             exported: Arc::default(),
         })
@@ -178,6 +187,15 @@ impl LbMetrics {
                 .client_errors
                 .with_label_values(&[listener, "tls_handshake_timeout"]),
         })
+    }
+
+    pub fn set_kernel_tls(&self, available: bool) {
+        self.kernel_tls.set(i64::from(available));
+    }
+
+    /// Counts a connection the kernel refused to take into kernel TLS.
+    pub fn ktls_failed(&self, listener: &ListenerMetrics) {
+        self.listener_error(&listener.name, "ktls_refused");
     }
 
     /// Counts a TLS connection whose handshake finished. The labels come from fixed sets.

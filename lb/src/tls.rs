@@ -6,6 +6,7 @@
 //! keys, so rotating a certificate takes effect on the next handshake without touching the
 //! listener, and connections already established keep theirs.
 
+pub mod ktls;
 pub mod sni;
 
 use std::collections::HashMap;

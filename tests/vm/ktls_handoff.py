@@ -94,7 +94,7 @@ def one_connection(cert, key, down, up):
         conn, _ = lsock.accept()
         tls = sctx.wrap_socket(conn, server_side=True)
         suite = tls.cipher()[0]
-        secrets = dict(line.split()[0::2] for line in open(keylog) if line.strip())
+        secrets = dict(line.split()[0::2] for line in open(keylog) if line.strip() and not line.startswith("#"))
         fd = tls.detach()  # from here on OpenSSL is out of the way
         raw = socket.socket(fileno=fd)
         raw.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")

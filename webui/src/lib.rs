@@ -92,6 +92,10 @@ pub trait Backend: Send + Sync + 'static {
     fn history(&self) -> Arc<Vec<Arc<RevisionRecord>>>;
     /// The replicated audit log, oldest first.
     fn audit(&self) -> Arc<Vec<Arc<AuditEntry>>>;
+    /// This node's kernel TLS: the suites it takes, or `None` when TLS stays in userspace.
+    fn kernel_tls(&self) -> Option<String> {
+        None
+    }
     /// The credential store: certificates with sealed keys.
     fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>>;
     /// The key that seals private keys in the credential store, derived from the cluster

@@ -22,7 +22,7 @@ pub const MIN_PASSWORD: usize = 12;
 /// listeners name against the credential store. Every error is listed.
 pub fn validate(st: &AppState, spec: &model::ConfigSpec) -> Result<model::Config, ChangeError> {
     let certs = st.backend.certificates();
-    let missing = model::validate::certificate_errors(spec, |name| match certs.get(name) {
+    let mut missing = model::validate::certificate_errors(spec, |name| match certs.get(name) {
         None => Err(format!(
             "no certificate named {name:?} in the credential store"
         )),
@@ -32,6 +32,24 @@ pub fn validate(st: &AppState, spec: &model::ConfigSpec) -> Result<model::Config
         )),
         Some(_) => Ok(()),
     });
+    // `ktls = "on"` is a promise this node must keep: refused where the kernel cannot.
+    if st.backend.kernel_tls().is_none() {
+        for (i, l) in spec.listeners.iter().enumerate() {
+            if l.tls
+                .as_ref()
+                .is_some_and(|t| t.ktls == model::KtlsMode::On)
+            {
+                missing.push(model::FieldError {
+                    path: format!("listeners[{i}].tls.ktls"),
+                    message: format!(
+                        "listener {:?} asks for kernel TLS, but this node's kernel has none \
+                         (no CONFIG_TLS or tls module); use \"auto\" or \"off\"",
+                        l.name
+                    ),
+                });
+            }
+        }
+    }
     match (model::validate(spec), missing.is_empty()) {
         (Ok(config), true) => Ok(config),
         (Ok(_), false) => Err(ChangeError::Invalid(model::ValidationErrors {

@@ -904,3 +904,27 @@ async fn certificates_are_uploaded_generated_and_revoked_from_the_console() {
     let (_, html) = f.get(&s, "/console/certificates").await;
     assert!(html.contains("revoked: key compromise"), "{html}");
 }
+
+#[tokio::test]
+async fn kernel_tls_on_is_refused_on_a_node_without_it_and_unknown_certificates_are_named() {
+    let f = Fixture::new();
+    let t = f.token("admin", Role::Admin, None);
+    let spec = SPEC.replace(
+        "bind = \"127.0.0.1:8080\"",
+        "bind = \"127.0.0.1:8080\"\ntls = { certificates = [\"missing\"], ktls = \"on\" }",
+    );
+    let (status, _, body) = f
+        .api(Method::PUT, "/api/v1/config", &t, Some("*"), &spec)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let paths: Vec<&str> = v["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"listeners[0].tls.ktls"), "{body}");
+    assert!(paths.contains(&"listeners[0].tls.certificates[0]"), "{body}");
+    assert!(f.backend.lock().proposed.is_empty());
+}

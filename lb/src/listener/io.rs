@@ -18,6 +18,11 @@ enum Transport {
     Plain(TcpStream),
     /// TLS in userspace (rustls).
     Tls(Box<tokio_rustls::server::TlsStream<Rewound>>),
+    /// TLS in userspace after a handshake that could have moved into the kernel but did not
+    /// (a suite the kernel lacks): the handshake ran over a `CorkStream`.
+    TlsCork(Box<tokio_rustls::server::TlsStream<ktls::CorkStream<Rewound>>>),
+    /// TLS with the record layer in the kernel: reads and writes are plain socket calls.
+    Ktls(Box<ktls::KtlsStream<Rewound>>),
 }
 
 /// A TCP stream whose first bytes were read ahead (after a PROXY protocol header) and are
@@ -36,6 +41,12 @@ impl Rewound {
 impl std::os::fd::AsRawFd for Rewound {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.tcp.as_raw_fd()
+    }
+}
+
+impl ktls::AsyncReadReady for Rewound {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp.poll_read_ready(cx)
     }
 }
 
@@ -117,6 +128,29 @@ impl ListenerIo {
         }
     }
 
+    /// A TLS connection whose handshake ran over a `CorkStream` and stayed in userspace.
+    pub fn tls_cork(
+        stream: tokio_rustls::server::TlsStream<ktls::CorkStream<Rewound>>,
+        metrics: Arc<ListenerMetrics>,
+    ) -> ListenerIo {
+        ListenerIo {
+            transport: Transport::TlsCork(Box::new(stream)),
+            prefix: Bytes::new(),
+            metrics,
+            watch: None,
+        }
+    }
+
+    /// A TLS connection whose record layer the kernel runs.
+    pub fn ktls(stream: ktls::KtlsStream<Rewound>, metrics: Arc<ListenerMetrics>) -> ListenerIo {
+        ListenerIo {
+            transport: Transport::Ktls(Box::new(stream)),
+            prefix: Bytes::new(),
+            metrics,
+            watch: None,
+        }
+    }
+
     /// Watches the bytes read for framing that hyper accepts and Meridian refuses.
     pub fn with_framing_watch(mut self, watch: FramingWatch) -> ListenerIo {
         self.watch = Some(watch);
@@ -149,6 +183,8 @@ impl AsyncRead for ListenerIo {
         let r = match &mut this.transport {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::TlsCork(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Ktls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
         let n = buf.filled().len() - before;
         if n > 0 {
@@ -171,6 +207,8 @@ impl AsyncWrite for ListenerIo {
         let r = match &mut this.transport {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Transport::TlsCork(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Transport::Ktls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         };
         if let Poll::Ready(Ok(n)) = &r {
             this.metrics.bytes_out.inc_by(*n as u64);
@@ -187,6 +225,8 @@ impl AsyncWrite for ListenerIo {
         let r = match &mut this.transport {
             Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Transport::TlsCork(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Transport::Ktls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         };
         if let Poll::Ready(Ok(n)) = &r {
             this.metrics.bytes_out.inc_by(*n as u64);
@@ -198,6 +238,8 @@ impl AsyncWrite for ListenerIo {
         match &self.transport {
             Transport::Plain(s) => s.is_write_vectored(),
             Transport::Tls(s) => s.is_write_vectored(),
+            Transport::TlsCork(s) => s.is_write_vectored(),
+            Transport::Ktls(s) => s.is_write_vectored(),
         }
     }
 
@@ -205,6 +247,8 @@ impl AsyncWrite for ListenerIo {
         match &mut self.transport {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::TlsCork(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::Ktls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -212,6 +256,8 @@ impl AsyncWrite for ListenerIo {
         match &mut self.transport {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::TlsCork(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::Ktls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

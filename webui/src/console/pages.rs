@@ -146,6 +146,7 @@ struct OverviewTemplate {
     pools_total: usize,
     members_up: usize,
     members_total: usize,
+    kernel_tls: String,
     dns_charts: Vec<String>,
     listener_charts: Vec<(String, Vec<String>)>,
 }
@@ -203,6 +204,10 @@ pub async fn overview(user: ConsoleUser, State(st): State<AppState>) -> Response
         alarms: st.backend.alarms(),
         listeners,
         pools_total: pools.len(),
+        kernel_tls: st
+            .backend
+            .kernel_tls()
+            .unwrap_or_else(|| "not available: TLS stays in userspace".into()),
         members_up,
         members_total,
         dns_charts: dns_charts(&st),

@@ -458,7 +458,7 @@ if [[ -n "$MERIDIAN_BIN" ]]; then
         -d '{"name":"perf"}' "http://127.0.0.1:$ADMIN_PORT/api/v1/tokens")
     TOKEN=$(sed -n 's/.*"token" *: *"\([^"]*\)".*/\1/p' <<<"$TOKEN_JSON")
     [[ -n "$TOKEN" ]] || die "no token in: $TOKEN_JSON"
-    curl -fsS -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/toml' \
+    curl -fsS -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/toml' -H 'If-Match: *' \
         --data-binary @"$T/meridian/config.toml" "http://127.0.0.1:$ADMIN_PORT/api/v1/config" >"$T/meridian/apply.json" \
         || die "config apply failed"
     log "meridian config applied: $(cat "$T/meridian/apply.json")"

@@ -398,3 +398,63 @@ members = [{ address = "127.0.0.1:5433" }]
     );
     assert_eq!(l.max_request_head_bytes, 32 * 1024);
 }
+
+#[test]
+fn tls_settings_are_checked_and_certificates_left_to_the_store() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:8443"
+tls = { certificates = ["a", "b"], default_certificate = "b", min_version = "1.3", ktls = "off" }
+[[listeners]]
+name = "bad"
+bind = "127.0.0.1:8444"
+tls = { certificates = [], default_certificate = "x", handshake_timeout_ms = 1 }
+[[listeners]]
+name = "tcp"
+bind = "127.0.0.1:8445"
+protocol = "tcp"
+pool = "p"
+tls = { certificates = ["a", "a"] }
+[[pools]]
+name = "p"
+members = [{ address = "127.0.0.1:1" }]
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    for want in [
+        "listeners[1].tls.certificates",
+        "listeners[1].tls.default_certificate",
+        "listeners[1].tls.handshake_timeout_ms",
+        "listeners[2].tls",
+        "listeners[2].tls.certificates[1]",
+    ] {
+        assert!(paths.contains(&want), "{want} missing from {paths:?}");
+    }
+    assert!(
+        !paths.iter().any(|p| p.starts_with("listeners[0]")),
+        "{paths:?}"
+    );
+
+    let mut good = spec.clone();
+    good.listeners.truncate(1);
+    let cfg = validate(&good).expect("valid");
+    let tls = cfg.listeners[0].tls.as_ref().expect("tls");
+    assert_eq!(tls.default_certificate, "b");
+    assert_eq!(tls.min_version, TlsVersion::Tls13);
+    assert_eq!(tls.ktls, KtlsMode::Off);
+    // Whether the certificates exist is the credential store's question.
+    let missing = crate::validate::certificate_errors(&good, |c| {
+        if c == "a" {
+            Ok(())
+        } else {
+            Err(format!("no certificate {c}"))
+        }
+    });
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0].path, "listeners[0].tls.certificates[1]");
+}

@@ -146,8 +146,9 @@ echo "$kver" >"$build/kernel-version"
 # Sparse; guests write to a copy-on-write overlay (run.sh), so the free space is only virtual.
 used_mb=$(du -sm "$root" | cut -f1)
 size_mb=$((used_mb + 3072))
+truncate -s "${size_mb}M" "$build/rootfs.ext4"
 mkfs.ext4 -q -F -L meridian-vm -d "$root" -E lazy_itable_init=0,lazy_journal_init=0 \
-    "$build/rootfs.ext4" "${size_mb}M" >&2
+    "$build/rootfs.ext4" >&2
 rm -rf "$root"
 t2=$(date +%s)
 log "kernel $kver; rootfs ${used_mb} MB of files in a ${size_mb} MB ext4 image ($(du -sm "$build/rootfs.ext4" | cut -f1) MB on disk) in $((t2 - t1)) s"

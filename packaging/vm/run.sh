@@ -21,8 +21,9 @@
 #                              MERIDIAN_VM_KVM_PROBE=60 s, else TCG). On the development
 #                              machines nested KVM hangs or aborts, so TCG is the default.
 #   MERIDIAN_VM_KVM_CPU=host   -cpu for KVM
-#   MERIDIAN_VM_INIT=direct    direct: the script runs from a minimal init (boots in ~10 s);
-#                              systemd: systemd boots first and runs the script as a unit
+#   MERIDIAN_VM_INIT=direct    direct: a minimal init runs the script (reached ~15 s after
+#                              qemu starts, under TCG); systemd: systemd boots (~30 s) and runs
+#                              the script as a service, e.g. to install and start a .deb
 #   MERIDIAN_VM_SCRATCH_MB=512 free space on /opt/test besides FILES-DIR
 #   MERIDIAN_VM_OUT=dir        copy the guest's /opt/test/out here after the run
 #   MERIDIAN_VM_LOG=file       copy the console log here
@@ -105,7 +106,9 @@ Description=packaging/vm guest script
 After=multi-user.target
 
 [Service]
-Type=oneshot
+# simple, not oneshot: the boot finishes while the script runs (systemctl is-system-running
+# --wait in the script would otherwise wait for itself).
+Type=simple
 ExecStart=/opt/test/.vm/run-guest
 StandardInput=null
 StandardOutput=tty
@@ -123,6 +126,7 @@ mkdir -p /dev/pts /dev/shm
 mountpoint -q /dev/pts || mount -t devpts -o gid=5,mode=0620 devpts /dev/pts
 mountpoint -q /dev/shm || mount -t tmpfs -o nosuid,nodev tmpfs /dev/shm
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup
 hostname meridian-vm
 /opt/test/.vm/run-guest </dev/null
 sync
@@ -183,7 +187,7 @@ run_qemu() {
         </dev/null >"$work/qemu.out" 2>&1 &
     qpid=$!
     if [ "${MERIDIAN_VM_QUIET:-}" != 1 ]; then
-        tail -n +1 -f --pid="$qpid" "$console" | tr -d '\r' &
+        tail -n +1 -f --pid="$qpid" "$console" | sed -u 's/\r$//' &
         stream_pid=$!
     fi
     local t0=$SECONDS
@@ -235,10 +239,14 @@ if [ -s "$work/qemu.out" ]; then
     sed 's/^/  /' "$work/qemu.out" >&2
 fi
 if [ -n "${MERIDIAN_VM_OUT:-}" ]; then
-    mkdir -p "$MERIDIAN_VM_OUT"
+    mkdir -p "$MERIDIAN_VM_OUT" "$work/rdump"
     # debugfs reads the guest's disk without mounting it.
-    debugfs -R "rdump /out $MERIDIAN_VM_OUT" "$work/files.ext4" >/dev/null 2>&1 \
-        || log "could not copy /opt/test/out back"
+    if debugfs -R "rdump /out $work/rdump" "$work/files.ext4" >/dev/null 2>&1 \
+        && [ -d "$work/rdump/out" ]; then
+        cp -a "$work/rdump/out/." "$MERIDIAN_VM_OUT/"
+    else
+        log "could not copy /opt/test/out back"
+    fi
 fi
 
 status=$(tr -d '\r' <"$console" | grep -ao 'MERIDIAN-VM-EXIT=[0-9]*' | tail -n 1 | cut -d= -f2 || true)

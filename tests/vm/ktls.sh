@@ -69,11 +69,7 @@ trap 'rm -rf "$files"' EXIT
 cp tests/vm/ktls_handoff.py tests/vm/origin.py "$files/"
 if [ "$stages" = all ]; then
     # The release profile keeps debug info (150 MB); the guest needs none of it.
-    if command -v strip >/dev/null 2>&1; then
-        strip -o "$files/meridian" "$bin"
-    else
-        cp "$bin" "$files/meridian"
-    fi
+    strip -o "$files/meridian" "$bin" 2>/dev/null || cp "$bin" "$files/meridian"
 fi
 
 out=$MERIDIAN_VM_DIR/ktls-out

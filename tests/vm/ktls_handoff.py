@@ -15,6 +15,7 @@ prints one line per connection; exits non-zero on any mismatch.
 import hashlib
 import hmac
 import os
+import re
 import socket
 import ssl
 import struct
@@ -57,6 +58,20 @@ def crypto_info(suite, secret):
     return head + iv[4:] + key + iv[:4] + seq
 
 
+def handoff(tls, keylog):
+    """Moves an established TLS 1.3 server connection (an ssl.SSLSocket whose context logged
+    its keys to `keylog` and sent no session tickets) to the kernel. Returns the plain socket,
+    which now encrypts on send and decrypts on recv, and the suite."""
+    suite = tls.cipher()[0]
+    with open(keylog) as f:
+        secrets = dict(l.split()[0::2] for l in f if l.strip() and not l.startswith("#"))
+    raw = socket.socket(fileno=tls.detach())  # from here on OpenSSL is out of the way
+    raw.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
+    raw.setsockopt(SOL_TLS, TLS_TX, crypto_info(suite, bytes.fromhex(secrets["SERVER_TRAFFIC_SECRET_0"])))
+    raw.setsockopt(SOL_TLS, TLS_RX, crypto_info(suite, bytes.fromhex(secrets["CLIENT_TRAFFIC_SECRET_0"])))
+    return raw, suite
+
+
 def tls_stat():
     with open("/proc/net/tls_stat") as f:
         return dict((k, int(v)) for k, v in (line.split() for line in f))
@@ -92,14 +107,7 @@ def one_connection(cert, key, down, up):
 
     def server():
         conn, _ = lsock.accept()
-        tls = sctx.wrap_socket(conn, server_side=True)
-        suite = tls.cipher()[0]
-        secrets = dict(line.split()[0::2] for line in open(keylog) if line.strip() and not line.startswith("#"))
-        fd = tls.detach()  # from here on OpenSSL is out of the way
-        raw = socket.socket(fileno=fd)
-        raw.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
-        raw.setsockopt(SOL_TLS, TLS_TX, crypto_info(suite, bytes.fromhex(secrets["SERVER_TRAFFIC_SECRET_0"])))
-        raw.setsockopt(SOL_TLS, TLS_RX, crypto_info(suite, bytes.fromhex(secrets["CLIENT_TRAFFIC_SECRET_0"])))
+        raw, suite = handoff(sctx.wrap_socket(conn, server_side=True), keylog)
         result["suite"] = suite
         result["during"] = tls_stat()
         result["ss"] = subprocess.run(["ss", "-tnie", "state", "established", f"( sport = :{port} )"],
@@ -132,7 +140,8 @@ def one_connection(cert, key, down, up):
     up_sha = hashlib.sha256(up_data).hexdigest()
     ok = got_down == down_sha and result["up_sha"] == up_sha and echoed.hex() == up_sha
     during = result["during"]
-    ulp = " ".join(l.strip() for l in result["ss"].splitlines() if "tls" in l)
+    ulp = re.search(r"tcp-ulp-tls.*", result["ss"])
+    ulp = ulp.group(0).strip() if ulp else None
     line = (f"{result['suite']}: down {down >> 20} MB sha256 {'ok' if got_down == down_sha else 'MISMATCH'}, "
             f"up {up >> 20} MB sha256 {'ok' if result['up_sha'] == up_sha else 'MISMATCH'}, "
             f"digest back {'ok' if echoed.hex() == up_sha else 'MISMATCH'}, "

@@ -925,6 +925,9 @@ async fn kernel_tls_on_is_refused_on_a_node_without_it_and_unknown_certificates_
         .filter_map(|e| e["path"].as_str())
         .collect();
     assert!(paths.contains(&"listeners[0].tls.ktls"), "{body}");
-    assert!(paths.contains(&"listeners[0].tls.certificates[0]"), "{body}");
+    assert!(
+        paths.contains(&"listeners[0].tls.certificates[0]"),
+        "{body}"
+    );
     assert!(f.backend.lock().proposed.is_empty());
 }

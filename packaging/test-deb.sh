@@ -79,6 +79,7 @@ contents=$(dpkg-deb -c "$deb") || abort "dpkg-deb -c $deb"
 has_file() { grep -Eq "^-[rwx-]{9} (root/root|0/0) .* \./$1\$" <<<"$contents"; }
 check "package has /usr/bin/meridian" has_file 'usr/bin/meridian'
 check "/usr/bin/meridian is mode 0755" grep -Eq '^-rwxr-xr-x (root/root|0/0) .* \./usr/bin/meridian$' <<<"$contents"
+check "package loads the tls module at boot (kernel TLS)" has_file 'usr/lib/modules-load.d/meridian.conf'
 check "package has /etc/meridian/meridian.toml" has_file 'etc/meridian/meridian.toml'
 check "package has the systemd unit in /lib or /usr/lib/systemd/system" \
     has_file '(usr/)?lib/systemd/system/meridian\.service'

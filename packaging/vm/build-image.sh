@@ -133,7 +133,7 @@ rm -rf "$root/var/lib/apt/lists/"* "$root/usr/share/doc/"* "$root/usr/share/man/
 
 kernel=$(find "$root/boot" -maxdepth 1 -name 'vmlinuz-*' | sort | tail -n 1)
 initrd=$(find "$root/boot" -maxdepth 1 -name 'initrd.img-*' | sort | tail -n 1)
-[ -n "$kernel" ] && [ -n "$initrd" ] || die "no kernel or initrd in $root/boot"
+if [ -z "$kernel" ] || [ -z "$initrd" ]; then die "no kernel or initrd in $root/boot"; fi
 kver=${kernel##*/vmlinuz-}
 [ -n "$(find "$root/lib/modules/$kver" -name 'tls.ko*' -print -quit)" ] \
     || die "kernel $kver has no tls module"

@@ -191,7 +191,7 @@ run_qemu() {
         stream_pid=$!
     fi
     local t0=$SECONDS
-    outcome=done
+    outcome="done"
     while kill -0 "$qpid" 2>/dev/null; do
         if [ $((SECONDS - t0)) -ge "$timeout_s" ]; then
             outcome=timeout
@@ -204,7 +204,7 @@ run_qemu() {
         fi
         sleep 1
     done
-    if [ "$outcome" != done ]; then
+    if [ "$outcome" != "done" ]; then
         # qemu exits cleanly on SIGTERM (no "Killed" notice from bash); KILL if it must.
         kill -TERM "$qpid" 2>/dev/null || true
         for _ in 1 2 3 4 5; do kill -0 "$qpid" 2>/dev/null && sleep 1; done

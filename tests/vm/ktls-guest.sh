@@ -110,10 +110,9 @@ admin_bind = "127.0.0.1:9090"
 cluster_bind = "127.0.0.1:9700"
 dns_bind = "127.0.0.1:5300"
 EOF
-    "$MERIDIAN" serve --config "$d/node.toml" >"$OUT/meridian.out" 2>"$OUT/meridian.err" &
+    NO_COLOR=1 "$MERIDIAN" serve --config "$d/node.toml" >"$OUT/meridian.out" 2>"$OUT/meridian.err" &
     MERIDIAN_PID=$!
-    local i
-    for i in $(seq 1 240); do
+    for _ in $(seq 1 240); do
         grep -q '^meridian ready:' "$OUT/meridian.out" 2>/dev/null && break
         kill -0 "$MERIDIAN_PID" 2>/dev/null || break
         sleep 0.5
@@ -195,13 +194,17 @@ meridian_stop() {
 
 # wait_https PORT: the listener answers through to the origin.
 wait_https() {
-    local i
-    for i in $(seq 1 120); do
+    for _ in $(seq 1 120); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$W/cert.pem" \
             "https://127.0.0.1:$1/healthz")" = 200 ] && return 0
         sleep 0.5
     done
     return 1
+}
+
+# meridian_cpu_ticks: user + system clock ticks of the Meridian process (all its threads).
+meridian_cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$MERIDIAN_PID/stat"
 }
 
 # transfer PORT MODE: downloads and uploads through the listener and checks the bytes and the
@@ -212,12 +215,17 @@ transfer() {
     check "https://127.0.0.1:$port answers through to the origin" wait_https "$port"
     tls_stat "$s.0"
 
-    local t0 got info
+    local t0 got info c0 c1
     t0=$(date +%s.%N)
+    c0=$(meridian_cpu_ticks)
     got=$(curl -sS --fail --cacert "$W/cert.pem" -w '%{stderr}%{http_version} %{size_download}\n' \
         "$url/big.bin" 2>"$W/curl.info" | sha256sum | cut -d' ' -f1)
+    c1=$(meridian_cpu_ticks)
     conns=$((conns + 1))
     info=$(tail -n 1 "$W/curl.info")
+    # Meridian's CPU for the download, per GB (user + system, all threads).
+    echo "CPU-PER-GB mode=$mode $(awk -v t=$((c1 - c0)) -v mb="$DOWN_MB" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.2f s/GB (%.2f s for %d MB)", t / hz / (mb / 1024), t / hz, mb }')" | tee -a "$W/cpu.txt"
     check "GET ${DOWN_MB} MB byte-exact (sha256 ${got:0:16}..., HTTP/$info, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'))" \
         test "$got" = "$BIG_SHA"
 
@@ -288,7 +296,9 @@ stage_meridian() {
     fi
     meridian_stop
     kill "$origin" 2>/dev/null
-    grep -iE 'ktls|kernel tls' "$OUT/meridian.out" "$OUT/meridian.err" 2>/dev/null | head -n 5
+    # What Meridian said about kernel TLS (its start-up probe), for the record.
+    grep -hiE 'ktls|kernel tls' "$OUT/meridian.out" "$OUT/meridian.err" 2>/dev/null |
+        sed 's/\x1b\[[0-9;]*m//g; s/^/meridian: /' | head -n 5
 }
 
 mkdir -p "$W/www"

@@ -278,8 +278,15 @@ mod tests {
         let cfg = model::validate(&spec).expect("demo config validates");
         assert_eq!(cfg.pools[0].members.len(), 2);
         assert_eq!(cfg.listeners.len(), 3);
-        let https = cfg.listeners.iter().find(|l| l.tls.is_some()).expect("https");
-        assert_eq!(https.tls.as_ref().map(|t| t.certificates.clone()), Some(vec![DEMO_CERT.to_string()]));
+        let https = cfg
+            .listeners
+            .iter()
+            .find(|l| l.tls.is_some())
+            .expect("https");
+        assert_eq!(
+            https.tls.as_ref().map(|t| t.certificates.clone()),
+            Some(vec![DEMO_CERT.to_string()])
+        );
         assert!(cfg.routes.iter().any(|r| r.redirect.is_some()));
         assert_eq!(cfg.gslb_records[0].sites.len(), 2);
     }

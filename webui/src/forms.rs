@@ -120,6 +120,42 @@ static LISTENER: Form = Form {
             Kind::Lines,
             "CIDRs, one per line.",
         ),
+        f(
+            "tls.certificates",
+            "TLS certificates",
+            Kind::Lines,
+            "Names from Certificates, one per line: set to serve HTTPS. SNI picks among them.",
+        ),
+        f(
+            "tls.default_certificate",
+            "Default certificate",
+            Kind::OptText,
+            "For clients whose SNI matches none; the first when empty.",
+        ),
+        f(
+            "tls.unknown_sni",
+            "Unknown SNI",
+            Kind::Select(&["default", "refuse"]),
+            "Serve the default certificate, or refuse the handshake.",
+        ),
+        f(
+            "tls.min_version",
+            "Minimum TLS version",
+            Kind::Select(&["1.2", "1.3"]),
+            "",
+        ),
+        f(
+            "tls.ktls",
+            "Kernel TLS",
+            Kind::Select(&["auto", "on", "off"]),
+            "auto: the kernel's record layer where it supports the negotiated suite.",
+        ),
+        f(
+            "tls.handshake_timeout_ms",
+            "TLS handshake timeout (ms)",
+            Kind::Number,
+            "Default 10000.",
+        ),
     ],
     tables: &[],
 };

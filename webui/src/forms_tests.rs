@@ -15,6 +15,10 @@ api_version = "meridian/v1"
 name = "web"
 bind = "127.0.0.1:8080"
 proxy_protocol_from = ["10.0.0.0/8"]
+[[listeners]]
+name = "secure"
+bind = "127.0.0.1:8443"
+tls = { certificates = ["a", "b"], default_certificate = "b", unknown_sni = "refuse", min_version = "1.3", ktls = "off", handshake_timeout_ms = 5000 }
 [[routes]]
 name = "api"
 listener = "web"

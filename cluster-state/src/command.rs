@@ -371,7 +371,7 @@ impl Document {
 
     /// Refuses to revoke or delete a certificate a listener uses, naming the listener.
     fn unused_certificate(&self, name: &str) -> Result<(), ApplyError> {
-        let users: Vec<&str> = self
+        let mut users: Vec<String> = self
             .spec
             .listeners
             .iter()
@@ -380,13 +380,24 @@ impl Document {
                     .as_ref()
                     .is_some_and(|t| t.certificates.iter().any(|c| c == name))
             })
-            .map(|l| l.name.as_str())
+            .map(|l| format!("listener {}", l.name))
             .collect();
+        users.extend(
+            self.spec
+                .pools
+                .iter()
+                .filter(|p| {
+                    p.tls
+                        .as_ref()
+                        .is_some_and(|t| t.client_certificate.as_deref() == Some(name))
+                })
+                .map(|p| format!("pool {}", p.name)),
+        );
         if users.is_empty() {
             Ok(())
         } else {
             Err(ApplyError::Refused(format!(
-                "certificate {name:?} is used by listener(s) {}; change them first",
+                "certificate {name:?} is used by {}; change them first",
                 users.join(", ")
             )))
         }

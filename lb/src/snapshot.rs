@@ -147,9 +147,31 @@ impl RoutingSnapshot {
                 connect_timeout: p.upstream.connect_timeout,
                 http2: p.upstream.protocol == model::UpstreamProtocol::Http2,
                 proxy_protocol: p.upstream.proxy_protocol,
-                client: env
-                    .upstreams
-                    .client(&p.name, p.upstream, env.metrics, env.workers),
+                client: env.upstreams.client(
+                    &p.name,
+                    p.upstream,
+                    match &p.tls {
+                        Some(t) => Some((
+                            t.clone(),
+                            Arc::new(
+                                crate::upstream::tls::UpstreamTls::new(
+                                    t,
+                                    p.upstream.protocol,
+                                    env.certs,
+                                )
+                                .map_err(|error| {
+                                    CompileError::Tls {
+                                        listener: format!("pool {}", p.name),
+                                        error,
+                                    }
+                                })?,
+                            ),
+                        )),
+                        None => None,
+                    },
+                    env.metrics,
+                    env.workers,
+                ),
                 metrics: env.metrics.pool(&p.name),
             };
             pools.insert(p.name.clone(), Arc::new(snap));

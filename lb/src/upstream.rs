@@ -7,6 +7,7 @@
 
 mod h1;
 mod h2;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -81,8 +82,11 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// Clients by pool name and settings.
 #[derive(Default)]
 pub struct UpstreamRegistry {
-    clients: Mutex<HashMap<String, (UpstreamSettings, Arc<UpstreamClient>)>>,
+    clients: Mutex<HashMap<String, (Key, Arc<UpstreamClient>)>>,
 }
+
+/// What a pool's connections depend on: a change of any part starts a fresh set.
+type Key = (UpstreamSettings, Option<Arc<model::PoolTlsSpec>>);
 
 impl UpstreamRegistry {
     /// The client for `pool` with `settings`: the existing one when nothing changed.
@@ -90,12 +94,15 @@ impl UpstreamRegistry {
         &self,
         pool: &str,
         settings: UpstreamSettings,
+        tls: Option<(Arc<model::PoolTlsSpec>, Arc<tls::UpstreamTls>)>,
         metrics: &LbMetrics,
         workers: usize,
     ) -> Arc<UpstreamClient> {
+        let key: Key = (settings, tls.as_ref().map(|(spec, _)| spec.clone()));
+        let tls = tls.map(|(_, t)| t);
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((s, c)) = clients.get(pool) {
-            if *s == settings {
+        if let Some((k, c)) = clients.get(pool) {
+            if *k == key {
                 return c.clone();
             }
         }
@@ -107,16 +114,18 @@ impl UpstreamRegistry {
                     settings.idle_timeout,
                     settings.max_idle_per_member,
                     opened.clone(),
+                    tls.clone(),
                 ))),
                 UpstreamProtocol::Http2 => Conns::Http2(h2::H2Conns::new(
                     settings.connect_timeout,
                     settings.idle_timeout,
                     opened.clone(),
+                    tls.clone(),
                 )),
             })
             .collect();
         let client = Arc::new(UpstreamClient { per_worker });
-        clients.insert(pool.to_string(), (settings, client.clone()));
+        clients.insert(pool.to_string(), (key, client.clone()));
         client
     }
 

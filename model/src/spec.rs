@@ -316,6 +316,23 @@ pub struct PoolSpec {
     #[serde(default)]
     #[schema(default = ProxyProtocolVersion::default)]
     pub proxy_protocol: ProxyProtocolVersion,
+    /// TLS to the members (a mesh gateway, say); plaintext when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Box<PoolTlsSpec>>,
+}
+
+/// TLS from Meridian to a pool's members, verified against the pool's own CA bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct PoolTlsSpec {
+    /// PEM: the CA certificates the members' certificates must chain to.
+    pub ca_pem: String,
+    /// SNI sent and the name the member's certificate must carry; the member's IP address
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// A certificate from the credential store to present (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
 }
 
 impl Default for PoolSpec {
@@ -331,6 +348,7 @@ impl Default for PoolSpec {
             max_idle_per_member: default_max_idle_per_member(),
             retries: default_retries(),
             proxy_protocol: ProxyProtocolVersion::default(),
+            tls: None,
         }
     }
 }

@@ -183,6 +183,8 @@ pub struct Pool {
     pub timeout: Duration,
     pub upstream: UpstreamSettings,
     pub retries: u32,
+    /// TLS to the members, as configured (the data plane builds its client from it).
+    pub tls: Option<Arc<crate::PoolTlsSpec>>,
 }
 
 /// How a pool's upstream connections are made and kept. Two pools with equal settings could

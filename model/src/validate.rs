@@ -216,6 +216,20 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
             (ListenerProtocol::Tcp, Some(pool)) if !pool_names.contains(pool.as_str()) => {
                 e.push(format!("{p}.pool"), format!("no pool named {pool:?}"))
             }
+            (ListenerProtocol::Tcp, Some(pool))
+                if spec
+                    .pools
+                    .iter()
+                    .any(|x| &x.name == pool && x.tls.is_some()) =>
+            {
+                e.push(
+                    format!("{p}.pool"),
+                    format!(
+                        "pool {pool:?} speaks TLS to its members; a tcp listener passes bytes \
+                         through unchanged, so it needs a pool without tls"
+                    ),
+                )
+            }
             (ListenerProtocol::Http, Some(_)) => e.push(
                 format!("{p}.pool"),
                 "only tcp listeners take a pool; http listeners send requests through routes",
@@ -362,6 +376,17 @@ pub fn certificate_errors(
     usable: impl Fn(&str) -> Result<(), String>,
 ) -> Vec<FieldError> {
     let mut out = Vec::new();
+    for (i, p) in spec.pools.iter().enumerate() {
+        let Some(c) = p.tls.as_ref().and_then(|t| t.client_certificate.as_ref()) else {
+            continue;
+        };
+        if let Err(why) = usable(c) {
+            out.push(FieldError {
+                path: format!("pools[{i}].tls.client_certificate"),
+                message: why,
+            });
+        }
+    }
     for (i, l) in spec.listeners.iter().enumerate() {
         let Some(t) = &l.tls else { continue };
         for (j, c) in t.certificates.iter().enumerate() {
@@ -431,6 +456,27 @@ fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Er
             e,
         );
         range_u64(format!("{p}.retries"), pool.retries.into(), 0, 10, e);
+        if let Some(t) = &pool.tls {
+            if !t.ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+                e.push(
+                    format!("{p}.tls.ca_pem"),
+                    "PEM with at least one CERTIFICATE block: the CA the members' certificates chain to",
+                );
+            }
+            if let Some(name) = &t.server_name {
+                if name.is_empty()
+                    || name.len() > 253
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+                {
+                    e.push(
+                        format!("{p}.tls.server_name"),
+                        format!("{name:?} is not a DNS name"),
+                    );
+                }
+            }
+        }
         out.push(Pool {
             name: pool.name.clone(),
             members,
@@ -444,6 +490,7 @@ fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Er
                 proxy_protocol: pool.proxy_protocol,
             },
             retries: pool.retries,
+            tls: pool.tls.as_ref().map(|t| Arc::new(PoolTlsSpec::clone(t))),
         });
     }
     out

@@ -458,3 +458,33 @@ members = [{ address = "127.0.0.1:1" }]
     assert_eq!(missing.len(), 1);
     assert_eq!(missing[0].path, "listeners[0].tls.certificates[1]");
 }
+
+#[test]
+fn pool_tls_is_checked() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[listeners]]
+name = "db"
+bind = "127.0.0.1:5432"
+protocol = "tcp"
+pool = "mesh"
+[[pools]]
+name = "mesh"
+members = [{ address = "127.0.0.1:1" }]
+tls = { ca_pem = "not pem", server_name = "bad name!", client_certificate = "c" }
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    for want in [
+        "pools[0].tls.ca_pem",
+        "pools[0].tls.server_name",
+        "listeners[0].pool",
+    ] {
+        assert!(paths.contains(&want), "{want} missing from {paths:?}");
+    }
+    let missing = crate::validate::certificate_errors(&spec, |_| Err("none".into()));
+    assert_eq!(missing[0].path, "pools[0].tls.client_certificate");
+}

@@ -422,3 +422,154 @@ async fn bad_certificates_and_bad_handshakes_are_refused_and_counted() {
     );
     node.stop().await;
 }
+
+/// A member that speaks only TLS and requires a client certificate from `ca`: answers
+/// "mtls ok" to a verified client.
+async fn mtls_backend(ca: &Ca, server_cert: (String, String)) -> std::net::SocketAddr {
+    use rustls::pki_types::PrivateKeyDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).expect("root");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .expect("verifier");
+    let certs = vec![CertificateDer::from_pem_slice(server_cert.0.as_bytes()).expect("cert")];
+    let key = PrivateKeyDer::from_pem_slice(server_cert.1.as_bytes()).expect("key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_client_cert_verifier(verifier)
+    .with_single_cert(certs, key)
+    .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"mtls ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_speak_mutual_tls_to_their_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let ca = Ca::new();
+    let member = mtls_backend(&ca, ca.leaf(&["gateway.mesh.test"])).await;
+    let (client_cert, client_key) = ca.leaf(&["meridian.mesh.test"]);
+    assert_eq!(
+        import(&node, &token, "mesh-client", &client_cert, &client_key)
+            .await
+            .0,
+        201
+    );
+    let port = free_port();
+    let config = |tls: &str| {
+        format!(
+            r#"api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "127.0.0.1:{port}" }}]
+routes = [{{ name = "all", listener = "web", pool = "mesh" }}]
+[[pools]]
+name = "mesh"
+members = [{{ address = "{member}" }}]
+retries = 0
+tls = {tls}
+"#
+        )
+    };
+    let ca_pem = ca.pem().replace('\n', "\\n");
+    let (status, body) = node
+        .put_config(
+            &token,
+            config(&format!(
+                r#"{{ ca_pem = "{ca_pem}", server_name = "gateway.mesh.test", client_certificate = "mesh-client" }}"#
+            )),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let http = reqwest::Client::new();
+    let ok = eventually(Duration::from_secs(5), || async {
+        matches!(via_proxy(&http, port).await.as_deref(), Ok("mtls ok"))
+    })
+    .await;
+    assert!(ok.is_some(), "{:?}", via_proxy(&http, port).await);
+    // The client certificate cannot be revoked while the pool presents it.
+    let resp = node
+        .http
+        .post(node.url("/api/v1/certificates/mesh-client/revoke"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": "test"}))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 409);
+    assert!(resp.text().await.unwrap_or_default().contains("pool mesh"));
+
+    // Without the client certificate the member refuses the handshake: 502, not plaintext.
+    let (status, body) = node
+        .put_config(
+            &token,
+            config(&format!(
+                r#"{{ ca_pem = "{ca_pem}", server_name = "gateway.mesh.test" }}"#
+            )),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let refused = eventually(Duration::from_secs(5), || async {
+        via_proxy(&http, port)
+            .await
+            .is_err_and(|e| e.starts_with("status 502"))
+    })
+    .await;
+    assert!(refused.is_some(), "{:?}", via_proxy(&http, port).await);
+
+    // A member whose certificate does not chain to the pool's CA is not trusted either.
+    let other = Ca::new();
+    let other_pem = other.pem().replace('\n', "\\n");
+    let (status, _) = node
+        .put_config(
+            &token,
+            config(&format!(
+                r#"{{ ca_pem = "{other_pem}", server_name = "gateway.mesh.test", client_certificate = "mesh-client" }}"#
+            )),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let refused = eventually(Duration::from_secs(5), || async {
+        via_proxy(&http, port)
+            .await
+            .is_err_and(|e| e.starts_with("status 502"))
+    })
+    .await;
+    assert!(refused.is_some(), "{:?}", via_proxy(&http, port).await);
+    node.stop().await;
+}

@@ -27,6 +27,8 @@ pub enum Kind {
     Lines,
     /// A map of header names to values, one `Name: value` per line.
     Pairs,
+    /// Several lines kept as one string (PEM); an empty input leaves the field out.
+    Block,
 }
 
 #[derive(Debug)]
@@ -289,6 +291,24 @@ static POOL: Form = Form {
             Kind::Select(&["off", "v1", "v2"]),
             "",
         ),
+        f(
+            "tls.ca_pem",
+            "TLS to members: CA (PEM)",
+            Kind::Block,
+            "Set to speak TLS to the members; their certificates must chain to this CA.",
+        ),
+        f(
+            "tls.server_name",
+            "TLS server name",
+            Kind::OptText,
+            "SNI and the name the members' certificates carry; their IP address when empty.",
+        ),
+        f(
+            "tls.client_certificate",
+            "TLS client certificate",
+            Kind::OptText,
+            "A certificate from Certificates to present (mutual TLS).",
+        ),
     ],
     tables: &[Table {
         path: "members",
@@ -503,7 +523,8 @@ fn parse_input(kind: Kind, text: &str) -> Result<Option<Value>, String> {
     let t = text.trim();
     match kind {
         Kind::Text => Ok(Some(Value::String(t.to_string()))),
-        Kind::OptText | Kind::Select(_) if t.is_empty() => Ok(None),
+        Kind::OptText | Kind::Select(_) | Kind::Block if t.is_empty() => Ok(None),
+        Kind::Block => Ok(Some(Value::String(format!("{t}\n")))),
         Kind::OptText => Ok(Some(Value::String(t.to_string()))),
         Kind::Select(options) => {
             if options.contains(&t) {
@@ -709,7 +730,7 @@ fn input_html(
             html.push_str("</select>");
             html
         }
-        Kind::Lines | Kind::Pairs => format!(
+        Kind::Lines | Kind::Pairs | Kind::Block => format!(
             "<textarea id=\"{id}\" name=\"{name_e}\" rows=\"3\"{aria}{aria_label}{ro}>{}</textarea>",
             esc(value)
         ),

@@ -30,6 +30,7 @@ request_headers = { set = { "x-env" = "prod" }, remove = ["x-debug"] }
 name = "app"
 health_check = "hc"
 members = [{ address = "127.0.0.1:9000", weight = 3 }, { address = "127.0.0.1:9001", state = "draining" }]
+tls = { ca_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", server_name = "gw.mesh.test", client_certificate = "mesh" }
 [[health_checks]]
 name = "hc"
 path = "/healthz"

@@ -373,6 +373,13 @@ pub fn certificate_users(spec: &model::ConfigSpec) -> BTreeMap<String, Vec<Strin
             }
         }
     }
+    for p in &spec.pools {
+        if let Some(c) = p.tls.as_ref().and_then(|t| t.client_certificate.as_ref()) {
+            out.entry(c.clone())
+                .or_default()
+                .push(format!("pool {} (client certificate)", p.name));
+        }
+    }
     out
 }
 

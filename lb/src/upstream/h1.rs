@@ -28,10 +28,11 @@ use prometheus::IntCounter;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::tls::{UpstreamIo, UpstreamTls};
 use super::SendError;
 use crate::body::{Body, BoxError};
 
-type Conn = http1::Connection<TokioIo<TcpStream>, Body>;
+type Conn = http1::Connection<TokioIo<UpstreamIo>, Body>;
 
 struct Idle {
     sender: SendRequest<Body>,
@@ -45,6 +46,7 @@ pub struct H1Pool {
     idle_timeout: Duration,
     max_idle: usize,
     opened: IntCounter,
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 impl H1Pool {
@@ -53,6 +55,7 @@ impl H1Pool {
         idle_timeout: Duration,
         max_idle: usize,
         opened: IntCounter,
+        tls: Option<Arc<UpstreamTls>>,
     ) -> H1Pool {
         H1Pool {
             idle: Mutex::default(),
@@ -60,6 +63,7 @@ impl H1Pool {
             idle_timeout,
             max_idle,
             opened,
+            tls,
         }
     }
 
@@ -145,7 +149,24 @@ impl H1Pool {
                 }
             };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        let io = match &self.tls {
+            None => UpstreamIo::Plain(stream),
+            Some(tls) => {
+                match tokio::time::timeout(self.connect_timeout, tls.connect(member, stream)).await
+                {
+                    Ok(Ok(io)) => io,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%member, error = %e, "upstream TLS handshake failed");
+                        return Err(SendError::Connect);
+                    }
+                    Err(_) => {
+                        tracing::debug!(%member, "upstream TLS handshake timed out");
+                        return Err(SendError::Connect);
+                    }
+                }
+            }
+        };
+        let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| SendError::Other(e.to_string()))?;
         self.opened.inc();

@@ -32,15 +32,22 @@ pub struct H2Conns {
     connect_timeout: Duration,
     idle_timeout: Duration,
     opened: IntCounter,
+    tls: Option<Arc<super::tls::UpstreamTls>>,
 }
 
 impl H2Conns {
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration, opened: IntCounter) -> H2Conns {
+    pub fn new(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        opened: IntCounter,
+        tls: Option<Arc<super::tls::UpstreamTls>>,
+    ) -> H2Conns {
         H2Conns {
             conns: Mutex::default(),
             connect_timeout,
             idle_timeout,
             opened,
+            tls,
         }
     }
 
@@ -77,6 +84,13 @@ impl H2Conns {
             .map_err(|_| H2Error::Connect(std::io::ErrorKind::TimedOut.into()))?
             .map_err(H2Error::Connect)?;
         let _ = stream.set_nodelay(true);
+        let io = match &self.tls {
+            None => super::tls::UpstreamIo::Plain(stream),
+            Some(tls) => tokio::time::timeout(self.connect_timeout, tls.connect(member, stream))
+                .await
+                .map_err(|_| H2Error::Connect(std::io::ErrorKind::TimedOut.into()))?
+                .map_err(H2Error::Connect)?,
+        };
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -84,7 +98,7 @@ impl H2Conns {
             .keep_alive_interval(self.idle_timeout / 2)
             .keep_alive_timeout(Duration::from_secs(10));
         let (sender, conn) = builder
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|e| H2Error::Connect(std::io::Error::other(e)))?;
         tokio::spawn(async move {

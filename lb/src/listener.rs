@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::http::ctx::ConnCtx;
 use crate::http::framing::{FramingFlags, FramingWatch};
-use crate::http::headers::ClientHeaders;
+use crate::http::headers::{ClientCertHeaders, ClientHeaders};
 use crate::signal::{signal, Signal, Trigger};
 use crate::workers::Workers;
 use crate::Shared;
@@ -369,6 +369,7 @@ async fn serve_accepted(
                 }
             }
             let framing = Arc::new(FramingFlags::default());
+            let mut client_cert = None;
             let (io, scheme) = match tls {
                 None => (
                     ListenerIo::plain(stream, prefix, metrics).with_framing_watch(
@@ -377,11 +378,18 @@ async fn serve_accepted(
                     "http",
                 ),
                 Some(tls) => {
-                    let Some(io) =
+                    let Some((io, cert)) =
                         Box::pin(handshake(&tls, stream, prefix, peer, &shared, metrics)).await
                     else {
                         return;
                     };
+                    client_cert = tls.client_cert_headers.clone().map(|(subject, sans)| {
+                        Box::new(ClientCertHeaders {
+                            subject_name: subject,
+                            sans_name: sans,
+                            values: cert.map(|c| (c.subject, c.sans)),
+                        })
+                    });
                     (
                         io.with_framing_watch(FramingWatch::new(
                             limits.max_request_head_bytes,
@@ -396,7 +404,10 @@ async fn serve_accepted(
                 bind,
                 peer: client,
                 scheme,
-                client_headers: ClientHeaders::new(client.ip(), scheme),
+                client_headers: ClientHeaders {
+                    client_cert,
+                    ..ClientHeaders::new(client.ip(), scheme)
+                },
                 framing,
             });
             Box::pin(crate::http::serve_connection(io, conn, limits, drain)).await;
@@ -422,22 +433,24 @@ async fn handshake(
     peer: SocketAddr,
     shared: &Shared,
     metrics: Arc<crate::metrics::ListenerMetrics>,
-) -> Option<ListenerIo> {
+) -> Option<(ListenerIo, Option<crate::tls::PeerCert>)> {
     let rewound = io::Rewound::new(prefix, stream);
     let kernel = crate::tls::ktls::probed().filter(|k| k.available());
     let Some(kernel) = kernel.filter(|_| tls.ktls != model::KtlsMode::Off) else {
         let stream = finish(tls, tls.acceptor.accept(rewound), peer, &metrics).await?;
         count(shared, &metrics, stream.get_ref().1, "userspace");
-        return Some(ListenerIo::tls(stream, metrics));
+        let cert = client_cert(tls, stream.get_ref().1);
+        return Some((ListenerIo::tls(stream, metrics), cert));
     };
     // The handshake runs over a CorkStream so that it stops reading at a record boundary.
     let corked = ktls::CorkStream::new(rewound);
     let stream = finish(tls, tls.acceptor.accept(corked), peer, &metrics).await?;
     let conn = stream.get_ref().1;
+    let cert = client_cert(tls, conn);
     let suite = conn.negotiated_cipher_suite();
     if !suite.is_some_and(|s| kernel.supports(s)) {
         count(shared, &metrics, conn, "userspace");
-        return Some(ListenerIo::tls_cork(stream, metrics));
+        return Some((ListenerIo::tls_cork(stream, metrics), cert));
     }
     let (version, cipher) = (
         crate::tls::version_label(conn.protocol_version()),
@@ -448,7 +461,7 @@ async fn handshake(
             shared
                 .metrics
                 .tls_connection(&metrics, version, cipher, "kernel");
-            Some(ListenerIo::ktls(k, metrics))
+            Some((ListenerIo::ktls(k, metrics), cert))
         }
         Err(e) => {
             // The rustls state is consumed by the attempt: this connection ends.
@@ -457,6 +470,16 @@ async fn handshake(
             None
         }
     }
+}
+
+/// The client's certificate, when the listener passes it upstream.
+fn client_cert(
+    tls: &crate::tls::ListenerTlsConfig,
+    conn: &rustls::ServerConnection,
+) -> Option<crate::tls::PeerCert> {
+    tls.client_cert_headers
+        .as_ref()
+        .and_then(|_| crate::tls::peer_cert(conn))
 }
 
 /// Waits for a handshake within the listener's timeout; counts failures.

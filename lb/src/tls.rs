@@ -88,6 +88,59 @@ pub struct ListenerTlsConfig {
     pub acceptor: tokio_rustls::TlsAcceptor,
     pub handshake_timeout: Duration,
     pub ktls: KtlsMode,
+    /// The headers that carry a client certificate upstream, when the listener asks for them.
+    pub client_cert_headers: Option<(http::HeaderName, http::HeaderName)>,
+}
+
+/// What a verified client certificate says, as header values.
+pub struct PeerCert {
+    pub subject: http::HeaderValue,
+    pub sans: http::HeaderValue,
+}
+
+/// Reads the subject and the SANs of the client's certificate (already verified by rustls).
+pub fn peer_cert(conn: &rustls::ServerConnection) -> Option<PeerCert> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let der = conn.peer_certificates()?.first()?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(format!("DNS:{d}")),
+                    GeneralName::URI(u) => Some(format!("URI:{u}")),
+                    GeneralName::RFC822Name(m) => Some(format!("email:{m}")),
+                    GeneralName::IPAddress(b) => match b.len() {
+                        4 => <[u8; 4]>::try_from(*b)
+                            .ok()
+                            .map(|a| format!("IP:{}", std::net::Ipv4Addr::from(a))),
+                        16 => <[u8; 16]>::try_from(*b)
+                            .ok()
+                            .map(|a| format!("IP:{}", std::net::Ipv6Addr::from(a))),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Header values must be visible ASCII: anything else is dropped rather than passed on.
+    let clean = |s: String| {
+        let s: String = s
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .collect();
+        http::HeaderValue::from_str(&s).ok()
+    };
+    Some(PeerCert {
+        subject: clean(cert.subject().to_string())?,
+        sans: clean(sans.join(", "))?,
+    })
 }
 
 /// Builds the rustls configuration of one HTTPS listener.
@@ -100,10 +153,32 @@ pub fn server_config(
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
     };
     let provider = Arc::new(provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(sni::Resolver::new(tls, store.clone())));
+    let builder =
+        ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
+    let builder = match &tls.client_auth {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            use rustls::pki_types::pem::PemObject;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
+                let cert = cert
+                    .map_err(|_| rustls::Error::General("client_auth.ca_pem is not PEM".into()))?;
+                roots.add(cert)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = match ca.mode {
+                model::ClientAuthMode::Optional => verifier.allow_unauthenticated(),
+                model::ClientAuthMode::Required => verifier,
+            }
+            .build()
+            .map_err(|e| rustls::Error::General(format!("client_auth: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(sni::Resolver::new(tls, store.clone())));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
     if let Some(t) = ticketer() {
@@ -113,10 +188,20 @@ pub fn server_config(
     // Kernel TLS needs the traffic secrets after the handshake.
     config.enable_secret_extraction = tls.ktls != KtlsMode::Off;
     config.ignore_client_order = true;
+    let client_cert_headers = match &tls.client_auth {
+        Some(ca) => Some((
+            http::HeaderName::from_bytes(ca.subject_header.as_bytes())
+                .map_err(|e| rustls::Error::General(format!("subject_header: {e}")))?,
+            http::HeaderName::from_bytes(ca.sans_header.as_bytes())
+                .map_err(|e| rustls::Error::General(format!("sans_header: {e}")))?,
+        )),
+        None => None,
+    };
     Ok(ListenerTlsConfig {
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
         handshake_timeout: tls.handshake_timeout,
         ktls: tls.ktls,
+        client_cert_headers,
     })
 }
 

@@ -121,6 +121,47 @@ pub struct ListenerTlsSpec {
     #[serde(default = "default_handshake_timeout_ms")]
     #[schema(default = default_handshake_timeout_ms)]
     pub handshake_timeout_ms: u64,
+    /// Client certificates (mutual TLS from clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuthSpec>,
+}
+
+/// Client certificates on an HTTPS listener: verified against a CA bundle, and what they say
+/// passed upstream in headers (which clients can never set themselves: the listener removes
+/// them from every request first).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct ClientAuthSpec {
+    #[serde(default)]
+    #[schema(default = ClientAuthMode::default)]
+    pub mode: ClientAuthMode,
+    /// PEM: the CA certificates client certificates must chain to.
+    pub ca_pem: String,
+    /// Carries the verified certificate's subject upstream.
+    #[serde(default = "default_subject_header")]
+    #[schema(default = default_subject_header)]
+    pub subject_header: String,
+    /// Carries its subject alternative names upstream, comma separated.
+    #[serde(default = "default_sans_header")]
+    #[schema(default = default_sans_header)]
+    pub sans_header: String,
+}
+
+fn default_subject_header() -> String {
+    "x-client-cert-subject".into()
+}
+
+fn default_sans_header() -> String {
+    "x-client-cert-sans".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// A client without a certificate is served (without the headers); a bad one is refused.
+    Optional,
+    /// A client without a valid certificate is refused at the handshake.
+    #[default]
+    Required,
 }
 
 fn default_handshake_timeout_ms() -> u64 {

@@ -70,6 +70,7 @@ pub struct ListenerTls {
     pub min_version: crate::TlsVersion,
     pub ktls: crate::KtlsMode,
     pub handshake_timeout: Duration,
+    pub client_auth: Option<crate::ClientAuthSpec>,
 }
 
 /// An IP network: an address and a prefix length that fits its family.

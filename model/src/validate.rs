@@ -356,6 +356,29 @@ fn listener_tls(
         120_000,
         e,
     );
+    if let Some(ca) = &t.client_auth {
+        if !ca.ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+            e.push(
+                format!("{tp}.client_auth.ca_pem"),
+                "PEM with at least one CERTIFICATE block: the CA client certificates chain to",
+            );
+        }
+        for (field, name) in [
+            ("subject_header", &ca.subject_header),
+            ("sans_header", &ca.sans_header),
+        ] {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                e.push(
+                    format!("{tp}.client_auth.{field}"),
+                    format!("{name:?} is not a header name"),
+                );
+            }
+        }
+    }
     if e.0.len() != before {
         return None;
     }
@@ -366,6 +389,7 @@ fn listener_tls(
         min_version: t.min_version,
         ktls: t.ktls,
         handshake_timeout: Duration::from_millis(t.handshake_timeout_ms),
+        client_auth: t.client_auth.clone(),
     }))
 }
 

@@ -488,3 +488,31 @@ tls = { ca_pem = "not pem", server_name = "bad name!", client_certificate = "c" 
     let missing = crate::validate::certificate_errors(&spec, |_| Err("none".into()));
     assert_eq!(missing[0].path, "pools[0].tls.client_certificate");
 }
+
+#[test]
+fn client_auth_settings_are_checked() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:8443"
+tls = { certificates = ["a"], client_auth = { ca_pem = "x", subject_header = "bad header" } }
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    assert!(
+        paths.contains(&"listeners[0].tls.client_auth.ca_pem"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"listeners[0].tls.client_auth.subject_header"),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.contains(&"listeners[0].tls.client_auth.sans_header"),
+        "{paths:?}"
+    );
+}

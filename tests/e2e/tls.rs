@@ -573,3 +573,113 @@ tls = {tls}
     assert!(refused.is_some(), "{:?}", via_proxy(&http, port).await);
     node.stop().await;
 }
+
+/// A plain HTTP member that answers with the client-certificate headers it received.
+async fn echo_cert_headers() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let h = |n: &str| {
+                            req.headers()
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_string()
+                        };
+                        let body = format!(
+                            "subject={};sans={}",
+                            h("x-client-cert-subject"),
+                            h("x-client-cert-sans")
+                        );
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_verified_and_passed_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf(&["a.test"]);
+    assert_eq!(import(&node, &token, "srv", &cert, &key).await.0, 201);
+    let member = echo_cert_headers().await;
+    let port = free_port();
+    let ca_pem = ca.pem().replace('\n', "\\n");
+    let config = format!(
+        r#"api_version = "meridian/v1"
+listeners = [{{ name = "secure", bind = "127.0.0.1:{port}", tls = {{ certificates = ["srv"], client_auth = {{ ca_pem = "{ca_pem}" }} }} }}]
+routes = [{{ name = "all", listener = "secure", pool = "p" }}]
+pools = [{{ name = "p", members = [{{ address = "{member}" }}] }}]
+"#
+    );
+    let (status, body) = node.put_config(&token, config, None).await;
+    assert_eq!(status, 200, "{body}");
+    let client = |identity: Option<(String, String)>| {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("ca"))
+            .resolve("a.test", ([127, 0, 0, 1], port).into());
+        if let Some((c, k)) = identity {
+            b = b.identity(reqwest::Identity::from_pem(format!("{c}{k}").as_bytes()).expect("id"));
+        }
+        b.build().expect("client")
+    };
+    let with_cert = client(Some(ca.leaf(&["client.test"])));
+    let answer = eventually(Duration::from_secs(5), || async {
+        with_cert
+            .get(format!("https://a.test:{port}/"))
+            .header("x-client-cert-subject", "CN=forged")
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(answer.is_some(), "listener up");
+    let body = with_cert
+        .get(format!("https://a.test:{port}/"))
+        .header("x-client-cert-subject", "CN=forged")
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(body.contains("sans=DNS:client.test"), "{body}");
+    assert!(
+        !body.contains("forged") && !body.contains("subject=-"),
+        "{body}"
+    );
+
+    // No certificate, or one from another CA: refused at the handshake.
+    assert!(client(None)
+        .get(format!("https://a.test:{port}/"))
+        .send()
+        .await
+        .is_err());
+    let stranger = Ca::new();
+    assert!(client(Some(stranger.leaf(&["client.test"])))
+        .get(format!("https://a.test:{port}/"))
+        .send()
+        .await
+        .is_err());
+    node.stop().await;
+}

@@ -158,6 +158,30 @@ static LISTENER: Form = Form {
             Kind::Number,
             "Default 10000.",
         ),
+        f(
+            "tls.client_auth.ca_pem",
+            "Client certificates: CA (PEM)",
+            Kind::Block,
+            "Set to ask clients for certificates that chain to this CA (mutual TLS).",
+        ),
+        f(
+            "tls.client_auth.mode",
+            "Client certificates",
+            Kind::Select(&["required", "optional"]),
+            "required: refuse clients without one; optional: serve them without the headers.",
+        ),
+        f(
+            "tls.client_auth.subject_header",
+            "Header for the client's subject",
+            Kind::OptText,
+            "Default x-client-cert-subject; clients cannot set it themselves.",
+        ),
+        f(
+            "tls.client_auth.sans_header",
+            "Header for the client's names",
+            Kind::OptText,
+            "Default x-client-cert-sans.",
+        ),
     ],
     tables: &[],
 };

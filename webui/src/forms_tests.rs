@@ -18,7 +18,7 @@ proxy_protocol_from = ["10.0.0.0/8"]
 [[listeners]]
 name = "secure"
 bind = "127.0.0.1:8443"
-tls = { certificates = ["a", "b"], default_certificate = "b", unknown_sni = "refuse", min_version = "1.3", ktls = "off", handshake_timeout_ms = 5000 }
+tls = { certificates = ["a", "b"], default_certificate = "b", unknown_sni = "refuse", min_version = "1.3", ktls = "off", handshake_timeout_ms = 5000, client_auth = { mode = "optional", ca_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", subject_header = "x-subject", sans_header = "x-sans" } }
 [[routes]]
 name = "api"
 listener = "web"

@@ -85,6 +85,16 @@ pub struct ClientHeaders {
     pub ip: HeaderValue,
     pub forwarded: HeaderValue,
     pub proto: HeaderValue,
+    /// HTTPS listeners with client certificates: the headers that carry it, and their values
+    /// when the client presented one.
+    pub client_cert: Option<Box<ClientCertHeaders>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientCertHeaders {
+    pub subject_name: HeaderName,
+    pub sans_name: HeaderName,
+    pub values: Option<(HeaderValue, HeaderValue)>,
 }
 
 impl ClientHeaders {
@@ -101,6 +111,7 @@ impl ClientHeaders {
             forwarded: HeaderValue::from_str(&format!("for={node};proto={scheme}"))
                 .unwrap_or(HeaderValue::from_static("for=unknown")),
             proto: HeaderValue::from_static(scheme),
+            client_cert: None,
         }
     }
 }
@@ -128,6 +139,16 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientHeaders, host: Opti
         headers.insert(X_FORWARDED_HOST, h);
     }
     headers.append(FORWARDED, client.forwarded.clone());
+    if let Some(c) = &client.client_cert {
+        // What a client sends under these names is never passed on: only the listener's own
+        // verified values are.
+        headers.remove(&c.subject_name);
+        headers.remove(&c.sans_name);
+        if let Some((subject, sans)) = &c.values {
+            headers.insert(c.subject_name.clone(), subject.clone());
+            headers.insert(c.sans_name.clone(), sans.clone());
+        }
+    }
 }
 
 /// Request ids: a random per-process prefix and a counter, unique without coordination.

@@ -99,6 +99,7 @@ mod tests {
             min_version: model::TlsVersion::Tls12,
             ktls: model::KtlsMode::Off,
             handshake_timeout: Duration::from_secs(1),
+            client_auth: None,
         }
     }
 

@@ -318,7 +318,7 @@ async fn serve_accepted(
     drain: Signal,
 ) {
     let _ = stream.set_nodelay(true);
-    let (metrics, limits, trusted, protocol, tcp_pool, tls) = {
+    let (metrics, limits, trusted, protocol, tcp_pool, tls, passthrough) = {
         let snapshot = shared.snapshot.load();
         let Some(l) = snapshot.listener(bind) else {
             // Accepted in the instant the listener left the config.
@@ -333,6 +333,7 @@ async fn serve_accepted(
             l.protocol,
             l.pool.clone(),
             l.tls.clone(),
+            (!l.sni_routes.is_empty()).then(|| l.sni_routes.clone()),
         )
     };
     metrics.conns_total.inc();
@@ -413,8 +414,33 @@ async fn serve_accepted(
             Box::pin(crate::http::serve_connection(io, conn, limits, drain)).await;
         }
         ListenerProtocol::Tcp => {
-            // Server-first protocols (SMTP, MySQL) mean the upstream is joined at once.
-            let Some(pool) = tcp_pool else {
+            let (pool, prefix) = match passthrough {
+                // Server-first protocols (SMTP, MySQL) mean the upstream is joined at once.
+                None => (tcp_pool, prefix),
+                // TLS passthrough: the ClientHello's SNI picks the pool; its bytes are replayed.
+                Some(routes) => {
+                    match crate::tls::passthrough::read_client_hello(
+                        &mut stream,
+                        prefix,
+                        limits.header_timeout,
+                    )
+                    .await
+                    {
+                        Ok((read, sni)) => {
+                            let chosen = crate::tls::passthrough::pick(&routes, sni.as_deref())
+                                .cloned()
+                                .or(tcp_pool);
+                            (chosen, read)
+                        }
+                        Err(e) => {
+                            metrics.protocol.inc();
+                            tracing::debug!(%peer, error = ?e, "no TLS ClientHello to route by");
+                            return;
+                        }
+                    }
+                }
+            };
+            let Some(pool) = pool else {
                 return;
             };
             let io = ListenerIo::plain(stream, prefix, metrics);

@@ -40,6 +40,8 @@ pub struct ListenerSnapshot {
     pub metrics: Arc<ListenerMetrics>,
     /// HTTPS listeners: how to terminate TLS.
     pub tls: Option<Arc<crate::tls::ListenerTlsConfig>>,
+    /// TCP passthrough: pools by SNI (`*.suffix` for wildcards).
+    pub sni_routes: Vec<(String, Arc<PoolSnapshot>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +194,17 @@ impl RoutingSnapshot {
                 }
                 None => None,
             };
+            let mut sni_routes = Vec::with_capacity(l.sni_routes.len());
+            for (name, pool) in &l.sni_routes {
+                let p = pools
+                    .get(pool)
+                    .cloned()
+                    .ok_or_else(|| CompileError::MissingPool {
+                        listener: l.name.clone(),
+                        pool: pool.clone(),
+                    })?;
+                sni_routes.push((name.clone(), p));
+            }
             let mut routes = Vec::new();
             for r in config.routes.iter().filter(|r| r.listener == l.name) {
                 // Validation guarantees the pool exists; a route that somehow dangles is skipped.
@@ -238,6 +251,7 @@ impl RoutingSnapshot {
                 pool,
                 metrics: env.metrics.listener(&l.name),
                 tls,
+                sni_routes,
             });
         }
         let route_names: HashSet<String> = config.routes.iter().map(|r| r.name.clone()).collect();

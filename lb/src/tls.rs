@@ -7,6 +7,7 @@
 //! listener, and connections already established keep theirs.
 
 pub mod ktls;
+pub mod passthrough;
 pub mod sni;
 
 use std::collections::HashMap;

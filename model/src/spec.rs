@@ -93,6 +93,18 @@ pub struct ListenerSpec {
     /// TLS termination (HTTP listeners): the listener speaks HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Box<ListenerTlsSpec>>,
+    /// TLS passthrough (TCP listeners): the ClientHello's SNI picks the pool, and the TLS
+    /// bytes go through untouched; `pool` takes the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni_routes: Vec<SniRouteSpec>,
+}
+
+/// One SNI route of a passthrough listener.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct SniRouteSpec {
+    /// `app.example.com`, or `*.example.com` for one label below it.
+    pub server_name: String,
+    pub pool: String,
 }
 
 /// How an HTTPS listener terminates TLS.
@@ -211,6 +223,7 @@ impl Default for ListenerSpec {
             drain_timeout_ms: default_drain_timeout_ms(),
             proxy_protocol_from: Vec::new(),
             tls: None,
+            sni_routes: Vec::new(),
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Listener {
     pub drain_timeout: Duration,
     pub proxy_protocol_from: Vec<Cidr>,
     pub tls: Option<Arc<ListenerTls>>,
+    /// TCP passthrough: (server name, lowercase; `*.suffix` for a wildcard, pool).
+    pub sni_routes: Vec<(String, String)>,
 }
 
 /// A validated [`crate::ListenerTlsSpec`].

@@ -209,7 +209,7 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
         let p = format!("listeners[{i}]");
         check_name(&p, &l.name, &mut seen, e);
         match (l.protocol, &l.pool) {
-            (ListenerProtocol::Tcp, None) => e.push(
+            (ListenerProtocol::Tcp, None) if l.sni_routes.is_empty() => e.push(
                 format!("{p}.pool"),
                 "a tcp listener needs the pool it proxies to",
             ),
@@ -282,6 +282,41 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
             }
         }
         let tls = l.tls.as_ref().and_then(|t| listener_tls(&p, l, t, e));
+        let mut sni_routes = Vec::new();
+        for (j, r) in l.sni_routes.iter().enumerate() {
+            let rp = format!("{p}.sni_routes[{j}]");
+            if l.protocol != ListenerProtocol::Tcp {
+                e.push(
+                    rp.clone(),
+                    "SNI routes pass TLS through on tcp listeners; http listeners route by host",
+                );
+            }
+            let name = r.server_name.to_ascii_lowercase();
+            let bare = name.strip_prefix("*.").unwrap_or(&name);
+            if bare.is_empty()
+                || bare.contains('*')
+                || !bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+            {
+                e.push(
+                    format!("{rp}.server_name"),
+                    format!("{:?} is not a server name or *.suffix", r.server_name),
+                );
+            }
+            match spec.pools.iter().find(|x| x.name == r.pool) {
+                None => e.push(format!("{rp}.pool"), format!("no pool named {:?}", r.pool)),
+                Some(x) if x.tls.is_some() => e.push(
+                    format!("{rp}.pool"),
+                    format!(
+                        "pool {:?} speaks TLS itself; passthrough needs a plain pool",
+                        r.pool
+                    ),
+                ),
+                Some(_) => {}
+            }
+            sni_routes.push((name, r.pool.clone()));
+        }
         if let Some(bind) = parse_socket_addr(&format!("{p}.bind"), &l.bind, e) {
             if let Some(other) = binds.insert(bind, l.name.clone()) {
                 e.push(
@@ -301,6 +336,7 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
                 drain_timeout: Duration::from_millis(l.drain_timeout_ms),
                 proxy_protocol_from,
                 tls,
+                sni_routes,
             });
         }
     }

@@ -683,3 +683,116 @@ pools = [{{ name = "p", members = [{{ address = "{member}" }}] }}]
         .is_err());
     node.stop().await;
 }
+
+/// A TLS member with its own certificate for `names` that answers `body` (no client auth).
+async fn tls_member(ca: &Ca, names: &[&str], body: &'static str) -> (std::net::SocketAddr, String) {
+    use rustls::pki_types::PrivateKeyDer;
+    let (cert_pem, key_pem) = ca.leaf(names);
+    let certs = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert")];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_req| async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, fingerprint(&cert_pem))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_listeners_pass_tls_through_by_sni() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let ca = Ca::new();
+    let (a, a_fp) = tls_member(&ca, &["a.test"], "member a").await;
+    let (w, w_fp) = tls_member(&ca, &["*.w.test"], "member w").await;
+    let port = free_port();
+    let config = format!(
+        r#"api_version = "meridian/v1"
+[[listeners]]
+name = "pass"
+bind = "127.0.0.1:{port}"
+protocol = "tcp"
+pool = "a"
+sni_routes = [{{ server_name = "*.w.test", pool = "w" }}, {{ server_name = "a.test", pool = "a" }}]
+[[pools]]
+name = "a"
+members = [{{ address = "{a}" }}]
+[[pools]]
+name = "w"
+members = [{{ address = "{w}" }}]
+"#
+    );
+    let (status, body) = node.put_config(&token, config, None).await;
+    assert_eq!(status, 200, "{body}");
+    let client = ca.client();
+    eventually(Duration::from_secs(5), || async {
+        handshake(client.clone(), port, "a.test").await.is_ok()
+    })
+    .await
+    .expect("listener up");
+    // The member's own certificate comes through: Meridian did not terminate TLS.
+    let (fp, _) = handshake(client.clone(), port, "a.test").await.expect("a");
+    assert_eq!(fp, a_fp);
+    let (fp, _) = handshake(client.clone(), port, "x.w.test")
+        .await
+        .expect("w");
+    assert_eq!(fp, w_fp);
+    // End to end over HTTPS through the passthrough.
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("ca"))
+        .resolve("b.w.test", ([127, 0, 0, 1], port).into())
+        .build()
+        .expect("client");
+    let body = https
+        .get(format!("https://b.w.test:{port}/"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(body, "member w");
+    // Not TLS at all: the connection is dropped, and the node keeps serving.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("closed");
+    assert!(buf.is_empty());
+    assert!(handshake(client, port, "a.test").await.is_ok());
+    node.stop().await;
+}

@@ -183,7 +183,14 @@ static LISTENER: Form = Form {
             "Default x-client-cert-sans.",
         ),
     ],
-    tables: &[],
+    tables: &[Table {
+        path: "sni_routes",
+        label: "SNI routes (TCP passthrough)",
+        columns: &[
+            f("server_name", "Server name", Kind::Text, "name or *.suffix"),
+            f("pool", "Pool", Kind::Text, ""),
+        ],
+    }],
 };
 
 static ROUTE: Form = Form {

@@ -19,6 +19,12 @@ proxy_protocol_from = ["10.0.0.0/8"]
 name = "secure"
 bind = "127.0.0.1:8443"
 tls = { certificates = ["a", "b"], default_certificate = "b", unknown_sni = "refuse", min_version = "1.3", ktls = "off", handshake_timeout_ms = 5000, client_auth = { mode = "optional", ca_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", subject_header = "x-subject", sans_header = "x-sans" } }
+[[listeners]]
+name = "pass"
+bind = "127.0.0.1:9443"
+protocol = "tcp"
+pool = "plain"
+sni_routes = [{ server_name = "*.mesh.test", pool = "plain" }]
 [[routes]]
 name = "api"
 listener = "web"
@@ -31,6 +37,9 @@ name = "app"
 health_check = "hc"
 members = [{ address = "127.0.0.1:9000", weight = 3 }, { address = "127.0.0.1:9001", state = "draining" }]
 tls = { ca_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", server_name = "gw.mesh.test", client_certificate = "mesh" }
+[[pools]]
+name = "plain"
+members = [{ address = "127.0.0.1:9100" }]
 [[health_checks]]
 name = "hc"
 path = "/healthz"

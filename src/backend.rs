@@ -226,7 +226,7 @@ fn certificate_alarms(
             .value
             .spec
             .certificate_expiry_alarm_days
-            .unwrap_or(30),
+            .unwrap_or(model::records::DEFAULT_CERT_EXPIRY_ALARM_DAYS),
     ) * 86_400;
     let now = i64::try_from(model::unix_ms() / 1000).unwrap_or(i64::MAX);
     let mut out = Vec::new();

@@ -316,7 +316,9 @@ impl Document {
     /// not use up revision numbers.
     fn commit_spec(&mut self, spec: model::ConfigSpec) -> Result<Outcome, ApplyError> {
         let mut config = model::validate(&spec).map_err(ApplyError::Invalid);
-        let missing = model::validate::certificate_errors(&spec, |c| self.usable(c));
+        let missing = model::validate::certificate_errors(&spec, |c| {
+            model::records::certificate_usable(&self.certificates, c)
+        });
         if !missing.is_empty() {
             let mut errors = match config {
                 Ok(_) => model::ValidationErrors { errors: Vec::new() },
@@ -352,20 +354,6 @@ impl Document {
             config: None,
             auth_changed: false,
             certificates_changed: true,
-        }
-    }
-
-    /// Whether a listener may name certificate `name`.
-    fn usable(&self, name: &str) -> Result<(), String> {
-        match self.certificates.get(name) {
-            None => Err(format!(
-                "no certificate named {name:?} in the credential store"
-            )),
-            Some(c) if c.revoked.is_some() => Err(format!("certificate {name:?} is revoked")),
-            Some(c) if c.info.is_none() => Err(format!(
-                "certificate {name:?} is a generated key still waiting for its signed certificate"
-            )),
-            Some(_) => Ok(()),
         }
     }
 

@@ -191,3 +191,25 @@ pub struct Revocation {
     pub at_unix_ms: u64,
     pub by: String,
 }
+
+/// Certificates that expire within this many days raise an alarm, unless the config says
+/// otherwise (`certificate_expiry_alarm_days`).
+pub const DEFAULT_CERT_EXPIRY_ALARM_DAYS: u32 = 30;
+
+/// Whether a listener or pool may use certificate `name` of the credential store: `Ok`, or
+/// why not. The state machine and the API ask the same question with the same words.
+pub fn certificate_usable(
+    certs: &BTreeMap<String, Arc<CertificateRecord>>,
+    name: &str,
+) -> Result<(), String> {
+    match certs.get(name) {
+        None => Err(format!(
+            "no certificate named {name:?} in the credential store"
+        )),
+        Some(c) if c.revoked.is_some() => Err(format!("certificate {name:?} is revoked")),
+        Some(c) if c.info.is_none() => Err(format!(
+            "certificate {name:?} is a generated key still waiting for its signed certificate"
+        )),
+        Some(_) => Ok(()),
+    }
+}

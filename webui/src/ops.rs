@@ -22,15 +22,8 @@ pub const MIN_PASSWORD: usize = 12;
 /// listeners name against the credential store. Every error is listed.
 pub fn validate(st: &AppState, spec: &model::ConfigSpec) -> Result<model::Config, ChangeError> {
     let certs = st.backend.certificates();
-    let mut missing = model::validate::certificate_errors(spec, |name| match certs.get(name) {
-        None => Err(format!(
-            "no certificate named {name:?} in the credential store"
-        )),
-        Some(c) if c.revoked.is_some() => Err(format!("certificate {name:?} is revoked")),
-        Some(c) if c.info.is_none() => Err(format!(
-            "certificate {name:?} is a generated key still waiting for its signed certificate"
-        )),
-        Some(_) => Ok(()),
+    let mut missing = model::validate::certificate_errors(spec, |name| {
+        model::records::certificate_usable(&certs, name)
     });
     // `ktls = "on"` is a promise this node must keep: refused where the kernel cannot.
     if st.backend.kernel_tls().is_none() {

@@ -16,10 +16,6 @@ use super::{change_failed, csrf, done, field, render, require, seg, time, with_s
 use crate::auth::ConsoleUser;
 use crate::{ops, AppState, ChangeError};
 
-/// Certificates that expire within this many days are flagged, unless the config says
-/// otherwise (`certificate_expiry_alarm_days`).
-pub const DEFAULT_EXPIRY_DAYS: u32 = 30;
-
 pub struct CertRow {
     pub name: String,
     pub subject: String,
@@ -78,7 +74,7 @@ pub fn horizon_days(st: &AppState) -> u32 {
         .value
         .spec
         .certificate_expiry_alarm_days
-        .unwrap_or(DEFAULT_EXPIRY_DAYS)
+        .unwrap_or(model::records::DEFAULT_CERT_EXPIRY_ALARM_DAYS)
 }
 
 fn page(st: &AppState, user: &ConsoleUser) -> CertificatesTemplate {

@@ -49,6 +49,10 @@ impl webui::Backend for NodeBackend {
         self.cluster.current().audit
     }
 
+    fn ticket_keys(&self) -> Arc<Vec<Arc<model::records::TicketKeyRecord>>> {
+        self.cluster.current().ticket_keys
+    }
+
     fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>> {
         self.cluster.current().certificates
     }

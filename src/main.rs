@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod node;
 mod node_config;
+mod tickets;
 
 use clap::Parser;
 

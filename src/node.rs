@@ -38,6 +38,8 @@ pub struct Node {
     sampler_task: tokio::task::JoinHandle<()>,
     /// Keeps the data plane's certificates in step with the credential store.
     certs_task: tokio::task::JoinHandle<()>,
+    /// Follows (and, on the leader, rotates) the cluster's session-ticket keys.
+    tickets_task: tokio::task::JoinHandle<()>,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). hickory-server logs every query at
@@ -154,6 +156,8 @@ impl Node {
         ));
 
         let certs_task = follow_certificates(&cluster, cluster_key.clone(), dataplane.certs());
+        let tickets_task =
+            crate::tickets::spawn(cluster.clone(), cluster_key.clone(), dataplane.certs());
 
         let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
         let dns = udp.local_addr()?;
@@ -215,6 +219,7 @@ impl Node {
             admin_task,
             sampler_task,
             certs_task,
+            tickets_task,
         })
     }
 
@@ -259,6 +264,7 @@ impl Node {
         self.admin_task.abort();
         self.sampler_task.abort();
         self.certs_task.abort();
+        self.tickets_task.abort();
         // Stop taking new work first: the console and DNS stop, then the proxy drains the
         // requests in flight (each listener's drain_timeout) before the cluster state closes.
         self.dns_server.shutdown().await;

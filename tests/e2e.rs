@@ -3,6 +3,8 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
+#[path = "e2e/netns.rs"]
+mod netns;
 
 #[path = "e2e/api.rs"]
 mod api;

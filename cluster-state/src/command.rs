@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 pub type Command = model::Proposal;
 
 pub use model::records::{
-    AuditEntry, AuthState, CertificateRecord, RevisionRecord, TokenInfo, UserRecord,
+    AuditEntry, AuthState, CertificateRecord, RevisionRecord, TicketKeyRecord, TokenInfo,
+    UserRecord,
 };
 
 /// How many config revisions (each with its whole spec) the history keeps for diff and rollback.
@@ -31,6 +32,8 @@ pub struct Applied {
     pub audit: Arc<Vec<Arc<AuditEntry>>>,
     /// The credential store, by name. Keys are sealed.
     pub certificates: Arc<BTreeMap<String, Arc<CertificateRecord>>>,
+    /// Session-ticket keys, newest first. Sealed.
+    pub ticket_keys: Arc<Vec<Arc<TicketKeyRecord>>>,
 }
 
 /// Why the state machine refused a committed command. Deterministic: every node refuses alike.
@@ -66,6 +69,9 @@ pub(crate) struct Document {
     pub audit: VecDeque<Arc<AuditEntry>>,
     #[serde(default)]
     pub certificates: BTreeMap<String, Arc<CertificateRecord>>,
+    /// Newest first, at most [`model::records::TICKET_KEYS_KEPT`].
+    #[serde(default)]
+    pub ticket_keys: VecDeque<Arc<TicketKeyRecord>>,
 }
 
 /// What one successful command changed.
@@ -77,6 +83,7 @@ pub(crate) struct Outcome {
     pub config: Option<model::Config>,
     pub auth_changed: bool,
     pub certificates_changed: bool,
+    pub ticket_keys_changed: bool,
 }
 
 impl Document {
@@ -288,11 +295,29 @@ impl Document {
                 }
                 Ok(self.certificates_outcome())
             }
+            Change::RotateTicketKey { record } => {
+                if self.ticket_keys.iter().any(|k| k.id == record.id) {
+                    return Err(ApplyError::Refused(format!(
+                        "session-ticket key {} exists already",
+                        record.id
+                    )));
+                }
+                self.ticket_keys.push_front(Arc::new(record.clone()));
+                self.ticket_keys.truncate(model::records::TICKET_KEYS_KEPT);
+                Ok(Outcome {
+                    revision: self.revision,
+                    config: None,
+                    auth_changed: false,
+                    certificates_changed: false,
+                    ticket_keys_changed: true,
+                })
+            }
             Change::Audit { .. } => Ok(Outcome {
                 revision: self.revision,
                 config: None,
                 auth_changed: false,
                 certificates_changed: false,
+                ticket_keys_changed: false,
             }),
         }
     }
@@ -336,6 +361,7 @@ impl Document {
             config: Some(config),
             auth_changed: false,
             certificates_changed: false,
+            ticket_keys_changed: false,
         })
     }
 
@@ -345,6 +371,7 @@ impl Document {
             config: None,
             auth_changed: true,
             certificates_changed: false,
+            ticket_keys_changed: false,
         }
     }
 
@@ -354,6 +381,7 @@ impl Document {
             config: None,
             auth_changed: false,
             certificates_changed: true,
+            ticket_keys_changed: false,
         }
     }
 

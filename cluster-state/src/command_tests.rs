@@ -304,3 +304,41 @@ fn users_stored_before_roles_existed_are_admins() {
         serde_json::from_str(&serde_json::to_string(&auth).expect("json")).expect("reads");
     assert_eq!(back, auth);
 }
+
+fn ticket_key(id: &str, at: u64) -> Command {
+    Change::RotateTicketKey {
+        record: model::records::TicketKeyRecord {
+            id: id.into(),
+            created_unix_ms: at,
+            key: model::records::SealedKey {
+                nonce: "n".into(),
+                ciphertext: "c".into(),
+            },
+        },
+    }
+    .into()
+}
+
+#[test]
+fn ticket_keys_are_kept_newest_first_and_bounded() {
+    let mut doc = Document::default();
+    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+        let out = doc
+            .apply(i as u64 + 1, &ticket_key(id, i as u64))
+            .expect("applies");
+        assert!(out.ticket_keys_changed);
+        assert!(out.config.is_none(), "not a config revision");
+    }
+    let ids: Vec<&str> = doc.ticket_keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["d", "c", "b"], "three kept, the oldest dropped");
+    assert_eq!(doc.revision, 0);
+    // A repeated id (a retried proposal) is refused and changes nothing.
+    let before = doc.ticket_keys.clone();
+    let err = doc.apply(9, &ticket_key("c", 9)).expect_err("duplicate");
+    assert!(matches!(err, ApplyError::Refused(_)), "{err}");
+    assert_eq!(doc.ticket_keys, before);
+    // Audited without the key.
+    let last = doc.audit.back().expect("audited");
+    assert!(last.action.contains("session-ticket key"), "{}", last.action);
+    assert!(!last.action.contains("ciphertext"));
+}

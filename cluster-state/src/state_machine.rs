@@ -58,6 +58,7 @@ impl StateMachine {
             history: Arc::new(state.doc.history.iter().cloned().collect()),
             audit: Arc::new(state.doc.audit.iter().cloned().collect()),
             certificates: Arc::new(state.doc.certificates.clone()),
+            ticket_keys: Arc::new(state.doc.ticket_keys.iter().cloned().collect()),
         };
         let (tx, rx) = watch::channel(current.clone());
         let sm = StateMachine {
@@ -120,6 +121,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         if outcome.certificates_changed {
                             self.current.certificates =
                                 Arc::new(self.state.doc.certificates.clone());
+                        }
+                        if outcome.ticket_keys_changed {
+                            self.current.ticket_keys =
+                                Arc::new(self.state.doc.ticket_keys.iter().cloned().collect());
                         }
                         Ok(outcome.revision)
                     }
@@ -185,6 +190,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             history: Arc::new(state.doc.history.iter().cloned().collect()),
             audit: Arc::new(state.doc.audit.iter().cloned().collect()),
             certificates: Arc::new(state.doc.certificates.clone()),
+            ticket_keys: Arc::new(state.doc.ticket_keys.iter().cloned().collect()),
         };
         self.state = state;
         self.persist().await.map_err(|e| sm_write_err(&e))?;

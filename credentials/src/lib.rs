@@ -33,7 +33,7 @@ mod testpki;
 pub use chain::CLOCK_SKEW_SECS;
 pub use open::{ca_roots, expires_in, open, open_client};
 pub use record::{attach, generate, import, self_signed, SELF_SIGNED_DAYS};
-pub use seal::{seal, unseal, ClusterKey};
+pub use seal::{new_ticket_key, open_ticket_key, seal, unseal, ClusterKey};
 
 /// Why a stored record could not be sealed or opened. Messages name the record, never its key.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use model::records::SealedKey;
+use model::records::{SealedKey, TicketKeyRecord};
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -24,6 +24,53 @@ pub struct ClusterKey([u8; 32]);
 
 /// Encrypts a private key (DER) with a fresh random 96-bit nonce.
 pub fn seal(key_der: &[u8], k: &ClusterKey) -> Result<SealedKey, Error> {
+    seal_for(key_der, k, AAD)
+}
+
+/// Decrypts a sealed key: the DER it was sealed from (PKCS#8, or PKCS#1 / SEC1 as imported).
+/// A wrong cluster key or any altered byte fails with [`Error::Unseal`].
+pub fn unseal(s: &SealedKey, k: &ClusterKey) -> Result<Zeroizing<Vec<u8>>, Error> {
+    unseal_for(s, k, AAD)
+}
+
+/// Bound into the tag of session-ticket keys: a sealed ticket key never opens as a private
+/// key, nor the reverse.
+const TICKET_AAD: &[u8] = b"meridian session ticket key v1";
+
+/// A new session-ticket key for the cluster: a random id (16 hex digits) and a random 256-bit
+/// secret, sealed with the cluster key.
+pub fn new_ticket_key(k: &ClusterKey, now_unix_ms: u64) -> Result<TicketKeyRecord, Error> {
+    let rng = SystemRandom::new();
+    let mut id = [0u8; 8];
+    rng.fill(&mut id).map_err(|_| Error::Random)?;
+    let mut secret = Zeroizing::new([0u8; 32]);
+    rng.fill(&mut *secret).map_err(|_| Error::Random)?;
+    Ok(TicketKeyRecord {
+        id: hex::encode(id),
+        created_unix_ms: now_unix_ms,
+        key: seal_for(&*secret, k, TICKET_AAD)?,
+    })
+}
+
+/// Opens a session-ticket key: its 8-byte id and its 32-byte secret.
+pub fn open_ticket_key(
+    r: &TicketKeyRecord,
+    k: &ClusterKey,
+) -> Result<([u8; 8], Zeroizing<[u8; 32]>), Error> {
+    let id: [u8; 8] = hex::decode(&r.id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Error::Malformed("the ticket key id is not 16 hex digits"))?;
+    let plain = unseal_for(&r.key, k, TICKET_AAD)?;
+    let mut secret = Zeroizing::new([0u8; 32]);
+    if plain.len() != secret.len() {
+        return Err(Error::Malformed("the ticket key is not 256 bits"));
+    }
+    secret.copy_from_slice(&plain);
+    Ok((id, secret))
+}
+
+fn seal_for(key_der: &[u8], k: &ClusterKey, aad: &'static [u8]) -> Result<SealedKey, Error> {
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new()
         .fill(&mut nonce)
@@ -34,7 +81,7 @@ pub fn seal(key_der: &[u8], k: &ClusterKey) -> Result<SealedKey, Error> {
     k.aead()?
         .seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(AAD),
+            Aad::from(aad),
             &mut *in_out,
         )
         .map_err(|_| Error::Seal)?;
@@ -44,9 +91,11 @@ pub fn seal(key_der: &[u8], k: &ClusterKey) -> Result<SealedKey, Error> {
     })
 }
 
-/// Decrypts a sealed key: the DER it was sealed from (PKCS#8, or PKCS#1 / SEC1 as imported).
-/// A wrong cluster key or any altered byte fails with [`Error::Unseal`].
-pub fn unseal(s: &SealedKey, k: &ClusterKey) -> Result<Zeroizing<Vec<u8>>, Error> {
+fn unseal_for(
+    s: &SealedKey,
+    k: &ClusterKey,
+    aad: &'static [u8],
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     let nonce: [u8; NONCE_LEN] = B64
         .decode(&s.nonce)
         .map_err(|_| Error::Malformed("the nonce is not base64"))?
@@ -60,7 +109,7 @@ pub fn unseal(s: &SealedKey, k: &ClusterKey) -> Result<Zeroizing<Vec<u8>>, Error
         .aead()?
         .open_in_place(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(AAD),
+            Aad::from(aad),
             &mut buf,
         )
         .map_err(|_| Error::Unseal)?
@@ -216,6 +265,39 @@ mod tests {
             ciphertext: B64.encode([1u8; 4]),
         };
         assert!(matches!(unseal(&truncated, &k), Err(Error::Unseal)));
+    }
+
+    #[test]
+    fn ticket_keys_round_trip_and_never_open_as_private_keys() {
+        let k = key("cluster secret");
+        let a = new_ticket_key(&k, 42).expect("new key");
+        let b = new_ticket_key(&k, 43).expect("new key");
+        assert_eq!(a.id.len(), 16);
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.created_unix_ms, 42);
+        let (id, secret) = open_ticket_key(&a, &k).expect("opens");
+        assert_eq!(hex::encode(id), a.id);
+        let (_, other) = open_ticket_key(&b, &k).expect("opens");
+        assert_ne!(*secret, *other);
+        // Another purpose's label: a ticket key is not a private key, nor the reverse.
+        assert!(matches!(unseal(&a.key, &k), Err(Error::Unseal)));
+        let pk = TicketKeyRecord {
+            key: seal(&[7u8; 32], &k).expect("seal"),
+            ..a.clone()
+        };
+        assert!(matches!(open_ticket_key(&pk, &k), Err(Error::Unseal)));
+        assert!(matches!(
+            open_ticket_key(&a, &key("other")),
+            Err(Error::Unseal)
+        ));
+        let bad_id = TicketKeyRecord {
+            id: "xyz".into(),
+            ..a
+        };
+        assert!(matches!(
+            open_ticket_key(&bad_id, &k),
+            Err(Error::Malformed(_))
+        ));
     }
 
     #[test]

@@ -478,15 +478,16 @@ async fn handshake(
         count(shared, &metrics, conn, "userspace");
         return Some((ListenerIo::tls_cork(stream, metrics), cert));
     }
-    let (version, cipher) = (
+    let (version, cipher, kind) = (
         crate::tls::version_label(conn.protocol_version()),
         crate::tls::suite_label(suite),
+        crate::tls::handshake_label(conn.handshake_kind()),
     );
     match ktls::config_ktls_server(stream).await {
         Ok(k) => {
             shared
                 .metrics
-                .tls_connection(&metrics, version, cipher, "kernel");
+                .tls_connection(&metrics, version, cipher, "kernel", kind);
             Some((ListenerIo::ktls(k, metrics), cert))
         }
         Err(e) => {
@@ -544,6 +545,7 @@ fn count(
         crate::tls::version_label(conn.protocol_version()),
         crate::tls::suite_label(conn.negotiated_cipher_suite()),
         mode,
+        crate::tls::handshake_label(conn.handshake_kind()),
     );
 }
 

@@ -150,7 +150,7 @@ impl LbMetrics {
                 r.register(Box::new(g.clone()))?;
                 g
             },
-            tls_connections: counter_vec(r, "meridian_lb_tls_connections_total", "TLS connections after their handshake, by listener, TLS version, cipher suite and record-layer mode (kernel or userspace)", &["listener", "version", "cipher", "mode"])?,
+            tls_connections: counter_vec(r, "meridian_lb_tls_connections_total", "TLS connections after their handshake, by listener, TLS version, cipher suite, record-layer mode (kernel or userspace) and handshake (full or resumed)", &["listener", "version", "cipher", "mode", "handshake"])?,
             exported: Arc::default(),
         })
     }
@@ -205,9 +205,10 @@ impl LbMetrics {
         version: &str,
         cipher: &str,
         mode: &str,
+        handshake: &str,
     ) {
         self.tls_connections
-            .with_label_values(&[listener.name.as_str(), version, cipher, mode])
+            .with_label_values(&[listener.name.as_str(), version, cipher, mode, handshake])
             .inc();
     }
 

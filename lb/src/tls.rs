@@ -9,6 +9,7 @@
 pub mod ktls;
 pub mod passthrough;
 pub mod sni;
+pub mod tickets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,10 +27,12 @@ pub struct StoredCert {
     pub names: Vec<String>,
 }
 
-/// The certificates the data plane can serve, by credential-store name.
+/// The certificates the data plane can serve, by credential-store name, and the cluster's
+/// session-ticket keys.
 #[derive(Default)]
 pub struct CertStore {
     map: ArcSwap<HashMap<String, Arc<StoredCert>>>,
+    tickets: Arc<tickets::ClusterTicketer>,
 }
 
 impl CertStore {
@@ -49,16 +52,11 @@ impl CertStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
 
-/// Session tickets encrypted with keys this node rotates (rustls' ticketer rotates every
-/// six hours and accepts the previous key).
-fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
-    static TICKETER: std::sync::OnceLock<Option<Arc<dyn rustls::server::ProducesTickets>>> =
-        std::sync::OnceLock::new();
-    TICKETER
-        .get_or_init(|| rustls::crypto::ring::Ticketer::new().ok())
-        .clone()
+    /// Seals and opens session tickets for every HTTPS listener of this node.
+    pub fn tickets(&self) -> &Arc<tickets::ClusterTicketer> {
+        &self.tickets
+    }
 }
 
 /// Sessions kept for resumption by session id (TLS 1.2 clients without tickets), per listener.
@@ -182,10 +180,8 @@ pub fn server_config(
     let mut config = builder.with_cert_resolver(Arc::new(sni::Resolver::new(tls, store.clone())));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
-    if let Some(t) = ticketer() {
-        config.ticketer = t;
-        config.send_tls13_tickets = 2;
-    }
+    config.ticketer = store.tickets.clone();
+    config.send_tls13_tickets = 2;
     // Kernel TLS needs the traffic secrets after the handshake.
     config.enable_secret_extraction = tls.ktls != KtlsMode::Off;
     config.ignore_client_order = true;
@@ -212,6 +208,14 @@ pub fn version_label(v: Option<rustls::ProtocolVersion>) -> &'static str {
         Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
         Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
         _ => "other",
+    }
+}
+
+/// `full` or `resumed` (from a session ticket or the session cache), for labels.
+pub fn handshake_label(k: Option<rustls::HandshakeKind>) -> &'static str {
+    match k {
+        Some(rustls::HandshakeKind::Resumed) => "resumed",
+        _ => "full",
     }
 }
 

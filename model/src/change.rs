@@ -76,6 +76,11 @@ pub enum Change {
     DeleteCertificate {
         name: String,
     },
+    /// Adds a session-ticket key (generated and sealed by the leader); the oldest beyond
+    /// [`crate::records::TICKET_KEYS_KEPT`] is dropped.
+    RotateTicketKey {
+        record: crate::records::TicketKeyRecord,
+    },
     /// Records an event that changes nothing else (a console login, say) in the audit log.
     Audit {
         action: String,
@@ -278,6 +283,9 @@ impl Change {
                 format!("revoke certificate {name}: {reason}")
             }
             Change::DeleteCertificate { name } => format!("delete certificate {name}"),
+            Change::RotateTicketKey { record } => {
+                format!("rotate the session-ticket key (new key {})", record.id)
+            }
             Change::Audit { action, detail, .. } => {
                 if detail.is_empty() {
                     action.clone()
@@ -397,6 +405,10 @@ impl fmt::Debug for Change {
             Change::DeleteCertificate { name } => f
                 .debug_struct("DeleteCertificate")
                 .field("name", name)
+                .finish(),
+            Change::RotateTicketKey { record } => f
+                .debug_struct("RotateTicketKey")
+                .field("record", record)
                 .finish(),
             Change::Audit {
                 action,

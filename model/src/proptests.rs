@@ -79,6 +79,7 @@ prop_compose! {
             gslb_records: gslb.into_iter().map(|(name, ttl, sites)| GslbRecordSpec { name, ttl, sites, when_all_down: AllDownPolicy::Empty }).collect(),
             audit_retention_days: None,
             certificate_expiry_alarm_days: None,
+            session_ticket_rotation_hours: None,
         }
     }
 }
@@ -134,6 +135,7 @@ prop_compose! {
             }],
             audit_retention_days: None,
             certificate_expiry_alarm_days: None,
+            session_ticket_rotation_hours: None,
         }
     }
 }

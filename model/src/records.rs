@@ -162,6 +162,34 @@ impl fmt::Debug for CertificateRecord {
     }
 }
 
+/// A session-ticket key the cluster generated. Every node seals tickets with the newest and
+/// opens them with any kept, so a client resumes on any appliance. The key is sealed with the
+/// cluster key like a private key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketKeyRecord {
+    /// 16 hex digits, random; the first bytes of every ticket it seals.
+    pub id: String,
+    pub created_unix_ms: u64,
+    pub key: SealedKey,
+}
+
+// Hand-written: the sealed key stays out of log lines.
+impl fmt::Debug for TicketKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TicketKeyRecord")
+            .field("id", &self.id)
+            .field("created_unix_ms", &self.created_unix_ms)
+            .field("key", &"<sealed>")
+            .finish()
+    }
+}
+
+/// How many session-ticket keys the cluster keeps: the one that seals and the two before it.
+pub const TICKET_KEYS_KEPT: usize = 3;
+/// A new session-ticket key every this many hours unless the config says otherwise
+/// (`session_ticket_rotation_hours`).
+pub const DEFAULT_TICKET_ROTATION_HOURS: u32 = 6;
+
 /// A private key encrypted with the cluster key (ChaCha20-Poly1305), base64.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedKey {

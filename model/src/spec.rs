@@ -32,6 +32,10 @@ pub struct ConfigSpec {
     /// Certificates that expire within this many days raise an alarm (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_expiry_alarm_days: Option<u32>,
+    /// The cluster makes a new TLS session-ticket key this often (default 6 hours) and keeps
+    /// the two before it, so tickets are honoured for at least twice this long on every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_ticket_rotation_hours: Option<u32>,
 }
 
 impl Default for ConfigSpec {
@@ -46,6 +50,7 @@ impl Default for ConfigSpec {
             gslb_records: Vec::new(),
             audit_retention_days: None,
             certificate_expiry_alarm_days: None,
+            session_ticket_rotation_hours: None,
         }
     }
 }

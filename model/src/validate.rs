@@ -91,6 +91,16 @@ pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
             &mut e,
         );
     }
+    if let Some(hours) = spec.session_ticket_rotation_hours {
+        // Tickets live twice the rotation; RFC 8446 caps a ticket's lifetime at 7 days.
+        range_u64(
+            "session_ticket_rotation_hours".into(),
+            hours.into(),
+            1,
+            84,
+            &mut e,
+        );
+    }
 
     if !e.0.is_empty() {
         return Err(ValidationErrors { errors: e.0 });

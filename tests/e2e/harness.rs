@@ -46,18 +46,52 @@ impl Meridian {
         cluster_bind: &str,
         extra: &str,
     ) -> Meridian {
+        Meridian::start_at(data_dir, node_id, "127.0.0.1", cluster_bind, extra, None).await
+    }
+
+    /// Starts node `node_id` inside network namespace `host` (see `netns`), every address on
+    /// the host's LAN address; cluster RPC is plaintext there, as on a private network.
+    pub async fn start_in(
+        host: &crate::netns::Host,
+        data_dir: &Path,
+        node_id: u64,
+        extra: &str,
+    ) -> Meridian {
+        let ip = host.ip.to_string();
+        let extra = format!("cluster_plaintext_ok = true\n{extra}");
+        let cluster = format!("{ip}:0");
+        Meridian::start_at(data_dir, node_id, &ip, &cluster, &extra, Some(&host.ns)).await
+    }
+
+    async fn start_at(
+        data_dir: &Path,
+        node_id: u64,
+        ip: &str,
+        cluster_bind: &str,
+        extra: &str,
+        netns: Option<&str>,
+    ) -> Meridian {
         let config = data_dir.with_extension("toml");
         std::fs::write(
             &config,
             format!(
                 "node_id = {node_id}\nname = \"test-{node_id}\"\ndata_dir = \"{}\"\n\
-                 admin_bind = \"127.0.0.1:0\"\ncluster_bind = \"{cluster_bind}\"\n\
-                 dns_bind = \"127.0.0.1:0\"\n{extra}\n",
+                 admin_bind = \"{ip}:0\"\ncluster_bind = \"{cluster_bind}\"\n\
+                 dns_bind = \"{ip}:0\"\n{extra}\n",
                 data_dir.display()
             ),
         )
         .expect("write node config");
-        let mut child = Command::new(BIN)
+        let mut command = match netns {
+            // `ip netns exec` execs the binary: the child is meridian itself.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")
@@ -167,6 +201,29 @@ impl Meridian {
             .send()
             .await
             .expect("login answered")
+    }
+
+    /// A console page as the admin (with `password`) sees it after logging in: status and
+    /// HTML.
+    pub async fn console_get(&self, password: &str, path: &str) -> (u16, String) {
+        let login = self.login("admin", password).await;
+        let cookie = login
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("meridian_session="))
+            .and_then(|v| v.split(';').next())
+            .expect("session cookie")
+            .to_string();
+        let r = self
+            .http
+            .get(self.url(path))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("console page");
+        (r.status().as_u16(), r.text().await.expect("html"))
     }
 
     /// PUT /api/v1/config; returns status and JSON body.

@@ -796,3 +796,166 @@ members = [{{ address = "{w}" }}]
     assert!(handshake(client, port, "a.test").await.is_ok());
     node.stop().await;
 }
+
+/// One handshake to `addr` with `sni`: whether it resumed a session.
+async fn resumed(
+    config: Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+    sni: &str,
+) -> Result<bool, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    // TLS 1.3 tickets arrive after the handshake: read until the server has sent them.
+    tls.write_all(b"GET /t HTTP/1.1\r\nhost: t.test\r\nconnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    let _ = tls.read_to_end(&mut body).await;
+    if !body.starts_with(b"HTTP/1.1 200") {
+        return Err(format!(
+            "unexpected answer {:?}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok(tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+}
+
+fn client_with(
+    ca: &Ca,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Two appliances, each in its own network namespace with the same listener bind, as in
+/// production: a session ticket one of them issued resumes on the other, for TLS 1.3 and 1.2,
+/// because the cluster's leader generates the ticket keys and Raft replicates them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tickets_from_one_appliance_resume_on_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lan = crate::netns::Lan::new();
+    let (ha, hb) = (lan.host(), lan.host());
+    let n1 = Meridian::start_in(&ha, &dir.path().join("n1"), 1, "").await;
+    let token = n1.token().await;
+    let join = format!(
+        "join = \"{}\"\ncluster_secret_file = \"{}\"",
+        n1.cluster,
+        dir.path().join("n1").join("cluster.secret").display()
+    );
+    let n2 = Meridian::start_in(&hb, &dir.path().join("n2"), 2, &join).await;
+
+    let backend = Backend::start("east", &lan.gateway().to_string()).await;
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf(&["t.test"]);
+    assert_eq!(import(&n1, &token, "t", &cert, &key).await.0, 201);
+    let port = free_port();
+    let config = format!(
+        r#"api_version = "meridian/v1"
+listeners = [{{ name = "secure", bind = "0.0.0.0:{port}", tls = {{ certificates = ["t"] }} }}]
+routes = [{{ name = "all", listener = "secure", pool = "mesh" }}]
+pools = [{{ name = "mesh", members = [{{ address = "{}" }}] }}]
+"#,
+        backend.addr
+    );
+    let (status, body) = n1.put_config(&token, config, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (a, b) = (
+        std::net::SocketAddr::from((ha.ip, port)),
+        std::net::SocketAddr::from((hb.ip, port)),
+    );
+
+    for (label, versions) in [
+        ("TLS 1.3", &[&rustls::version::TLS13][..]),
+        ("TLS 1.2", &[&rustls::version::TLS12][..]),
+    ] {
+        // Until the leader's first key reached both nodes, each seals with its own: keep
+        // trying with a fresh client each time.
+        let took = eventually(Duration::from_secs(30), || async {
+            let client = client_with(&ca, versions);
+            matches!(resumed(client.clone(), a, "t.test").await, Ok(false))
+                && matches!(resumed(client, b, "t.test").await, Ok(true))
+        })
+        .await;
+        assert!(
+            took.is_some(),
+            "{label}: a ticket from node 1 never resumed on node 2"
+        );
+        // And the other way round, with the same keys.
+        let client = client_with(&ca, versions);
+        assert_eq!(
+            resumed(client.clone(), b, "t.test").await,
+            Ok(false),
+            "{label}"
+        );
+        assert_eq!(resumed(client, a, "t.test").await, Ok(true), "{label}");
+    }
+
+    // Node 2 counts what it resumed.
+    let metrics = n2
+        .http
+        .get(n2.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let resumed_13 = metrics.lines().any(|l| {
+        l.starts_with("meridian_lb_tls_connections_total{")
+            && l.contains("handshake=\"resumed\"")
+            && l.contains("version=\"1.3\"")
+            && !l.ends_with(" 0")
+    });
+    assert!(resumed_13, "{metrics}");
+
+    // Both consoles show the same cluster key sealing new tickets (by id, never the key).
+    let key_of = |html: &str| {
+        html.split("id=\"ticket-keys\"")
+            .nth(1)
+            .and_then(|t| t.split("<code>").nth(1))
+            .and_then(|t| t.split("</code>").next())
+            .map(str::to_string)
+    };
+    let password = n1.initial_password();
+    let (status, page1) = n1.console_get(&password, "/console/certificates").await;
+    assert_eq!(status, 200);
+    let (_, page2) = n2.console_get(&password, "/console/certificates").await;
+    let id = key_of(&page1).expect("a key listed on node 1");
+    assert_eq!(id.len(), 16, "{id}");
+    assert_eq!(key_of(&page2).as_deref(), Some(id.as_str()));
+    assert!(page1.contains("seals new tickets"));
+
+    // The rotation is in the audit log, by the system.
+    let audit: serde_json::Value = n1
+        .http
+        .get(n1.url("/api/v1/audit"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        audit.to_string().contains("rotate the session-ticket key"),
+        "{audit}"
+    );
+    n2.stop().await;
+    n1.stop().await;
+}

@@ -98,6 +98,10 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// The credential store: certificates with sealed keys.
     fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>>;
+    /// The cluster's session-ticket keys, newest first (sealed; shown by id and age only).
+    fn ticket_keys(&self) -> Arc<Vec<Arc<model::records::TicketKeyRecord>>> {
+        Arc::default()
+    }
     /// The key that seals private keys in the credential store, derived from the cluster
     /// secret; never replicated.
     fn cluster_key(&self) -> Arc<credentials::ClusterKey>;

@@ -42,6 +42,32 @@ struct CertificatesTemplate {
     horizon_days: u32,
     /// A CSR just generated, to copy.
     csr: String,
+    tickets: TicketsView,
+}
+
+/// The cluster's session-ticket keys, by id and age (never the key).
+pub struct TicketsView {
+    pub rotation_hours: u32,
+    /// `(id, created)`, newest first.
+    pub keys: Vec<(String, String)>,
+}
+
+fn tickets(st: &AppState) -> TicketsView {
+    TicketsView {
+        rotation_hours: st
+            .backend
+            .config()
+            .value
+            .spec
+            .session_ticket_rotation_hours
+            .unwrap_or(model::records::DEFAULT_TICKET_ROTATION_HOURS),
+        keys: st
+            .backend
+            .ticket_keys()
+            .iter()
+            .map(|k| (k.id.clone(), time(k.created_unix_ms)))
+            .collect(),
+    }
 }
 
 impl CertificatesTemplate {
@@ -137,6 +163,7 @@ fn page(st: &AppState, user: &ConsoleUser) -> CertificatesTemplate {
         typed: BTreeMap::new(),
         horizon_days: horizon,
         csr: String::new(),
+        tickets: tickets(st),
     }
 }
 

@@ -339,6 +339,10 @@ fn ticket_keys_are_kept_newest_first_and_bounded() {
     assert_eq!(doc.ticket_keys, before);
     // Audited without the key.
     let last = doc.audit.back().expect("audited");
-    assert!(last.action.contains("session-ticket key"), "{}", last.action);
+    assert!(
+        last.action.contains("session-ticket key"),
+        "{}",
+        last.action
+    );
     assert!(!last.action.contains("ciphertext"));
 }

@@ -392,6 +392,12 @@ pub struct PoolTlsSpec {
     /// A certificate from the credential store to present (mutual TLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<String>,
+    /// SPIFFE IDs the members' certificates must carry as a URI SAN, as Istio and Linkerd
+    /// gateways present (`spiffe://cluster.local/ns/istio-system/sa/ingressgateway`); a
+    /// trailing `/*` accepts any ID under that path. When set, the ID is the members'
+    /// identity and `server_name` is only sent as SNI, not checked against DNS names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spiffe_ids: Vec<String>,
 }
 
 impl Default for PoolSpec {

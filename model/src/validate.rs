@@ -546,6 +546,11 @@ fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Er
                     );
                 }
             }
+            for (i, id) in t.spiffe_ids.iter().enumerate() {
+                if let Err(why) = spiffe_id_pattern(id) {
+                    e.push(format!("{p}.tls.spiffe_ids[{i}]"), why);
+                }
+            }
         }
         out.push(Pool {
             name: pool.name.clone(),
@@ -1126,6 +1131,43 @@ fn gslb(
         });
     }
     out
+}
+
+/// A SPIFFE ID (`spiffe://trust-domain/path`), or a path prefix ending in `/*`.
+fn spiffe_id_pattern(id: &str) -> Result<(), String> {
+    let Some(rest) = id.strip_prefix("spiffe://") else {
+        return Err(format!(
+            "{id:?} is not a SPIFFE ID: it must start with spiffe://"
+        ));
+    };
+    let (domain, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if domain.is_empty()
+        || !domain.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
+    {
+        return Err(format!(
+            "{id:?}: the trust domain must be lowercase letters, digits, '.', '-' or '_'"
+        ));
+    }
+    let path = path.strip_suffix('*').unwrap_or(path);
+    if id.len() > 2048
+        || path.contains('*')
+        || path.split('/').any(|seg| seg == "." || seg == "..")
+        || !path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
+    {
+        return Err(format!(
+            "{id:?}: the path may hold letters, digits, '.', '-', '_' and '/', with '*' only as a final '/*'"
+        ));
+    }
+    if id.ends_with('*') && !id.ends_with("/*") {
+        return Err(format!(
+            "{id:?}: a wildcard is a whole final segment ('/*')"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

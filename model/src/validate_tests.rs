@@ -490,6 +490,40 @@ tls = { ca_pem = "not pem", server_name = "bad name!", client_certificate = "c" 
 }
 
 #[test]
+fn spiffe_ids_are_checked() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[pools]]
+name = "mesh"
+members = [{ address = "127.0.0.1:1" }]
+[pools.tls]
+ca_pem = "-----BEGIN CERTIFICATE-----"
+spiffe_ids = [
+  "spiffe://cluster.local/ns/istio-system/sa/ingressgateway",
+  "spiffe://east.mesh/ns/gw/*",
+  "https://not.spiffe/x",
+  "spiffe://Upper.Case/x",
+  "spiffe://td/a*",
+  "spiffe://td/a/*/b",
+  "spiffe://td/../x",
+  "spiffe://",
+]
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        (2..8)
+            .map(|i| format!("pools[0].tls.spiffe_ids[{i}]"))
+            .collect::<Vec<_>>(),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn client_auth_settings_are_checked() {
     let spec = from_toml(
         r#"

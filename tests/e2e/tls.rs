@@ -32,13 +32,20 @@ impl Ca {
         Ca { key, cert, issuer }
     }
 
-    /// `(cert_pem, key_pem)` of a new leaf for `names`.
+    /// `(cert_pem, key_pem)` of a new leaf for `names` (DNS names, or `spiffe://` URIs).
     fn leaf(&self, names: &[&str]) -> (String, String) {
         let _ = &self.key;
         let key = rcgen::KeyPair::generate().expect("leaf key");
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        let (uris, dns): (Vec<&str>, Vec<&str>) =
+            names.iter().partition(|n| n.starts_with("spiffe://"));
+        let mut params =
+            rcgen::CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("params");
+        for uri in uris {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI(uri.try_into().expect("uri")));
+        }
         let cert = params.signed_by(&key, &self.issuer).expect("leaf");
         (cert.pem(), key.serialize_pem())
     }
@@ -958,4 +965,74 @@ pools = [{{ name = "mesh", members = [{{ address = "{}" }}] }}]
     );
     n2.stop().await;
     n1.stop().await;
+}
+
+/// A mesh gateway's certificate carries its SPIFFE ID and no DNS name, as Istio's does: a pool
+/// that pins the ID (exactly or by path prefix) reaches it; any other ID, or a DNS-name check,
+/// is refused at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_pin_the_members_spiffe_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let ca = Ca::new();
+    let id = "spiffe://east.mesh/ns/istio-system/sa/ingressgateway";
+    let (member, _) = tls_member(&ca, &[id], "mesh gateway").await;
+    let port = free_port();
+    let ca_pem = ca.pem();
+    let config = |tls: &str| {
+        format!(
+            r#"api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "127.0.0.1:{port}" }}]
+routes = [{{ name = "all", listener = "web", pool = "mesh" }}]
+[[pools]]
+name = "mesh"
+members = [{{ address = "{member}" }}]
+[pools.tls]
+ca_pem = """{ca_pem}"""
+{tls}
+"#
+        )
+    };
+    let client = reqwest::Client::new();
+    let mut revision = None;
+    for (tls, want) in [
+        (format!("spiffe_ids = [\"{id}\"]"), Ok("mesh gateway")),
+        (
+            "spiffe_ids = [\"spiffe://east.mesh/ns/istio-system/*\"]".to_string(),
+            Ok("mesh gateway"),
+        ),
+        (
+            "spiffe_ids = [\"spiffe://east.mesh/ns/istio-system/sa/other\"]".to_string(),
+            Err("status 502 Bad Gateway"),
+        ),
+        (
+            "spiffe_ids = [\"spiffe://west.mesh/ns/istio-system/*\"]".to_string(),
+            Err("status 502 Bad Gateway"),
+        ),
+        // Without a pin the DNS name is checked, and the gateway's certificate has none.
+        (
+            "server_name = \"gw.east.mesh\"".to_string(),
+            Err("status 502 Bad Gateway"),
+        ),
+    ] {
+        let (status, body) = node.put_config(&token, config(&tls), revision).await;
+        assert_eq!(status, 200, "{tls}: {body}");
+        revision = body["revision"].as_u64();
+        let want = want.map(str::to_string).map_err(str::to_string);
+        let got = eventually(Duration::from_secs(5), || async {
+            via_proxy(&client, port).await == want
+        })
+        .await;
+        assert!(
+            got.is_some(),
+            "{tls}: wanted {want:?}, got {:?}",
+            via_proxy(&client, port).await
+        );
+    }
+    let (status, body) = node
+        .put_config(&token, config("spiffe_ids = [\"https://east.mesh/x\"]"), revision)
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["path"], "pools[0].tls.spiffe_ids[0]", "{body}");
 }

@@ -340,6 +340,12 @@ static POOL: Form = Form {
             Kind::OptText,
             "A certificate from Certificates to present (mutual TLS).",
         ),
+        f(
+            "tls.spiffe_ids",
+            "TLS: pinned SPIFFE IDs",
+            Kind::Lines,
+            "One per line (spiffe://trust-domain/ns/…/sa/…, or a prefix ending in /*): the members' certificates must carry one, as Istio and Linkerd gateways do; the DNS name is then not checked.",
+        ),
     ],
     tables: &[Table {
         path: "members",

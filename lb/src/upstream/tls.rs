@@ -1,5 +1,5 @@
 //! TLS to a pool's members (a mesh cluster's ingress gateway): verified against the pool's own
-//! CA bundle, with SNI, optionally presenting a client certificate from the credential store
+//! CA bundle and the server name or pinned SPIFFE IDs, with SNI, optionally presenting a client certificate from the credential store
 //! (mutual TLS), and ALPN for the pool's protocol (h2 for gRPC pools). Sessions are resumed by
 //! rustls' client session cache, and connections are kept and reused like plaintext ones.
 
@@ -18,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::tls::CertStore;
+
+pub mod spiffe;
 
 /// How one pool's connections speak TLS.
 pub struct UpstreamTls {
@@ -65,12 +67,23 @@ impl UpstreamTls {
         if roots.is_empty() {
             return Err("ca_pem has no certificate".into());
         }
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
+        let provider = rustls::crypto::ring::default_provider();
+        let algs = provider.signature_verification_algorithms;
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = if spec.spiffe_ids.is_empty() {
+            builder.with_root_certificates(roots)
+        } else {
+            // The members' identity is their SPIFFE ID, not a DNS name.
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(spiffe::SpiffeVerifier::new(
+                    Arc::new(roots),
+                    spec.spiffe_ids.clone(),
+                    algs,
+                )))
+        };
         let mut config = match &spec.client_certificate {
             Some(name) => builder.with_client_cert_resolver(Arc::new(ClientCert {
                 name: name.clone(),

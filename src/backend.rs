@@ -49,6 +49,29 @@ impl webui::Backend for NodeBackend {
         self.cluster.current().audit
     }
 
+    fn ocsp(&self) -> BTreeMap<String, webui::OcspView> {
+        self.dataplane
+            .certs()
+            .all()
+            .iter()
+            .filter_map(|(name, c)| {
+                let v = match c.ocsp.as_ref()? {
+                    Ok(s) => webui::OcspView {
+                        stapled: true,
+                        detail: String::new(),
+                        next_update_unix: s.next_update,
+                    },
+                    Err(e) => webui::OcspView {
+                        stapled: false,
+                        detail: e.clone(),
+                        next_update_unix: None,
+                    },
+                };
+                Some((name.clone(), v))
+            })
+            .collect()
+    }
+
     fn ticket_keys(&self) -> Arc<Vec<Arc<model::records::TicketKeyRecord>>> {
         self.cluster.current().ticket_keys
     }
@@ -130,6 +153,14 @@ impl webui::Backend for NodeBackend {
             &config,
             &self.cluster.current().certificates,
         ));
+        for (name, v) in self.ocsp() {
+            if !v.stapled {
+                alarms.push(format!(
+                    "Certificate {name}: its OCSP response is not stapled: {}",
+                    v.detail
+                ));
+            }
+        }
         alarms
     }
 

@@ -44,6 +44,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         join: None,
         access_log: None,
         access_log_fields: None,
+        ocsp_dir: None,
     };
     let node = Node::start(&cfg).await?;
     if node.cluster.current().config.revision == 0 {

@@ -3,6 +3,7 @@
 
 mod admin_tls;
 mod backend;
+mod certs;
 mod cli;
 mod client;
 mod demo;

@@ -155,7 +155,12 @@ impl Node {
             },
         ));
 
-        let certs_task = follow_certificates(&cluster, cluster_key.clone(), dataplane.certs());
+        let ocsp_dir = cfg.ocsp_dir();
+        if let Err(e) = std::fs::create_dir_all(&ocsp_dir) {
+            tracing::warn!(dir = %ocsp_dir.display(), error = %e, "cannot create the OCSP response directory");
+        }
+        let certs_task =
+            crate::certs::follow(&cluster, cluster_key.clone(), dataplane.certs(), ocsp_dir);
         let tickets_task =
             crate::tickets::spawn(cluster.clone(), cluster_key.clone(), dataplane.certs());
 
@@ -317,58 +322,6 @@ fn follow_config(cluster: &ClusterNode) -> watch::Receiver<Arc<Revisioned<Config
         }
     });
     rx
-}
-
-/// Keeps the data plane's certificates in step with the credential store: every usable record
-/// is opened (its key unsealed) and the whole set swapped in, so new handshakes use it.
-fn follow_certificates(
-    cluster: &ClusterNode,
-    key: Arc<credentials::ClusterKey>,
-    store: Arc<lb::tls::CertStore>,
-) -> tokio::task::JoinHandle<()> {
-    let mut applied = cluster.subscribe();
-    let load = move |records: &std::collections::BTreeMap<
-        String,
-        Arc<model::records::CertificateRecord>,
-    >| {
-        let mut map = std::collections::HashMap::new();
-        for (name, r) in records {
-            if r.revoked.is_some() || r.info.is_none() {
-                continue;
-            }
-            match credentials::open(r, &key) {
-                Ok(certified) => {
-                    let names = r
-                        .info
-                        .as_ref()
-                        .map(|i| i.sans.iter().map(|n| n.to_ascii_lowercase()).collect())
-                        .unwrap_or_default();
-                    map.insert(
-                        name.clone(),
-                        Arc::new(lb::tls::StoredCert {
-                            key: certified,
-                            names,
-                        }),
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(certificate = %name, error = %e, "cannot open certificate")
-                }
-            }
-        }
-        store.replace(map);
-    };
-    let mut current = applied.borrow_and_update().certificates.clone();
-    load(&current);
-    tokio::spawn(async move {
-        while applied.changed().await.is_ok() {
-            let next = applied.borrow_and_update().certificates.clone();
-            if !Arc::ptr_eq(&next, &current) {
-                load(&next);
-                current = next;
-            }
-        }
-    })
 }
 
 /// Starts a node that belongs, or is to belong, to the cluster that `seed` is a member of.

@@ -54,6 +54,11 @@ pub struct NodeConfig {
     /// Fields of each access log line, in order; every field when absent.
     #[serde(default)]
     pub access_log_fields: Option<Vec<lb::accesslog::Field>>,
+    /// OCSP responses to staple: `<certificate name>.der` (DER, as `openssl ocsp -respout`
+    /// writes it) for each certificate of the credential store, re-read when it changes.
+    /// Default `<data_dir>/ocsp`.
+    #[serde(default)]
+    pub ocsp_dir: Option<PathBuf>,
 }
 
 fn default_name() -> String {
@@ -61,6 +66,13 @@ fn default_name() -> String {
 }
 
 impl NodeConfig {
+    /// Where OCSP response files are looked for.
+    pub fn ocsp_dir(&self) -> PathBuf {
+        self.ocsp_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ocsp"))
+    }
+
     /// Whether the console is served over HTTPS.
     pub fn admin_tls_enabled(&self) -> bool {
         self.admin_tls

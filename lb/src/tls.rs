@@ -7,6 +7,7 @@
 //! listener, and connections already established keep theirs.
 
 pub mod ktls;
+pub mod ocsp;
 pub mod passthrough;
 pub mod sni;
 pub mod tickets;
@@ -25,6 +26,8 @@ pub struct StoredCert {
     pub key: Arc<CertifiedKey>,
     /// DNS names from the certificate, lowercased; `*.example.com` for wildcards.
     pub names: Vec<String>,
+    /// The OCSP response file's verdict: stapled (in `key`) or why not; `None` without a file.
+    pub ocsp: Option<Result<ocsp::OcspStaple, String>>,
 }
 
 /// The certificates the data plane can serve, by credential-store name, and the cluster's
@@ -43,6 +46,11 @@ impl CertStore {
 
     pub fn get(&self, name: &str) -> Option<Arc<StoredCert>> {
         self.map.load().get(name).cloned()
+    }
+
+    /// Every certificate held now.
+    pub fn all(&self) -> Arc<HashMap<String, Arc<StoredCert>>> {
+        self.map.load_full()
     }
 
     pub fn len(&self) -> usize {

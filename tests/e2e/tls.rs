@@ -1031,8 +1031,240 @@ ca_pem = """{ca_pem}"""
         );
     }
     let (status, body) = node
-        .put_config(&token, config("spiffe_ids = [\"https://east.mesh/x\"]"), revision)
+        .put_config(
+            &token,
+            config("spiffe_ids = [\"https://east.mesh/x\"]"),
+            revision,
+        )
         .await;
     assert_eq!(status, 422, "{body}");
-    assert_eq!(body["errors"][0]["path"], "pools[0].tls.spiffe_ids[0]", "{body}");
+    assert_eq!(
+        body["errors"][0]["path"], "pools[0].tls.spiffe_ids[0]",
+        "{body}"
+    );
+}
+
+/// Runs `openssl` in `dir`; panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "openssl {}: {text}", args.join(" "));
+    text
+}
+
+/// What `openssl s_client -status` hears about the stapled OCSP response.
+async fn stapled(port: u16) -> String {
+    let out = tokio::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "ocsp.test",
+            "-status",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("s_client");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An OCSP response (made by `openssl ocsp` as a responder would) dropped into the node's
+/// OCSP directory is stapled to the certificate's handshakes; one for another certificate is
+/// not, and says why on the console, the API and the alarms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocsp_responses_are_stapled_from_the_ocsp_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let backend = Backend::start("east", "127.0.0.2").await;
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).expect("pki dir");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=OCSP CA",
+        "-days",
+        "30",
+    ]);
+    openssl(&pki, &args);
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=ocsp.test",
+    ]);
+    openssl(&pki, &args);
+    std::fs::write(pki.join("ext"), "subjectAltName=DNS:ocsp.test\n").expect("ext");
+    for (serial, out) in [("0x5e1a1", "leaf.pem"), ("0x5e1a2", "other.pem")] {
+        openssl(
+            &pki,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                serial,
+                "-days",
+                "20",
+                "-extfile",
+                "ext",
+                "-out",
+                out,
+            ],
+        );
+    }
+    std::fs::write(
+        pki.join("index.txt"),
+        "V\t491231235959Z\t\t05E1A1\tunknown\t/CN=ocsp.test\nV\t491231235959Z\t\t05E1A2\tunknown\t/CN=ocsp.test\n",
+    )
+    .expect("index");
+    std::fs::write(pki.join("index.txt.attr"), "unique_subject = no\n").expect("attr");
+    for (cert, resp) in [("leaf.pem", "good.der"), ("other.pem", "other.der")] {
+        openssl(
+            &pki,
+            &[
+                "ocsp",
+                "-issuer",
+                "ca.pem",
+                "-cert",
+                cert,
+                "-reqout",
+                "req.der",
+                "-no_nonce",
+            ],
+        );
+        openssl(
+            &pki,
+            &[
+                "ocsp",
+                "-index",
+                "index.txt",
+                "-rsigner",
+                "ca.pem",
+                "-rkey",
+                "ca.key",
+                "-CA",
+                "ca.pem",
+                "-reqin",
+                "req.der",
+                "-respout",
+                resp,
+                "-ndays",
+                "1",
+            ],
+        );
+    }
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).expect("pem");
+    let (status, body) = import(&node, &token, "web", &read("leaf.pem"), &read("leaf.key")).await;
+    assert_eq!(status, 201, "{body}");
+    let port = free_port();
+    let (status, body) = node
+        .put_config(
+            &token,
+            https_config(port, &backend, r#"{ certificates = ["web"] }"#),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually(Duration::from_secs(5), || async {
+        stapled(port).await.contains("BEGIN") || stapled(port).await.contains("Server certificate")
+    })
+    .await
+    .expect("listener up");
+    assert!(
+        stapled(port)
+            .await
+            .contains("OCSP response: no response sent"),
+        "nothing stapled without a file"
+    );
+
+    // The response for this certificate: stapled within a few seconds, byte for byte.
+    let ocsp_dir = node.data_dir.join("ocsp");
+    std::fs::copy(pki.join("good.der"), ocsp_dir.join("web.der")).expect("copy");
+    let took = eventually(Duration::from_secs(15), || async {
+        stapled(port).await.contains("Cert Status: good")
+    })
+    .await;
+    assert!(took.is_some(), "stapled: {}", stapled(port).await);
+    let heard = stapled(port).await;
+    assert!(
+        heard.contains("OCSP Response Status: successful"),
+        "{heard}"
+    );
+    assert!(heard.contains("Serial Number: 05E1A1"), "{heard}");
+    let view: serde_json::Value = node
+        .http
+        .get(node.url("/api/v1/certificates/web"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(view["ocsp"]["stapled"], true, "{view}");
+    assert!(
+        view["ocsp"]["next_update_unix"].as_i64().is_some(),
+        "{view}"
+    );
+
+    // A response for another certificate is not stapled, and the operator is told why.
+    std::fs::copy(pki.join("other.der"), ocsp_dir.join("web.der")).expect("copy");
+    let took = eventually(Duration::from_secs(15), || async {
+        stapled(port)
+            .await
+            .contains("OCSP response: no response sent")
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "foreign response dropped: {}",
+        stapled(port).await
+    );
+    let (_, html) = node
+        .console_get(&node.initial_password(), "/console/certificates")
+        .await;
+    assert!(
+        html.contains("OCSP not stapled: no response for this certificate"),
+        "{html}"
+    );
+    let status = node.status(&token).await;
+    assert!(
+        status
+            .to_string()
+            .contains("its OCSP response is not stapled"),
+        "{status}"
+    );
 }

@@ -70,6 +70,16 @@ pub struct RaftView {
     pub members: Vec<(u64, String)>,
 }
 
+/// Whether this node staples an OCSP response for a certificate (from its OCSP directory).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OcspView {
+    pub stapled: bool,
+    /// Why not, when not; empty when stapled.
+    pub detail: String,
+    /// When the stapled response must be replaced (Unix seconds).
+    pub next_update_unix: Option<i64>,
+}
+
 /// One proxy listener as the data plane sees it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ListenerView {
@@ -98,6 +108,11 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// The credential store: certificates with sealed keys.
     fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>>;
+    /// OCSP stapling on this node, by certificate name; certificates without a response file
+    /// are absent.
+    fn ocsp(&self) -> BTreeMap<String, OcspView> {
+        BTreeMap::new()
+    }
     /// The cluster's session-ticket keys, newest first (sealed; shown by id and age only).
     fn ticket_keys(&self) -> Arc<Vec<Arc<model::records::TicketKeyRecord>>> {
         Arc::default()

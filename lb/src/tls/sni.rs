@@ -88,6 +88,7 @@ mod tests {
         Arc::new(StoredCert {
             key: Arc::new(CertifiedKey::new(vec![c.der().clone()], signing)),
             names: names.iter().map(|s| s.to_string()).collect(),
+            ocsp: None,
         })
     }
 

@@ -21,6 +21,8 @@ pub struct CertificateView {
     pub expires_in_seconds: Option<i64>,
     pub created_unix_ms: u64,
     pub updated_unix_ms: u64,
+    /// OCSP stapling on the node that answers; null without a response file.
+    pub ocsp: Option<crate::OcspView>,
 }
 
 pub fn view(st: &AppState, r: &CertificateRecord) -> CertificateView {
@@ -35,6 +37,7 @@ pub fn view(st: &AppState, r: &CertificateRecord) -> CertificateView {
         expires_in_seconds: r.info.as_ref().map(|i| i.not_after_unix - now),
         created_unix_ms: r.created_unix_ms,
         updated_unix_ms: r.updated_unix_ms,
+        ocsp: st.backend.ocsp().remove(&r.name),
     }
 }
 

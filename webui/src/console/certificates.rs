@@ -26,6 +26,9 @@ pub struct CertRow {
     pub status: &'static str,
     pub status_text: String,
     pub used_by: String,
+    /// OCSP stapling on this node: empty without a response file.
+    pub ocsp: String,
+    pub ocsp_ok: bool,
     pub csr_pem: String,
     pub delete_href: String,
     pub revoke_href: String,
@@ -149,6 +152,18 @@ fn page(st: &AppState, user: &ConsoleUser) -> CertificatesTemplate {
                 } else {
                     v.used_by.join(", ")
                 },
+                ocsp: match &v.ocsp {
+                    None => String::new(),
+                    Some(o) if o.stapled => match o.next_update_unix {
+                        Some(n) => format!(
+                            "OCSP stapled, next update {}",
+                            time(u64::try_from(n).unwrap_or(0) * 1000)
+                        ),
+                        None => "OCSP stapled".into(),
+                    },
+                    Some(o) => format!("OCSP not stapled: {}", o.detail),
+                },
+                ocsp_ok: v.ocsp.as_ref().is_some_and(|o| o.stapled),
                 csr_pem: v.csr_pem.clone().unwrap_or_default(),
                 delete_href: format!("/console/certificates/{}/delete", seg(&v.name)),
                 revoke_href: format!("/console/certificates/{}/revoke", seg(&v.name)),

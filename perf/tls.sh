@@ -4,14 +4,20 @@
 # with 2 workers/threads each (this machine has 2 cores). Measured in one run:
 #
 #   ka         keepalive HTTPS requests/s            wrk -t1 -c50 (HTTP/1.1 over TLS)
-#   full       full handshakes/s                     openssl s_time -new  (a new session each)
-#   resumed    resumed handshakes/s                  openssl s_time -reuse (tickets / session ids)
+#   full       full handshakes/s                     wrk -H 'Connection: close' (a new TLS
+#                                                    connection per request; wrk never resumes)
+#   stime_full full handshakes/s                     openssl s_time -new, STIME_CLIENTS in parallel
+#   resumed    resumed handshakes/s                  openssl s_time -reuse, STIME_CLIENTS in parallel
+#
+# Each rate is also given per CPU-second of the proxy (its user+system time during the run),
+# because the clients share the two cores: a cheaper proxy leaves more CPU to the client.
 #   bulk       1 MB responses, MB/s                  wrk -t1 -c8 on /1m
 #
 # Appends a dated section with ratios to perf/RESULTS.md. Knobs: DURATION (s, default 10),
 # MERIDIAN_BIN (default target/release/meridian, built if missing), KEEP_TMP=1, RESULTS=path,
-# PERF_RECORD=1 (perf record -g of Meridian during its keepalive and handshake runs, written
-# to $PERF_OUT, default /tmp).
+# PERF_RECORD=1 (perf record -g of Meridian during each of its runs, written to
+# $PERF_OUT/tls-<scenario>.data, default /tmp; PERF_CALLGRAPH=dwarf for call graphs through
+# code without frame pointers), STIME_CLIENTS (parallel openssl s_time clients, default 4).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -203,52 +209,83 @@ declare -A RES CPU
 wrk_rps() { awk '/^Requests\/sec:/{print $2}'; }
 wrk_mbs() { awk '/^Transfer\/sec:/{v=$2; if (v ~ /GB/) {sub("GB","",v); v*=1024} else if (v ~ /MB/) {sub("MB","",v)} else if (v ~ /KB/) {sub("KB","",v); v/=1024} print v}'; }
 
+# Parallel s_time clients: one alone is latency-bound (one handshake at a time).
+STIME_CLIENTS=${STIME_CLIENTS:-4}
+s_time_total() { # mode (-new|-reuse), port: handshakes/s summed over the clients
+    local mode=$1 port=$2 i
+    for i in $(seq "$STIME_CLIENTS"); do
+        openssl s_time -connect "127.0.0.1:$port" "$mode" -time "$DURATION" 2>/dev/null \
+            | awk '/connections in .* real seconds/{v=$1/$4} END{print v+0}' >"$T/stime.$i" &
+    done
+    wait
+    cat "$T"/stime.* | awk '{s+=$1} END{printf "%.0f", s}'
+    rm -f "$T"/stime.*
+}
+measure() { # name, scenario, command...: runs it, records CPU ticks of the proxy
+    local p=$1 s=$2; shift 2
+    local c0 c1
+    c0=$(cpu_ticks "${PID_OF[$p]}")
+    if [[ -n "${PERF_RECORD:-}" && $p == meridian ]]; then
+        perf record -g ${PERF_CALLGRAPH:+--call-graph $PERF_CALLGRAPH} -o "${PERF_OUT:-/tmp}/tls-$s.data" -p "${PID_OF[$p]}" -- sleep "$DURATION" >/dev/null 2>&1 &
+    fi
+    RES[$p.$s]=$("$@")
+    c1=$(cpu_ticks "${PID_OF[$p]}")
+    CPU[$p.$s]=$((c1 - c0))
+    sleep 1
+}
+wrk_ka() { wrk -t1 -c50 -d"${DURATION}s" "$1/" | wrk_rps; }
+# A new connection per request: wrk never resumes a session, so each is a full handshake
+# (checked below on Meridian's counter of resumed handshakes).
+wrk_close() { wrk -t1 -c50 -d"${DURATION}s" -H 'Connection: close' "$1/" | wrk_rps; }
+wrk_bulk() { wrk -t1 -c8 -d"${DURATION}s" "$1/1m" | wrk_mbs; }
+
 for p in meridian nginx haproxy; do
     url="https://127.0.0.1:${PORT_OF[$p]}"
     log "$p: warm-up"
     wrk -t1 -c50 -d2s "$url/" >/dev/null 2>&1 || true
     log "$p: keepalive"
-    c0=$(cpu_ticks "${PID_OF[$p]}")
-    if [[ -n "${PERF_RECORD:-}" && $p == meridian ]]; then
-        perf record -g -o "${PERF_OUT:-/tmp}/tls-ka.data" -p "${PID_OF[$p]}" -- sleep "$DURATION" >/dev/null 2>&1 &
-    fi
-    RES[$p.ka]=$(wrk -t1 -c50 -d"${DURATION}s" "$url/" | wrk_rps)
-    c1=$(cpu_ticks "${PID_OF[$p]}")
-    CPU[$p.ka]=$((c1 - c0))
-    sleep 1
-    log "$p: full handshakes"
-    if [[ -n "${PERF_RECORD:-}" && $p == meridian ]]; then
-        perf record -g -o "${PERF_OUT:-/tmp}/tls-full.data" -p "${PID_OF[$p]}" -- sleep "$DURATION" >/dev/null 2>&1 &
-    fi
-    RES[$p.full]=$(openssl s_time -connect "127.0.0.1:${PORT_OF[$p]}" -new -time "$DURATION" 2>/dev/null \
-        | awk '/connections in .* real seconds/{print $1/$4; exit}')
-    log "$p: resumed handshakes"
-    RES[$p.resumed]=$(openssl s_time -connect "127.0.0.1:${PORT_OF[$p]}" -reuse -time "$DURATION" 2>/dev/null \
-        | awk '/connections in .* real seconds/{v=$1/$4} END{print v}')
+    measure "$p" ka wrk_ka "$url"
+    log "$p: full handshakes (a new connection per request)"
+    measure "$p" full wrk_close "$url"
+    log "$p: full handshakes (openssl s_time -new x $STIME_CLIENTS)"
+    measure "$p" stime_full s_time_total -new "${PORT_OF[$p]}"
+    log "$p: resumed handshakes (openssl s_time -reuse x $STIME_CLIENTS)"
+    measure "$p" resumed s_time_total -reuse "${PORT_OF[$p]}"
     log "$p: 1 MB bodies"
-    c0=$(cpu_ticks "${PID_OF[$p]}")
-    RES[$p.bulk]=$(wrk -t1 -c8 -d"${DURATION}s" "$url/1m" | wrk_mbs)
-    c1=$(cpu_ticks "${PID_OF[$p]}")
-    CPU[$p.bulk]=$((c1 - c0))
+    measure "$p" bulk wrk_bulk "$url"
 done
+RESUMED_BY_WRK=$(curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN/metrics" \
+    | awk '/^meridian_lb_tls_connections_total\{/ && /handshake="resumed"/ {s+=$2} END{print s+0}')
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 best() { awk -v a="$1" -v b="$2" 'BEGIN{ print (a > b) ? a : b }'; }
+per_cpu() { awk -v r="$1" -v t="$2" -v d="$DURATION" 'BEGIN{ if (t > 0) printf "%.0f", r * d / (t / 100); else print "n/a" }'; }
 {
     echo
-    echo "## TLS termination — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "## TLS termination — $(date -u '+%Y-%m-%d %H:%M UTC') — commit \`$(git -C "$ROOT" rev-parse --short HEAD)\`"
     echo
     echo "\`perf/tls.sh\` (DURATION=${DURATION}s), TLS 1.3, one ECDSA P-256 certificate, 2 workers each,"
     echo "nginx backend on loopback; kernel TLS available on this host: ${KERNEL_TLS:-?} (0 = userspace rustls)."
-    echo "Client: wrk -t1 (OpenSSL) for req/s and MB/s; openssl s_time for handshakes/s (one client)."
+    echo "Clients share the 2 cores with the proxies: wrk -t1 (OpenSSL); $STIME_CLIENTS parallel openssl s_time."
+    echo "\"per CPU-s\" is the rate divided by the proxy's own CPU time (user+system) during the run:"
+    echo "what one core of the proxy does, whatever the client costs."
     echo
-    echo "| scenario | Meridian | nginx | haproxy | Meridian / best anchor |"
-    echo "|---|---|---|---|---|"
-    for s in ka full resumed bulk; do
-        unit=$([[ $s == bulk ]] && echo "MB/s" || ([[ $s == ka ]] && echo "req/s" || echo "hs/s"))
+    echo "| scenario | Meridian | nginx | haproxy | Meridian / best anchor | per CPU-s: Meridian | nginx | haproxy | Meridian / best |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for s in ka full stime_full resumed bulk; do
+        case $s in
+            ka) label="keepalive (req/s)";;
+            full) label="full handshakes, new connection per request (wrk, /s)";;
+            stime_full) label="full handshakes (s_time -new, /s)";;
+            resumed) label="resumed handshakes (s_time -reuse, /s)";;
+            bulk) label="1 MB bodies (MB/s)";;
+        esac
         b=$(best "${RES[nginx.$s]:-0}" "${RES[haproxy.$s]:-0}")
-        echo "| $s ($unit) | ${RES[meridian.$s]:-?} | ${RES[nginx.$s]:-?} | ${RES[haproxy.$s]:-?} | $(ratio "${RES[meridian.$s]:-0}" "$b") |"
+        m=$(per_cpu "${RES[meridian.$s]:-0}" "${CPU[meridian.$s]:-0}")
+        n=$(per_cpu "${RES[nginx.$s]:-0}" "${CPU[nginx.$s]:-0}")
+        h=$(per_cpu "${RES[haproxy.$s]:-0}" "${CPU[haproxy.$s]:-0}")
+        echo "| $label | ${RES[meridian.$s]:-?} | ${RES[nginx.$s]:-?} | ${RES[haproxy.$s]:-?} | $(ratio "${RES[meridian.$s]:-0}" "$b") | $m | $n | $h | $(ratio "$m" "$(best "$n" "$h")") |"
     done
     echo
-    echo "CPU ticks (1/100 s) spent by each proxy: keepalive run ${CPU[meridian.ka]}/${CPU[nginx.ka]}/${CPU[haproxy.ka]}, bulk run ${CPU[meridian.bulk]}/${CPU[nginx.bulk]}/${CPU[haproxy.bulk]} (Meridian/nginx/haproxy)."
+    echo "Meridian's handshakes counted as resumed over the whole run: $RESUMED_BY_WRK (the s_time -reuse runs; wrk's connections are all full)."
 } | tee -a "$RESULTS"

@@ -125,6 +125,14 @@ rewrite_prefix = "/"
 request_headers = {{ set = {{ "x-meridian-route" = "api" }} }}
 response_headers = {{ set = {{ "x-served-by" = "meridian" }} }}
 
+# Static assets: compressed for clients that accept it (zstd, br, gzip or deflate).
+[[routes]]
+name = "assets"
+listener = "web"
+path_prefix = "/assets"
+pool = "mesh"
+compression = {{ level = 5 }}
+
 # The old site moved: a permanent redirect, answered by Meridian itself.
 [[routes]]
 name = "old-site"
@@ -188,6 +196,7 @@ Meridian demo is running: one node, data in {data}
   HTTP/2      curl -s --http2-prior-knowledge http://{proxy}/
   Rewrite     curl -si http://{proxy}/api/hello              (upstream sees /hello)
   Redirect    curl -si http://{proxy}/old/page               (301 to /)
+  Compressed  curl -s --compressed -D - -o /dev/null http://{proxy}/assets/site.css  (content-encoding)
   HTTPS       curl -sk https://{https}/                      (TLS terminated; certificate "{DEMO_CERT}")
   TCP (L4)    curl -s http://{tcp}/                        (bytes proxied, not parsed)
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short
@@ -236,7 +245,35 @@ async fn spawn_backend(name: &'static str, addr: SocketAddr) -> anyhow::Result<(
     Ok(())
 }
 
+/// A few KB of stylesheet, as a cluster would serve under `/assets/`.
+fn asset(name: &str, path: &str) -> String {
+    let mut css = format!("/* {path}, served by the {name} cluster */\n");
+    for i in 0..60 {
+        css.push_str(&format!(
+            ".card-{i} {{ margin: 0 auto; padding: {}px; border: 1px solid #d0d7de; border-radius: 6px; }}\n",
+            i % 12
+        ));
+    }
+    css
+}
+
 fn backend_answer<B>(name: &str, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.uri().path().starts_with("/assets/") {
+        let mut resp = Response::new(Full::new(Bytes::from(asset(name, req.uri().path()))));
+        let h = resp.headers_mut();
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/css; charset=utf-8"),
+        );
+        h.insert(
+            hyper::header::CACHE_CONTROL,
+            hyper::header::HeaderValue::from_static("public, max-age=60"),
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str(name) {
+            h.insert("x-demo-cluster", v);
+        }
+        return resp;
+    }
     let body = if req.uri().path() == "/healthz" {
         "ok\n".to_string()
     } else {

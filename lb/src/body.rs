@@ -39,8 +39,10 @@ pub struct ClientBodyState(AtomicU8);
 pub enum ClientBodyFault {
     /// The client went away before sending the whole body.
     Aborted,
-    /// The body's framing was invalid (a malformed chunk, say).
+    /// The body's framing was invalid (a malformed chunk, say), or its content coding was.
     Malformed,
+    /// The body, once decompressed, was larger than the route allows.
+    TooLarge,
 }
 
 impl ClientBodyState {
@@ -48,6 +50,7 @@ impl ClientBodyState {
         match self.0.load(Ordering::Relaxed) {
             1 => Some(ClientBodyFault::Aborted),
             2 => Some(ClientBodyFault::Malformed),
+            3 => Some(ClientBodyFault::TooLarge),
             _ => None,
         }
     }

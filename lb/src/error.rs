@@ -24,6 +24,9 @@ pub enum ProxyError {
     UriTooLong,
     #[error("the client went away before sending the whole request")]
     ClientAbort,
+    /// A decompressed request body grew past the route's cap.
+    #[error("request body larger than the route allows")]
+    PayloadTooLarge,
     #[error("the listener was removed")]
     ListenerGone,
     #[error("no route matches this host and path")]
@@ -50,6 +53,7 @@ impl ProxyError {
             | ProxyError::BadFraming(_)
             | ProxyError::UriTooLong
             | ProxyError::ClientAbort
+            | ProxyError::PayloadTooLarge
             | ProxyError::NoRoute => Side::Downstream,
             ProxyError::NoHealthyMember(_)
             | ProxyError::Connect(_)
@@ -66,6 +70,7 @@ impl ProxyError {
             ProxyError::BadFraming(_) => "bad_framing",
             ProxyError::UriTooLong => "uri_too_long",
             ProxyError::ClientAbort => "client_abort",
+            ProxyError::PayloadTooLarge => "payload_too_large",
             ProxyError::ListenerGone => "listener_gone",
             ProxyError::NoRoute => "no_route",
             ProxyError::NoHealthyMember(_) => "no_healthy_member",
@@ -87,6 +92,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ListenerGone => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoHealthyMember(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,6 +111,9 @@ impl ProxyError {
             }
             ProxyError::UriTooLong => "414 request target too long\n".into(),
             ProxyError::ClientAbort => "400 bad request: the request body was cut short\n".into(),
+            ProxyError::PayloadTooLarge => {
+                "413 payload too large: the decompressed request body is over the limit\n".into()
+            }
             ProxyError::ListenerGone => "503 service unavailable: listener removed\n".into(),
             ProxyError::NoRoute => "404 no route matches this host and path\n".to_string(),
             ProxyError::NoHealthyMember(pool) => {

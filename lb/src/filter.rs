@@ -4,6 +4,7 @@
 //! Order on the request: redirect (answers at once), header edits, path rewrite. On the response:
 //! header edits. Later kinds (rate limit, fault, mirror, cache, compression) join these enums.
 
+pub mod compress;
 pub mod headers;
 pub mod redirect;
 pub mod rewrite;

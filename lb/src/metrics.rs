@@ -49,6 +49,7 @@ pub struct LbMetrics {
     access_log_dropped: IntCounter,
     tls_connections: IntCounterVec,
     kernel_tls: IntGauge,
+    pub compression: CompressionMetrics,
     exported: Arc<Mutex<Exported>>,
 }
 
@@ -151,6 +152,7 @@ impl LbMetrics {
                 g
             },
             tls_connections: counter_vec(r, "meridian_lb_tls_connections_total", "TLS connections after their handshake, by listener, TLS version, cipher suite, record-layer mode (kernel or userspace) and handshake (full or resumed)", &["listener", "version", "cipher", "mode", "handshake"])?,
+            compression: CompressionMetrics::new(r)?,
             exported: Arc::default(),
         })
     }
@@ -350,6 +352,65 @@ impl ListenerMetrics {
                 .requests
                 .with_label_values(&[self.name.as_str(), status.as_str()])
                 .inc(),
+        }
+    }
+}
+
+/// Bytes through the compressors and the request decompressors, per codec.
+#[derive(Clone)]
+pub struct CompressionMetrics {
+    /// `[in, out]` per codec, in `Codec::ALL` order.
+    response: [[IntCounter; 2]; 4],
+    request: [[IntCounter; 2]; 4],
+    /// `[too_large, malformed]`.
+    rejected: [IntCounter; 2],
+}
+
+impl CompressionMetrics {
+    fn new(r: &Registry) -> prometheus::Result<CompressionMetrics> {
+        let response = counter_vec(r, "meridian_lb_compression_bytes_total", "Response bytes through the compressors, by codec and direction (in: from upstream, out: to clients)", &["codec", "direction"])?;
+        let request = counter_vec(r, "meridian_lb_request_decompression_bytes_total", "Request body bytes decompressed on their way upstream, by codec and direction (in: compressed, out: plain)", &["codec", "direction"])?;
+        let rejected = counter_vec(
+            r,
+            "meridian_lb_request_decompression_rejected_total",
+            "Compressed request bodies refused: too_large (over the cap, 413) or malformed (400)",
+            &["reason"],
+        )?;
+        let pair = |v: &IntCounterVec, c: model::Codec| {
+            [
+                v.with_label_values(&[c.token(), "in"]),
+                v.with_label_values(&[c.token(), "out"]),
+            ]
+        };
+        Ok(CompressionMetrics {
+            response: model::Codec::ALL.map(|c| pair(&response, c)),
+            request: model::Codec::ALL.map(|c| pair(&request, c)),
+            rejected: [
+                rejected.with_label_values(&["too_large"]),
+                rejected.with_label_values(&["malformed"]),
+            ],
+        })
+    }
+
+    fn index(c: model::Codec) -> usize {
+        model::Codec::ALL.iter().position(|x| *x == c).unwrap_or(0)
+    }
+
+    /// The `[in, out]` counters of one codec's compressor.
+    pub fn codec(&self, c: model::Codec) -> [IntCounter; 2] {
+        self.response[Self::index(c)].clone()
+    }
+
+    pub fn request_decoded(&self, c: model::Codec, compressed: usize, plain: usize) {
+        let [i, o] = &self.request[Self::index(c)];
+        i.inc_by(compressed as u64);
+        o.inc_by(plain as u64);
+    }
+
+    pub fn request_rejected(&self, fault: crate::body::ClientBodyFault) {
+        match fault {
+            crate::body::ClientBodyFault::TooLarge => self.rejected[0].inc(),
+            _ => self.rejected[1].inc(),
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct CompiledRoute {
     pub path_prefix: String,
     pub pool: Arc<PoolSnapshot>,
     pub filters: RouteFilters,
+    /// Response compression (and request decompression), when the route asks for it.
+    pub compression: Option<crate::filter::compress::Compression>,
     pub metrics: RouteMetrics,
 }
 
@@ -217,6 +219,10 @@ impl RoutingSnapshot {
                     path_prefix: r.path_prefix.clone(),
                     pool: pool.clone(),
                     filters: RouteFilters::compile(r)?,
+                    compression: r
+                        .compression
+                        .as_ref()
+                        .map(crate::filter::compress::Compression::compile),
                     metrics: env.metrics.route(&r.name),
                 });
             }

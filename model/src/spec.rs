@@ -284,6 +284,200 @@ pub struct RouteSpec {
     /// Replaces the matched `path_prefix` with this before the request goes upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_prefix: Option<String>,
+    /// Compresses responses for clients that accept it (and optionally decompresses request
+    /// bodies on their way upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Box<CompressionSpec>>,
+    /// A request-rate limit (GCRA) per client, subnet, header, cookie or for the whole route,
+    /// with an optional concurrency limit per key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Box<RateLimitSpec>>,
+    /// Who may use the route (client networks) and how (methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Box<AccessSpec>>,
+}
+
+/// A request-rate limit: `requests` per `per` for each key, with `burst` requests at once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct RateLimitSpec {
+    pub requests: u32,
+    #[serde(default)]
+    #[schema(default = RatePer::default)]
+    pub per: RatePer,
+    /// Requests a key may make at once before the rate applies; `requests` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    #[schema(default = RateKey::default)]
+    pub key: RateKey,
+    /// Over the limit: answer 429 with `Retry-After` (`reject`), or hold the request until it
+    /// fits, up to `max_delay_ms` (`delay`; 429 beyond).
+    #[serde(default)]
+    #[schema(default = OverLimit::default)]
+    pub over_limit: OverLimit,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_delay_ms: u64,
+    /// Requests in flight per key (until the response is sent); 429 beyond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RatePer {
+    #[default]
+    Second,
+    Minute,
+    Hour,
+}
+
+/// What a rate limit counts by. Requests without the header or cookie named are not limited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum RateKey {
+    /// The client's address (after a trusted PROXY protocol header).
+    #[default]
+    ClientIp,
+    /// The client's network: IPv4 addresses by `ipv4_prefix` bits, IPv6 by `ipv6_prefix`.
+    Subnet {
+        #[serde(default = "default_v4_prefix")]
+        ipv4_prefix: u8,
+        #[serde(default = "default_v6_prefix")]
+        ipv6_prefix: u8,
+    },
+    /// A request header's value (an API key, say).
+    Header { name: String },
+    /// A cookie's value.
+    Cookie { name: String },
+    /// One budget for the whole route.
+    Route,
+}
+
+fn default_v4_prefix() -> u8 {
+    24
+}
+
+fn default_v6_prefix() -> u8 {
+    64
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OverLimit {
+    #[default]
+    Reject,
+    Delay,
+}
+
+/// Access rules of a route: a client in `deny` is refused (403); when `allow` is set, only
+/// clients in it pass; when `methods` is set, other methods get 405 with `Allow`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccessSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+}
+
+/// Response compression on a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CompressionSpec {
+    /// The codecs offered, in the server's order of preference among those a client accepts
+    /// with the same q-value.
+    #[serde(default = "default_codecs")]
+    #[schema(default = default_codecs)]
+    pub codecs: Vec<Codec>,
+    /// 1 (fastest) to 9 (smallest): gzip and deflate on zlib's scale (as nginx's
+    /// `gzip_comp_level`), brotli's quality, zstd's level.
+    #[serde(default = "default_compression_level")]
+    #[schema(default = default_compression_level)]
+    pub level: u32,
+    /// Media types compressed: exact (`application/json`) or a whole type (`text/*`).
+    #[serde(default = "default_compressible_types")]
+    #[schema(default = default_compressible_types)]
+    pub content_types: Vec<String>,
+    /// Responses whose `Content-Length` is below this are sent as they are.
+    #[serde(default = "default_min_compress_bytes")]
+    #[schema(default = default_min_compress_bytes)]
+    pub min_size_bytes: u64,
+    /// When set, request bodies sent with `Content-Encoding` gzip, deflate, br or zstd are
+    /// decompressed before they go upstream, up to this many bytes (413 beyond: zip bombs stop
+    /// there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decompress_requests_max_bytes: Option<u64>,
+}
+
+impl Default for CompressionSpec {
+    fn default() -> Self {
+        CompressionSpec {
+            codecs: default_codecs(),
+            level: default_compression_level(),
+            content_types: default_compressible_types(),
+            min_size_bytes: default_min_compress_bytes(),
+            decompress_requests_max_bytes: None,
+        }
+    }
+}
+
+/// A content coding (RFC 9110 section 8.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Zstandard (RFC 8878).
+    Zstd,
+    /// Brotli (RFC 7932).
+    Br,
+    Gzip,
+    /// The zlib format (RFC 1950), which HTTP calls deflate.
+    Deflate,
+}
+
+impl Codec {
+    pub const ALL: [Codec; 4] = [Codec::Zstd, Codec::Br, Codec::Gzip, Codec::Deflate];
+
+    /// The token in `Accept-Encoding` and `Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Codec::Zstd => "zstd",
+            Codec::Br => "br",
+            Codec::Gzip => "gzip",
+            Codec::Deflate => "deflate",
+        }
+    }
+}
+
+fn default_codecs() -> Vec<Codec> {
+    vec![Codec::Zstd, Codec::Br, Codec::Gzip, Codec::Deflate]
+}
+
+fn default_compression_level() -> u32 {
+    5
+}
+
+fn default_compressible_types() -> Vec<String> {
+    [
+        "text/*",
+        "application/json",
+        "application/javascript",
+        "application/xml",
+        "application/xhtml+xml",
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/wasm",
+        "image/svg+xml",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_min_compress_bytes() -> u64 {
+    1024
 }
 
 impl Default for RouteSpec {
@@ -298,6 +492,9 @@ impl Default for RouteSpec {
             request_headers: None,
             response_headers: None,
             rewrite_prefix: None,
+            compression: None,
+            rate_limit: None,
+            access: None,
         }
     }
 }

@@ -158,6 +158,30 @@ pub struct Route {
     pub request_headers: Option<HeaderEdit>,
     pub response_headers: Option<HeaderEdit>,
     pub rewrite_prefix: Option<String>,
+    pub compression: Option<Compression>,
+    /// Validated: a rate of at least one request, a burst of at least one, a header or cookie
+    /// name that is a token, prefixes that fit, a delay only with `over_limit = "delay"`.
+    pub rate_limit: Option<crate::RateLimitSpec>,
+    pub access: Option<Access>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+    /// Uppercase method names.
+    pub methods: Vec<String>,
+}
+
+/// Validated compression: codecs distinct and non-empty, level 1-9, media types lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compression {
+    pub codecs: Vec<crate::Codec>,
+    pub level: u32,
+    /// Exact types, and whole types as `text/` (from `text/*`).
+    pub content_types: Vec<String>,
+    pub min_size_bytes: u64,
+    pub decompress_requests_max_bytes: Option<u64>,
 }
 
 /// Validated header edits: names are lowercase tokens, values visible ASCII.

@@ -652,6 +652,17 @@ fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
                 );
             }
         }
+        let compression = r
+            .compression
+            .as_ref()
+            .map(|c| compression(&format!("{p}.compression"), c, e));
+        if let Some(rl) = &r.rate_limit {
+            rate_limit(&format!("{p}.rate_limit"), rl, e);
+        }
+        let access = r
+            .access
+            .as_ref()
+            .map(|a| access(&format!("{p}.access"), a, e));
         out.push(Route {
             name: r.name.clone(),
             listener: r.listener.clone(),
@@ -662,9 +673,143 @@ fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
             request_headers,
             response_headers,
             rewrite_prefix: r.rewrite_prefix.clone(),
+            compression,
+            rate_limit: r.rate_limit.as_deref().cloned(),
+            access,
         });
     }
     out
+}
+
+fn rate_limit(p: &str, rl: &RateLimitSpec, e: &mut Errors) {
+    range_u64(format!("{p}.requests"), rl.requests.into(), 1, 10_000_000, e);
+    if let Some(b) = rl.burst {
+        range_u64(format!("{p}.burst"), b.into(), 1, 10_000_000, e);
+    }
+    match &rl.key {
+        RateKey::Subnet {
+            ipv4_prefix,
+            ipv6_prefix,
+        } => {
+            range_u64(format!("{p}.key.ipv4_prefix"), (*ipv4_prefix).into(), 1, 32, e);
+            range_u64(format!("{p}.key.ipv6_prefix"), (*ipv6_prefix).into(), 1, 128, e);
+        }
+        RateKey::Header { name } | RateKey::Cookie { name } => {
+            let token = !name.is_empty()
+                && name.len() <= 256
+                && name.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+                });
+            if !token {
+                e.push(format!("{p}.key.name"), format!("{name:?} is not a valid name"));
+            }
+        }
+        RateKey::ClientIp | RateKey::Route => {}
+    }
+    match rl.over_limit {
+        OverLimit::Delay if rl.max_delay_ms == 0 || rl.max_delay_ms > 60_000 => e.push(
+            format!("{p}.max_delay_ms"),
+            "with over_limit = \"delay\", how long a request may wait: 1 to 60000 ms",
+        ),
+        OverLimit::Reject if rl.max_delay_ms != 0 => e.push(
+            format!("{p}.max_delay_ms"),
+            "only with over_limit = \"delay\"",
+        ),
+        _ => {}
+    }
+    if let Some(c) = rl.max_concurrent {
+        range_u64(format!("{p}.max_concurrent"), c.into(), 1, 1_000_000, e);
+    }
+}
+
+fn access(p: &str, a: &AccessSpec, e: &mut Errors) -> Access {
+    let mut cidrs = |field: &str, list: &[String]| {
+        let mut out = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            match Cidr::parse(c.trim()) {
+                Some(n) => out.push(n),
+                None => e.push(
+                    format!("{p}.{field}[{i}]"),
+                    format!("{c:?} is not an address or a network (192.0.2.0/24, 2001:db8::/32)"),
+                ),
+            }
+        }
+        out
+    };
+    let allow = cidrs("allow", &a.allow);
+    let deny = cidrs("deny", &a.deny);
+    let mut methods = Vec::new();
+    for (i, m) in a.methods.iter().enumerate() {
+        let m = m.trim().to_ascii_uppercase();
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+            e.push(format!("{p}.methods[{i}]"), format!("{m:?} is not a method"));
+        } else {
+            methods.push(m);
+        }
+    }
+    Access {
+        allow,
+        deny,
+        methods,
+    }
+}
+
+fn compression(p: &str, c: &CompressionSpec, e: &mut Errors) -> Compression {
+    if c.codecs.is_empty() {
+        e.push(
+            format!("{p}.codecs"),
+            "name at least one codec: zstd, br, gzip or deflate",
+        );
+    }
+    for (i, codec) in c.codecs.iter().enumerate() {
+        if c.codecs[..i].contains(codec) {
+            e.push(
+                format!("{p}.codecs[{i}]"),
+                format!("{} is listed twice", codec.token()),
+            );
+        }
+    }
+    range_u64(format!("{p}.level"), c.level.into(), 1, 9, e);
+    let mut types = Vec::new();
+    for (i, t) in c.content_types.iter().enumerate() {
+        let t = t.trim().to_ascii_lowercase();
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        };
+        match t.split_once('/') {
+            Some((ty, "*")) if token(ty) => types.push(format!("{ty}/")),
+            Some((ty, sub)) if token(ty) && token(sub) => types.push(t.clone()),
+            _ => e.push(
+                format!("{p}.content_types[{i}]"),
+                format!("{t:?} is not a media type: type/subtype, or type/* for all of a type"),
+            ),
+        }
+    }
+    range_u64(
+        format!("{p}.min_size_bytes"),
+        c.min_size_bytes,
+        0,
+        1 << 30,
+        e,
+    );
+    if let Some(max) = c.decompress_requests_max_bytes {
+        range_u64(
+            format!("{p}.decompress_requests_max_bytes"),
+            max,
+            1024,
+            1 << 30,
+            e,
+        );
+    }
+    Compression {
+        codecs: c.codecs.clone(),
+        level: c.level,
+        content_types: types,
+        min_size_bytes: c.min_size_bytes,
+        decompress_requests_max_bytes: c.decompress_requests_max_bytes,
+    }
 }
 
 fn redirect(p: &str, rd: &RedirectSpec, e: &mut Errors) -> Redirect {

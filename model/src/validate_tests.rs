@@ -550,3 +550,65 @@ tls = { certificates = ["a"], client_auth = { ca_pem = "x", subject_header = "ba
         "{paths:?}"
     );
 }
+
+#[test]
+fn compression_settings_are_checked() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:8080"
+[[pools]]
+name = "p"
+members = [{ address = "127.0.0.1:1" }]
+[[routes]]
+name = "ok"
+listener = "web"
+pool = "p"
+compression = {}
+[[routes]]
+name = "bad"
+listener = "web"
+path_prefix = "/x"
+pool = "p"
+[routes.compression]
+codecs = ["gzip", "br", "gzip"]
+level = 12
+content_types = ["text/*", "nonsense", "application/json", "a/b/c"]
+decompress_requests_max_bytes = 10
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "routes[1].compression.codecs[2]",
+            "routes[1].compression.level",
+            "routes[1].compression.content_types[1]",
+            "routes[1].compression.content_types[3]",
+            "routes[1].compression.decompress_requests_max_bytes",
+        ],
+        "{e:?}"
+    );
+    let mut good = spec.clone();
+    good.routes.truncate(1);
+    let config = validate(&good).expect("valid");
+    let c = config.routes[0].compression.as_ref().expect("compression");
+    assert_eq!(c.codecs, crate::Codec::ALL);
+    assert!(c.content_types.contains(&"text/".to_string()));
+    assert_eq!(c.min_size_bytes, 1024);
+    let unknown = from_toml::<ConfigSpec>(
+        r#"
+api_version = "meridian/v1"
+[[routes]]
+name = "r"
+listener = "web"
+pool = "p"
+compression = { codecs = ["lzma"] }
+"#,
+    );
+    assert!(unknown.is_err(), "an unknown codec does not parse");
+}

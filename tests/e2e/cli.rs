@@ -341,6 +341,41 @@ async fn demo_works_and_keeps_its_config_across_runs() {
         api.to_ascii_lowercase().contains("x-served-by: meridian"),
         "{api}"
     );
+    // Compressed assets: the encoding curl accepts, with Vary, and the text arrives whole.
+    assert!(banner.contains("--compressed"), "{banner}");
+    let head = curl(vec![
+        "--compressed".into(),
+        "-D".into(),
+        "-".into(),
+        "-o".into(),
+        "/dev/null".into(),
+        format!("{proxy}/assets/site.css"),
+    ])
+    .await
+    .to_ascii_lowercase();
+    assert!(
+        ["zstd", "br", "gzip"]
+            .iter()
+            .any(|c| head.contains(&format!("content-encoding: {c}"))),
+        "{head}"
+    );
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    let css = curl(vec![
+        "--compressed".into(),
+        format!("{proxy}/assets/site.css"),
+    ])
+    .await;
+    assert!(css.contains(".card-59 {"), "decoded whole: {css}");
+    let plain = curl(vec![
+        "-D".into(),
+        "-".into(),
+        format!("{proxy}/assets/site.css"),
+    ])
+    .await;
+    assert!(
+        !plain.to_ascii_lowercase().contains("content-encoding"),
+        "no Accept-Encoding, no compression: {plain}"
+    );
     let old = curl(vec!["-i".into(), format!("{proxy}/old/page")]).await;
     assert!(old.starts_with("HTTP/1.1 301"), "{old}");
     assert!(

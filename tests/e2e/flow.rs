@@ -310,3 +310,86 @@ async fn sigterm_drains_requests_in_flight_and_the_access_log_is_written() {
     assert_eq!(slow_line["request_id"].as_str().map(str::len), Some(32));
     assert!(slow_line.get("host").is_none(), "only the chosen fields");
 }
+
+/// A route that decompresses request bodies: a gzip body reaches the member plain, a bomb is
+/// cut at the cap with 413 and garbage under a gzip label is 400, neither reaching the member;
+/// both are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_requests_are_decoded_and_bombs_stop_at_the_cap() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let backend = Backend::start("east", "127.0.0.2").await;
+    let port = free_port();
+    let config = format!(
+        r#"api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "127.0.0.1:{port}" }}]
+pools = [{{ name = "p", members = [{{ address = "{}" }}] }}]
+[[routes]]
+name = "upload"
+listener = "web"
+pool = "p"
+compression = {{ codecs = ["gzip"], decompress_requests_max_bytes = 65536 }}
+"#,
+        backend.addr
+    );
+    let (status, body) = node.put_config(&token, config, None).await;
+    assert_eq!(status, 200, "{body}");
+    let gzip = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).expect("write");
+        e.finish().expect("finish")
+    };
+    let client = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        client
+            .post(format!("http://127.0.0.1:{port}/upload"))
+            .header("content-encoding", "gzip")
+            .body(body)
+            .send()
+    };
+    eventually(Duration::from_secs(5), || async {
+        post(gzip(b"hello")).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await
+    .expect("route up");
+    let before = backend.hits.load(std::sync::atomic::Ordering::Relaxed);
+    let r = post(gzip(&[b'a'; 60_000])).await.expect("answer");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        backend.hits.load(std::sync::atomic::Ordering::Relaxed),
+        before + 1
+    );
+    // 8 MB of zeros is about 8 KB compressed: it decodes past the 64 KB cap and is refused.
+    let bomb = gzip(&vec![0u8; 8 << 20]);
+    let r = post(bomb).await.expect("answer");
+    assert_eq!(r.status(), 413);
+    let r = post(b"definitely not gzip".to_vec()).await.expect("answer");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        backend.hits.load(std::sync::atomic::Ordering::Relaxed),
+        before + 1,
+        "refused bodies never reach the member"
+    );
+    let metrics = node
+        .http
+        .get(node.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .contains("meridian_lb_request_decompression_rejected_total{reason=\"too_large\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("meridian_lb_request_decompression_rejected_total{reason=\"malformed\"} 1"),
+        "{metrics}"
+    );
+}

@@ -267,6 +267,36 @@ static ROUTE: Form = Form {
             Kind::Lines,
             "One name per line.",
         ),
+        f(
+            "compression.codecs",
+            "Compression codecs",
+            Kind::Lines,
+            "zstd, br, gzip, deflate: one per line, preferred first. Set to compress responses.",
+        ),
+        f(
+            "compression.level",
+            "Compression level",
+            Kind::Number,
+            "1 (fastest) to 9 (smallest); default 5.",
+        ),
+        f(
+            "compression.content_types",
+            "Compressed media types",
+            Kind::Lines,
+            "type/subtype or type/*, one per line; empty: text/*, JSON, JavaScript, XML, SVG, wasm.",
+        ),
+        f(
+            "compression.min_size_bytes",
+            "Compress from (bytes)",
+            Kind::Number,
+            "Smaller responses go as they are; default 1024.",
+        ),
+        f(
+            "compression.decompress_requests_max_bytes",
+            "Decompress request bodies up to (bytes)",
+            Kind::Number,
+            "Set to decode compressed request bodies before they go upstream; larger ones get 413.",
+        ),
     ],
     tables: &[],
 };

@@ -4,7 +4,7 @@
 //! 1. request-head checks (`checks`)    2. route (`ListenerSnapshot::route`)
 //! 3. request filters (`filter`)        4. cache lookup (not yet)
 //! 5. upstream selection (`balance`)    6. upstream request (`forward`, retries)
-//! 7. response filters (`filter`)       8. response body filters (not yet)
+//! 7. response filters (`filter`)       8. response body filters (`filter::compress`)
 //! 9. log (`log_request`: metrics, access log)
 //!
 //! **Architecture Invariant:** the pipeline loads the routing snapshot once per request, takes
@@ -136,6 +136,11 @@ async fn proxy<'s>(
         }
     }
     drop(host);
+    // The coding the client accepts, decided on its own headers before they go upstream.
+    let encoding = route
+        .compression
+        .as_ref()
+        .and_then(|c| c.negotiate(&parts.headers));
 
     // 4. Cache lookup: not yet.
 
@@ -186,6 +191,7 @@ async fn proxy<'s>(
                 Err(ClientBodyFault::Malformed) => {
                     return Err(ProxyError::BadFraming("malformed request body"))
                 }
+                Err(ClientBodyFault::TooLarge) => return Err(ProxyError::PayloadTooLarge),
             }
         }
         _ => None,
@@ -194,6 +200,39 @@ async fn proxy<'s>(
         Some(state) => ClientBody::new(body, first, state.clone()).boxed(),
         None => body::empty(),
     });
+    // Request decompression: the whole body, decoded up to the route's cap, goes upstream plain.
+    let decompress = route.compression.as_ref().and_then(|c| {
+        let max = c.decompress_max()?;
+        let codec = crate::filter::compress::request_codec(&parts.headers)?;
+        Some((codec, max))
+    });
+    if let (Some((codec, max)), Some(b)) = (decompress.filter(|_| upgrade.is_none()), body.take()) {
+        let metrics = &conn.shared.metrics.compression;
+        match crate::filter::compress::decompress_request(b, codec, max, metrics).await {
+            Ok(plain) => {
+                parts.headers.remove(header::CONTENT_ENCODING);
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(plain.len()));
+                body = Some(body::full(plain));
+            }
+            Err(ClientBodyFault::TooLarge) => return Err(ProxyError::PayloadTooLarge),
+            Err(ClientBodyFault::Malformed) => {
+                return Err(ProxyError::BadRequest(
+                    "the request body is not valid for its Content-Encoding",
+                ))
+            }
+            Err(ClientBodyFault::Aborted) => {
+                return Err(match body_state.as_ref().and_then(|s| s.fault()) {
+                    Some(ClientBodyFault::Malformed) => {
+                        ProxyError::BadFraming("malformed request body")
+                    }
+                    _ => ProxyError::ClientAbort,
+                })
+            }
+        }
+    }
 
     // 5. and 6. Upstream selection and request; a retry takes the next candidate.
     let attempts = if replayable { 1 + pool.retries } else { 1 };
@@ -255,6 +294,7 @@ async fn proxy<'s>(
                     Some(ClientBodyFault::Malformed) => {
                         ProxyError::BadFraming("malformed request body")
                     }
+                    Some(ClientBodyFault::TooLarge) => ProxyError::PayloadTooLarge,
                     None => e,
                 };
                 if !e.retryable() {
@@ -283,7 +323,11 @@ async fn proxy<'s>(
     }
     route.filters.on_response(resp.headers_mut());
 
-    // 8. Response body filters: not yet.
+    // 8. Response body filters: compression.
+    if let Some(c) = &route.compression {
+        let head = ctx.method == http::Method::HEAD;
+        c.on_response(encoding, head, &mut resp, &conn.shared.metrics.compression);
+    }
     Ok(resp)
 }
 

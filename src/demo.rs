@@ -124,6 +124,8 @@ pool = "mesh"
 rewrite_prefix = "/"
 request_headers = {{ set = {{ "x-meridian-route" = "api" }} }}
 response_headers = {{ set = {{ "x-served-by" = "meridian" }} }}
+# 10 requests per second per client address, 10 at once; over that, 429 with Retry-After.
+rate_limit = {{ requests = 10, burst = 10, key = {{ by = "client_ip" }} }}
 
 # Static assets: compressed for clients that accept it (zstd, br, gzip or deflate).
 [[routes]]
@@ -197,6 +199,7 @@ Meridian demo is running: one node, data in {data}
   Rewrite     curl -si http://{proxy}/api/hello              (upstream sees /hello)
   Redirect    curl -si http://{proxy}/old/page               (301 to /)
   Compressed  curl -s --compressed -D - -o /dev/null http://{proxy}/assets/site.css  (content-encoding)
+  Rate limit  for i in $(seq 30); do curl -s -o /dev/null -w '%{{http_code}} ' http://{proxy}/api/hello; done  (429s past 10/s)
   HTTPS       curl -sk https://{https}/                      (TLS terminated; certificate "{DEMO_CERT}")
   TCP (L4)    curl -s http://{tcp}/                        (bytes proxied, not parsed)
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short

@@ -6,6 +6,7 @@
 
 pub mod compress;
 pub mod headers;
+pub mod limit;
 pub mod redirect;
 pub mod rewrite;
 

@@ -160,6 +160,7 @@ impl DataPlane {
         let stop = Arc::new(Notify::new());
         let applied: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let upstreams = UpstreamRegistry::default();
+        let limits = filter::limit::LimitRegistry::default();
         let mut checker = health::HealthChecker::new(health.clone(), metrics.clone());
         let task = {
             let certs = certs.clone();
@@ -183,6 +184,7 @@ impl DataPlane {
                         upstreams: &upstreams,
                         workers: slots,
                         certs: &certs,
+                        limits: &limits,
                     };
                     match RoutingSnapshot::compile(current.revision, &current.value, &env) {
                         Ok(snap) => {

@@ -49,6 +49,8 @@ pub struct LbMetrics {
     access_log_dropped: IntCounter,
     tls_connections: IntCounterVec,
     kernel_tls: IntGauge,
+    rate_limited: IntCounterVec,
+    access_denied: IntCounterVec,
     pub compression: CompressionMetrics,
     exported: Arc<Mutex<Exported>>,
 }
@@ -152,6 +154,8 @@ impl LbMetrics {
                 g
             },
             tls_connections: counter_vec(r, "meridian_lb_tls_connections_total", "TLS connections after their handshake, by listener, TLS version, cipher suite, record-layer mode (kernel or userspace) and handshake (full or resumed)", &["listener", "version", "cipher", "mode", "handshake"])?,
+            rate_limited: counter_vec(r, "meridian_lb_rate_limit_total", "Requests through a route's rate limit, by outcome: admitted, delayed (admitted after waiting) or rejected (429)", &["route", "outcome"])?,
+            access_denied: counter_vec(r, "meridian_lb_access_denied_total", "Requests refused by a route's access rules, by reason: deny_list, not_allowed (403) or method (405)", &["route", "reason"])?,
             compression: CompressionMetrics::new(r)?,
             exported: Arc::default(),
         })
@@ -222,6 +226,20 @@ impl LbMetrics {
         }
     }
 
+    /// `[admitted, delayed, rejected]` of a route's rate limit.
+    pub fn rate_limit(&self, route: &str) -> [IntCounter; 3] {
+        self.exported().routes.insert(route.to_string());
+        ["admitted", "delayed", "rejected"]
+            .map(|o| self.rate_limited.with_label_values(&[route, o]))
+    }
+
+    /// `[deny_list, not_allowed, method]` of a route's access rules.
+    pub fn access(&self, route: &str) -> [IntCounter; 3] {
+        self.exported().routes.insert(route.to_string());
+        ["deny_list", "not_allowed", "method"]
+            .map(|o| self.access_denied.with_label_values(&[route, o]))
+    }
+
     pub fn pool(&self, pool: &str) -> PoolMetrics {
         PoolMetrics {
             connections: self.pool_connections.with_label_values(&[pool]),
@@ -254,6 +272,12 @@ impl LbMetrics {
                     let _ = self.route_requests.remove_label_values(&[r, c]);
                 }
                 let _ = self.route_latency.remove_label_values(&[r]);
+                for o in ["admitted", "delayed", "rejected"] {
+                    let _ = self.rate_limited.remove_label_values(&[r, o]);
+                }
+                for o in ["deny_list", "not_allowed", "method"] {
+                    let _ = self.access_denied.remove_label_values(&[r, o]);
+                }
             }
             keep
         });

@@ -61,6 +61,8 @@ pub struct CompiledRoute {
     pub filters: RouteFilters,
     /// Response compression (and request decompression), when the route asks for it.
     pub compression: Option<crate::filter::compress::Compression>,
+    pub rate_limit: Option<crate::filter::limit::RateLimit>,
+    pub access: Option<crate::filter::limit::AccessRules>,
     pub metrics: RouteMetrics,
 }
 
@@ -110,6 +112,8 @@ pub struct CompileEnv<'a> {
     pub workers: usize,
     /// The certificates HTTPS listeners serve, by name.
     pub certs: &'a Arc<crate::tls::CertStore>,
+    /// Rate-limit state, kept across revisions while a route's limit is unchanged.
+    pub limits: &'a crate::filter::limit::LimitRegistry,
 }
 
 impl RoutingSnapshot {
@@ -223,6 +227,16 @@ impl RoutingSnapshot {
                         .compression
                         .as_ref()
                         .map(crate::filter::compress::Compression::compile),
+                    rate_limit: r.rate_limit.as_ref().map(|rl| {
+                        crate::filter::limit::RateLimit::compile(
+                            rl,
+                            env.limits.state(&r.name, rl),
+                            env.metrics.rate_limit(&r.name),
+                        )
+                    }),
+                    access: r.access.as_ref().map(|a| {
+                        crate::filter::limit::AccessRules::compile(a, env.metrics.access(&r.name))
+                    }),
                     metrics: env.metrics.route(&r.name),
                 });
             }
@@ -361,6 +375,7 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
         metrics: LbMetrics,
         upstreams: UpstreamRegistry,
         certs: Arc<crate::tls::CertStore>,
+        limits: crate::filter::limit::LimitRegistry,
     }
 
     impl Env {
@@ -370,6 +385,7 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
                 metrics: LbMetrics::new(&prometheus::Registry::new()).expect("metrics"),
                 upstreams: UpstreamRegistry::default(),
                 certs: Arc::default(),
+                limits: Default::default(),
             }
         }
         fn compile(&self, rev: u64, toml: &str) -> RoutingSnapshot {
@@ -379,6 +395,7 @@ members = [{ address = "127.0.0.1:3" }, { address = "127.0.0.1:4" }]
                 upstreams: &self.upstreams,
                 workers: 1,
                 certs: &self.certs,
+                limits: &self.limits,
             };
             RoutingSnapshot::compile(rev, &config(toml), &env).expect("compiles")
         }

@@ -317,7 +317,7 @@ pub struct RateLimitSpec {
     pub over_limit: OverLimit,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_delay_ms: u64,
-    /// Requests in flight per key (until the response is sent); 429 beyond.
+    /// Requests in flight per key (until their response starts); 429 beyond.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u32>,
 }

@@ -682,7 +682,13 @@ fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
 }
 
 fn rate_limit(p: &str, rl: &RateLimitSpec, e: &mut Errors) {
-    range_u64(format!("{p}.requests"), rl.requests.into(), 1, 10_000_000, e);
+    range_u64(
+        format!("{p}.requests"),
+        rl.requests.into(),
+        1,
+        10_000_000,
+        e,
+    );
     if let Some(b) = rl.burst {
         range_u64(format!("{p}.burst"), b.into(), 1, 10_000_000, e);
     }
@@ -691,17 +697,32 @@ fn rate_limit(p: &str, rl: &RateLimitSpec, e: &mut Errors) {
             ipv4_prefix,
             ipv6_prefix,
         } => {
-            range_u64(format!("{p}.key.ipv4_prefix"), (*ipv4_prefix).into(), 1, 32, e);
-            range_u64(format!("{p}.key.ipv6_prefix"), (*ipv6_prefix).into(), 1, 128, e);
+            range_u64(
+                format!("{p}.key.ipv4_prefix"),
+                (*ipv4_prefix).into(),
+                1,
+                32,
+                e,
+            );
+            range_u64(
+                format!("{p}.key.ipv6_prefix"),
+                (*ipv6_prefix).into(),
+                1,
+                128,
+                e,
+            );
         }
         RateKey::Header { name } | RateKey::Cookie { name } => {
             let token = !name.is_empty()
                 && name.len() <= 256
-                && name.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-                });
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !token {
-                e.push(format!("{p}.key.name"), format!("{name:?} is not a valid name"));
+                e.push(
+                    format!("{p}.key.name"),
+                    format!("{name:?} is not a valid name"),
+                );
             }
         }
         RateKey::ClientIp | RateKey::Route => {}
@@ -742,7 +763,10 @@ fn access(p: &str, a: &AccessSpec, e: &mut Errors) -> Access {
     for (i, m) in a.methods.iter().enumerate() {
         let m = m.trim().to_ascii_uppercase();
         if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
-            e.push(format!("{p}.methods[{i}]"), format!("{m:?} is not a method"));
+            e.push(
+                format!("{p}.methods[{i}]"),
+                format!("{m:?} is not a method"),
+            );
         } else {
             methods.push(m);
         }

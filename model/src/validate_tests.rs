@@ -612,3 +612,61 @@ compression = { codecs = ["lzma"] }
     );
     assert!(unknown.is_err(), "an unknown codec does not parse");
 }
+
+#[test]
+fn rate_limits_and_access_rules_are_checked() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:8080"
+[[pools]]
+name = "p"
+members = [{ address = "127.0.0.1:1" }]
+[[routes]]
+name = "ok"
+listener = "web"
+pool = "p"
+rate_limit = { requests = 10, key = { by = "header", name = "x-api-key" }, over_limit = "delay", max_delay_ms = 500 }
+access = { allow = ["10.0.0.0/8", "2001:db8::/32"], deny = ["10.0.0.66"], methods = ["get", "HEAD"] }
+[[routes]]
+name = "bad"
+listener = "web"
+path_prefix = "/x"
+pool = "p"
+rate_limit = { requests = 0, burst = 0, key = { by = "subnet", ipv4_prefix = 33 }, max_delay_ms = 5 }
+access = { allow = ["10.0.0.0/33"], deny = ["nope"], methods = ["G E T"] }
+[[routes]]
+name = "bad2"
+listener = "web"
+path_prefix = "/y"
+pool = "p"
+rate_limit = { requests = 1, key = { by = "cookie", name = "a b" }, over_limit = "delay" }
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "routes[1].rate_limit.requests",
+            "routes[1].rate_limit.burst",
+            "routes[1].rate_limit.key.ipv4_prefix",
+            "routes[1].rate_limit.max_delay_ms",
+            "routes[1].access.allow[0]",
+            "routes[1].access.deny[0]",
+            "routes[1].access.methods[0]",
+            "routes[2].rate_limit.key.name",
+            "routes[2].rate_limit.max_delay_ms",
+        ],
+        "{e:?}"
+    );
+    let mut good = spec.clone();
+    good.routes.truncate(1);
+    let config = validate(&good).expect("valid");
+    let access = config.routes[0].access.as_ref().expect("access");
+    assert_eq!(access.methods, ["GET", "HEAD"]);
+    assert_eq!(access.allow.len(), 2);
+}

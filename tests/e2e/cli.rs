@@ -376,6 +376,28 @@ async fn demo_works_and_keeps_its_config_across_runs() {
         !plain.to_ascii_lowercase().contains("content-encoding"),
         "no Accept-Encoding, no compression: {plain}"
     );
+    // /api/ is limited to 10 requests per second per client: a quick loop gets 429s with
+    // Retry-After, and the metrics count both outcomes.
+    assert!(banner.contains("Rate limit"), "{banner}");
+    let mut codes = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..30 {
+        let r = client
+            .get(format!("{proxy}/api/hello"))
+            .send()
+            .await
+            .expect("api");
+        if r.status() == 429 {
+            retry_after = r.headers().get("retry-after").cloned();
+        }
+        codes.push(r.status().as_u16());
+    }
+    let ok = codes.iter().filter(|c| **c == 200).count();
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    // The burst is 10; one went to /api/hello above.
+    assert!((9..=15).contains(&ok), "{codes:?}");
+    assert_eq!(ok + limited, 30, "{codes:?}");
+    assert_eq!(retry_after.as_ref().map(|v| v.as_bytes()), Some(&b"1"[..]));
     let old = curl(vec!["-i".into(), format!("{proxy}/old/page")]).await;
     assert!(old.starts_with("HTTP/1.1 301"), "{old}");
     assert!(

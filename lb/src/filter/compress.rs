@@ -289,10 +289,9 @@ enum Encoder {
 impl Encoder {
     fn new(codec: Codec, level: u32) -> std::io::Result<Encoder> {
         Ok(match codec {
-            Codec::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                zlib_level(level),
-            )),
+            Codec::Gzip => {
+                Encoder::Gzip(flate2::write::GzEncoder::new(Vec::new(), zlib_level(level)))
+            }
             Codec::Deflate => Encoder::Deflate(flate2::write::ZlibEncoder::new(
                 Vec::new(),
                 zlib_level(level),

@@ -354,4 +354,3 @@ fn request_codings_we_decode() {
     );
     assert_eq!(request_codec(&HeaderMap::new()), None);
 }
-

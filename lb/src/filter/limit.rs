@@ -6,8 +6,8 @@
 //! The limiter's state outlives config revisions while the route's limit stays the same
 //! ([`LimitRegistry`]), so applying an unrelated change never hands everyone a fresh burst.
 //! Requests without the header or cookie a limit counts by are not limited (as nginx's
-//! `limit_req` with an empty key). The key table is bounded: past `MAX_KEYS` keys, idle ones are
-//! dropped, and if that is not enough new keys share one overflow budget.
+//! `limit_req` with an empty key). The key table is bounded: at `MAX_KEYS` keys idle ones are
+//! dropped, and while that is not enough requests share one overflow budget.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -185,12 +185,20 @@ impl RateLimit {
             return Ok(None);
         };
         let st = &self.state;
-        if st.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 0 && st.limiter.len() > MAX_KEYS {
-            st.limiter.retain_recent();
-            st.limiter.shrink_to_fit();
-        }
-        if st.limiter.len() >= MAX_KEYS && !st.limiter.contains_key(&key) {
-            key = OVERFLOW_KEY;
+        if st.limiter.len() >= MAX_KEYS {
+            // Full: drop idle keys (at most every 1024th check), and while it stays full every
+            // request shares the overflow budget rather than growing the table.
+            if st
+                .checks
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(1024)
+            {
+                st.limiter.retain_recent();
+                st.limiter.shrink_to_fit();
+            }
+            if st.limiter.len() >= MAX_KEYS {
+                key = OVERFLOW_KEY;
+            }
         }
         let mut waited = Duration::ZERO;
         loop {

@@ -111,6 +111,25 @@ async fn proxy<'s>(
     ctx.route = Some(route);
     let pool: &PoolSnapshot = &route.pool;
 
+    // Access rules, then the rate limit (which may hold the request, or refuse it).
+    let client = conn.peer.ip();
+    if let Some(rules) = &route.access {
+        if let Some(resp) = rules.check(client, &parts.method) {
+            ctx.error = Some("access_denied");
+            return Ok(resp);
+        }
+    }
+    let _slot = match &route.rate_limit {
+        Some(limit) => match limit.admit(client, &parts.headers).await {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                ctx.error = Some("rate_limited");
+                return Ok(crate::filter::limit::refused(&refusal));
+            }
+        },
+        None => None,
+    };
+
     // 3. Request filters.
     let mut pq = parts
         .uri
@@ -206,7 +225,11 @@ async fn proxy<'s>(
         let codec = crate::filter::compress::request_codec(&parts.headers)?;
         Some((codec, max))
     });
-    if let (Some((codec, max)), Some(b)) = (decompress.filter(|_| upgrade.is_none()), body.take()) {
+    // Only a body that is to be decoded is taken here; any other goes upstream as it came.
+    if let Some(((codec, max), b)) = decompress
+        .filter(|_| upgrade.is_none())
+        .and_then(|d| Some((d, body.take()?)))
+    {
         let metrics = &conn.shared.metrics.compression;
         match crate::filter::compress::decompress_request(b, codec, max, metrics).await {
             Ok(plain) => {

@@ -393,3 +393,95 @@ compression = {{ codecs = ["gzip"], decompress_requests_max_bytes = 65536 }}
         "{metrics}"
     );
 }
+
+/// A rate-limited route with access rules, end to end: denied networks and methods get 403 and
+/// 405, a burst past the limit gets 429 with Retry-After, the metrics count each outcome, and
+/// the console lists the limit with its live rates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_access_rules_answer_and_show_on_the_console() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let backend = Backend::start("east", "127.0.0.2").await;
+    let port = free_port();
+    let config = format!(
+        r#"api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "127.0.0.1:{port}" }}]
+pools = [{{ name = "p", members = [{{ address = "{}" }}] }}]
+[[routes]]
+name = "api"
+listener = "web"
+pool = "p"
+rate_limit = {{ requests = 5, per = "minute", burst = 5 }}
+access = {{ methods = ["GET"] }}
+[[routes]]
+name = "private"
+listener = "web"
+path_prefix = "/private"
+pool = "p"
+access = {{ allow = ["10.0.0.0/8"] }}
+"#,
+        backend.addr
+    );
+    let (status, body) = node.put_config(&token, config, None).await;
+    assert_eq!(status, 200, "{body}");
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    eventually(Duration::from_secs(5), || async {
+        client
+            .get(url("/private/x"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 403)
+    })
+    .await
+    .expect("a client outside the allowed networks gets 403");
+    let r = client.post(url("/")).send().await.expect("post");
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let r = client.get(url("/")).send().await.expect("get");
+        if r.status() == 429 {
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            // 5 a minute: the next slot is about 12 s away.
+            assert!((1..=13).contains(&wait), "{wait}");
+        }
+        codes.push(r.status().as_u16());
+    }
+    assert_eq!(codes, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let metrics = node
+        .http
+        .get(node.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "meridian_lb_rate_limit_total{outcome=\"admitted\",route=\"api\"} 5",
+        "meridian_lb_rate_limit_total{outcome=\"rejected\",route=\"api\"} 3",
+        "meridian_lb_access_denied_total{reason=\"method\",route=\"api\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    let (status, html) = node
+        .console_get(&node.initial_password(), "/console/listeners")
+        .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("data-limit=\"api\""), "{html}");
+    assert!(
+        html.contains("5/minute per client address, burst 5, then 429"),
+        "{html}"
+    );
+    assert!(
+        html.contains("rate limit: 5/minute"),
+        "route filters column: {html}"
+    );
+}

@@ -397,6 +397,16 @@ impl<'a> Sampling<'a> {
                     let key = format!("{}/active", member_key(pool, member));
                     self.gauges.push((key, active));
                 }
+                "meridian_lb_rate_limit_total" => {
+                    let [route, outcome] = labels(m, ["route", "outcome"]);
+                    let d = self.counter(name, &[route, outcome], m.counter.value());
+                    self.add(format!("limit/{route}/{outcome}"), d);
+                }
+                "meridian_lb_compression_bytes_total" => {
+                    let [codec, direction] = labels(m, ["codec", "direction"]);
+                    let d = self.counter(name, &[codec, direction], m.counter.value());
+                    self.add(format!("compression/{codec}/{direction}"), d);
+                }
                 "meridian_dns_queries_total" => {
                     let [rcode, transport] = labels(m, ["rcode", "transport"]);
                     let d = self.counter(name, &[rcode, transport], m.counter.value());

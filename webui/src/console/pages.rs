@@ -232,6 +232,7 @@ struct ListenersTemplate {
     chrome: Chrome,
     listeners: Vec<ListenerRow>,
     routes: Vec<RouteRow>,
+    limits: Vec<LimitRow>,
 }
 
 pub async fn listeners(user: ConsoleUser, State(st): State<AppState>) -> Response {
@@ -256,6 +257,7 @@ pub async fn listeners(user: ConsoleUser, State(st): State<AppState>) -> Respons
         chrome: Chrome::new(&st, &user, "listeners"),
         listeners: listener_rows(&st),
         routes,
+        limits: limit_rows(&st, &cfg.value.spec.routes),
     })
 }
 
@@ -291,11 +293,114 @@ pub fn route_filters(r: &model::RouteSpec) -> String {
     if let Some(h) = &r.response_headers {
         parts.push(format!("response headers: {}", header_edit(h)));
     }
+    if let Some(a) = &r.access {
+        let mut what = Vec::new();
+        if !a.allow.is_empty() {
+            what.push(format!("allow {}", a.allow.join(" ")));
+        }
+        if !a.deny.is_empty() {
+            what.push(format!("deny {}", a.deny.join(" ")));
+        }
+        if !a.methods.is_empty() {
+            what.push(format!("methods {}", a.methods.join(" ")));
+        }
+        parts.push(format!("access: {}", what.join(", ")));
+    }
+    if let Some(rl) = &r.rate_limit {
+        parts.push(format!("rate limit: {}", limit_summary(rl)));
+    }
+    if let Some(c) = &r.compression {
+        let codecs: Vec<&str> = c.codecs.iter().map(|c| c.token()).collect();
+        parts.push(format!(
+            "compress {} (level {})",
+            codecs.join(", "),
+            c.level
+        ));
+    }
     if parts.is_empty() {
         "—".into()
     } else {
         parts.join("; ")
     }
+}
+
+/// `10/second per client_ip, burst 10, then 429`.
+pub fn limit_summary(rl: &model::RateLimitSpec) -> String {
+    let per = match rl.per {
+        model::RatePer::Second => "second",
+        model::RatePer::Minute => "minute",
+        model::RatePer::Hour => "hour",
+    };
+    let key = match &rl.key {
+        model::RateKey::ClientIp => "client address".to_string(),
+        model::RateKey::Subnet {
+            ipv4_prefix,
+            ipv6_prefix,
+        } => format!("client network (/{ipv4_prefix}, /{ipv6_prefix})"),
+        model::RateKey::Header { name } => format!("header {name}"),
+        model::RateKey::Cookie { name } => format!("cookie {name}"),
+        model::RateKey::Route => "route".to_string(),
+    };
+    let over = match rl.over_limit {
+        model::OverLimit::Reject => "then 429".to_string(),
+        model::OverLimit::Delay => format!("then delayed up to {} ms", rl.max_delay_ms),
+    };
+    let mut out = format!(
+        "{}/{per} per {key}, burst {}, {over}",
+        rl.requests,
+        rl.burst.unwrap_or(rl.requests)
+    );
+    if let Some(c) = rl.max_concurrent {
+        out.push_str(&format!(", {c} in flight"));
+    }
+    out
+}
+
+/// One rate-limited route with its live rates and a chart of admitted and rejected requests.
+pub struct LimitRow {
+    pub route: String,
+    pub href: String,
+    pub limit: String,
+    pub admitted: String,
+    pub delayed: String,
+    pub rejected: String,
+    pub chart: String,
+}
+
+fn limit_rows(st: &AppState, routes: &[model::RouteSpec]) -> Vec<LimitRow> {
+    routes
+        .iter()
+        .filter_map(|r| {
+            let rl = r.rate_limit.as_ref()?;
+            let key = |o: &str| format!("limit/{}/{o}", r.name);
+            let (a, d, x) = (key("admitted"), key("delayed"), key("rejected"));
+            let (sa, sx) = (st.history.series(&a), st.history.series(&x));
+            Some(LimitRow {
+                route: r.name.clone(),
+                href: format!("/console/routes/{}", seg(&r.name)),
+                limit: limit_summary(rl),
+                admitted: last(st, &a),
+                delayed: last(st, &d),
+                rejected: last(st, &x),
+                chart: chart::multi(
+                    &format!("{}: admitted / rejected per second", r.name),
+                    Unit::PerSecond,
+                    &[
+                        Line {
+                            key: &a,
+                            label: "admitted",
+                            points: &sa,
+                        },
+                        Line {
+                            key: &x,
+                            label: "rejected",
+                            points: &sx,
+                        },
+                    ],
+                ),
+            })
+        })
+        .collect()
 }
 
 fn header_edit(h: &model::HeaderEditSpec) -> String {

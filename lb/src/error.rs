@@ -81,6 +81,25 @@ impl ProxyError {
         }
     }
 
+    /// The request check that refused the request, for `meridian_lb_request_checks_total`.
+    pub fn check(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::BadRequest(why) | ProxyError::BadFraming(why) => Some(match *why {
+                "dot-segments in the path" => "dot_segments",
+                "a NUL byte in the path" => "nul_byte",
+                "invalid Host header"
+                | "more than one Host header"
+                | "missing Host header"
+                | "empty host" => "host",
+                "the request body is not valid for its Content-Encoding" => "body_encoding",
+                _ => "framing",
+            }),
+            ProxyError::UriTooLong => Some("uri_too_long"),
+            ProxyError::PayloadTooLarge => Some("payload_too_large"),
+            _ => None,
+        }
+    }
+
     /// Whether the request may go to another member: only when nothing reached the upstream.
     pub fn retryable(&self) -> bool {
         matches!(self, ProxyError::Connect(_))

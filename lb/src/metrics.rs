@@ -33,6 +33,7 @@ pub struct LbMetrics {
     listener_bytes: IntCounterVec,
     listener_latency: HistogramVec,
     client_errors: IntCounterVec,
+    request_checks: IntCounterVec,
     route_requests: IntCounterVec,
     route_latency: HistogramVec,
     member_requests: IntCounterVec,
@@ -143,6 +144,7 @@ impl LbMetrics {
             pool_reuse,
             config_revision,
             compile_errors,
+            request_checks: counter_vec(r, "meridian_lb_request_checks_total", "Requests refused by a request check, by check: dot_segments (path traversal, also through %2e, %2f, %5c), nul_byte, host, framing (CL with TE, smuggling shapes), uri_too_long, body_encoding (a compressed body that does not decode), payload_too_large", &["listener", "check"])?,
             listener_errors: counter_vec(r, "meridian_lb_listener_errors_total", "Listener bind and accept errors", &["listener", "kind"])?,
             access_log_dropped,
             kernel_tls: {
@@ -170,6 +172,7 @@ impl LbMetrics {
         Arc::new(ListenerMetrics {
             name: listener.to_string(),
             requests: self.requests.clone(),
+            checks: self.request_checks.clone(),
             by_status: (0..600).map(|_| OnceLock::new()).collect(),
             conns_active: self.listener_conns_active.with_label_values(&[listener]),
             conns_total: self.listener_conns_total.with_label_values(&[listener]),
@@ -346,6 +349,7 @@ fn class_index(status: http::StatusCode) -> usize {
 pub struct ListenerMetrics {
     name: String,
     requests: IntCounterVec,
+    checks: IntCounterVec,
     /// `meridian_lb_requests_total` by status code, resolved on first use so the request path
     /// takes no lock.
     by_status: Box<[OnceLock<IntCounter>]>,
@@ -363,6 +367,14 @@ pub struct ListenerMetrics {
 }
 
 impl ListenerMetrics {
+    /// Counts a request refused by check `check` (a fixed set of names; refusals are rare, so
+    /// the label lookup is off the fast path).
+    pub fn check_failed(&self, check: &'static str) {
+        self.checks
+            .with_label_values(&[self.name.as_str(), check])
+            .inc();
+    }
+
     pub fn count(&self, status: http::StatusCode, elapsed: Duration) {
         self.latency.observe(elapsed.as_secs_f64());
         match self.by_status.get(usize::from(status.as_u16())) {

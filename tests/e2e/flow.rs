@@ -454,6 +454,15 @@ access = {{ allow = ["10.0.0.0/8"] }}
         codes.push(r.status().as_u16());
     }
     assert_eq!(codes, [200, 200, 200, 200, 200, 429, 429, 429]);
+    // Request checks, each counted on its own (before any limit is spent).
+    for (path, check) in [
+        ("/private/..%2fapi", "dot_segments"),
+        ("/x/%2e.%5cy", "dot_segments"),
+        ("/img.png%00.php", "nul_byte"),
+    ] {
+        let r = client.get(url(path)).send().await.expect("get");
+        assert_eq!(r.status(), 400, "{path} ({check})");
+    }
     let metrics = node
         .http
         .get(node.url("/metrics"))
@@ -468,6 +477,8 @@ access = {{ allow = ["10.0.0.0/8"] }}
         "meridian_lb_rate_limit_total{outcome=\"admitted\",route=\"api\"} 5",
         "meridian_lb_rate_limit_total{outcome=\"rejected\",route=\"api\"} 3",
         "meridian_lb_access_denied_total{reason=\"method\",route=\"api\"} 1",
+        "meridian_lb_request_checks_total{check=\"dot_segments\",listener=\"web\"} 2",
+        "meridian_lb_request_checks_total{check=\"nul_byte\",listener=\"web\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }

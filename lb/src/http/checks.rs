@@ -114,6 +114,10 @@ pub fn request_head(
         // `/api/../admin` must not reach the api pool's neighbours by way of the api route.
         return Err(ProxyError::BadRequest("dot-segments in the path"));
     }
+    if has_nul(parts.uri.path()) {
+        // `%00` truncates paths in C backends: `/img.png%00.php`.
+        return Err(ProxyError::BadRequest("a NUL byte in the path"));
+    }
     Ok(source)
 }
 
@@ -177,30 +181,62 @@ pub fn has_dot_segments(path: &str) -> bool {
     if !path.contains('.') && !path.contains('%') {
         return false;
     }
-    path.split('/').any(|seg| {
-        let seg = seg.as_bytes();
-        let dots = |s: &[u8]| -> Option<usize> {
-            // Counts a segment made only of `.` and `%2e`; `None` for anything else.
-            let mut i = 0;
-            let mut n = 0;
-            while i < s.len() {
-                if s[i] == b'.' {
-                    i += 1;
-                } else if s.len() >= i + 3
-                    && s[i] == b'%'
-                    && s[i + 1] == b'2'
-                    && (s[i + 2] | 0x20) == b'e'
+    // A backend that decodes `%2f` (or `%5c`, or takes `\\`) as a separator sees segments
+    // there too: `/api/..%2fadmin` is `/api/../admin` to it. One pass, no allocation.
+    let b = path.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    loop {
+        let sep = if i >= b.len() {
+            Some(0)
+        } else {
+            match b[i] {
+                b'/' | b'\\' => Some(1),
+                b'%' if b.len() >= i + 3
+                    && ((b[i + 1] == b'2' && (b[i + 2] | 0x20) == b'f')
+                        || (b[i + 1] == b'5' && (b[i + 2] | 0x20) == b'c')) =>
                 {
-                    i += 3;
-                } else {
-                    return None;
+                    Some(3)
                 }
-                n += 1;
+                _ => None,
             }
-            Some(n)
         };
-        matches!(dots(seg), Some(1 | 2))
-    })
+        if let Some(len) = sep {
+            if matches!(dot_count(&b[start..i]), Some(1 | 2)) {
+                return true;
+            }
+            if i >= b.len() {
+                return false;
+            }
+            i += len;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// How many dots a segment made only of `.` and `%2e` holds; `None` for anything else.
+fn dot_count(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    let mut n = 0;
+    while i < s.len() {
+        if s[i] == b'.' {
+            i += 1;
+        } else if s.len() >= i + 3 && s[i] == b'%' && s[i + 1] == b'2' && (s[i + 2] | 0x20) == b'e'
+        {
+            i += 3;
+        } else {
+            return None;
+        }
+        n += 1;
+    }
+    Some(n)
+}
+
+/// A `%00` anywhere in the path.
+pub fn has_nul(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| w == b"%00")
 }
 
 #[cfg(test)]
@@ -294,5 +330,15 @@ mod tests {
         assert!(has_dot_segments("/x/.."));
         assert!(!has_dot_segments("/a.b/c..d/.well-known/..."));
         assert!(!has_dot_segments("/plain/path"));
+        // Encoded separators a backend may decode.
+        assert!(has_dot_segments("/api/..%2fadmin"));
+        assert!(has_dot_segments("/api/..%2Fadmin"));
+        assert!(has_dot_segments("/api/..%5cadmin"));
+        assert!(has_dot_segments("/api\\..\\admin"));
+        assert!(has_dot_segments("/api%2f%2e%2e%2fadmin"));
+        assert!(!has_dot_segments("/files/a%2fb.txt"));
+        assert!(!has_dot_segments("/100%25/x.y"));
+        assert!(has_nul("/img.png%00.php"));
+        assert!(!has_nul("/img%0.png"));
     }
 }

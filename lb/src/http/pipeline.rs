@@ -73,7 +73,10 @@ pub async fn handle(
             match &e {
                 ProxyError::ClientAbort => listener.metrics.aborted.inc(),
                 e if e.side() == crate::Side::Downstream && !matches!(e, ProxyError::NoRoute) => {
-                    listener.metrics.bad_request.inc()
+                    listener.metrics.bad_request.inc();
+                    if let Some(check) = e.check() {
+                        listener.metrics.check_failed(check);
+                    }
                 }
                 _ => {}
             }

@@ -20,45 +20,10 @@
 # code without frame pointers), STIME_CLIENTS (parallel openssl s_time clients, default 4).
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-DURATION=${DURATION:-10}
-RESULTS=${RESULTS:-$HERE/RESULTS.md}
-MERIDIAN_BIN=${MERIDIAN_BIN:-$ROOT/target/release/meridian}
-
-log() { printf '[tls-perf %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-need=()
-for t in nginx:nginx-light haproxy:haproxy wrk:wrk openssl:openssl curl:curl; do
-    PATH="$PATH:/usr/sbin" command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t##*:}")
-done
-if ((${#need[@]})); then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
-    for svc in nginx haproxy; do $sudo systemctl stop "$svc" 2>/dev/null || true; done
-fi
-NGINX=$(PATH="$PATH:/usr/sbin" command -v nginx); HAPROXY=$(PATH="$PATH:/usr/sbin" command -v haproxy)
-if [[ ! -x "$MERIDIAN_BIN" ]]; then
-    log "building $MERIDIAN_BIN"
-    (cd "$ROOT" && cargo build --release -j2 -q)
-fi
-
-T=$(mktemp -d /tmp/meridian-tls-perf.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    [[ -n "${KEEP_TMP:-}" ]] && log "kept $T" || rm -rf "$T"
-}
-trap cleanup EXIT
-chmod 711 "$T"
-ulimit -n 65536 2>/dev/null || true
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BACKEND=$(free_port); NGINX_TLS=$(free_port); HAPROXY_TLS=$(free_port); MERIDIAN_TLS=$(free_port)
-ADMIN=$(free_port); CLUSTER=$(free_port); DNS=$(free_port)
+TAG=tls-perf
+TOOLS="nginx:nginx-light haproxy:haproxy wrk:wrk openssl:openssl"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+NGINX_TLS=$(free_port); HAPROXY_TLS=$(free_port); MERIDIAN_TLS=$(free_port)
 
 # One ECDSA P-256 certificate for all three.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
@@ -67,63 +32,17 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 cat "$T/cert.pem" "$T/key.pem" >"$T/haproxy.pem"
 chmod 644 "$T"/*.pem
 
-mkdir -p "$T/www" "$T/backend" "$T/nginx"
-chmod 755 "$T/www" "$T/backend" "$T/nginx"
+mkdir -p "$T/www"
+chmod 755 "$T/www"
 head -c $((1024 * 1024)) /dev/urandom >"$T/www/1m"
 chmod 644 "$T/www/1m"
-cat >"$T/backend/nginx.conf" <<EOF
-daemon off;
-pid $T/backend/nginx.pid;
-error_log $T/backend/error.log warn;
-worker_processes 1;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $T/backend/tmp;
-    proxy_temp_path $T/backend/tmp;
-    fastcgi_temp_path $T/backend/tmp;
-    uwsgi_temp_path $T/backend/tmp;
-    scgi_temp_path $T/backend/tmp;
-    sendfile on;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$BACKEND backlog=4096;
-        location / { default_type text/plain; return 200 "ok"; }
-        location = /1m { root $T/www; default_type application/octet-stream; }
-    }
-}
-EOF
-cat >"$T/nginx/nginx.conf" <<EOF
-daemon off;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log warn;
-worker_processes 2;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $T/nginx/tmp;
-    proxy_temp_path $T/nginx/tmp;
-    fastcgi_temp_path $T/nginx/tmp;
-    uwsgi_temp_path $T/nginx/tmp;
-    scgi_temp_path $T/nginx/tmp;
-    keepalive_requests 1000000;
-    upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
-    ssl_session_cache shared:SSL:10m;
-    ssl_session_tickets on;
-    server {
-        listen 127.0.0.1:$NGINX_TLS ssl backlog=4096;
+backend_nginx "location / { default_type text/plain; return 200 \"ok\"; }
+        location = /1m { root $T/www; default_type application/octet-stream; }"
+front_nginx "ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;" "listen 127.0.0.1:$NGINX_TLS ssl backlog=4096;
         ssl_certificate $T/cert.pem;
         ssl_certificate_key $T/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-}
-EOF
+        ssl_protocols TLSv1.2 TLSv1.3;" "proxy_buffering off;"
 cat >"$T/haproxy.cfg" <<EOF
 global
     nbthread 2
@@ -141,29 +60,11 @@ frontend tls
 backend nginx
     server b1 127.0.0.1:$BACKEND
 EOF
-cat >"$T/node.toml" <<EOF
-node_id = 1
-name = "tls-perf"
-data_dir = "$T/meridian"
-admin_bind = "127.0.0.1:$ADMIN"
-cluster_bind = "127.0.0.1:$CLUSTER"
-dns_bind = "127.0.0.1:$DNS"
-EOF
-
-start() { local n=$1; shift; "$@" >"$T/$n.out" 2>"$T/$n.err" & PIDS+=("$!"); }
-wait_for() { local s=$1 what=$2; shift 2; for _ in $(seq $((s * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; die "$what not ready"; }
-
-start backend "$NGINX" -p "$T/backend" -c "$T/backend/nginx.conf"
-start nginx "$NGINX" -p "$T/nginx" -c "$T/nginx/nginx.conf"
 start haproxy "$HAPROXY" -db -f "$T/haproxy.cfg"
-start meridian env RUST_LOG=warn "$MERIDIAN_BIN" serve --config "$T/node.toml"
-declare -A PID_OF=([nginx]=${PIDS[1]} [haproxy]=${PIDS[2]} [meridian]=${PIDS[3]})
-declare -A PORT_OF=([meridian]=$MERIDIAN_TLS [nginx]=$NGINX_TLS [haproxy]=$HAPROXY_TLS)
 wait_for 10 backend curl -fsS "http://127.0.0.1:$BACKEND/"
-wait_for 60 "meridian" grep -q '^meridian ready:' "$T/meridian.out"
-PASSWORD=$(tr -d '\r\n' <"$T/meridian/initial-admin-password")
-TOKEN=$(curl -fsS -u "admin:$PASSWORD" -H 'Content-Type: application/json' -d '{"name":"perf"}' \
-    "http://127.0.0.1:$ADMIN/api/v1/tokens" | sed -n 's/.*"token" *: *"\([^"]*\)".*/\1/p')
+meridian_start
+declare -A PID_OF=([nginx]=${PIDS[1]} [haproxy]=${PIDS[2]} [meridian]=$MERIDIAN_PID)
+declare -A PORT_OF=([meridian]=$MERIDIAN_TLS [nginx]=$NGINX_TLS [haproxy]=$HAPROXY_TLS)
 python3 - "$T" >"$T/import.json" <<'PY'
 import json, sys
 t = sys.argv[1]
@@ -173,37 +74,12 @@ PY
 curl -fsS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     --data-binary @"$T/import.json" "http://127.0.0.1:$ADMIN/api/v1/certificates" >/dev/null \
     || die "certificate import failed"
-cat >"$T/config.toml" <<EOF
-api_version = "meridian/v1"
-[[listeners]]
-name = "tls"
-bind = "127.0.0.1:$MERIDIAN_TLS"
-tls = { certificates = ["bench"] }
-[[routes]]
-name = "all"
-listener = "tls"
-pool = "backend"
-[[pools]]
-name = "backend"
-members = [{ address = "127.0.0.1:$BACKEND" }]
-EOF
-curl -fsS -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/toml' -H 'If-Match: *' \
-    --data-binary @"$T/config.toml" "http://127.0.0.1:$ADMIN/api/v1/config" >/dev/null || die "config apply failed"
+meridian_proxy "$MERIDIAN_TLS" 'tls = { certificates = ["bench"] }' ""
 for p in meridian nginx haproxy; do
     wait_for 20 "$p TLS" curl -fsSk "https://127.0.0.1:${PORT_OF[$p]}/"
 done
 KERNEL_TLS=$(curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN/metrics" \
     | awk '/^meridian_lb_kernel_tls_available /{print $2}')
-
-cpu_ticks() { # total utime+stime of a process and its threads/children, in clock ticks
-    local pid=$1 sum=0
-    for p in $pid $(pgrep -P "$pid" || true); do
-        [[ -r /proc/$p/stat ]] || continue
-        read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat")
-        sum=$((sum + f[11] + f[12]))
-    done
-    echo "$sum"
-}
 
 declare -A RES CPU
 wrk_rps() { awk '/^Requests\/sec:/{print $2}'; }
@@ -257,9 +133,6 @@ done
 RESUMED_BY_WRK=$(curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADMIN/metrics" \
     | awk '/^meridian_lb_tls_connections_total\{/ && /handshake="resumed"/ {s+=$2} END{print s+0}')
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-best() { awk -v a="$1" -v b="$2" 'BEGIN{ print (a > b) ? a : b }'; }
-per_cpu() { awk -v r="$1" -v t="$2" -v d="$DURATION" 'BEGIN{ if (t > 0) printf "%.0f", r * d / (t / 100); else print "n/a" }'; }
 {
     echo
     echo "## TLS termination — $(date -u '+%Y-%m-%d %H:%M UTC') — commit \`$(git -C "$ROOT" rev-parse --short HEAD)\`"

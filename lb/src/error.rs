@@ -33,6 +33,9 @@ pub enum ProxyError {
     NoRoute,
     #[error("pool {0:?} has no healthy member")]
     NoHealthyMember(String),
+    /// The pool's `max_concurrent_requests` are all in flight.
+    #[error("pool {0:?} is at its limit of requests in flight")]
+    PoolBusy(String),
     #[error("could not connect to upstream {0}")]
     Connect(std::net::SocketAddr),
     #[error("upstream {0} did not answer in time")]
@@ -56,6 +59,7 @@ impl ProxyError {
             | ProxyError::PayloadTooLarge
             | ProxyError::NoRoute => Side::Downstream,
             ProxyError::NoHealthyMember(_)
+            | ProxyError::PoolBusy(_)
             | ProxyError::Connect(_)
             | ProxyError::Timeout(_)
             | ProxyError::Upstream { .. } => Side::Upstream,
@@ -74,6 +78,7 @@ impl ProxyError {
             ProxyError::ListenerGone => "listener_gone",
             ProxyError::NoRoute => "no_route",
             ProxyError::NoHealthyMember(_) => "no_healthy_member",
+            ProxyError::PoolBusy(_) => "pool_busy",
             ProxyError::Connect(_) => "connect",
             ProxyError::Timeout(_) => "timeout",
             ProxyError::Upstream { .. } => "upstream",
@@ -114,7 +119,9 @@ impl ProxyError {
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ListenerGone => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoHealthyMember(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoHealthyMember(_) | ProxyError::PoolBusy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Connect(_) | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -138,6 +145,11 @@ impl ProxyError {
             ProxyError::NoHealthyMember(pool) => {
                 format!("503 service unavailable: pool {pool} has no healthy member\n")
             }
+            ProxyError::PoolBusy(pool) => {
+                format!(
+                    "503 service unavailable: pool {pool} is at its limit of requests in flight\n"
+                )
+            }
             ProxyError::Connect(_) => "502 bad gateway: could not connect to any upstream\n".into(),
             ProxyError::Upstream { .. } => "502 bad gateway: the upstream failed\n".into(),
             ProxyError::Timeout(_) => {
@@ -159,6 +171,12 @@ impl ProxyError {
             http::header::HeaderName::from_static("x-meridian-error"),
             http::HeaderValue::from_static("1"),
         );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
         if close {
             // hyper ends the connection after an answer that says so.
             resp.headers_mut().insert(

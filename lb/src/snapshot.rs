@@ -78,6 +78,8 @@ pub struct PoolSnapshot {
     pub proxy_protocol: ProxyProtocolVersion,
     pub client: Arc<UpstreamClient>,
     pub metrics: PoolMetrics,
+    /// Requests in flight to the pool, against `max_concurrent_requests`.
+    pub in_flight: Option<(u32, Arc<std::sync::atomic::AtomicU32>)>,
 }
 
 pub struct MemberSnapshot {
@@ -181,6 +183,9 @@ impl RoutingSnapshot {
                     env.workers,
                 ),
                 metrics: env.metrics.pool(&p.name),
+                in_flight: p
+                    .max_concurrent_requests
+                    .map(|max| (max, env.limits.pool_counter(&p.name))),
             };
             pools.insert(p.name.clone(), Arc::new(snap));
         }

@@ -575,6 +575,10 @@ pub struct PoolSpec {
     /// TLS to the members (a mesh gateway, say); plaintext when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Box<PoolTlsSpec>>,
+    /// Requests in flight to the whole pool on each node (until their response starts); more
+    /// are answered 503 with `Retry-After` rather than piling onto the members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<u32>,
 }
 
 /// TLS from Meridian to a pool's members, verified against the pool's own CA bundle.
@@ -611,6 +615,7 @@ impl Default for PoolSpec {
             retries: default_retries(),
             proxy_protocol: ProxyProtocolVersion::default(),
             tls: None,
+            max_concurrent_requests: None,
         }
     }
 }

@@ -212,6 +212,7 @@ pub struct Pool {
     pub retries: u32,
     /// TLS to the members, as configured (the data plane builds its client from it).
     pub tls: Option<Arc<crate::PoolTlsSpec>>,
+    pub max_concurrent_requests: Option<u32>,
 }
 
 /// How a pool's upstream connections are made and kept. Two pools with equal settings could

@@ -526,6 +526,15 @@ fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Er
             e,
         );
         range_u64(format!("{p}.retries"), pool.retries.into(), 0, 10, e);
+        if let Some(n) = pool.max_concurrent_requests {
+            range_u64(
+                format!("{p}.max_concurrent_requests"),
+                n.into(),
+                1,
+                10_000_000,
+                e,
+            );
+        }
         if let Some(t) = &pool.tls {
             if !t.ca_pem.contains("-----BEGIN CERTIFICATE-----") {
                 e.push(
@@ -566,6 +575,7 @@ fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Er
             },
             retries: pool.retries,
             tls: pool.tls.as_ref().map(|t| Arc::new(PoolTlsSpec::clone(t))),
+            max_concurrent_requests: pool.max_concurrent_requests,
         });
     }
     out

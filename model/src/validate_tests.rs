@@ -473,6 +473,7 @@ pool = "mesh"
 name = "mesh"
 members = [{ address = "127.0.0.1:1" }]
 tls = { ca_pem = "not pem", server_name = "bad name!", client_certificate = "c" }
+max_concurrent_requests = 0
 "#,
     )
     .expect("parses");
@@ -481,6 +482,7 @@ tls = { ca_pem = "not pem", server_name = "bad name!", client_certificate = "c" 
     for want in [
         "pools[0].tls.ca_pem",
         "pools[0].tls.server_name",
+        "pools[0].max_concurrent_requests",
         "listeners[0].pool",
     ] {
         assert!(paths.contains(&want), "{want} missing from {paths:?}");

@@ -496,3 +496,57 @@ access = {{ allow = ["10.0.0.0/8"] }}
         "route filters column: {html}"
     );
 }
+
+/// A pool with a limit of requests in flight: while one slow request holds the only slot, the
+/// next gets 503 with Retry-After and never reaches the member; once it is done, requests pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_at_its_limit_of_requests_in_flight_answers_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let backend = Backend::start("east", "127.0.0.2").await;
+    let port = free_port();
+    let config = format!(
+        r#"api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "127.0.0.1:{port}" }}]
+routes = [{{ name = "all", listener = "web", pool = "p" }}]
+pools = [{{ name = "p", members = [{{ address = "{}" }}], max_concurrent_requests = 1 }}]
+"#,
+        backend.addr
+    );
+    let (status, body) = node.put_config(&token, config, None).await;
+    assert_eq!(status, 200, "{body}");
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    eventually(Duration::from_secs(5), || async {
+        client
+            .get(url("/"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await
+    .expect("up");
+    let before = backend.hits.load(std::sync::atomic::Ordering::Relaxed);
+    let slow = tokio::spawn({
+        let (client, u) = (client.clone(), url("/slow"));
+        async move { client.get(u).send().await.map(|r| r.status().as_u16()) }
+    });
+    // The slow request reaches the member and holds the slot (the member takes 1.5 s).
+    eventually(Duration::from_secs(2), || async {
+        backend.hits.load(std::sync::atomic::Ordering::Relaxed) > before
+    })
+    .await
+    .expect("the slow request reached the member");
+    let r = client.get(url("/")).send().await.expect("answer");
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("limit of requests in flight"));
+    assert_eq!(slow.await.expect("join").expect("slow"), 200);
+    let r = client.get(url("/")).send().await.expect("answer");
+    assert_eq!(r.status(), 200, "the slot is free again");
+}

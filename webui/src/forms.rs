@@ -413,6 +413,12 @@ static POOL: Form = Form {
             "On another member, for requests safe to retry. Default 1.",
         ),
         f(
+            "max_concurrent_requests",
+            "Requests in flight, at most",
+            Kind::Number,
+            "On each node; more get 503 with Retry-After. Empty: no limit.",
+        ),
+        f(
             "proxy_protocol",
             "Send PROXY protocol",
             Kind::Select(&["off", "v1", "v2"]),

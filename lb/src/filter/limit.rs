@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -40,13 +40,45 @@ pub struct LimitState {
     checks: AtomicU64,
 }
 
-/// Hands out the state of each route's limit, the same one while the limit is unchanged.
+/// Hands out the state of each route's limit, the same one while the limit is unchanged, and
+/// each pool's in-flight counter, the same one while the pool exists.
 #[derive(Default)]
 pub struct LimitRegistry {
     states: Mutex<HashMap<(String, RateLimitSpec), Weak<LimitState>>>,
+    pools: Mutex<HashMap<String, Weak<AtomicU32>>>,
+}
+
+/// Holds one of a pool's in-flight slots; released on drop.
+pub struct PoolSlot(Arc<AtomicU32>);
+
+impl Drop for PoolSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes a slot of `counter` if fewer than `max` are taken.
+pub fn pool_slot(max: u32, counter: &Arc<AtomicU32>) -> Option<PoolSlot> {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| PoolSlot(counter.clone()))
 }
 
 impl LimitRegistry {
+    pub fn pool_counter(&self, pool: &str) -> Arc<AtomicU32> {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.retain(|_, w| w.strong_count() > 0);
+        if let Some(c) = pools.get(pool).and_then(Weak::upgrade) {
+            return c;
+        }
+        let c = Arc::new(AtomicU32::new(0));
+        pools.insert(pool.to_string(), Arc::downgrade(&c));
+        c
+    }
+
     pub fn state(&self, route: &str, spec: &RateLimitSpec) -> Arc<LimitState> {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         // Limits of routes no snapshot holds any more are forgotten.

@@ -206,3 +206,20 @@ fn access_rules_deny_allow_and_methods() {
     assert_eq!(post.headers()[header::ALLOW], "GET, HEAD");
     assert_eq!(rules.metrics.each_ref().map(|c| c.get()), [1, 1, 1]);
 }
+
+#[test]
+fn pool_slots_stop_at_the_limit_and_free_on_drop() {
+    let reg = LimitRegistry::default();
+    let c = reg.pool_counter("p");
+    assert!(
+        Arc::ptr_eq(&c, &reg.pool_counter("p")),
+        "one counter per pool"
+    );
+    let a = pool_slot(2, &c).expect("1st");
+    let b = pool_slot(2, &c).expect("2nd");
+    assert!(pool_slot(2, &c).is_none());
+    drop(a);
+    let _c2 = pool_slot(2, &c).expect("freed");
+    drop(b);
+    assert_eq!(c.load(Ordering::Relaxed), 1);
+}

@@ -260,6 +260,15 @@ async fn proxy<'s>(
         }
     }
 
+    // The pool's limit of requests in flight: one slot until the response starts.
+    let _pool_slot = match &pool.in_flight {
+        Some((max, counter)) => Some(
+            crate::filter::limit::pool_slot(*max, counter)
+                .ok_or_else(|| ProxyError::PoolBusy(pool.name.to_string()))?,
+        ),
+        None => None,
+    };
+
     // 5. and 6. Upstream selection and request; a retry takes the next candidate.
     let attempts = if replayable { 1 + pool.retries } else { 1 };
     let mut candidates = pool.candidates();

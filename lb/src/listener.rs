@@ -6,6 +6,7 @@
 //! connections drain for up to its `drain_timeout`.
 
 pub mod io;
+pub mod shape;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -318,7 +319,7 @@ async fn serve_accepted(
     drain: Signal,
 ) {
     let _ = stream.set_nodelay(true);
-    let (metrics, limits, trusted, protocol, tcp_pool, tls, passthrough) = {
+    let (metrics, limits, trusted, protocol, tcp_pool, tls, passthrough, shaping) = {
         let snapshot = shared.snapshot.load();
         let Some(l) = snapshot.listener(bind) else {
             // Accepted in the instant the listener left the config.
@@ -334,6 +335,7 @@ async fn serve_accepted(
             l.pool.clone(),
             l.tls.clone(),
             (!l.sni_routes.is_empty()).then(|| l.sni_routes.clone()),
+            l.shaping.clone(),
         )
     };
     metrics.conns_total.inc();
@@ -400,6 +402,7 @@ async fn serve_accepted(
                     )
                 }
             };
+            let io = io.with_shaping(shaping.as_ref());
             let conn = Arc::new(ConnCtx {
                 shared,
                 bind,
@@ -443,7 +446,7 @@ async fn serve_accepted(
             let Some(pool) = pool else {
                 return;
             };
-            let io = ListenerIo::plain(stream, prefix, metrics);
+            let io = ListenerIo::plain(stream, prefix, metrics).with_shaping(shaping.as_ref());
             Box::pin(crate::l4::serve(io, client, bind, pool, limits)).await;
         }
     }

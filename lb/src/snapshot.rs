@@ -42,6 +42,8 @@ pub struct ListenerSnapshot {
     pub tls: Option<Arc<crate::tls::ListenerTlsConfig>>,
     /// TCP passthrough: pools by SNI (`*.suffix` for wildcards).
     pub sni_routes: Vec<(String, Arc<PoolSnapshot>)>,
+    /// Bandwidth shaping of its connections.
+    pub shaping: Option<crate::listener::shape::Shaping>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +279,12 @@ impl RoutingSnapshot {
                 metrics: env.metrics.listener(&l.name),
                 tls,
                 sni_routes,
+                shaping: l.bandwidth.map(|b| crate::listener::shape::Shaping {
+                    per_connection: b.per_connection_bytes_per_second,
+                    listener: b
+                        .listener_bytes_per_second
+                        .map(|bps| env.limits.listener_buckets(&l.name, bps)),
+                }),
             });
         }
         let route_names: HashSet<String> = config.routes.iter().map(|r| r.name.clone()).collect();

@@ -102,6 +102,21 @@ pub struct ListenerSpec {
     /// bytes go through untouched; `pool` takes the rest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sni_routes: Vec<SniRouteSpec>,
+    /// Bandwidth shaping, each direction on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<BandwidthSpec>,
+}
+
+/// Bytes per second allowed each way (client to Meridian, Meridian to client), smoothed over
+/// about 20 ms so a shaped flow is steady rather than bursty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct BandwidthSpec {
+    /// For each connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_connection_bytes_per_second: Option<u64>,
+    /// For all the listener's connections together, on each node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_bytes_per_second: Option<u64>,
 }
 
 /// One SNI route of a passthrough listener.
@@ -229,6 +244,7 @@ impl Default for ListenerSpec {
             proxy_protocol_from: Vec::new(),
             tls: None,
             sni_routes: Vec::new(),
+            bandwidth: None,
         }
     }
 }

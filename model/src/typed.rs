@@ -60,6 +60,7 @@ pub struct Listener {
     pub tls: Option<Arc<ListenerTls>>,
     /// TCP passthrough: (server name, lowercase; `*.suffix` for a wildcard, pool).
     pub sni_routes: Vec<(String, String)>,
+    pub bandwidth: Option<crate::BandwidthSpec>,
 }
 
 /// A validated [`crate::ListenerTlsSpec`].

@@ -334,6 +334,20 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
                     format!("{bind} is already bound by listener {other:?}"),
                 );
             }
+            if let Some(b) = &l.bandwidth {
+                for (field, v) in [
+                    (
+                        "per_connection_bytes_per_second",
+                        b.per_connection_bytes_per_second,
+                    ),
+                    ("listener_bytes_per_second", b.listener_bytes_per_second),
+                ] {
+                    if let Some(v) = v {
+                        // 1 KB/s to 100 GB/s.
+                        range_u64(format!("{p}.bandwidth.{field}"), v, 1024, 100 << 30, e);
+                    }
+                }
+            }
             out.push(Listener {
                 name: l.name.clone(),
                 bind,
@@ -347,6 +361,7 @@ fn listeners(spec: &ConfigSpec, e: &mut Errors) -> Vec<Listener> {
                 proxy_protocol_from,
                 tls,
                 sni_routes,
+                bandwidth: l.bandwidth,
             });
         }
     }

@@ -550,3 +550,87 @@ pools = [{{ name = "p", members = [{{ address = "{}" }}], max_concurrent_request
     let r = client.get(url("/")).send().await.expect("answer");
     assert_eq!(r.status(), 200, "the slot is free again");
 }
+
+/// Bandwidth shaping: a 300 KB upload through a listener shaped to 100 KB/s per connection
+/// takes about 3 s (at least 2.5 s: the first 20 ms burst is free), and arrives whole; the same
+/// upload to an unshaped listener does not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shaped_listener_moves_bytes_at_its_rate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let backend = Backend::start("east", "127.0.0.2").await;
+    let (shaped, open) = (free_port(), free_port());
+    let config = format!(
+        r#"api_version = "meridian/v1"
+listeners = [
+  {{ name = "shaped", bind = "127.0.0.1:{shaped}", bandwidth = {{ per_connection_bytes_per_second = 102400 }} }},
+  {{ name = "open", bind = "127.0.0.1:{open}" }},
+]
+routes = [
+  {{ name = "s", listener = "shaped", pool = "p" }},
+  {{ name = "o", listener = "open", pool = "p" }},
+]
+pools = [{{ name = "p", members = [{{ address = "{}" }}] }}]
+"#,
+        backend.addr
+    );
+    let (status, body) = node.put_config(&token, config, None).await;
+    assert_eq!(status, 200, "{body}");
+    let client = reqwest::Client::new();
+    for port in [shaped, open] {
+        eventually(Duration::from_secs(5), || async {
+            client
+                .get(format!("http://127.0.0.1:{port}/"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await
+        .expect("up");
+    }
+    let upload = |port: u16| {
+        let client = client.clone();
+        async move {
+            let start = std::time::Instant::now();
+            let r = client
+                .post(format!("http://127.0.0.1:{port}/upload"))
+                .body(vec![b'x'; 300 * 1024])
+                .send()
+                .await
+                .expect("answer");
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            assert_eq!(text, "east 307200", "the whole upload arrived");
+            (status, start.elapsed())
+        }
+    };
+    let (status, took) = upload(shaped).await;
+    assert_eq!(status, 200);
+    assert!(
+        took >= Duration::from_millis(2500),
+        "shaped upload took {took:?}"
+    );
+    let (status, took) = upload(open).await;
+    assert_eq!(status, 200);
+    assert!(
+        took < Duration::from_millis(2500),
+        "unshaped upload took {took:?}"
+    );
+    let (status, body) = node
+        .put_config(
+            &token,
+            format!(
+                r#"api_version = "meridian/v1"
+listeners = [{{ name = "x", bind = "127.0.0.1:{shaped}", bandwidth = {{ listener_bytes_per_second = 10 }} }}]
+"#
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["errors"][0]["path"], "listeners[0].bandwidth.listener_bytes_per_second",
+        "{body}"
+    );
+}

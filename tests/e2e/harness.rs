@@ -368,7 +368,19 @@ impl Backend {
                                     .and_then(|v| v.to_str().ok())
                                     .unwrap_or("")
                                     .to_string();
-                                let mut resp = hyper::Response::new(Full::new(Bytes::from(name)));
+                                // `/upload` reads the whole body and says how long it was.
+                                let text = if req.uri().path() == "/upload" {
+                                    use http_body_util::BodyExt;
+                                    let len = req
+                                        .into_body()
+                                        .collect()
+                                        .await
+                                        .map_or(0, |b| b.to_bytes().len());
+                                    format!("{name} {len}")
+                                } else {
+                                    name.to_string()
+                                };
+                                let mut resp = hyper::Response::new(Full::new(Bytes::from(text)));
                                 resp.headers_mut().insert(
                                     "x-seen-xff",
                                     xff.parse()

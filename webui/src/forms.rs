@@ -123,6 +123,18 @@ static LISTENER: Form = Form {
             "CIDRs, one per line.",
         ),
         f(
+            "bandwidth.per_connection_bytes_per_second",
+            "Bandwidth per connection (bytes/s)",
+            Kind::Number,
+            "Each direction on its own; empty: not shaped.",
+        ),
+        f(
+            "bandwidth.listener_bytes_per_second",
+            "Bandwidth of the listener (bytes/s)",
+            Kind::Number,
+            "All its connections together, each direction, on each node.",
+        ),
+        f(
             "tls.certificates",
             "TLS certificates",
             Kind::Lines,

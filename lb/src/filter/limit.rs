@@ -46,6 +46,7 @@ pub struct LimitState {
 pub struct LimitRegistry {
     states: Mutex<HashMap<(String, RateLimitSpec), Weak<LimitState>>>,
     pools: Mutex<HashMap<String, Weak<AtomicU32>>>,
+    listeners: Mutex<HashMap<(String, u64), Weak<crate::listener::shape::ListenerBuckets>>>,
 }
 
 /// Holds one of a pool's in-flight slots; released on drop.
@@ -68,6 +69,28 @@ pub fn pool_slot(max: u32, counter: &Arc<AtomicU32>) -> Option<PoolSlot> {
 }
 
 impl LimitRegistry {
+    /// A listener's shared bandwidth buckets, the same while its rate is unchanged.
+    pub fn listener_buckets(
+        &self,
+        listener: &str,
+        bytes_per_second: u64,
+    ) -> Arc<crate::listener::shape::ListenerBuckets> {
+        let mut m = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.retain(|_, w| w.strong_count() > 0);
+        let key = (listener.to_string(), bytes_per_second);
+        if let Some(b) = m.get(&key).and_then(Weak::upgrade) {
+            return b;
+        }
+        let b = Arc::new(crate::listener::shape::ListenerBuckets::new(
+            bytes_per_second,
+        ));
+        m.insert(key, Arc::downgrade(&b));
+        b
+    }
+
     pub fn pool_counter(&self, pool: &str) -> Arc<AtomicU32> {
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
         pools.retain(|_, w| w.strong_count() > 0);

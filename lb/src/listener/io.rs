@@ -96,6 +96,20 @@ impl AsyncWrite for Rewound {
     }
 }
 
+/// The largest read a shaped connection makes at once.
+const SHAPED_READ: usize = 16 * 1024;
+
+impl Transport {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::TlsCork(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Ktls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
 pub struct ListenerIo {
     transport: Transport,
     /// Bytes read ahead of the protocol (after a PROXY protocol header), served first.
@@ -103,6 +117,8 @@ pub struct ListenerIo {
     metrics: Arc<ListenerMetrics>,
     /// HTTP/1.1 framing checks on the bytes read (HTTP listeners only).
     watch: Option<FramingWatch>,
+    /// Bandwidth shaping, when the listener asks for it.
+    shaper: Option<Box<super::shape::Shaper>>,
 }
 
 impl ListenerIo {
@@ -112,6 +128,7 @@ impl ListenerIo {
             prefix,
             metrics,
             watch: None,
+            shaper: None,
         }
     }
 
@@ -125,6 +142,7 @@ impl ListenerIo {
             prefix: Bytes::new(),
             metrics,
             watch: None,
+            shaper: None,
         }
     }
 
@@ -138,6 +156,7 @@ impl ListenerIo {
             prefix: Bytes::new(),
             metrics,
             watch: None,
+            shaper: None,
         }
     }
 
@@ -148,12 +167,19 @@ impl ListenerIo {
             prefix: Bytes::new(),
             metrics,
             watch: None,
+            shaper: None,
         }
     }
 
     /// Watches the bytes read for framing that hyper accepts and Meridian refuses.
     pub fn with_framing_watch(mut self, watch: FramingWatch) -> ListenerIo {
         self.watch = Some(watch);
+        self
+    }
+
+    /// Shapes the connection's bandwidth as the listener says.
+    pub fn with_shaping(mut self, shaping: Option<&super::shape::Shaping>) -> ListenerIo {
+        self.shaper = shaping.map(|s| Box::new(super::shape::Shaper::new(s)));
         self
     }
 
@@ -180,12 +206,28 @@ impl AsyncRead for ListenerIo {
         }
         let before = buf.filled().len();
         let this = &mut *self;
-        let r = match &mut this.transport {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Transport::TlsCork(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Transport::Ktls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        };
+        if let Some(shaper) = &mut this.shaper {
+            // Read at most what the shaper grants, through a small buffer of our own.
+            let want = buf.remaining().min(SHAPED_READ);
+            let granted = match shaper.grant(super::shape::Dir::In, want, cx) {
+                Poll::Ready(n) => n,
+                Poll::Pending => return Poll::Pending,
+            };
+            let mut tmp = [0u8; SHAPED_READ];
+            let mut small = ReadBuf::new(&mut tmp[..granted]);
+            let r = this.transport.poll_read(cx, &mut small);
+            let n = small.filled().len();
+            shaper.refund(super::shape::Dir::In, granted - n);
+            buf.put_slice(small.filled());
+            if n > 0 {
+                this.metrics.bytes_in.inc_by(n as u64);
+                if let Some(w) = &mut this.watch {
+                    w.observe(&buf.filled()[before..]);
+                }
+            }
+            return r;
+        }
+        let r = this.transport.poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
             this.metrics.bytes_in.inc_by(n as u64);
@@ -204,12 +246,26 @@ impl AsyncWrite for ListenerIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        let buf = match &mut this.shaper {
+            Some(shaper) => match shaper.grant(super::shape::Dir::Out, buf.len(), cx) {
+                Poll::Ready(n) => &buf[..n],
+                Poll::Pending => return Poll::Pending,
+            },
+            None => buf,
+        };
         let r = match &mut this.transport {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Transport::TlsCork(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Transport::Ktls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         };
+        if let Some(shaper) = &mut this.shaper {
+            let moved = match &r {
+                Poll::Ready(Ok(n)) => *n,
+                _ => 0,
+            };
+            shaper.refund(super::shape::Dir::Out, buf.len() - moved);
+        }
         if let Poll::Ready(Ok(n)) = &r {
             this.metrics.bytes_out.inc_by(*n as u64);
         }
@@ -221,6 +277,14 @@ impl AsyncWrite for ListenerIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.shaper.is_some() {
+            // Shaped: one slice at a time, through the shaper.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
         let this = &mut *self;
         let r = match &mut this.transport {
             Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
@@ -235,6 +299,9 @@ impl AsyncWrite for ListenerIo {
     }
 
     fn is_write_vectored(&self) -> bool {
+        if self.shaper.is_some() {
+            return false;
+        }
         match &self.transport {
             Transport::Plain(s) => s.is_write_vectored(),
             Transport::Tls(s) => s.is_write_vectored(),

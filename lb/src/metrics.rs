@@ -428,17 +428,13 @@ impl CompressionMetrics {
         })
     }
 
-    fn index(c: model::Codec) -> usize {
-        model::Codec::ALL.iter().position(|x| *x == c).unwrap_or(0)
-    }
-
     /// The `[in, out]` counters of one codec's compressor.
     pub fn codec(&self, c: model::Codec) -> [IntCounter; 2] {
-        self.response[Self::index(c)].clone()
+        self.response[c.index()].clone()
     }
 
     pub fn request_decoded(&self, c: model::Codec, compressed: usize, plain: usize) {
-        let [i, o] = &self.request[Self::index(c)];
+        let [i, o] = &self.request[c.index()];
         i.inc_by(compressed as u64);
         o.inc_by(plain as u64);
     }

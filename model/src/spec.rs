@@ -457,6 +457,22 @@ pub enum Codec {
 impl Codec {
     pub const ALL: [Codec; 4] = [Codec::Zstd, Codec::Br, Codec::Gzip, Codec::Deflate];
 
+    /// Its place in [`Codec::ALL`], for tables indexed by codec.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The codec a content-coding token names, in any case; `x-gzip` is gzip (RFC 9110
+    /// section 8.4.1.3).
+    pub fn from_token(token: &str) -> Option<Codec> {
+        if token.eq_ignore_ascii_case("x-gzip") {
+            return Some(Codec::Gzip);
+        }
+        Codec::ALL
+            .into_iter()
+            .find(|c| c.token().eq_ignore_ascii_case(token))
+    }
+
     /// The token in `Accept-Encoding` and `Content-Encoding`.
     pub fn token(self) -> &'static str {
         match self {

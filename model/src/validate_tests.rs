@@ -672,3 +672,13 @@ rate_limit = { requests = 1, key = { by = "cookie", name = "a b" }, over_limit =
     assert_eq!(access.methods, ["GET", "HEAD"]);
     assert_eq!(access.allow.len(), 2);
 }
+
+#[test]
+fn codecs_index_in_their_table_order_and_parse_from_tokens() {
+    for (i, c) in crate::Codec::ALL.into_iter().enumerate() {
+        assert_eq!(c.index(), i);
+        assert_eq!(crate::Codec::from_token(&c.token().to_uppercase()), Some(c));
+    }
+    assert_eq!(crate::Codec::from_token("x-gzip"), Some(crate::Codec::Gzip));
+    assert_eq!(crate::Codec::from_token("identity"), None);
+}

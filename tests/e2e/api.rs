@@ -512,16 +512,7 @@ async fn metrics_cover_requests_health_dns_and_raft() {
     .expect("proxy up");
     let _ = node.dns_a("app.gslb.test").await;
     let _ = node.dns_a("missing.gslb.test").await;
-    let text = node
-        .http
-        .get(node.url("/metrics"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = node.metrics(&token).await;
     for needle in [
         "meridian_lb_requests_total{listener=\"web\",status=\"200\"}",
         "meridian_lb_member_healthy{group=\"mesh\"",

@@ -372,16 +372,7 @@ compression = {{ codecs = ["gzip"], decompress_requests_max_bytes = 65536 }}
         before + 1,
         "refused bodies never reach the member"
     );
-    let metrics = node
-        .http
-        .get(node.url("/metrics"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = node.metrics(&token).await;
     assert!(
         metrics
             .contains("meridian_lb_request_decompression_rejected_total{reason=\"too_large\"} 1"),
@@ -463,16 +454,7 @@ access = {{ allow = ["10.0.0.0/8"] }}
         let r = client.get(url(path)).send().await.expect("get");
         assert_eq!(r.status(), 400, "{path} ({check})");
     }
-    let metrics = node
-        .http
-        .get(node.url("/metrics"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = node.metrics(&token).await;
     for line in [
         "meridian_lb_rate_limit_total{outcome=\"admitted\",route=\"api\"} 5",
         "meridian_lb_rate_limit_total{outcome=\"rejected\",route=\"api\"} 3",

@@ -203,6 +203,19 @@ impl Meridian {
             .expect("login answered")
     }
 
+    /// The node's Prometheus text, read with a bearer token.
+    pub async fn metrics(&self, token: &str) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// A console page as the admin (with `password`) sees it after logging in: status and
     /// HTML.
     pub async fn console_get(&self, password: &str, path: &str) -> (u16, String) {

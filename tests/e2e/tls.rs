@@ -311,16 +311,7 @@ async fn https_listener_serves_by_sni_rotates_hitlessly_and_keeps_keys_secret() 
     assert!(certs["expires_in_seconds"]
         .as_i64()
         .is_some_and(|s| s > 86_400));
-    let metrics = node
-        .http
-        .get(node.url("/metrics"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = node.metrics(&token).await;
     assert!(
         metrics.contains("meridian_lb_tls_connections_total{cipher=\"TLS13_")
             || metrics.contains("meridian_lb_tls_connections_total{cipher="),
@@ -408,16 +399,7 @@ async fn bad_certificates_and_bad_handshakes_are_refused_and_counted() {
     assert!(started.elapsed() < Duration::from_secs(3));
     // And the node still serves.
     assert!(handshake(client, port, "a.test").await.is_ok());
-    let metrics = node
-        .http
-        .get(node.url("/metrics"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = node.metrics(&token).await;
     assert!(
         metrics.contains("kind=\"tls_handshake\",listener=\"secure\"} 1")
             || metrics.contains("kind=\"tls_handshake\",listener=\"secure\"} 2"),
@@ -913,16 +895,7 @@ pools = [{{ name = "mesh", members = [{{ address = "{}" }}] }}]
     }
 
     // Node 2 counts what it resumed.
-    let metrics = n2
-        .http
-        .get(n2.url("/metrics"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = n2.metrics(&token).await;
     let resumed_13 = metrics.lines().any(|l| {
         l.starts_with("meridian_lb_tls_connections_total{")
             && l.contains("handshake=\"resumed\"")

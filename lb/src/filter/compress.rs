@@ -84,15 +84,7 @@ impl Compression {
                     star = Some(q);
                     continue;
                 }
-                let token = if token.eq_ignore_ascii_case("x-gzip") {
-                    "gzip"
-                } else {
-                    token
-                };
-                if let Some(i) = Codec::ALL
-                    .iter()
-                    .position(|c| c.token().eq_ignore_ascii_case(token))
-                {
+                if let Some(i) = Codec::from_token(token).map(Codec::index) {
                     // The most specific (any) mention wins; a repeat keeps the highest.
                     q_of[i] = Some(q_of[i].map_or(q, |old| old.max(q)));
                 }
@@ -103,8 +95,7 @@ impl Compression {
         }
         let mut best: Option<(u16, Codec)> = None;
         for &codec in self.codecs.iter() {
-            let i = Codec::ALL.iter().position(|c| *c == codec).unwrap_or(0);
-            let q = q_of[i].or(star).unwrap_or(0);
+            let q = q_of[codec.index()].or(star).unwrap_or(0);
             if q > 0 && best.is_none_or(|(bq, _)| q > bq) {
                 best = Some((q, codec));
             }
@@ -477,12 +468,7 @@ pub fn request_codec(headers: &HeaderMap) -> Option<Codec> {
     if values.next().is_some() {
         return None;
     }
-    if v.eq_ignore_ascii_case("x-gzip") {
-        return Some(Codec::Gzip);
-    }
-    Codec::ALL
-        .into_iter()
-        .find(|c| c.token().eq_ignore_ascii_case(v))
+    Codec::from_token(v)
 }
 
 /// Reads a whole compressed request body (at most `max` bytes of it) and decompresses it, at

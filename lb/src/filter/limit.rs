@@ -40,13 +40,36 @@ pub struct LimitState {
     checks: AtomicU64,
 }
 
-/// Hands out the state of each route's limit, the same one while the limit is unchanged, and
-/// each pool's in-flight counter, the same one while the pool exists.
+/// Shared values by key, alive while some snapshot holds them: a revision that keeps the key
+/// gets the same value; keys no snapshot holds any more are forgotten.
+struct Shared<K, V>(Mutex<HashMap<K, Weak<V>>>);
+
+impl<K: std::hash::Hash + Eq, V> Default for Shared<K, V> {
+    fn default() -> Self {
+        Shared(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> Shared<K, V> {
+    fn get_or(&self, key: K, make: impl FnOnce() -> V) -> Arc<V> {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        m.retain(|_, w| w.strong_count() > 0);
+        if let Some(v) = m.get(&key).and_then(Weak::upgrade) {
+            return v;
+        }
+        let v = Arc::new(make());
+        m.insert(key, Arc::downgrade(&v));
+        v
+    }
+}
+
+/// Hands out the state of each route's limit (the same while the limit is unchanged), each
+/// pool's in-flight counter and each listener's bandwidth buckets (the same while the rate is).
 #[derive(Default)]
 pub struct LimitRegistry {
-    states: Mutex<HashMap<(String, RateLimitSpec), Weak<LimitState>>>,
-    pools: Mutex<HashMap<String, Weak<AtomicU32>>>,
-    listeners: Mutex<HashMap<(String, u64), Weak<crate::listener::shape::ListenerBuckets>>>,
+    states: Shared<(String, RateLimitSpec), LimitState>,
+    pools: Shared<String, AtomicU32>,
+    listeners: Shared<(String, u64), crate::listener::shape::ListenerBuckets>,
 }
 
 /// Holds one of a pool's in-flight slots; released on drop.
@@ -69,50 +92,24 @@ pub fn pool_slot(max: u32, counter: &Arc<AtomicU32>) -> Option<PoolSlot> {
 }
 
 impl LimitRegistry {
-    /// A listener's shared bandwidth buckets, the same while its rate is unchanged.
     pub fn listener_buckets(
         &self,
         listener: &str,
         bytes_per_second: u64,
     ) -> Arc<crate::listener::shape::ListenerBuckets> {
-        let mut m = self
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        m.retain(|_, w| w.strong_count() > 0);
-        let key = (listener.to_string(), bytes_per_second);
-        if let Some(b) = m.get(&key).and_then(Weak::upgrade) {
-            return b;
-        }
-        let b = Arc::new(crate::listener::shape::ListenerBuckets::new(
-            bytes_per_second,
-        ));
-        m.insert(key, Arc::downgrade(&b));
-        b
+        self.listeners
+            .get_or((listener.to_string(), bytes_per_second), || {
+                crate::listener::shape::ListenerBuckets::new(bytes_per_second)
+            })
     }
 
     pub fn pool_counter(&self, pool: &str) -> Arc<AtomicU32> {
-        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
-        pools.retain(|_, w| w.strong_count() > 0);
-        if let Some(c) = pools.get(pool).and_then(Weak::upgrade) {
-            return c;
-        }
-        let c = Arc::new(AtomicU32::new(0));
-        pools.insert(pool.to_string(), Arc::downgrade(&c));
-        c
+        self.pools.get_or(pool.to_string(), || AtomicU32::new(0))
     }
 
     pub fn state(&self, route: &str, spec: &RateLimitSpec) -> Arc<LimitState> {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        // Limits of routes no snapshot holds any more are forgotten.
-        states.retain(|_, w| w.strong_count() > 0);
-        let key = (route.to_string(), spec.clone());
-        if let Some(s) = states.get(&key).and_then(Weak::upgrade) {
-            return s;
-        }
-        let s = Arc::new(LimitState::new(spec));
-        states.insert(key, Arc::downgrade(&s));
-        s
+        self.states
+            .get_or((route.to_string(), spec.clone()), || LimitState::new(spec))
     }
 }
 
@@ -198,15 +195,16 @@ impl RateLimit {
         }
     }
 
-    /// The request's key, hashed; `None` when it carries nothing to count by.
+    /// The request's key, hashed; `None` when it carries nothing to count by. An IPv4-mapped
+    /// IPv6 client counts as the IPv4 client it is.
     pub fn key(&self, client: IpAddr, headers: &HeaderMap) -> Option<u64> {
         let seed = &self.state.seed;
         match &self.key {
-            RateKey::ClientIp => Some(seed.hash_one(canonical(client))),
+            RateKey::ClientIp => Some(seed.hash_one(client.to_canonical())),
             RateKey::Subnet {
                 ipv4_prefix,
                 ipv6_prefix,
-            } => Some(seed.hash_one(match canonical(client) {
+            } => Some(seed.hash_one(match client.to_canonical() {
                 IpAddr::V4(v4) => {
                     let mask = u32::MAX
                         .checked_shl(32 - u32::from(*ipv4_prefix))
@@ -293,14 +291,6 @@ impl RateLimit {
         };
         self.metrics[if waited.is_zero() { 0 } else { 1 }].inc();
         Ok(slot)
-    }
-}
-
-/// IPv4-mapped IPv6 addresses count as the IPv4 client they are.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

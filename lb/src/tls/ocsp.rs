@@ -68,7 +68,8 @@ fn items<'a>(any: &Any<'a>) -> Result<Vec<Any<'a>>, String> {
     Ok(out)
 }
 
-fn expect<'a>(any: Any<'a>, tag: Tag, what: &str) -> Result<Any<'a>, String> {
+/// `any`, when it is the universal `tag`.
+fn universal<'a>(any: Any<'a>, tag: Tag, what: &str) -> Result<Any<'a>, String> {
     if any.header.class() == Class::Universal && any.tag() == tag {
         Ok(any)
     } else {
@@ -94,8 +95,8 @@ pub fn check(der: &[u8], serial: &[u8], now: i64) -> Result<OcspStaple, String> 
     if !rest.is_empty() {
         return Err("trailing bytes after the response".into());
     }
-    let mut top = items(&expect(resp, Tag::Sequence, "OCSPResponse")?)?.into_iter();
-    let status = expect(
+    let mut top = items(&universal(resp, Tag::Sequence, "OCSPResponse")?)?.into_iter();
+    let status = universal(
         top.next().ok_or("no responseStatus")?,
         Tag::Enumerated,
         "responseStatus",
@@ -111,8 +112,8 @@ pub fn check(der: &[u8], serial: &[u8], now: i64) -> Result<OcspStaple, String> 
         return Err("responseBytes: unexpected element".into());
     }
     let (rb, _) = tlv(bytes.data)?;
-    let mut rb = items(&expect(rb, Tag::Sequence, "ResponseBytes")?)?.into_iter();
-    let kind = expect(
+    let mut rb = items(&universal(rb, Tag::Sequence, "ResponseBytes")?)?.into_iter();
+    let kind = universal(
         rb.next().ok_or("no responseType")?,
         Tag::Oid,
         "responseType",
@@ -120,14 +121,14 @@ pub fn check(der: &[u8], serial: &[u8], now: i64) -> Result<OcspStaple, String> 
     if kind.data != BASIC {
         return Err("not a basic OCSP response".into());
     }
-    let octets = expect(
+    let octets = universal(
         rb.next().ok_or("no response")?,
         Tag::OctetString,
         "response",
     )?;
     let (basic, _) = tlv(octets.data)?;
-    let basic = items(&expect(basic, Tag::Sequence, "BasicOCSPResponse")?)?;
-    let tbs = expect(
+    let basic = items(&universal(basic, Tag::Sequence, "BasicOCSPResponse")?)?;
+    let tbs = universal(
         basic.into_iter().next().ok_or("no tbsResponseData")?,
         Tag::Sequence,
         "tbsResponseData",
@@ -139,9 +140,9 @@ pub fn check(der: &[u8], serial: &[u8], now: i64) -> Result<OcspStaple, String> 
         .ok_or("no responses")?;
     let mut last_err = "no response for this certificate".to_string();
     for single in items(&responses)? {
-        let fields = items(&expect(single, Tag::Sequence, "SingleResponse")?)?;
+        let fields = items(&universal(single, Tag::Sequence, "SingleResponse")?)?;
         let mut f = fields.into_iter();
-        let cert_id = items(&expect(
+        let cert_id = items(&universal(
             f.next().ok_or("no certID")?,
             Tag::Sequence,
             "certID",

@@ -25,19 +25,35 @@ pub struct CertificateView {
     pub ocsp: Option<crate::OcspView>,
 }
 
-pub fn view(st: &AppState, r: &CertificateRecord) -> CertificateView {
-    let users = ops::certificate_users(&st.backend.config().value.spec);
-    let now = i64::try_from(model::unix_ms() / 1000).unwrap_or(i64::MAX);
-    CertificateView {
-        name: r.name.clone(),
-        info: r.info.clone(),
-        csr_pem: r.csr_pem.clone(),
-        revoked: r.revoked.clone(),
-        used_by: users.get(&r.name).cloned().unwrap_or_default(),
-        expires_in_seconds: r.info.as_ref().map(|i| i.not_after_unix - now),
-        created_unix_ms: r.created_unix_ms,
-        updated_unix_ms: r.updated_unix_ms,
-        ocsp: st.backend.ocsp().remove(&r.name),
+/// What every certificate's view needs, gathered once per answer: where each is used, this
+/// node's OCSP stapling, the time.
+pub struct Views {
+    users: std::collections::BTreeMap<String, Vec<String>>,
+    ocsp: std::collections::BTreeMap<String, crate::OcspView>,
+    now: i64,
+}
+
+impl Views {
+    pub fn new(st: &AppState) -> Views {
+        Views {
+            users: ops::certificate_users(&st.backend.config().value.spec),
+            ocsp: st.backend.ocsp(),
+            now: i64::try_from(model::unix_ms() / 1000).unwrap_or(i64::MAX),
+        }
+    }
+
+    pub fn view(&self, r: &CertificateRecord) -> CertificateView {
+        CertificateView {
+            name: r.name.clone(),
+            info: r.info.clone(),
+            csr_pem: r.csr_pem.clone(),
+            revoked: r.revoked.clone(),
+            used_by: self.users.get(&r.name).cloned().unwrap_or_default(),
+            expires_in_seconds: r.info.as_ref().map(|i| i.not_after_unix - self.now),
+            created_unix_ms: r.created_unix_ms,
+            updated_unix_ms: r.updated_unix_ms,
+            ocsp: self.ocsp.get(&r.name).cloned(),
+        }
     }
 }
 
@@ -56,7 +72,8 @@ pub(super) async fn list_certificates(
     State(st): State<AppState>,
 ) -> Json<Vec<CertificateView>> {
     let certs = st.backend.certificates();
-    Json(certs.values().map(|r| view(&st, r)).collect())
+    let views = Views::new(&st);
+    Json(certs.values().map(|r| views.view(r)).collect())
 }
 
 /// One certificate
@@ -80,7 +97,7 @@ pub(super) async fn get_certificate(
 ) -> Result<Json<CertificateView>, ApiError> {
     let certs = st.backend.certificates();
     let r = certs.get(&name).ok_or(ApiError::NotFound)?;
-    Ok(Json(view(&st, r)))
+    Ok(Json(Views::new(&st).view(r)))
 }
 
 /// A certificate and its private key to import.

@@ -32,7 +32,7 @@ mod history;
 mod objects;
 mod users;
 
-pub use certificates::view as certificate_view;
+pub use certificates::Views as CertificateViews;
 use certificates::*;
 use history::*;
 use objects::*;

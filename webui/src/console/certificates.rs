@@ -108,12 +108,13 @@ pub fn horizon_days(st: &AppState) -> u32 {
 
 fn page(st: &AppState, user: &ConsoleUser) -> CertificatesTemplate {
     let horizon = horizon_days(st);
+    let views = crate::api::CertificateViews::new(st);
     let rows = st
         .backend
         .certificates()
         .values()
         .map(|r| {
-            let v = crate::api::certificate_view(st, r);
+            let v = views.view(r);
             let left = v.expires_in_seconds.unwrap_or(0);
             let (status, status_text) = match (&v.revoked, &v.info) {
                 (Some(rev), _) => ("bad", format!("revoked: {}", rev.reason)),

@@ -76,6 +76,64 @@ impl webui::Backend for NodeBackend {
         self.cluster.current().ticket_keys
     }
 
+    fn cache(&self) -> webui::CacheView {
+        let store = self.dataplane.cache();
+        let s = store.stats();
+        let mut routes: Vec<webui::CacheRouteView> = self
+            .dataplane
+            .cache_routes()
+            .into_iter()
+            .map(
+                |(route, [hits, misses, stale, revalidated, bypass], coalesced)| {
+                    let served = hits + stale + revalidated;
+                    let all = served + misses + bypass;
+                    webui::CacheRouteView {
+                        route,
+                        hits,
+                        misses,
+                        stale,
+                        revalidated,
+                        bypass,
+                        coalesced,
+                        hit_ratio: if all == 0 {
+                            0.0
+                        } else {
+                            served as f64 / all as f64
+                        },
+                    }
+                },
+            )
+            .collect();
+        routes.sort_by(|a, b| a.route.cmp(&b.route));
+        routes.dedup_by(|a, b| a.route == b.route);
+        webui::CacheView {
+            memory_entries: s.memory_entries,
+            memory_bytes: s.memory_bytes,
+            memory_capacity_bytes: s.memory_capacity_bytes,
+            disk_entries: s.disk_entries,
+            disk_bytes: s.disk_bytes,
+            disk_capacity_bytes: s.disk_capacity_bytes,
+            disk_dir: s.disk_dir,
+            routes,
+            top_keys: store
+                .top_keys(20)
+                .into_iter()
+                .map(|k| webui::CacheKeyView {
+                    key: k.key,
+                    encoding: k.encoding.to_string(),
+                    hits: k.hits,
+                    bytes: k.bytes as u64,
+                    age_seconds: k.age_seconds,
+                    ttl_seconds: k.ttl_seconds,
+                })
+                .collect(),
+        }
+    }
+
+    fn cache_matches(&self, selector: &model::records::PurgeSelector) -> usize {
+        self.dataplane.cache().count_matching(selector)
+    }
+
     fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>> {
         self.cluster.current().certificates
     }

@@ -36,6 +36,9 @@ pub enum Command {
     /// Manage TLS certificates in the credential store.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// The response cache: this node's status, and purges every node applies.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Set the admin state of a pool member: enabled, disabled or draining (no new requests;
     /// requests in flight finish).
     Member {
@@ -144,6 +147,28 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// The node's tiers, each caching route's hit ratio, the most-hit keys.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove cached responses on every node: one key (host/path?query), every key under a
+    /// prefix, or every response with a tag. Exit status 1 when a key matches nothing on the
+    /// node asked.
+    Purge {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long, group = "what", required = true)]
+        key: Option<String>,
+        #[arg(long, group = "what")]
+        prefix: Option<String>,
+        #[arg(long, group = "what")]
+        tag: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CertCommand {
     /// List the certificates (names, subjects, expiry, where used; never keys).
     List {
@@ -224,6 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(c) => crate::client::config(c).await,
         Command::Token(t) => crate::client::token(t).await,
         Command::Cert(c) => crate::client::cert(c).await,
+        Command::Cache(c) => crate::client::cache(c).await,
         Command::Status { api } => crate::client::status(api).await,
         Command::Member {
             api,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use reqwest::StatusCode;
 
-use crate::cli::{ApiArgs, CertCommand, ConfigCommand, Format, TokenCommand};
+use crate::cli::{ApiArgs, CacheCommand, CertCommand, ConfigCommand, Format, TokenCommand};
 
 /// An HTTP client that also trusts `ca_cert` when given.
 fn http_client(ca_cert: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
@@ -210,6 +210,45 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
 pub async fn status(api: ApiArgs) -> anyhow::Result<ExitCode> {
     let http = http_client(api.ca_cert.as_deref())?;
     let resp = authed(http.get(url(&api.api, "/status")), &api)?
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", api.api))?;
+    if !resp.status().is_success() {
+        return Ok(report_error(resp).await);
+    }
+    let v: serde_json::Value = resp.json().await?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cache(cmd: CacheCommand) -> anyhow::Result<ExitCode> {
+    let (api, req) = match cmd {
+        CacheCommand::Status { api } => {
+            let http = http_client(api.ca_cert.as_deref())?;
+            let req = authed(http.get(url(&api.api, "/cache")), &api)?;
+            (api, req)
+        }
+        CacheCommand::Purge {
+            api,
+            key,
+            prefix,
+            tag,
+        } => {
+            let body = match (key, prefix, tag) {
+                (Some(k), _, _) => serde_json::json!({ "key": k }),
+                (_, Some(p), _) => serde_json::json!({ "prefix": p }),
+                (_, _, Some(t)) => serde_json::json!({ "tag": t }),
+                _ => {
+                    eprintln!("error: name what to purge: --key, --prefix or --tag");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let http = http_client(api.ca_cert.as_deref())?;
+            let req = authed(http.post(url(&api.api, "/cache/purge")), &api)?.json(&body);
+            (api, req)
+        }
+    };
+    let resp = req
         .send()
         .await
         .with_context(|| format!("cannot reach {}", api.api))?;

@@ -45,6 +45,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         access_log: None,
         access_log_fields: None,
         ocsp_dir: None,
+        cache_memory_bytes: None,
+        cache_disk_bytes: None,
+        cache_dir: None,
     };
     let node = Node::start(&cfg).await?;
     if node.cluster.current().config.revision == 0 {
@@ -127,13 +130,16 @@ response_headers = {{ set = {{ "x-served-by" = "meridian" }} }}
 # 10 requests per second per client address, 10 at once; over that, 429 with Retry-After.
 rate_limit = {{ requests = 10, burst = 10, key = {{ by = "client_ip" }} }}
 
-# Static assets: compressed for clients that accept it (zstd, br, gzip or deflate).
+# Static assets: compressed for clients that accept it (zstd, br, gzip or deflate), and
+# cached (each encoding its own entry) for as long as the backends say (max-age=60), then
+# served stale for 30 s more while one request refreshes it.
 [[routes]]
 name = "assets"
 listener = "web"
 path_prefix = "/assets"
 pool = "mesh"
 compression = {{ level = 5 }}
+cache = {{ stale_while_revalidate_seconds = 30 }}
 
 # The old site moved: a permanent redirect, answered by Meridian itself.
 [[routes]]
@@ -199,6 +205,8 @@ Meridian demo is running: one node, data in {data}
   Rewrite     curl -si http://{proxy}/api/hello              (upstream sees /hello)
   Redirect    curl -si http://{proxy}/old/page               (301 to /)
   Compressed  curl -s --compressed -D - -o /dev/null http://{proxy}/assets/site.css  (content-encoding)
+  Cached      curl -s -D - -o /dev/null http://{proxy}/assets/site.css      (again: X-Cache: HIT, Age)
+  Purge       MERIDIAN_TOKEN=<token> meridian cache purge --tag assets     (every node; /console/cache)
   Rate limit  for i in $(seq 30); do curl -s -o /dev/null -w '%{{http_code}} ' http://{proxy}/api/hello; done  (429s past 10/s)
   HTTPS       curl -sk https://{https}/                      (TLS terminated; certificate "{DEMO_CERT}")
   TCP (L4)    curl -s http://{tcp}/                        (bytes proxied, not parsed)
@@ -272,6 +280,14 @@ fn backend_answer<B>(name: &str, req: &Request<B>) -> Response<Full<Bytes>> {
             hyper::header::CACHE_CONTROL,
             hyper::header::HeaderValue::from_static("public, max-age=60"),
         );
+        // Tags for purges by tag, and a validator for revalidation.
+        h.insert(
+            "surrogate-key",
+            hyper::header::HeaderValue::from_static("assets css"),
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("\"{name}-v1\"")) {
+            h.insert(hyper::header::ETAG, v);
+        }
         if let Ok(v) = hyper::header::HeaderValue::from_str(name) {
             h.insert("x-demo-cluster", v);
         }

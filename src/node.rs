@@ -40,6 +40,7 @@ pub struct Node {
     certs_task: tokio::task::JoinHandle<()>,
     /// Follows (and, on the leader, rotates) the cluster's session-ticket keys.
     tickets_task: tokio::task::JoinHandle<()>,
+    purges_task: tokio::task::JoinHandle<()>,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). hickory-server logs every query at
@@ -152,6 +153,7 @@ impl Node {
             lb::Options {
                 access_log,
                 workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                cache: cfg.cache(),
             },
         ));
 
@@ -163,6 +165,7 @@ impl Node {
             crate::certs::follow(&cluster, cluster_key.clone(), dataplane.certs(), ocsp_dir);
         let tickets_task =
             crate::tickets::spawn(cluster.clone(), cluster_key.clone(), dataplane.certs());
+        let purges_task = follow_purges(&cluster, dataplane.cache());
 
         let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
         let dns = udp.local_addr()?;
@@ -225,6 +228,7 @@ impl Node {
             sampler_task,
             certs_task,
             tickets_task,
+            purges_task,
         })
     }
 
@@ -270,6 +274,7 @@ impl Node {
         self.sampler_task.abort();
         self.certs_task.abort();
         self.tickets_task.abort();
+        self.purges_task.abort();
         // Stop taking new work first: the console and DNS stop, then the proxy drains the
         // requests in flight (each listener's drain_timeout) before the cluster state closes.
         self.dns_server.shutdown().await;
@@ -466,4 +471,22 @@ async fn bind_dns(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> 
     Err(anyhow::anyhow!(
         "cannot bind DNS on one port for UDP and TCP: {last_err:?}"
     ))
+}
+
+/// Applies the cluster's cache purges to this node's store as they replicate (and, at start,
+/// the ones made while it was down to its disk tier).
+fn follow_purges(
+    cluster: &Arc<ClusterNode>,
+    store: Arc<lb::cache::CacheStore>,
+) -> tokio::task::JoinHandle<()> {
+    let mut applied = cluster.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let purges = applied.borrow_and_update().purges.clone();
+            store.apply_purges(&purges);
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    })
 }

@@ -59,6 +59,16 @@ pub struct NodeConfig {
     /// Default `<data_dir>/ocsp`.
     #[serde(default)]
     pub ocsp_dir: Option<PathBuf>,
+    /// Bytes of responses the cache keeps in memory (default 256 MiB).
+    #[serde(default)]
+    pub cache_memory_bytes: Option<u64>,
+    /// Bytes of responses the cache keeps on disk, across restarts (default 1 GiB; 0 turns
+    /// the disk tier off).
+    #[serde(default)]
+    pub cache_disk_bytes: Option<u64>,
+    /// The disk tier's directory. Default `<data_dir>/cache`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn default_name() -> String {
@@ -71,6 +81,22 @@ impl NodeConfig {
         self.ocsp_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("ocsp"))
+    }
+
+    /// Sizes and place of the response cache's tiers.
+    pub fn cache(&self) -> lb::cache::StoreOptions {
+        let disk = self.cache_disk_bytes.unwrap_or(1 << 30);
+        lb::cache::StoreOptions {
+            memory_bytes: self.cache_memory_bytes.unwrap_or(256 << 20),
+            disk: (disk > 0).then(|| {
+                (
+                    self.cache_dir
+                        .clone()
+                        .unwrap_or_else(|| self.data_dir.join("cache")),
+                    disk,
+                )
+            }),
+        }
     }
 
     /// Whether the console is served over HTTPS.
@@ -98,6 +124,13 @@ impl NodeConfig {
                 "admin_tls: plain HTTP is only allowed on loopback, and admin_bind is {}",
                 self.admin_bind
             ));
+        }
+        if self.cache_memory_bytes.is_some_and(|b| b < 1 << 20) {
+            errors.push("cache_memory_bytes: at least 1048576 (1 MiB)".to_string());
+        }
+        if self.cache_disk_bytes.is_some_and(|b| b != 0 && b < 1 << 20) {
+            errors
+                .push("cache_disk_bytes: 0 (no disk tier) or at least 1048576 (1 MiB)".to_string());
         }
         if self.access_log_fields.as_ref().is_some_and(Vec::is_empty) {
             errors.push(

@@ -10,6 +10,8 @@ mod netns;
 mod api;
 #[path = "e2e/browser.rs"]
 mod browser;
+#[path = "e2e/cache.rs"]
+mod cache;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/cluster.rs"]

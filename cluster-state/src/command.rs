@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 pub type Command = model::Proposal;
 
 pub use model::records::{
-    AuditEntry, AuthState, CertificateRecord, RevisionRecord, TicketKeyRecord, TokenInfo,
-    UserRecord,
+    AuditEntry, AuthState, CertificateRecord, PurgeRecord, RevisionRecord, TicketKeyRecord,
+    TokenInfo, UserRecord,
 };
 
 /// How many config revisions (each with its whole spec) the history keeps for diff and rollback.
@@ -34,6 +34,8 @@ pub struct Applied {
     pub certificates: Arc<BTreeMap<String, Arc<CertificateRecord>>>,
     /// Session-ticket keys, newest first. Sealed.
     pub ticket_keys: Arc<Vec<Arc<TicketKeyRecord>>>,
+    /// Cache purges, oldest first.
+    pub purges: Arc<Vec<PurgeRecord>>,
 }
 
 /// Why the state machine refused a committed command. Deterministic: every node refuses alike.
@@ -72,6 +74,9 @@ pub(crate) struct Document {
     /// Newest first, at most [`model::records::TICKET_KEYS_KEPT`].
     #[serde(default)]
     pub ticket_keys: VecDeque<Arc<TicketKeyRecord>>,
+    /// Oldest first, at most [`model::records::PURGES_KEPT`].
+    #[serde(default)]
+    pub purges: VecDeque<PurgeRecord>,
 }
 
 /// What one successful command changed.
@@ -84,6 +89,7 @@ pub(crate) struct Outcome {
     pub auth_changed: bool,
     pub certificates_changed: bool,
     pub ticket_keys_changed: bool,
+    pub purges_changed: bool,
 }
 
 impl Document {
@@ -310,6 +316,26 @@ impl Document {
                     auth_changed: false,
                     certificates_changed: false,
                     ticket_keys_changed: true,
+                    purges_changed: false,
+                })
+            }
+            Change::PurgeCache { selector } => {
+                let seq = self.purges.back().map_or(1, |p| p.seq + 1);
+                self.purges.push_back(PurgeRecord {
+                    seq,
+                    at_unix_ms: cmd.origin.at_unix_ms,
+                    selector: selector.clone(),
+                });
+                while self.purges.len() > model::records::PURGES_KEPT {
+                    self.purges.pop_front();
+                }
+                Ok(Outcome {
+                    revision: self.revision,
+                    config: None,
+                    auth_changed: false,
+                    certificates_changed: false,
+                    ticket_keys_changed: false,
+                    purges_changed: true,
                 })
             }
             Change::Audit { .. } => Ok(Outcome {
@@ -318,6 +344,7 @@ impl Document {
                 auth_changed: false,
                 certificates_changed: false,
                 ticket_keys_changed: false,
+                purges_changed: false,
             }),
         }
     }
@@ -362,6 +389,7 @@ impl Document {
             auth_changed: false,
             certificates_changed: false,
             ticket_keys_changed: false,
+            purges_changed: false,
         })
     }
 
@@ -372,6 +400,7 @@ impl Document {
             auth_changed: true,
             certificates_changed: false,
             ticket_keys_changed: false,
+            purges_changed: false,
         }
     }
 
@@ -382,6 +411,7 @@ impl Document {
             auth_changed: false,
             certificates_changed: true,
             ticket_keys_changed: false,
+            purges_changed: false,
         }
     }
 

@@ -59,6 +59,7 @@ impl StateMachine {
             audit: Arc::new(state.doc.audit.iter().cloned().collect()),
             certificates: Arc::new(state.doc.certificates.clone()),
             ticket_keys: Arc::new(state.doc.ticket_keys.iter().cloned().collect()),
+            purges: Arc::new(state.doc.purges.iter().cloned().collect()),
         };
         let (tx, rx) = watch::channel(current.clone());
         let sm = StateMachine {
@@ -121,6 +122,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         if outcome.certificates_changed {
                             self.current.certificates =
                                 Arc::new(self.state.doc.certificates.clone());
+                        }
+                        if outcome.purges_changed {
+                            self.current.purges =
+                                Arc::new(self.state.doc.purges.iter().cloned().collect());
                         }
                         if outcome.ticket_keys_changed {
                             self.current.ticket_keys =
@@ -191,6 +196,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             audit: Arc::new(state.doc.audit.iter().cloned().collect()),
             certificates: Arc::new(state.doc.certificates.clone()),
             ticket_keys: Arc::new(state.doc.ticket_keys.iter().cloned().collect()),
+            purges: Arc::new(state.doc.purges.iter().cloned().collect()),
         };
         self.state = state;
         self.persist().await.map_err(|e| sm_write_err(&e))?;

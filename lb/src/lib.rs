@@ -7,6 +7,7 @@
 pub mod accesslog;
 mod balance;
 mod body;
+pub mod cache;
 mod error;
 mod filter;
 pub mod health;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub metrics: LbMetrics,
     pub access_log: Option<AccessLog>,
     pub request_ids: RequestIds,
+    /// The response cache of every caching route.
+    pub cache: Arc<cache::CacheStore>,
     seed: RandomState,
 }
 
@@ -81,6 +84,10 @@ impl Shared {
             metrics: LbMetrics::new(&prometheus::Registry::new()).unwrap_or_else(|e| panic!("{e}")),
             access_log: None,
             request_ids: RequestIds::new(1),
+            cache: cache::CacheStore::open(
+                &cache::StoreOptions::default(),
+                metrics::CacheMetrics::unregistered(),
+            ),
             seed,
         }
     }
@@ -93,6 +100,8 @@ pub struct Options {
     /// Worker threads, each a single-threaded runtime that accepts on every listener. 0 runs
     /// everything on the caller's runtime.
     pub workers: usize,
+    /// Sizes of the response cache's tiers.
+    pub cache: cache::StoreOptions,
 }
 
 /// A revision the data plane could not compile; the previous one keeps serving.
@@ -139,6 +148,7 @@ impl DataPlane {
             metrics: metrics.clone(),
             access_log: options.access_log,
             request_ids: RequestIds::new(seed.hash_one("request-ids")),
+            cache: cache::CacheStore::open(&options.cache, metrics.cache.clone()),
             seed,
         });
         let health = Arc::new(HealthTable::default());
@@ -242,6 +252,17 @@ impl DataPlane {
     /// store changes, and new handshakes use them at once.
     pub fn certs(&self) -> Arc<tls::CertStore> {
         self.certs.clone()
+    }
+
+    /// The response cache: purges, statistics and top keys for the API and console.
+    pub fn cache(&self) -> Arc<cache::CacheStore> {
+        self.shared.cache.clone()
+    }
+
+    /// Each caching route's lookups: `(route, [hit, miss, stale, revalidated, bypass],
+    /// coalesced)`.
+    pub fn cache_routes(&self) -> Vec<(String, [u64; 5], u64)> {
+        self.shared.snapshot.load().cache_routes()
     }
 
     /// What the kernel offers for TLS: `Some(description)` when it takes some suite, `None`

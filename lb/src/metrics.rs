@@ -53,6 +53,9 @@ pub struct LbMetrics {
     rate_limited: IntCounterVec,
     access_denied: IntCounterVec,
     pub compression: CompressionMetrics,
+    cache_requests: IntCounterVec,
+    cache_coalesced: IntCounterVec,
+    pub cache: CacheMetrics,
     exported: Arc<Mutex<Exported>>,
 }
 
@@ -159,6 +162,9 @@ impl LbMetrics {
             rate_limited: counter_vec(r, "meridian_lb_rate_limit_total", "Requests through a route's rate limit, by outcome: admitted, delayed (admitted after waiting) or rejected (429)", &["route", "outcome"])?,
             access_denied: counter_vec(r, "meridian_lb_access_denied_total", "Requests refused by a route's access rules, by reason: deny_list, not_allowed (403) or method (405)", &["route", "reason"])?,
             compression: CompressionMetrics::new(r)?,
+            cache_requests: counter_vec(r, "meridian_lb_cache_requests_total", "Requests on caching routes, by result: hit (fresh), miss, stale (served past freshness: stale-while-revalidate or stale-if-error), revalidated (a 304 from upstream refreshed it), bypass (credentials, Range, an unsafe method)", &["route", "result"])?,
+            cache_coalesced: counter_vec(r, "meridian_lb_cache_coalesced_total", "Misses that waited for another request's upstream response for the same key instead of going upstream", &["route"])?,
+            cache: CacheMetrics::new(r)?,
             exported: Arc::default(),
         })
     }
@@ -236,6 +242,15 @@ impl LbMetrics {
             .map(|o| self.rate_limited.with_label_values(&[route, o]))
     }
 
+    /// The cache counters of a route.
+    pub fn cache_route(&self, route: &str) -> RouteCacheMetrics {
+        self.exported().routes.insert(route.to_string());
+        RouteCacheMetrics {
+            results: CACHE_RESULTS.map(|o| self.cache_requests.with_label_values(&[route, o])),
+            coalesced: self.cache_coalesced.with_label_values(&[route]),
+        }
+    }
+
     /// `[deny_list, not_allowed, method]` of a route's access rules.
     pub fn access(&self, route: &str) -> [IntCounter; 3] {
         self.exported().routes.insert(route.to_string());
@@ -281,6 +296,10 @@ impl LbMetrics {
                 for o in ["deny_list", "not_allowed", "method"] {
                     let _ = self.access_denied.remove_label_values(&[r, o]);
                 }
+                for o in CACHE_RESULTS {
+                    let _ = self.cache_requests.remove_label_values(&[r, o]);
+                }
+                let _ = self.cache_coalesced.remove_label_values(&[r]);
             }
             keep
         });
@@ -443,6 +462,75 @@ impl CompressionMetrics {
         match fault {
             crate::body::ClientBodyFault::TooLarge => self.rejected[0].inc(),
             _ => self.rejected[1].inc(),
+        }
+    }
+}
+
+/// Results of a cache lookup, in `CacheResult` order.
+pub const CACHE_RESULTS: [&str; 5] = ["hit", "miss", "stale", "revalidated", "bypass"];
+
+/// What a caching route counts.
+pub struct RouteCacheMetrics {
+    pub results: [IntCounter; 5],
+    pub coalesced: IntCounter,
+}
+
+/// The cache store's own counters and gauges, by tier where it has tiers.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    /// `[memory, disk]`.
+    pub bytes: [IntGauge; 2],
+    pub entries: [IntGauge; 2],
+    pub evictions: [IntCounter; 2],
+    pub stored: IntCounter,
+    pub stored_bytes: IntCounter,
+    pub purged: IntCounter,
+    pub disk_errors: IntCounter,
+}
+
+impl CacheMetrics {
+    fn new(r: &Registry) -> prometheus::Result<CacheMetrics> {
+        let bytes = gauge_vec(
+            r,
+            "meridian_lb_cache_bytes",
+            "Bytes held by the response cache, by tier (memory, disk)",
+            &["tier"],
+        )?;
+        let entries = gauge_vec(
+            r,
+            "meridian_lb_cache_entries",
+            "Responses held by the cache, by tier",
+            &["tier"],
+        )?;
+        let evictions = counter_vec(
+            r,
+            "meridian_lb_cache_evictions_total",
+            "Responses evicted to stay within a tier's size (or past their usefulness), by tier",
+            &["tier"],
+        )?;
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let tiers = ["memory", "disk"];
+        Ok(CacheMetrics {
+            bytes: tiers.map(|t| bytes.with_label_values(&[t])),
+            entries: tiers.map(|t| entries.with_label_values(&[t])),
+            evictions: tiers.map(|t| evictions.with_label_values(&[t])),
+            stored: counter("meridian_lb_cache_stored_total", "Responses stored in the cache")?,
+            stored_bytes: counter("meridian_lb_cache_stored_bytes_total", "Body bytes of the responses stored in the cache")?,
+            purged: counter("meridian_lb_cache_purged_total", "Responses removed by purges (by key, prefix or tag)")?,
+            disk_errors: counter("meridian_lb_cache_disk_errors_total", "Disk-tier reads and writes that failed (the entry is dropped; memory keeps serving)")?,
+        })
+    }
+
+    /// A registry of its own, for tests and tools that have no node.
+    pub fn unregistered() -> CacheMetrics {
+        match CacheMetrics::new(&Registry::new()) {
+            Ok(m) => m,
+            // A fresh registry has no names to collide with.
+            Err(e) => unreachable!("cache metrics on a fresh registry: {e}"),
         }
     }
 }

@@ -65,6 +65,7 @@ pub struct CompiledRoute {
     pub compression: Option<crate::filter::compress::Compression>,
     pub rate_limit: Option<crate::filter::limit::RateLimit>,
     pub access: Option<crate::filter::limit::AccessRules>,
+    pub cache: Option<crate::cache::RouteCache>,
     pub metrics: RouteMetrics,
 }
 
@@ -121,6 +122,18 @@ pub struct CompileEnv<'a> {
 }
 
 impl RoutingSnapshot {
+    /// Each caching route's counters.
+    pub fn cache_routes(&self) -> Vec<(String, [u64; 5], u64)> {
+        self.listeners
+            .iter()
+            .flat_map(|l| l.routes.iter())
+            .filter_map(|r| {
+                let (results, coalesced) = r.cache.as_ref()?.counts();
+                Some((r.name.to_string(), results, coalesced))
+            })
+            .collect()
+    }
+
     /// Compiles a validated config. Health entries, metric handles and upstream clients come from
     /// (and stay in) `env`.
     pub fn compile(
@@ -243,6 +256,9 @@ impl RoutingSnapshot {
                     }),
                     access: r.access.as_ref().map(|a| {
                         crate::filter::limit::AccessRules::compile(a, env.metrics.access(&r.name))
+                    }),
+                    cache: r.cache.as_ref().map(|c| {
+                        crate::cache::RouteCache::compile(c, env.metrics.cache_route(&r.name))
                     }),
                     metrics: env.metrics.route(&r.name),
                 });

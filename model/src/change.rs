@@ -81,6 +81,10 @@ pub enum Change {
     RotateTicketKey {
         record: crate::records::TicketKeyRecord,
     },
+    /// Removes cached responses on every node.
+    PurgeCache {
+        selector: crate::records::PurgeSelector,
+    },
     /// Records an event that changes nothing else (a console login, say) in the audit log.
     Audit {
         action: String,
@@ -286,6 +290,9 @@ impl Change {
             Change::RotateTicketKey { record } => {
                 format!("rotate the session-ticket key (new key {})", record.id)
             }
+            Change::PurgeCache { selector } => {
+                format!("purge cache {} {:?}", selector.kind(), selector.value())
+            }
             Change::Audit { action, detail, .. } => {
                 if detail.is_empty() {
                     action.clone()
@@ -409,6 +416,10 @@ impl fmt::Debug for Change {
             Change::RotateTicketKey { record } => f
                 .debug_struct("RotateTicketKey")
                 .field("record", record)
+                .finish(),
+            Change::PurgeCache { selector } => f
+                .debug_struct("PurgeCache")
+                .field("selector", selector)
                 .finish(),
             Change::Audit {
                 action,

@@ -241,3 +241,41 @@ pub fn certificate_usable(
         Some(_) => Ok(()),
     }
 }
+
+/// What a cache purge removes: one key (every variant of it), every key starting with a prefix,
+/// or every response tagged with a tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PurgeSelector {
+    Key(String),
+    Prefix(String),
+    Tag(String),
+}
+
+impl PurgeSelector {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PurgeSelector::Key(_) => "key",
+            PurgeSelector::Prefix(_) => "prefix",
+            PurgeSelector::Tag(_) => "tag",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            PurgeSelector::Key(v) | PurgeSelector::Prefix(v) | PurgeSelector::Tag(v) => v,
+        }
+    }
+}
+
+/// A purge as the cluster replicated it: every node applies each record once, in `seq` order,
+/// and a node starting up drops disk entries stored before a purge that matches them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PurgeRecord {
+    pub seq: u64,
+    pub at_unix_ms: u64,
+    pub selector: PurgeSelector,
+}
+
+/// How many purges the replicated state keeps (oldest dropped first).
+pub const PURGES_KEPT: usize = 256;

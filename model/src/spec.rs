@@ -311,6 +311,76 @@ pub struct RouteSpec {
     /// Who may use the route (client networks) and how (methods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Box<AccessSpec>>,
+    /// Shared caching of responses (RFC 9111) in the node's memory and disk tiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<Box<CacheSpec>>,
+}
+
+/// Response caching on a route. Freshness, validation and `Vary` follow RFC 9111; these
+/// settings fill in what the upstream does not say and bound what is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CacheSpec {
+    /// Freshness given to a response that states none (no `Cache-Control` max-age or s-maxage,
+    /// no `Expires`); 0 keeps such responses only while they can be revalidated.
+    #[serde(default)]
+    pub default_ttl_seconds: u64,
+    /// Larger responses are passed through and not stored.
+    #[serde(default = "default_cache_max_object")]
+    #[schema(default = default_cache_max_object)]
+    pub max_object_bytes: u64,
+    /// How long past freshness a stored response is served (`X-Cache: STALE`) while one
+    /// background request refreshes it, when the response does not say
+    /// (`stale-while-revalidate`).
+    #[serde(default)]
+    pub stale_while_revalidate_seconds: u64,
+    /// How long past freshness a stored response is served when the upstream fails (an error,
+    /// a timeout, a 5xx), when the response does not say (`stale-if-error`).
+    #[serde(default)]
+    pub stale_if_error_seconds: u64,
+    #[serde(default)]
+    #[schema(default = CacheKeySpec::default)]
+    pub key: CacheKeySpec,
+    /// Response header listing the response's tags (separated by spaces or commas), for purge
+    /// by tag. It is removed from the response the client gets.
+    #[serde(default = "default_tags_header")]
+    #[schema(default = default_tags_header)]
+    pub tags_header: String,
+}
+
+impl Default for CacheSpec {
+    fn default() -> Self {
+        CacheSpec {
+            default_ttl_seconds: 0,
+            max_object_bytes: default_cache_max_object(),
+            stale_while_revalidate_seconds: 0,
+            stale_if_error_seconds: 0,
+            key: CacheKeySpec::default(),
+            tags_header: default_tags_header(),
+        }
+    }
+}
+
+/// What makes two requests the same cache entry. Always the host and the path; the query as
+/// configured; the values of the headers listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CacheKeySpec {
+    /// Leave the query string out of the key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_query: bool,
+    /// Only these query parameters, in this order, make up the key's query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_params: Option<Vec<String>>,
+    /// Request headers whose values are part of the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+}
+
+fn default_cache_max_object() -> u64 {
+    8 << 20
+}
+
+fn default_tags_header() -> String {
+    "surrogate-key".to_string()
 }
 
 /// A request-rate limit: `requests` per `per` for each key, with `burst` requests at once.
@@ -527,6 +597,7 @@ impl Default for RouteSpec {
             compression: None,
             rate_limit: None,
             access: None,
+            cache: None,
         }
     }
 }

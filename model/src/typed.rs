@@ -164,6 +164,9 @@ pub struct Route {
     /// name that is a token, prefixes that fit, a delay only with `over_limit = "delay"`.
     pub rate_limit: Option<crate::RateLimitSpec>,
     pub access: Option<Access>,
+    /// Validated: bounds in range, tags header and key headers lowercase tokens, query
+    /// parameters non-empty.
+    pub cache: Option<crate::CacheSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

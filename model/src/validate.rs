@@ -688,6 +688,7 @@ fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
             .access
             .as_ref()
             .map(|a| access(&format!("{p}.access"), a, e));
+        let cache = r.cache.as_ref().map(|c| cache(&format!("{p}.cache"), c, e));
         out.push(Route {
             name: r.name.clone(),
             listener: r.listener.clone(),
@@ -701,9 +702,93 @@ fn routes(spec: &ConfigSpec, e: &mut Errors) -> Vec<Route> {
             compression,
             rate_limit: r.rate_limit.as_deref().cloned(),
             access,
+            cache,
         });
     }
     out
+}
+
+fn cache(p: &str, c: &CacheSpec, e: &mut Errors) -> CacheSpec {
+    const YEAR: u64 = 365 * 24 * 3600;
+    const WEEK: u64 = 7 * 24 * 3600;
+    range_u64(
+        format!("{p}.default_ttl_seconds"),
+        c.default_ttl_seconds,
+        0,
+        YEAR,
+        e,
+    );
+    range_u64(
+        format!("{p}.max_object_bytes"),
+        c.max_object_bytes,
+        1024,
+        1 << 30,
+        e,
+    );
+    range_u64(
+        format!("{p}.stale_while_revalidate_seconds"),
+        c.stale_while_revalidate_seconds,
+        0,
+        WEEK,
+        e,
+    );
+    range_u64(
+        format!("{p}.stale_if_error_seconds"),
+        c.stale_if_error_seconds,
+        0,
+        WEEK,
+        e,
+    );
+    let tags_header = c.tags_header.trim().to_ascii_lowercase();
+    if !is_token(&tags_header) {
+        e.push(
+            format!("{p}.tags_header"),
+            format!("{:?} is not a header name", c.tags_header),
+        );
+    }
+    let mut headers = Vec::new();
+    for (i, h) in c.key.headers.iter().enumerate() {
+        let h = h.trim().to_ascii_lowercase();
+        if !is_token(&h) {
+            e.push(
+                format!("{p}.key.headers[{i}]"),
+                format!("{h:?} is not a header name"),
+            );
+        } else if matches!(h.as_str(), "cookie" | "authorization") {
+            e.push(
+                format!("{p}.key.headers[{i}]"),
+                "requests with credentials bypass the cache; they cannot be part of its key",
+            );
+        }
+        headers.push(h);
+    }
+    if let Some(params) = &c.key.query_params {
+        if c.key.ignore_query {
+            e.push(
+                format!("{p}.key.query_params"),
+                "the query is ignored (ignore_query = true); name parameters or ignore it, not both",
+            );
+        }
+        for (i, q) in params.iter().enumerate() {
+            if q.is_empty()
+                || q.bytes()
+                    .any(|b| matches!(b, b'&' | b'=' | b'#') || !b.is_ascii_graphic())
+            {
+                e.push(
+                    format!("{p}.key.query_params[{i}]"),
+                    format!("{q:?} is not a query parameter name"),
+                );
+            }
+        }
+    }
+    CacheSpec {
+        tags_header,
+        key: CacheKeySpec {
+            headers,
+            ..c.key.clone()
+        },
+        ..c.clone()
+    }
 }
 
 fn rate_limit(p: &str, rl: &RateLimitSpec, e: &mut Errors) {

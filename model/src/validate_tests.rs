@@ -682,3 +682,60 @@ fn codecs_index_in_their_table_order_and_parse_from_tokens() {
     assert_eq!(crate::Codec::from_token("x-gzip"), Some(crate::Codec::Gzip));
     assert_eq!(crate::Codec::from_token("identity"), None);
 }
+
+#[test]
+fn cache_settings_are_checked() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:8080"
+[[pools]]
+name = "p"
+members = [{ address = "127.0.0.1:1" }]
+[[routes]]
+name = "ok"
+listener = "web"
+pool = "p"
+cache = { key = { headers = ["X-Tenant"] }, tags_header = "Cache-Tag" }
+[[routes]]
+name = "bad"
+listener = "web"
+path_prefix = "/x"
+pool = "p"
+[routes.cache]
+default_ttl_seconds = 99999999999
+max_object_bytes = 10
+stale_while_revalidate_seconds = 9999999
+stale_if_error_seconds = 9999999
+tags_header = "bad header"
+key = { ignore_query = true, query_params = ["a", "b=c"], headers = ["cookie", "x y"] }
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "routes[1].cache.default_ttl_seconds",
+            "routes[1].cache.max_object_bytes",
+            "routes[1].cache.stale_while_revalidate_seconds",
+            "routes[1].cache.stale_if_error_seconds",
+            "routes[1].cache.tags_header",
+            "routes[1].cache.key.headers[0]",
+            "routes[1].cache.key.headers[1]",
+            "routes[1].cache.key.query_params",
+            "routes[1].cache.key.query_params[1]",
+        ],
+        "{e:?}"
+    );
+    let mut good = spec.clone();
+    good.routes.truncate(1);
+    let config = validate(&good).expect("valid");
+    let c = config.routes[0].cache.as_ref().expect("cache");
+    assert_eq!(c.key.headers, ["x-tenant"]);
+    assert_eq!(c.tags_header, "cache-tag");
+    assert_eq!(c.max_object_bytes, 8 << 20);
+}

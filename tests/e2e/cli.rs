@@ -376,6 +376,19 @@ async fn demo_works_and_keeps_its_config_across_runs() {
         !plain.to_ascii_lowercase().contains("content-encoding"),
         "no Accept-Encoding, no compression: {plain}"
     );
+    // Cached: the plain variant was stored above, so it is a hit now, with an Age.
+    assert!(banner.contains("X-Cache: HIT"), "{banner}");
+    let again = curl(vec![
+        "-D".into(),
+        "-".into(),
+        "-o".into(),
+        "/dev/null".into(),
+        format!("{proxy}/assets/site.css"),
+    ])
+    .await
+    .to_ascii_lowercase();
+    assert!(again.contains("x-cache: hit"), "{again}");
+    assert!(again.contains("\nage: "), "{again}");
     // /api/ is limited to 10 requests per second per client: a quick loop gets 429s with
     // Retry-After, and the metrics count both outcomes.
     assert!(banner.contains("Rate limit"), "{banner}");

@@ -57,10 +57,22 @@ impl Meridian {
         node_id: u64,
         extra: &str,
     ) -> Meridian {
+        let cluster = format!("{}:0", host.ip);
+        Meridian::restart_in(host, data_dir, node_id, extra, &cluster).await
+    }
+
+    /// Starts node `node_id` again in `host` with its cluster RPC on `cluster` (the address the
+    /// other members know it by).
+    pub async fn restart_in(
+        host: &crate::netns::Host,
+        data_dir: &Path,
+        node_id: u64,
+        extra: &str,
+        cluster: &str,
+    ) -> Meridian {
         let ip = host.ip.to_string();
         let extra = format!("cluster_plaintext_ok = true\n{extra}");
-        let cluster = format!("{ip}:0");
-        Meridian::start_at(data_dir, node_id, &ip, &cluster, &extra, Some(&host.ns)).await
+        Meridian::start_at(data_dir, node_id, &ip, cluster, &extra, Some(&host.ns)).await
     }
 
     async fn start_at(

@@ -80,6 +80,50 @@ pub struct OcspView {
     pub next_update_unix: Option<i64>,
 }
 
+/// This node's response cache: the tiers, each caching route's results, the most-hit keys.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct CacheView {
+    pub memory_entries: u64,
+    pub memory_bytes: u64,
+    pub memory_capacity_bytes: u64,
+    pub disk_entries: u64,
+    pub disk_bytes: u64,
+    /// 0 when the node has no disk tier.
+    pub disk_capacity_bytes: u64,
+    pub disk_dir: Option<String>,
+    pub routes: Vec<CacheRouteView>,
+    pub top_keys: Vec<CacheKeyView>,
+}
+
+/// One caching route's lookups since the node started.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct CacheRouteView {
+    pub route: String,
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+    pub revalidated: u64,
+    pub bypass: u64,
+    /// Misses that waited for another request to the same key.
+    pub coalesced: u64,
+    /// Answered from the cache (hit, stale, revalidated) over all lookups; 0 without any.
+    pub hit_ratio: f64,
+}
+
+/// A stored response.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct CacheKeyView {
+    /// `host/path?query` (what a purge by key names).
+    pub key: String,
+    /// The content coding of this variant.
+    pub encoding: String,
+    pub hits: u64,
+    pub bytes: u64,
+    pub age_seconds: u64,
+    /// Seconds until stale (0 once stale).
+    pub ttl_seconds: u64,
+}
+
 /// One proxy listener as the data plane sees it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ListenerView {
@@ -116,6 +160,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The cluster's session-ticket keys, newest first (sealed; shown by id and age only).
     fn ticket_keys(&self) -> Arc<Vec<Arc<model::records::TicketKeyRecord>>> {
         Arc::default()
+    }
+    /// This node's response cache.
+    fn cache(&self) -> CacheView {
+        CacheView::default()
+    }
+    /// How many responses stored on this node `selector` matches.
+    fn cache_matches(&self, _selector: &model::records::PurgeSelector) -> usize {
+        0
     }
     /// The key that seals private keys in the credential store, derived from the cluster
     /// secret; never replicated.

@@ -77,6 +77,7 @@ revision is. Required: a write without it is refused with 428.";
         (name = "zones", description = "Authoritative DNS zones"),
         (name = "gslb_records", description = "GSLB names answered with their healthy sites"),
         (name = "history", description = "Config revisions and rollback"),
+        (name = "cache", description = "The response cache: status and purges"),
         (name = "audit", description = "The replicated audit log"),
         (name = "users", description = "Console and API users"),
         (name = "account", description = "The caller's own account"),

@@ -481,3 +481,30 @@ pub async fn delete_certificate(
         .await
         .map(|_| ())
 }
+
+/// What a purge did: how many stored responses it removed on this node (the other nodes apply
+/// it as it replicates).
+pub struct Purged {
+    pub here: usize,
+}
+
+/// Purges cached responses on every node. A key that matches nothing on this node is refused
+/// as not found only after the purge went out, since other nodes may hold it.
+pub async fn purge_cache(
+    st: &AppState,
+    origin: Origin,
+    selector: model::records::PurgeSelector,
+) -> Result<Purged, ChangeError> {
+    let value = selector.value();
+    if value.is_empty() || value.len() > 2048 || value.chars().any(char::is_control) {
+        return Err(ChangeError::Invalid(model::ValidationErrors::single(
+            selector.kind(),
+            "give 1 to 2048 printable characters",
+        )));
+    }
+    let here = st.backend.cache_matches(&selector);
+    st.backend
+        .propose(Change::PurgeCache { selector }, origin)
+        .await?;
+    Ok(Purged { here })
+}

@@ -25,6 +25,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/config"),
     ("PUT", "/config"),
     ("GET", "/status"),
+    ("GET", "/cache"),
+    ("POST", "/cache/purge"),
     ("GET", "/history"),
     ("GET", "/history/{revision}"),
     ("POST", "/history/{revision}/rollback"),
@@ -500,6 +502,7 @@ async fn sample_body(f: &Fixture, doc: &Value, op: &Op<'_>, path: &str) -> Strin
             json!({"name": "imported", "cert_pem": cert, "key_pem": key})
         }
         ("POST", "/api/v1/certificates/{name}/revoke") => json!({"reason": "superseded"}),
+        ("POST", "/api/v1/cache/purge") => json!({"prefix": "site.test/assets/"}),
         ("POST", "/api/v1/certificates/{name}/csr") => {
             json!({"common_name": "fresh.test", "sans": ["fresh.test"]})
         }

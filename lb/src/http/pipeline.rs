@@ -2,9 +2,10 @@
 //! request. The order (drawn in ARCHITECTURE.md):
 //!
 //! 1. request-head checks (`checks`)    2. route (`ListenerSnapshot::route`)
-//! 3. request filters (`filter`)        4. cache lookup (not yet)
+//! 3. request filters (`filter`)        4. cache lookup (`cache`)
 //! 5. upstream selection (`balance`)    6. upstream request (`forward`, retries)
-//! 7. response filters (`filter`)       8. response body filters (`filter::compress`)
+//! 7. response filters (`filter`)       8. response body filters (`filter::compress`, then
+//!    the cache stores the final variant)
 //! 9. log (`log_request`: metrics, access log)
 //!
 //! **Architecture Invariant:** the pipeline loads the routing snapshot once per request, takes
@@ -23,6 +24,9 @@ use hyper::body::{Body as _, Incoming};
 
 use crate::accesslog::Record;
 use crate::body::{self, Body, ClientBody, ClientBodyFault, ClientBodyState};
+use crate::cache::{
+    CacheResult, CacheStore, Entry, Flight, FlightGuard, Freshness, RouteCache, StoreKey,
+};
 use crate::error::ProxyError;
 use crate::filter::{FilterEnv, RequestView};
 use crate::http::checks;
@@ -157,14 +161,32 @@ async fn proxy<'s>(
             return Ok(resp);
         }
     }
-    drop(host);
     // The coding the client accepts, decided on its own headers before they go upstream.
     let encoding = route
         .compression
         .as_ref()
         .and_then(|c| c.negotiate(&parts.headers));
 
-    // 4. Cache lookup: not yet.
+    // 4. Cache lookup: a stored answer ends the request here.
+    let mut cached = match &route.cache {
+        Some(rc) => match cache_lookup(conn, rc, &parts, &host, encoding, pool).await {
+            Ok(c) => Some(c),
+            Err(resp) => return Ok(resp),
+        },
+        None => None,
+    };
+    if let Some(c) = cached.as_ref().filter(|c| !c.bypass) {
+        // The client's own validators are answered here; upstream sees ours (if any). With
+        // compression on, upstream sends identity and each coding is a variant of its own.
+        parts.headers.remove(header::IF_NONE_MATCH);
+        parts.headers.remove(header::IF_MODIFIED_SINCE);
+        if route.compression.is_some() {
+            parts.headers.remove(header::ACCEPT_ENCODING);
+        }
+        if let Some(e) = c.stale.as_ref().or(c.background.as_ref()) {
+            crate::cache::add_validators(e, &mut parts.headers);
+        }
+    }
 
     // Head rewrite for the upstream.
     let upgrade = on_upgrade
@@ -198,6 +220,31 @@ async fn proxy<'s>(
     } else {
         Version::HTTP_11
     };
+
+    // Stale within stale-while-revalidate: answered now, refreshed by one request behind it.
+    if let Some(c) = cached.as_mut() {
+        if let Some(entry) = c.background.take() {
+            let now = SystemTime::now();
+            let resp = crate::cache::serve(&entry, CacheResult::Stale, now, c.head, &c.client);
+            if let Some(member) = pool.candidates().next().and_then(|i| pool.members.get(i)) {
+                let mut head = parts.clone();
+                head.uri = member_uri(pool, member, host_authority.as_ref(), &pq)?;
+                tokio::spawn(background_refresh(
+                    conn.shared.clone(),
+                    conn.bind,
+                    host.to_string(),
+                    parts.uri.path().to_string(),
+                    head,
+                    member.addr,
+                    entry,
+                    c.take(),
+                    encoding,
+                ));
+            }
+            return Ok(resp);
+        }
+    }
+    drop(host);
 
     // The body: a chunked HTTP/1.1 body is read one frame ahead so that one malformed from its
     // first chunk is refused before anything goes upstream.
@@ -291,13 +338,7 @@ async fn proxy<'s>(
         let Some(mut head) = head else {
             break;
         };
-        head.uri = match (&host_authority, pool.http2) {
-            // HTTP/2 carries the client's host as :authority; the member is only where to connect.
-            (Some(a), true) => upstream_uri(a, &pq)?,
-            (None, true) => upstream_uri(&member.authority, &pq)?,
-            // HTTP/1.1 sends origin-form; the client's Host header names the host.
-            (_, false) => Uri::from(pq.clone()),
-        };
+        head.uri = member_uri(pool, member, host_authority.as_ref(), &pq)?;
         let b = body.take().unwrap_or_else(body::empty);
         ctx.attempts = attempt;
         ctx.member = Some(member.addr);
@@ -332,16 +373,33 @@ async fn proxy<'s>(
                     Some(ClientBodyFault::TooLarge) => ProxyError::PayloadTooLarge,
                     None => e,
                 };
-                if !e.retryable() {
-                    return Err(e);
-                }
+                let retryable = e.retryable();
                 last_err = e;
+                if !retryable {
+                    break;
+                }
             }
         }
     }
     let Some(mut resp) = resp else {
+        // stale-if-error: a stored answer beats an error page.
+        if let Some(r) = cached.as_ref().and_then(|c| c.serve_stale_on_error()) {
+            return Ok(r);
+        }
         return Err(last_err);
     };
+    // Revalidation: a 304 refreshes the stored answer; a 5xx may leave it served stale.
+    if let Some(c) = cached.as_mut() {
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            if let Some(r) = c.revalidated(&conn.shared.cache, resp.headers()) {
+                return Ok(r);
+            }
+        } else if resp.status().is_server_error() {
+            if let Some(r) = c.serve_stale_on_error() {
+                return Ok(r);
+            }
+        }
+    }
 
     // 7. Response filters.
     headers::strip_hop_by_hop(resp.headers_mut(), false);
@@ -363,7 +421,357 @@ async fn proxy<'s>(
         let head = ctx.method == http::Method::HEAD;
         c.on_response(encoding, head, &mut resp, &conn.shared.metrics.compression);
     }
+    // ... and the cache keeps the variant the client gets.
+    if let Some(c) = cached {
+        resp = c.store(resp, &conn.shared.cache, route.compression.is_some());
+    }
     Ok(resp)
+}
+
+/// What phase 4 decided for a request on a caching route, carried to phase 8.
+struct CacheCtx<'r> {
+    rc: &'r RouteCache,
+    key: StoreKey,
+    /// Neither answered from nor stored in the cache.
+    bypass: bool,
+    /// An unsafe method: its success removes the stored answers for the URL.
+    invalidate: bool,
+    /// This request is the one upstream for the key; others wait for it.
+    lead: Option<FlightGuard>,
+    /// A stored answer being revalidated (conditional request upstream).
+    stale: Option<Arc<Entry>>,
+    /// A stored answer to serve now while one request refreshes it.
+    background: Option<Arc<Entry>>,
+    credentialed: bool,
+    head: bool,
+    /// The client's request headers (`Vary`, `If-None-Match`), before the upstream rewrite.
+    client: http::HeaderMap,
+}
+
+impl CacheCtx<'_> {
+    /// Moves the parts a background refresh needs out of this context.
+    fn take(&mut self) -> Refresh {
+        Refresh {
+            key: self.key.clone(),
+            lead: self.lead.take(),
+            client: std::mem::take(&mut self.client),
+        }
+    }
+
+    fn serve_stale_on_error(&self) -> Option<Response<Body>> {
+        let entry = self.stale.as_ref()?;
+        let now = SystemTime::now();
+        if entry.staleness(now) > entry.stale_if_error {
+            return None;
+        }
+        self.rc.count(CacheResult::Stale);
+        Some(crate::cache::serve(
+            entry,
+            CacheResult::Stale,
+            now,
+            self.head,
+            &self.client,
+        ))
+    }
+
+    /// A 304 to our conditional request: the refreshed entry, stored and served.
+    fn revalidated(
+        &mut self,
+        store: &Arc<CacheStore>,
+        not_modified: &http::HeaderMap,
+    ) -> Option<Response<Body>> {
+        let entry = self.stale.as_ref()?;
+        let now = SystemTime::now();
+        let mut parts = Response::new(()).into_parts().0;
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers = not_modified.clone();
+        let fresh = match crate::cache::refresh(entry, &self.client, &parts, now) {
+            Some(e) => Arc::new(e),
+            // Upstream's 304 does not match what is stored: the stored answer is all we have.
+            None => entry.clone(),
+        };
+        store.insert(self.key.clone(), fresh.clone());
+        self.lead = None;
+        self.rc.count(CacheResult::Revalidated);
+        Some(crate::cache::serve(
+            &fresh,
+            CacheResult::Revalidated,
+            now,
+            self.head,
+            &self.client,
+        ))
+    }
+
+    /// Phase 8: the final response goes out through the cache's writer when it may be stored.
+    fn store(
+        mut self,
+        resp: Response<Body>,
+        store: &Arc<CacheStore>,
+        covers_accept_encoding: bool,
+    ) -> Response<Body> {
+        let (mut parts, body) = resp.into_parts();
+        let ok = parts.status.is_success() || parts.status.is_redirection();
+        if self.invalidate {
+            if ok {
+                store.invalidate(self.key.url());
+            }
+            self.rc.strip_tags(&mut parts.headers);
+            return Response::from_parts(parts, body);
+        }
+        parts
+            .headers
+            .insert(crate::cache::X_CACHE, CacheResult::Miss.header());
+        if self.bypass {
+            self.rc.strip_tags(&mut parts.headers);
+            return Response::from_parts(parts, body);
+        }
+        if self.stale.is_some() {
+            self.rc.count(CacheResult::Miss);
+        }
+        let now = SystemTime::now();
+        let prepared = self.rc.prepare(
+            &self.client,
+            &mut parts,
+            covers_accept_encoding,
+            self.credentialed,
+            now,
+        );
+        let body = match prepared {
+            Some(p) => crate::cache::StoreBody::new(
+                body,
+                p,
+                self.key,
+                store.clone(),
+                self.rc.max_object,
+                self.lead.take(),
+            )
+            .boxed(),
+            None => body,
+        };
+        Response::from_parts(parts, body)
+    }
+}
+
+/// What a background refresh carries from the request that started it.
+struct Refresh {
+    key: StoreKey,
+    lead: Option<FlightGuard>,
+    client: http::HeaderMap,
+}
+
+/// Phase 4: answers from the cache when it can; otherwise says how the request goes upstream
+/// (and, for a miss, makes it the one request for its key, or waits for that one).
+async fn cache_lookup<'r>(
+    conn: &ConnCtx,
+    rc: &'r RouteCache,
+    parts: &http::request::Parts,
+    host: &str,
+    encoding: Option<model::Codec>,
+    pool: &PoolSnapshot,
+) -> Result<CacheCtx<'r>, Response<Body>> {
+    let store = &conn.shared.cache;
+    let variant = encoding.map_or(0, |c| u8::try_from(c.index() + 1).unwrap_or(0));
+    let credentialed = parts.headers.contains_key(header::AUTHORIZATION)
+        || parts.headers.contains_key(header::COOKIE);
+    let mut c = CacheCtx {
+        rc,
+        key: StoreKey {
+            key: rc.key(host, &parts.uri, &parts.headers),
+            variant,
+        },
+        bypass: false,
+        invalidate: false,
+        lead: None,
+        stale: None,
+        background: None,
+        credentialed,
+        head: parts.method == http::Method::HEAD,
+        client: http::HeaderMap::new(),
+    };
+    if !RouteCache::cacheable_request(&parts.method, &parts.headers) {
+        c.bypass = true;
+        c.invalidate = !parts.method.is_safe();
+        rc.count(CacheResult::Bypass);
+        return Ok(c);
+    }
+    let now = SystemTime::now();
+    if let Some(entry) = store.get(&c.key).await {
+        if credentialed && !entry.public {
+            c.bypass = true;
+            rc.count(CacheResult::Bypass);
+            return Ok(c);
+        }
+        match crate::cache::freshness(&entry, &parts.headers, now) {
+            Freshness::Fresh => {
+                rc.count(CacheResult::Hit);
+                return Err(crate::cache::serve(
+                    &entry,
+                    CacheResult::Hit,
+                    now,
+                    c.head,
+                    &parts.headers,
+                ));
+            }
+            Freshness::Stale { matches: true } => {
+                let wants_fresh = crate::cache::has_directive(&parts.headers, "no-cache")
+                    || parts.headers.contains_key(header::PRAGMA);
+                if entry.staleness(now) <= entry.stale_while_revalidate && !wants_fresh {
+                    rc.count(CacheResult::Stale);
+                    match store.flight(&c.key) {
+                        Flight::Lead(g) => {
+                            c.lead = Some(g);
+                            c.background = Some(entry);
+                            c.client = parts.headers.clone();
+                            return Ok(c);
+                        }
+                        // A refresh is under way already.
+                        Flight::Wait(_) => {
+                            return Err(crate::cache::serve(
+                                &entry,
+                                CacheResult::Stale,
+                                now,
+                                c.head,
+                                &parts.headers,
+                            ))
+                        }
+                    }
+                }
+                c.stale = Some(entry);
+            }
+            // Another variant of the resource (Vary): a miss that replaces it.
+            Freshness::Stale { matches: false } => {}
+        }
+    } else if credentialed {
+        // Stored only if the answer says public; never coalesced with other clients.
+        rc.count(CacheResult::Miss);
+        c.client = parts.headers.clone();
+        return Ok(c);
+    }
+    if c.head && c.stale.is_none() {
+        c.bypass = true;
+        rc.count(CacheResult::Miss);
+        return Ok(c);
+    }
+    match store.flight(&c.key) {
+        Flight::Lead(g) => c.lead = Some(g),
+        Flight::Wait(mut rx) => {
+            rc.count_coalesced();
+            // The leader's answer is stored before it wakes us (or it had none to store).
+            let _ = tokio::time::timeout(pool.timeout, rx.changed()).await;
+            if let Some(entry) = store.get(&c.key).await {
+                let now = SystemTime::now();
+                if (!credentialed || entry.public)
+                    && matches!(
+                        crate::cache::freshness(&entry, &parts.headers, now),
+                        Freshness::Fresh
+                    )
+                {
+                    rc.count(CacheResult::Hit);
+                    return Err(crate::cache::serve(
+                        &entry,
+                        CacheResult::Hit,
+                        now,
+                        c.head,
+                        &parts.headers,
+                    ));
+                }
+            }
+        }
+    }
+    if c.stale.is_none() {
+        rc.count(CacheResult::Miss);
+    }
+    c.client = parts.headers.clone();
+    Ok(c)
+}
+
+/// Refreshes a stale entry behind the answer already given: a conditional request to one
+/// member; a 304 refreshes the entry, a new answer goes through the route's response filters
+/// and compression and is stored.
+#[allow(clippy::too_many_arguments)]
+async fn background_refresh(
+    shared: Arc<crate::Shared>,
+    bind: std::net::SocketAddr,
+    host: String,
+    path: String,
+    head: http::request::Parts,
+    addr: std::net::SocketAddr,
+    entry: Arc<Entry>,
+    refresh: Refresh,
+    encoding: Option<model::Codec>,
+) {
+    let snapshot = shared.snapshot.load_full();
+    let Some(route) = snapshot.listener(bind).and_then(|l| l.route(&host, &path)) else {
+        return;
+    };
+    let Some(rc) = &route.cache else {
+        return;
+    };
+    let Ok(mut resp) = forward(
+        &route.pool,
+        addr,
+        Request::from_parts(head, body::empty()),
+        false,
+    )
+    .await
+    else {
+        return;
+    };
+    let now = SystemTime::now();
+    if resp.status() == StatusCode::NOT_MODIFIED {
+        let (parts, _) = resp.into_parts();
+        if let Some(fresh) = crate::cache::refresh(&entry, &refresh.client, &parts, now) {
+            shared.cache.insert(refresh.key, Arc::new(fresh));
+        }
+        return;
+    }
+    headers::strip_hop_by_hop(resp.headers_mut(), false);
+    route.filters.on_response(resp.headers_mut());
+    if let Some(c) = &route.compression {
+        c.on_response(encoding, false, &mut resp, &shared.metrics.compression);
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Some(prepared) = rc.prepare(
+        &refresh.client,
+        &mut parts,
+        route.compression.is_some(),
+        false,
+        now,
+    ) else {
+        return;
+    };
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return;
+        };
+        if let Some(d) = frame.data_ref() {
+            if (kept.len() + d.len()) as u64 > rc.max_object {
+                return;
+            }
+            kept.extend_from_slice(d);
+        }
+    }
+    shared
+        .cache
+        .insert(refresh.key, Arc::new(prepared.into_entry(kept.freeze())));
+    drop(refresh.lead);
+}
+
+/// The request target for `member`: HTTP/2 carries the client's host as :authority (the member
+/// is only where to connect); HTTP/1.1 sends origin-form and the Host header names the host.
+fn member_uri(
+    pool: &PoolSnapshot,
+    member: &crate::snapshot::MemberSnapshot,
+    host_authority: Option<&http::uri::Authority>,
+    pq: &PathAndQuery,
+) -> Result<Uri, ProxyError> {
+    match (host_authority, pool.http2) {
+        (Some(a), true) => upstream_uri(a, pq),
+        (None, true) => upstream_uri(&member.authority, pq),
+        (_, false) => Ok(Uri::from(pq.clone())),
+    }
 }
 
 /// Counts a client abort when dropped before the pipeline finished.

@@ -27,11 +27,13 @@ use crate::openapi::{
 };
 use crate::{diff, ops, view, AppState, Change};
 
+mod cache;
 mod certificates;
 mod history;
 mod objects;
 mod users;
 
+use cache::*;
 pub use certificates::Views as CertificateViews;
 use certificates::*;
 use history::*;
@@ -63,6 +65,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(revoke_certificate))
         .routes(routes!(generate_certificate))
+        .routes(routes!(cache_status))
+        .routes(routes!(purge))
         .routes(routes!(openapi::document))
         // Documented once per kind by `openapi`, which spells these two out.
         .routes(routes!(list_objects))

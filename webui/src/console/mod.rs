@@ -9,6 +9,7 @@
 //! never in the URL, so they cannot be forged by a link.
 
 mod account;
+mod cache;
 mod certificates;
 mod history;
 mod login;
@@ -61,6 +62,8 @@ pub fn routes() -> Router<AppState> {
             "/console/certificates/{name}/delete",
             get(certificates::confirm_delete).post(certificates::delete),
         )
+        .route("/console/cache", get(cache::show))
+        .route("/console/cache/purge", post(cache::purge))
         .route("/console/alarms", get(pages::alarms))
         .route("/console/history", get(history::list))
         .route("/console/history/{revision}", get(history::show))
@@ -164,10 +167,11 @@ pub struct Chrome {
 }
 
 /// The navigation: (section id, label, URL).
-pub const NAV: [(&str, &str, &str); 11] = [
+pub const NAV: [(&str, &str, &str); 12] = [
     ("overview", "Overview", "/"),
     ("listeners", "Listeners & routes", "/console/listeners"),
     ("pools", "Pools", "/console/pools"),
+    ("cache", "Cache", "/console/cache"),
     ("gslb", "GSLB", "/console/gslb"),
     ("zones", "DNS zones", "/console/zones"),
     ("certificates", "Certificates", "/console/certificates"),
@@ -233,7 +237,7 @@ pub fn render(t: &impl Template) -> Response {
     }
 }
 
-fn with_status(mut resp: Response, status: StatusCode) -> Response {
+pub(crate) fn with_status(mut resp: Response, status: StatusCode) -> Response {
     *resp.status_mut() = status;
     resp
 }

@@ -125,7 +125,9 @@ impl Memory {
                 s.auth = Arc::new(auth);
                 return Ok(s.revision);
             }
-            Change::Audit { .. } | Change::RotateTicketKey { .. } => return Ok(s.revision),
+            Change::Audit { .. } | Change::RotateTicketKey { .. } | Change::PurgeCache { .. } => {
+                return Ok(s.revision)
+            }
             Change::PutCertificate { record } => {
                 s.certificates
                     .insert(record.name.clone(), Arc::new(record.clone()));

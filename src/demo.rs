@@ -128,7 +128,8 @@ rewrite_prefix = "/"
 request_headers = {{ set = {{ "x-meridian-route" = "api" }} }}
 response_headers = {{ set = {{ "x-served-by" = "meridian" }} }}
 # 10 requests per second per client address, 10 at once; over that, 429 with Retry-After.
-rate_limit = {{ requests = 10, burst = 10, key = {{ by = "client_ip" }} }}
+# global: the rate holds across every appliance of the cluster once more nodes join.
+rate_limit = {{ requests = 10, burst = 10, key = {{ by = "client_ip" }}, global = true }}
 
 # Static assets: compressed for clients that accept it (zstd, br, gzip or deflate), and
 # cached (each encoding its own entry) for as long as the backends say (max-age=60), then

@@ -7,6 +7,7 @@ mod certs;
 mod cli;
 mod client;
 mod demo;
+mod global_limits;
 mod node;
 mod node_config;
 mod tickets;

@@ -41,6 +41,7 @@ pub struct Node {
     /// Follows (and, on the leader, rotates) the cluster's session-ticket keys.
     tickets_task: tokio::task::JoinHandle<()>,
     purges_task: tokio::task::JoinHandle<()>,
+    limits_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). hickory-server logs every query at
@@ -166,6 +167,8 @@ impl Node {
         let tickets_task =
             crate::tickets::spawn(cluster.clone(), cluster_key.clone(), dataplane.certs());
         let purges_task = follow_purges(&cluster, dataplane.cache());
+        let (limits_send, limits_receive) =
+            crate::global_limits::spawn(cluster.clone(), dataplane.clone());
 
         let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
         let dns = udp.local_addr()?;
@@ -229,6 +232,7 @@ impl Node {
             certs_task,
             tickets_task,
             purges_task,
+            limits_tasks: [limits_send, limits_receive],
         })
     }
 
@@ -275,6 +279,9 @@ impl Node {
         self.certs_task.abort();
         self.tickets_task.abort();
         self.purges_task.abort();
+        for t in &self.limits_tasks {
+            t.abort();
+        }
         // Stop taking new work first: the console and DNS stop, then the proxy drains the
         // requests in flight (each listener's drain_timeout) before the cluster state closes.
         self.dns_server.shutdown().await;

@@ -24,7 +24,7 @@ pub use command::{
 };
 pub use error::ProposeError;
 pub use error::StartError;
-pub use network::{JoinRequest, JoinResponse};
+pub use network::{GossipMessage, JoinRequest, JoinResponse};
 pub use node::{ClusterNode, NodeConfig, RaftStatus};
 pub use state_machine::LoadError;
 pub use store::StoreError;

@@ -27,6 +27,49 @@ pub(crate) const PATH_VOTE: &str = "/raft/vote";
 pub(crate) const PATH_SNAPSHOT: &str = "/raft/snapshot";
 pub(crate) const PATH_JOIN: &str = "/cluster/join";
 pub(crate) const PATH_PROPOSE: &str = "/cluster/propose";
+pub(crate) const PATH_GOSSIP: &str = "/cluster/gossip";
+
+/// A light message between members outside the Raft log (load reports of global rate limits,
+/// say): best effort, never replicated or persisted.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct GossipMessage {
+    pub from: NodeId,
+    pub topic: String,
+    pub payload: serde_json::Value,
+}
+
+/// Where gossip messages arriving at this node go: one bounded channel per topic.
+#[derive(Clone, Default)]
+pub(crate) struct GossipInbox(
+    Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<String, tokio::sync::mpsc::Sender<GossipMessage>>,
+        >,
+    >,
+);
+
+impl GossipInbox {
+    pub fn subscribe(&self, topic: &str) -> tokio::sync::mpsc::Receiver<GossipMessage> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(topic.to_string(), tx);
+        rx
+    }
+
+    pub fn deliver(&self, msg: GossipMessage) {
+        let tx = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&msg.topic)
+            .cloned();
+        if let Some(tx) = tx {
+            let _ = tx.try_send(msg);
+        }
+    }
+}
 
 /// Body of `/cluster/join`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 use crate::command::{Applied, Command};
 use crate::error::{ProposeError, StartError};
 use crate::log_store::LogStore;
-use crate::network::{self, JoinRequest, JoinResponse, NetworkFactory, ProposeAnswer, RpcState};
+use crate::network::{
+    self, GossipMessage, JoinRequest, JoinResponse, NetworkFactory, ProposeAnswer, RpcState,
+};
 use crate::state_machine::StateMachine;
 use crate::store::Store;
 use crate::types::{Node, Raft};
@@ -77,6 +79,7 @@ pub struct ClusterNode {
     http: reqwest::Client,
     /// Set when Raft reported a fatal error: the node is out of service until restarted.
     out_of_service: Arc<AtomicBool>,
+    gossip: network::GossipInbox,
     stopped: AtomicBool,
     tasks: Mutex<Tasks>,
 }
@@ -174,6 +177,44 @@ impl ClusterNode {
                 Err(ProposeError::Unavailable(f.to_string()))
             }
         }
+    }
+
+    /// Gossip messages of `topic` from the other members (a later call replaces the earlier
+    /// subscriber).
+    pub fn gossip_subscribe(&self, topic: &str) -> tokio::sync::mpsc::Receiver<GossipMessage> {
+        self.gossip.subscribe(topic)
+    }
+
+    /// Sends `payload` under `topic` to every other member, each with the cluster secret and a
+    /// short timeout; best effort (a member that does not answer misses it).
+    pub async fn gossip(&self, topic: &str, payload: serde_json::Value) {
+        let msg = GossipMessage {
+            from: self.node_id,
+            topic: topic.to_string(),
+            payload,
+        };
+        let peers: Vec<String> = self
+            .status()
+            .members
+            .into_iter()
+            .filter(|(id, _)| *id != self.node_id)
+            .map(|(_, addr)| addr)
+            .collect();
+        let mut sends = tokio::task::JoinSet::new();
+        for addr in peers {
+            let req = self
+                .http
+                .post(format!("http://{addr}{}", network::PATH_GOSSIP))
+                .bearer_auth(&*self.secret)
+                .timeout(Duration::from_millis(500))
+                .json(&msg);
+            sends.spawn(async move {
+                if let Err(e) = req.send().await {
+                    tracing::debug!(peer = %addr, error = %e, "gossip not delivered");
+                }
+            });
+        }
+        while sends.join_next().await.is_some() {}
     }
 
     pub fn status(&self) -> RaftStatus {
@@ -307,7 +348,12 @@ impl ClusterNode {
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let app = network::router(RpcState::new(raft.clone(), &cfg.cluster_secret));
+        let gossip = network::GossipInbox::default();
+        let app = network::router(RpcState::new(
+            raft.clone(),
+            &cfg.cluster_secret,
+            gossip.clone(),
+        ));
         let server = tokio::spawn(async move {
             let res = axum::serve(rpc_listener, app)
                 .with_graceful_shutdown(async move {
@@ -331,6 +377,7 @@ impl ClusterNode {
             bootstrapped_now: false,
             http,
             out_of_service,
+            gossip,
             stopped: AtomicBool::new(false),
             tasks: Mutex::new(Tasks {
                 server: Some((stop_tx, server)),

@@ -5,6 +5,7 @@
 //! header edits. Later kinds (rate limit, fault, mirror, cache, compression) join these enums.
 
 pub mod compress;
+pub mod global;
 pub mod headers;
 pub mod limit;
 pub mod redirect;

@@ -9,7 +9,7 @@ mod balance;
 mod body;
 pub mod cache;
 mod error;
-mod filter;
+pub mod filter;
 pub mod health;
 mod http;
 mod l4;
@@ -121,6 +121,8 @@ pub struct DataPlane {
     handed: Handed,
     names: Arc<ArcSwap<Vec<(String, SocketAddr)>>>,
     alarm: Arc<ArcSwapOption<CompileAlarm>>,
+    /// Rate-limit state kept across revisions; global limits report and merge through it.
+    limits: Arc<filter::limit::LimitRegistry>,
     /// The last revision whose listeners and health checks are reconciled too.
     applied: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<Notify>,
@@ -170,10 +172,11 @@ impl DataPlane {
         let stop = Arc::new(Notify::new());
         let applied: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let upstreams = UpstreamRegistry::default();
-        let limits = filter::limit::LimitRegistry::default();
+        let limits: Arc<filter::limit::LimitRegistry> = Arc::default();
         let mut checker = health::HealthChecker::new(health.clone(), metrics.clone());
         let task = {
             let certs = certs.clone();
+            let limits = limits.clone();
             let (shared, health, names, alarm, stop, applied) = (
                 shared.clone(),
                 health.clone(),
@@ -242,6 +245,7 @@ impl DataPlane {
             handed,
             names,
             alarm,
+            limits,
             applied,
             stop,
             task: Mutex::new(Some(task)),
@@ -257,6 +261,16 @@ impl DataPlane {
     /// The response cache: purges, statistics and top keys for the API and console.
     pub fn cache(&self) -> Arc<cache::CacheStore> {
         self.shared.cache.clone()
+    }
+
+    /// Measures the global rate limits' demand for the other nodes; `None` without any.
+    pub fn global_limits_report(&self) -> Option<serde_json::Value> {
+        self.limits.global_report()
+    }
+
+    /// Takes another node's demand report of the global rate limits.
+    pub fn global_limits_merge(&self, from: u64, report: &serde_json::Value) {
+        self.limits.global_merge(from, report);
     }
 
     /// Each caching route's lookups: `(route, [hit, miss, stale, revalidated, bypass],

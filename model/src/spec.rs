@@ -406,6 +406,11 @@ pub struct RateLimitSpec {
     /// Requests in flight per key (until their response starts); 429 beyond.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u32>,
+    /// The rate holds across every appliance of the cluster, not on each: nodes split it by
+    /// where each key's requests arrive and rebalance as the load shifts (concurrency limits
+    /// stay per node).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub global: bool,
 }
 
 fn is_zero(v: &u64) -> bool {

@@ -616,3 +616,97 @@ listeners = [{{ name = "x", bind = "127.0.0.1:{shaped}", bandwidth = {{ listener
         "{body}"
     );
 }
+
+/// A global limit of 20 requests per second for the whole route, on three appliances (each in
+/// its own namespace), with ten times that arriving unevenly (6:3:1): the cluster admits about
+/// the rate, not three times it, and the node with most load gets most of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_rate_limit_holds_across_three_appliances() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lan = crate::netns::Lan::new();
+    let hosts = [lan.host(), lan.host(), lan.host()];
+    let n1 = Meridian::start_in(&hosts[0], &dir.path().join("n1"), 1, "").await;
+    let token = n1.token().await;
+    let join = format!(
+        "join = \"{}\"\ncluster_secret_file = \"{}\"",
+        n1.cluster,
+        dir.path().join("n1").join("cluster.secret").display()
+    );
+    let _n2 = Meridian::start_in(&hosts[1], &dir.path().join("n2"), 2, &join).await;
+    let _n3 = Meridian::start_in(&hosts[2], &dir.path().join("n3"), 3, &join).await;
+    let backend = Backend::start("east", &lan.gateway().to_string()).await;
+    let port = free_port();
+    let config = format!(
+        r#"api_version = "meridian/v1"
+listeners = [{{ name = "web", bind = "0.0.0.0:{port}" }}]
+pools = [{{ name = "p", members = [{{ address = "{}" }}] }}]
+[[routes]]
+name = "api"
+listener = "web"
+pool = "p"
+rate_limit = {{ requests = 20, burst = 5, key = {{ by = "route" }}, global = true }}
+"#,
+        backend.addr
+    );
+    let (status, body) = n1.put_config(&token, config, None).await;
+    assert_eq!(status, 200, "{body}");
+    let client = reqwest::Client::new();
+    for h in &hosts {
+        let url = format!("http://{}:{port}/", h.ip);
+        eventually(Duration::from_secs(10), || async {
+            client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200 || r.status() == 429)
+        })
+        .await
+        .expect("route up on every node");
+    }
+    // 6, 3 and 1 loops of one request per 10 ms: about 1,000 requests per second.
+    let admitted: Arc<[AtomicU32; 3]> = Arc::new(Default::default());
+    let counting = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loops = tokio::task::JoinSet::new();
+    for (i, n) in [6, 3, 1].into_iter().enumerate() {
+        for _ in 0..n {
+            let (client, admitted, counting, stop) = (
+                client.clone(),
+                admitted.clone(),
+                counting.clone(),
+                stop.clone(),
+            );
+            let url = format!("http://{}:{port}/", hosts[i].ip);
+            loops.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(r) = client.get(&url).send().await {
+                        if r.status() == 200 && counting.load(Ordering::Relaxed) {
+                            admitted[i].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        }
+    }
+    // A second for the shares to settle, then four seconds counted.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    counting.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    counting.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    while loops.join_next().await.is_some() {}
+    let got: Vec<u32> = admitted.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+    let total: u32 = got.iter().sum();
+    // 80 is the rate over four seconds; each node alone would admit 80 (240 together).
+    assert!(
+        (64..=100).contains(&total),
+        "admitted {total} in 4 s at 20/s across the cluster ({got:?})"
+    );
+    assert!(
+        got[0] > got[2],
+        "the busiest node gets the largest share: {got:?}"
+    );
+}

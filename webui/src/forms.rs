@@ -29,6 +29,8 @@ pub enum Kind {
     Pairs,
     /// Several lines kept as one string (PEM); an empty input leaves the field out.
     Block,
+    /// Yes or no (`true`/`false`); empty leaves the field out (its default applies).
+    Flag,
 }
 
 #[derive(Debug)]
@@ -350,6 +352,60 @@ static ROUTE: Form = Form {
             "Rate limit: requests in flight per key",
             Kind::Number,
             "",
+        ),
+        f(
+            "rate_limit.global",
+            "Rate limit: across the cluster",
+            Kind::Flag,
+            "true: the rate holds for all appliances together, split by where each key's requests arrive.",
+        ),
+        f(
+            "cache.default_ttl_seconds",
+            "Cache: default freshness (s)",
+            Kind::Number,
+            "Set any cache field to cache this route (RFC 9111). Freshness for responses that state none; 0 keeps them only to revalidate.",
+        ),
+        f(
+            "cache.max_object_bytes",
+            "Cache: largest response (bytes)",
+            Kind::Number,
+            "Larger ones pass through; default 8 MiB.",
+        ),
+        f(
+            "cache.stale_while_revalidate_seconds",
+            "Cache: serve stale while refreshing (s)",
+            Kind::Number,
+            "Unless the response says (stale-while-revalidate).",
+        ),
+        f(
+            "cache.stale_if_error_seconds",
+            "Cache: serve stale on upstream errors (s)",
+            Kind::Number,
+            "Unless the response says (stale-if-error).",
+        ),
+        f(
+            "cache.key.ignore_query",
+            "Cache key: ignore the query",
+            Kind::Flag,
+            "",
+        ),
+        f(
+            "cache.key.query_params",
+            "Cache key: only these query parameters",
+            Kind::Lines,
+            "One per line; the others are left out of the key.",
+        ),
+        f(
+            "cache.key.headers",
+            "Cache key: request headers",
+            Kind::Lines,
+            "Their values are part of the key, one name per line.",
+        ),
+        f(
+            "cache.tags_header",
+            "Cache: tags header",
+            Kind::OptText,
+            "Response header listing tags for purge by tag; default surrogate-key.",
         ),
         f(
             "access.allow",
@@ -674,7 +730,12 @@ fn parse_input(kind: Kind, text: &str) -> Result<Option<Value>, String> {
     let t = text.trim();
     match kind {
         Kind::Text => Ok(Some(Value::String(t.to_string()))),
-        Kind::OptText | Kind::Select(_) | Kind::Block if t.is_empty() => Ok(None),
+        Kind::OptText | Kind::Select(_) | Kind::Block | Kind::Flag if t.is_empty() => Ok(None),
+        Kind::Flag => match t {
+            "true" => Ok(Some(Value::Bool(true))),
+            "false" => Ok(Some(Value::Bool(false))),
+            _ => Err("choose true or false".to_string()),
+        },
         Kind::Block => Ok(Some(Value::String(format!("{t}\n")))),
         Kind::OptText => Ok(Some(Value::String(t.to_string()))),
         Kind::Select(options) => {
@@ -860,7 +921,11 @@ fn input_html(
         .unwrap_or_default();
     let ro = if readonly { " readonly" } else { "" };
     match kind {
-        Kind::Select(options) => {
+        Kind::Select(_) | Kind::Flag => {
+            let options: &[&str] = match kind {
+                Kind::Select(o) => o,
+                _ => &["false", "true"],
+            };
             let mut html = format!("<select id=\"{id}\" name=\"{name_e}\"{aria}{aria_label}>");
             if value.is_empty() || !options.contains(&value) {
                 // Empty: the default applies; anything else was typed by hand and is kept.

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{
-    JoinRequest, JoinResponse, ProposeAnswer, PATH_APPEND, PATH_JOIN, PATH_PROPOSE, PATH_SNAPSHOT,
-    PATH_VOTE,
+    GossipMessage, JoinRequest, JoinResponse, ProposeAnswer, PATH_APPEND, PATH_GOSSIP, PATH_JOIN,
+    PATH_PROPOSE, PATH_SNAPSHOT, PATH_VOTE,
 };
 use crate::command::Command;
 use crate::types::{Node, NodeId, Raft, TypeConfig};
@@ -30,13 +30,15 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 pub(crate) struct RpcState {
     raft: Raft,
     secret_digest: Arc<[u8; 32]>,
+    gossip: super::GossipInbox,
 }
 
 impl RpcState {
-    pub fn new(raft: Raft, secret: &str) -> RpcState {
+    pub fn new(raft: Raft, secret: &str, gossip: super::GossipInbox) -> RpcState {
         RpcState {
             raft,
             secret_digest: Arc::new(digest(secret.as_bytes())),
+            gossip,
         }
     }
 }
@@ -49,6 +51,7 @@ pub(crate) fn router(state: RpcState) -> Router {
         .route(PATH_SNAPSHOT, post(snapshot))
         .route(PATH_JOIN, post(join))
         .route(PATH_PROPOSE, post(propose))
+        .route(PATH_GOSSIP, post(gossip))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_secret,
@@ -171,4 +174,11 @@ async fn propose(State(state): State<RpcState>, Json(cmd): Json<Command>) -> Res
         Err(e) => ProposeAnswer::Unavailable(e.to_string()),
     };
     Json(answer).into_response()
+}
+
+/// A gossip message from another member, handed to whoever subscribed to its topic (and
+/// dropped when nobody did, or the subscriber is behind).
+async fn gossip(State(state): State<RpcState>, Json(msg): Json<GossipMessage>) -> Response {
+    state.gossip.deliver(msg);
+    StatusCode::NO_CONTENT.into_response()
 }

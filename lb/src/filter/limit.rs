@@ -34,10 +34,30 @@ const OVERFLOW_KEY: u64 = 0;
 pub struct LimitState {
     limiter: DefaultKeyedRateLimiter<u64>,
     clock: DefaultClock,
-    seed: std::hash::RandomState,
+    seed: KeyHasher,
+    /// A limit across the cluster: its GCRA replaces governor's.
+    global: Option<super::global::GlobalLimit>,
     /// In-flight requests per key, for `max_concurrent`.
     in_flight: Mutex<HashMap<u64, u32>>,
     checks: AtomicU64,
+}
+
+/// Hashes keys: seeded per process for local limits (nothing to predict), the same on every
+/// node for global ones (their keys are compared between nodes).
+enum KeyHasher {
+    Random(std::hash::RandomState),
+    Stable,
+}
+
+impl KeyHasher {
+    fn hash_one<T: std::hash::Hash>(&self, v: T) -> u64 {
+        match self {
+            KeyHasher::Random(s) => s.hash_one(v),
+            KeyHasher::Stable => {
+                std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(v)
+            }
+        }
+    }
 }
 
 /// Shared values by key, alive while some snapshot holds them: a revision that keeps the key
@@ -108,13 +128,65 @@ impl LimitRegistry {
     }
 
     pub fn state(&self, route: &str, spec: &RateLimitSpec) -> Arc<LimitState> {
-        self.states
-            .get_or((route.to_string(), spec.clone()), || LimitState::new(spec))
+        self.states.get_or((route.to_string(), spec.clone()), || {
+            LimitState::new(route, spec)
+        })
+    }
+
+    /// The global limits some snapshot holds.
+    pub fn globals(&self) -> Vec<Arc<LimitState>> {
+        let m = self.states.0.lock().unwrap_or_else(PoisonError::into_inner);
+        m.values()
+            .filter_map(Weak::upgrade)
+            .filter(|s| s.global.is_some())
+            .collect()
+    }
+
+    /// Measures every global limit's demand and says it for the other nodes:
+    /// `{"limits": [{"id": ..., "keys": [[key, requests per second], ...]}]}`, or `None`
+    /// without global limits.
+    pub fn global_report(&self) -> Option<serde_json::Value> {
+        let now = std::time::Instant::now();
+        let limits: Vec<serde_json::Value> = self
+            .globals()
+            .iter()
+            .filter_map(|s| s.global.as_ref())
+            .map(|g| serde_json::json!({ "id": g.id, "keys": g.tick(now) }))
+            .collect();
+        (!limits.is_empty()).then(|| serde_json::json!({ "limits": limits }))
+    }
+
+    /// Takes node `from`'s report; limits this node does not have (or has with another rate)
+    /// are ignored, as is anything malformed.
+    pub fn global_merge(&self, from: u64, report: &serde_json::Value) {
+        #[derive(serde::Deserialize)]
+        struct Report {
+            limits: Vec<Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            id: String,
+            keys: Vec<(u64, f32)>,
+        }
+        let Ok(report) = serde_json::from_value::<Report>(report.clone()) else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let globals = self.globals();
+        for e in report.limits {
+            if let Some(g) = globals
+                .iter()
+                .filter_map(|s| s.global.as_ref())
+                .find(|g| g.id == e.id)
+            {
+                g.merge(from, &e.keys, now);
+            }
+        }
     }
 }
 
 impl LimitState {
-    fn new(spec: &RateLimitSpec) -> LimitState {
+    fn new(route: &str, spec: &RateLimitSpec) -> LimitState {
         let n = NonZeroU32::new(spec.requests).unwrap_or(NonZeroU32::MIN);
         let quota = match spec.per {
             RatePer::Second => Quota::per_second(n),
@@ -125,7 +197,14 @@ impl LimitState {
         LimitState {
             limiter: RateLimiter::keyed(quota.allow_burst(burst)),
             clock: DefaultClock::default(),
-            seed: std::hash::RandomState::new(),
+            seed: if spec.global {
+                KeyHasher::Stable
+            } else {
+                KeyHasher::Random(std::hash::RandomState::new())
+            },
+            global: spec
+                .global
+                .then(|| super::global::GlobalLimit::new(route, spec)),
             in_flight: Mutex::new(HashMap::new()),
             checks: AtomicU64::new(0),
         }
@@ -254,7 +333,21 @@ impl RateLimit {
             }
         }
         let mut waited = Duration::ZERO;
-        loop {
+        if let Some(g) = &st.global {
+            let max = self.delay.unwrap_or(Duration::ZERO);
+            match g.check(key, std::time::Instant::now(), max) {
+                super::global::Decision::Admit(wait) if !wait.is_zero() => {
+                    tokio::time::sleep(wait).await;
+                    waited = wait;
+                }
+                super::global::Decision::Admit(_) => {}
+                super::global::Decision::Refuse(wait) => {
+                    self.metrics[2].inc();
+                    return Err(Refusal::Rate(wait));
+                }
+            }
+        }
+        while st.global.is_none() {
             match st.limiter.check_key(&key) {
                 Ok(()) => break,
                 Err(not_until) => {

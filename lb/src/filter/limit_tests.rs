@@ -9,6 +9,7 @@ fn spec(requests: u32, burst: u32, key: RateKey) -> RateLimitSpec {
         over_limit: OverLimit::Reject,
         max_delay_ms: 0,
         max_concurrent: None,
+        global: false,
     }
 }
 
@@ -19,7 +20,7 @@ fn counters() -> [prometheus::IntCounter; 3] {
 }
 
 fn limit(s: &RateLimitSpec) -> RateLimit {
-    RateLimit::compile(s, Arc::new(LimitState::new(s)), counters())
+    RateLimit::compile(s, Arc::new(LimitState::new("r", s)), counters())
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -222,4 +223,38 @@ fn pool_slots_stop_at_the_limit_and_free_on_drop() {
     let _c2 = pool_slot(2, &c).expect("freed");
     drop(b);
     assert_eq!(c.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_global_limit_reports_its_keys_and_takes_its_share_from_the_others() {
+    let registry = LimitRegistry::default();
+    let mut s = spec(10, 10, RateKey::ClientIp);
+    s.global = true;
+    let state = registry.state("api", &s);
+    let l = RateLimit::compile(&s, state.clone(), counters());
+    let h = HeaderMap::new();
+    for _ in 0..4 {
+        assert!(l.admit(ip("192.0.2.1"), &h).await.is_ok());
+    }
+    // Another node reports the same client, with three times the demand.
+    let report = registry.global_report().expect("a global limit");
+    let key = l.key(ip("192.0.2.1"), &h).expect("key");
+    let limits = report["limits"].as_array().expect("limits");
+    assert_eq!(limits.len(), 1);
+    assert_eq!(limits[0]["keys"][0][0].as_u64(), Some(key), "{report}");
+    let id = limits[0]["id"].clone();
+    let other = serde_json::json!({"limits": [{"id": id, "keys": [[key, 1.0e6]]}]});
+    registry.global_merge(2, &other);
+    registry.global_report();
+    let g = state.global.as_ref().expect("global");
+    assert!(g.share(key) < 0.01, "share {}", g.share(key));
+    // Its key hash is the same on every node (stable), unlike a local limit's.
+    let again = LimitState::new("api", &s);
+    assert_eq!(again.seed.hash_one(1u8), state.seed.hash_one(1u8));
+    // A malformed report changes nothing.
+    registry.global_merge(3, &serde_json::json!({"limits": "nope"}));
+    registry.global_merge(
+        3,
+        &serde_json::json!({"limits": [{"id": "other", "keys": [[1, 2.0]]}]}),
+    );
 }

@@ -346,8 +346,9 @@ pub fn limit_summary(rl: &model::RateLimitSpec) -> String {
         model::OverLimit::Delay => format!("then delayed up to {} ms", rl.max_delay_ms),
     };
     let mut out = format!(
-        "{}/{per} per {key}, burst {}, {over}",
+        "{}/{per} per {key}{}, burst {}, {over}",
         rl.requests,
+        if rl.global { " across the cluster" } else { "" },
         rl.burst.unwrap_or(rl.requests)
     );
     if let Some(c) = rl.max_concurrent {

@@ -129,7 +129,7 @@ phase() {
     for i in 1 2 3; do
         offered=$(awk -v o="$offered" '/^Requests\/sec:/{printf "%.0f", o + $2}' "$T/wrk.$i")
     done
-    awk -v a=$((after - before)) -v d="$DURATION" -v o="$offered" 'BEGIN{ printf "%.1f %s", a / d, o }'
+    awk -v a=$((after - before)) -v d="$DURATION" -v o="$offered" 'BEGIN{ printf "%.1f %s\n", a / d, o }'
 }
 err() { awk -v a="$1" -v r="$RATE" 'BEGIN{ printf "%+.1f %%", (a - r) * 100 / r }'; }
 

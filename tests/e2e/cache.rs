@@ -333,6 +333,7 @@ async fn hits_variants_revalidation_and_stale_answers() {
 
     // stale-if-error: the origin fails, the stored answer is served stale.
     assert_eq!(get(&client, &url("/sie/a"), &[]).await.x_cache, "MISS");
+    assert_eq!(get(&client, &url("/sie/b"), &[]).await.x_cache, "MISS");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     origin.failing.store(true, Ordering::Relaxed);
     let r = get(&client, &url("/sie/a"), &[]).await;
@@ -341,6 +342,11 @@ async fn hits_variants_revalidation_and_stale_answers() {
     // Without a stored answer, the error goes through.
     assert_eq!(get(&client, &url("/fresh/never"), &[]).await.status, 500);
     origin.failing.store(false, Ordering::Relaxed);
+    // A HEAD that goes upstream for a stale entry never replaces its body.
+    let head = client.head(url("/sie/b")).send().await.expect("head");
+    assert_eq!(head.status(), 200);
+    let body = get(&client, &url("/sie/b"), &[]).await.body;
+    assert!(body.starts_with("/sie/b #"), "{body:?}");
 
     let metrics = node.metrics(&token).await;
     for result in ["hit", "miss", "stale", "revalidated"] {

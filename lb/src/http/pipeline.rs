@@ -521,7 +521,8 @@ impl CacheCtx<'_> {
         parts
             .headers
             .insert(crate::cache::X_CACHE, CacheResult::Miss.header());
-        if self.bypass {
+        // A HEAD's answer has no body to keep (its revalidation with a 304 was handled before).
+        if self.bypass || self.head {
             self.rc.strip_tags(&mut parts.headers);
             return Response::from_parts(parts, body);
         }

@@ -226,32 +226,61 @@ fn plain_client() -> reqwest::Client {
         .expect("client")
 }
 
+/// One node caching one route (`cache_config`) in front of an `Origin`, up and answering.
+struct Cached {
+    _dir: tempfile::TempDir,
+    node: Meridian,
+    token: String,
+    origin: Origin,
+    port: u16,
+}
+
+impl Cached {
+    async fn start() -> Cached {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = Meridian::start(&dir.path().join("n1")).await;
+        let token = node.token().await;
+        let origin = Origin::start("127.0.0.2").await;
+        let port = free_port();
+        let (status, body) = node
+            .put_config(
+                &token,
+                cache_config(&format!("127.0.0.1:{port}"), origin.addr),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let client = reqwest::Client::new();
+        eventually(Duration::from_secs(5), || async {
+            client
+                .get(format!("http://127.0.0.1:{port}/warmup"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await
+        .expect("route up");
+        Cached {
+            _dir: dir,
+            node,
+            token,
+            origin,
+            port,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_variants_revalidation_and_stale_answers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = Meridian::start(&dir.path().join("n1")).await;
-    let token = node.token().await;
-    let origin = Origin::start("127.0.0.2").await;
-    let port = free_port();
-    let (status, body) = node
-        .put_config(
-            &token,
-            cache_config(&format!("127.0.0.1:{port}"), origin.addr),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let Cached {
+        _dir,
+        node,
+        token,
+        origin,
+        port,
+    } = Cached::start().await;
     let client = plain_client();
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
-    eventually(Duration::from_secs(5), || async {
-        client
-            .get(url("/warmup"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await
-    .expect("route up");
 
     // A miss, then hits with an Age; the origin saw one request.
     let first = get(&client, &url("/fresh/a"), &[]).await;
@@ -364,30 +393,15 @@ async fn hits_variants_revalidation_and_stale_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poisoning_attempts_never_reach_another_client() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = Meridian::start(&dir.path().join("n1")).await;
-    let token = node.token().await;
-    let origin = Origin::start("127.0.0.2").await;
-    let port = free_port();
-    let (status, body) = node
-        .put_config(
-            &token,
-            cache_config(&format!("127.0.0.1:{port}"), origin.addr),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let Cached {
+        _dir,
+        node: _node,
+        token: _token,
+        origin,
+        port,
+    } = Cached::start().await;
     let client = plain_client();
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
-    eventually(Duration::from_secs(5), || async {
-        client
-            .get(url("/warmup"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await
-    .expect("route up");
 
     // A response that sets a cookie is never stored.
     for _ in 0..2 {
@@ -442,32 +456,17 @@ async fn poisoning_attempts_never_reach_another_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_misses_make_one_upstream_request() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = Meridian::start(&dir.path().join("n1")).await;
-    let token = node.token().await;
-    let origin = Origin::start("127.0.0.2").await;
-    let port = free_port();
-    let (status, body) = node
-        .put_config(
-            &token,
-            cache_config(&format!("127.0.0.1:{port}"), origin.addr),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let Cached {
+        _dir,
+        node,
+        token,
+        origin,
+        port,
+    } = Cached::start().await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1000)
         .build()
         .expect("client");
-    eventually(Duration::from_secs(5), || async {
-        client
-            .get(format!("http://127.0.0.1:{port}/warmup"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await
-    .expect("route up");
     // The origin takes 300 ms: every request arrives while the first is upstream.
     let mut all = JoinSet::new();
     for _ in 0..1000 {

@@ -589,6 +589,17 @@ async fn cache_lookup<'r>(
         head: parts.method == http::Method::HEAD,
         client: http::HeaderMap::new(),
     };
+    // An answer from a stored entry, counted.
+    let answer = |entry: &Entry, result: CacheResult, now: SystemTime| {
+        rc.count(result);
+        crate::cache::serve(
+            entry,
+            result,
+            now,
+            parts.method == http::Method::HEAD,
+            &parts.headers,
+        )
+    };
     if !RouteCache::cacheable_request(&parts.method, &parts.headers) {
         c.bypass = true;
         c.invalidate = !parts.method.is_safe();
@@ -603,38 +614,21 @@ async fn cache_lookup<'r>(
             return Ok(c);
         }
         match crate::cache::freshness(&entry, &parts.headers, now) {
-            Freshness::Fresh => {
-                rc.count(CacheResult::Hit);
-                return Err(crate::cache::serve(
-                    &entry,
-                    CacheResult::Hit,
-                    now,
-                    c.head,
-                    &parts.headers,
-                ));
-            }
+            Freshness::Fresh => return Err(answer(&entry, CacheResult::Hit, now)),
             Freshness::Stale { matches: true } => {
                 let wants_fresh = crate::cache::has_directive(&parts.headers, "no-cache")
                     || parts.headers.contains_key(header::PRAGMA);
                 if entry.staleness(now) <= entry.stale_while_revalidate && !wants_fresh {
-                    rc.count(CacheResult::Stale);
                     match store.flight(&c.key) {
                         Flight::Lead(g) => {
+                            rc.count(CacheResult::Stale);
                             c.lead = Some(g);
                             c.background = Some(entry);
                             c.client = parts.headers.clone();
                             return Ok(c);
                         }
                         // A refresh is under way already.
-                        Flight::Wait(_) => {
-                            return Err(crate::cache::serve(
-                                &entry,
-                                CacheResult::Stale,
-                                now,
-                                c.head,
-                                &parts.headers,
-                            ))
-                        }
+                        Flight::Wait(_) => return Err(answer(&entry, CacheResult::Stale, now)),
                     }
                 }
                 c.stale = Some(entry);
@@ -667,14 +661,7 @@ async fn cache_lookup<'r>(
                         Freshness::Fresh
                     )
                 {
-                    rc.count(CacheResult::Hit);
-                    return Err(crate::cache::serve(
-                        &entry,
-                        CacheResult::Hit,
-                        now,
-                        c.head,
-                        &parts.headers,
-                    ));
+                    return Err(answer(&entry, CacheResult::Hit, now));
                 }
             }
         }

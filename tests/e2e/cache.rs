@@ -518,15 +518,11 @@ async fn purges_reach_every_node_and_the_disk_tier_survives_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut lan = crate::netns::Lan::new();
     let (ha, hb, hc) = (lan.host(), lan.host(), lan.host());
-    let n1 = Meridian::start_in(&ha, &dir.path().join("n1"), 1, "").await;
+    let (mut nodes, join) =
+        Meridian::cluster_in(&[ha.clone(), hb.clone(), hc.clone()], dir.path()).await;
+    let n3 = nodes.pop().expect("node 3");
+    let n1 = nodes.swap_remove(0);
     let token = n1.token().await;
-    let join = format!(
-        "join = \"{}\"\ncluster_secret_file = \"{}\"",
-        n1.cluster,
-        dir.path().join("n1").join("cluster.secret").display()
-    );
-    let _n2 = Meridian::start_in(&hb, &dir.path().join("n2"), 2, &join).await;
-    let n3 = Meridian::start_in(&hc, &dir.path().join("n3"), 3, &join).await;
     let origin = Origin::start(&lan.gateway().to_string()).await;
     let port = free_port();
     let (status, body) = n1

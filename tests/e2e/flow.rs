@@ -627,15 +627,9 @@ async fn a_global_rate_limit_holds_across_three_appliances() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut lan = crate::netns::Lan::new();
     let hosts = [lan.host(), lan.host(), lan.host()];
-    let n1 = Meridian::start_in(&hosts[0], &dir.path().join("n1"), 1, "").await;
+    let (nodes, _) = Meridian::cluster_in(&hosts, dir.path()).await;
+    let n1 = &nodes[0];
     let token = n1.token().await;
-    let join = format!(
-        "join = \"{}\"\ncluster_secret_file = \"{}\"",
-        n1.cluster,
-        dir.path().join("n1").join("cluster.secret").display()
-    );
-    let _n2 = Meridian::start_in(&hosts[1], &dir.path().join("n2"), 2, &join).await;
-    let _n3 = Meridian::start_in(&hosts[2], &dir.path().join("n3"), 3, &join).await;
     let backend = Backend::start("east", &lan.gateway().to_string()).await;
     let port = free_port();
     let config = format!(

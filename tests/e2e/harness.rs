@@ -61,6 +61,25 @@ impl Meridian {
         Meridian::restart_in(host, data_dir, node_id, extra, &cluster).await
     }
 
+    /// Starts a cluster with one node in each of `hosts` (node ids 1, 2, ...; data in
+    /// `dir/n1`, `dir/n2`, ...): the first bootstraps, the others join it. Also answers the
+    /// node config lines a node needs to start again (`restart_in`).
+    pub async fn cluster_in(hosts: &[crate::netns::Host], dir: &Path) -> (Vec<Meridian>, String) {
+        let mut nodes = Vec::new();
+        let first = Meridian::start_in(&hosts[0], &dir.join("n1"), 1, "").await;
+        let join = format!(
+            "join = \"{}\"\ncluster_secret_file = \"{}\"",
+            first.cluster,
+            dir.join("n1").join("cluster.secret").display()
+        );
+        nodes.push(first);
+        for (i, h) in hosts.iter().enumerate().skip(1) {
+            let id = i as u64 + 1;
+            nodes.push(Meridian::start_in(h, &dir.join(format!("n{id}")), id, &join).await);
+        }
+        (nodes, join)
+    }
+
     /// Starts node `node_id` again in `host` with its cluster RPC on `cluster` (the address the
     /// other members know it by).
     pub async fn restart_in(

@@ -29,6 +29,7 @@ pub struct Lan {
 }
 
 /// One appliance's namespace and its address on the LAN.
+#[derive(Clone)]
 pub struct Host {
     pub ns: String,
     pub ip: Ipv4Addr,

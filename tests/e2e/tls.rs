@@ -839,14 +839,10 @@ async fn session_tickets_from_one_appliance_resume_on_another() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut lan = crate::netns::Lan::new();
     let (ha, hb) = (lan.host(), lan.host());
-    let n1 = Meridian::start_in(&ha, &dir.path().join("n1"), 1, "").await;
+    let (mut nodes, _) = Meridian::cluster_in(&[ha.clone(), hb.clone()], dir.path()).await;
+    let n2 = nodes.pop().expect("node 2");
+    let n1 = nodes.pop().expect("node 1");
     let token = n1.token().await;
-    let join = format!(
-        "join = \"{}\"\ncluster_secret_file = \"{}\"",
-        n1.cluster,
-        dir.path().join("n1").join("cluster.secret").display()
-    );
-    let n2 = Meridian::start_in(&hb, &dir.path().join("n2"), 2, &join).await;
 
     let backend = Backend::start("east", &lan.gateway().to_string()).await;
     let ca = Ca::new();

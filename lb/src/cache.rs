@@ -301,7 +301,7 @@ impl Prepared {
 }
 
 /// The header names a response varies on, without `accept-encoding` when the variant covers
-/// it; `None` for `Vary: *` (never stored).
+/// it; `None` for `Vary: *` and for a response that varies on credentials (never stored).
 fn vary_names(headers: &HeaderMap, covers_accept_encoding: bool) -> Option<Box<[HeaderName]>> {
     let mut out = Vec::new();
     for v in headers.get_all(header::VARY) {
@@ -317,6 +317,13 @@ fn vary_names(headers: &HeaderMap, covers_accept_encoding: bool) -> Option<Box<[
             };
             if covers_accept_encoding && name == header::ACCEPT_ENCODING {
                 continue;
+            }
+            // Varying on credentials would keep them with the entry (in memory and on disk).
+            if name == header::AUTHORIZATION
+                || name == header::COOKIE
+                || name == header::PROXY_AUTHORIZATION
+            {
+                return None;
             }
             if !out.contains(&name) {
                 out.push(name);

@@ -81,6 +81,14 @@ fn what_is_never_stored() {
         vec![("cache-control", "private, max-age=60")],
         vec![("cache-control", "no-store")],
         vec![("cache-control", "max-age=60"), ("vary", "*")],
+        vec![
+            ("cache-control", "public, max-age=60"),
+            ("vary", "Authorization"),
+        ],
+        vec![
+            ("cache-control", "public, max-age=60"),
+            ("vary", "accept, Cookie"),
+        ],
         // No freshness, no validator, no default TTL: nothing to serve later.
         vec![],
     ];

@@ -180,6 +180,16 @@ sites = [
   {{ name = "east", address = "{EAST}", port = {port}, health_check = "gateway" }},
   {{ name = "west", address = "{WEST}", port = {port}, health_check = "gateway" }},
 ]
+
+# Failover: east while it is healthy, west only when east is down.
+[[gslb_records]]
+name = "failover.{DEMO_ZONE}"
+ttl = 10
+policy = "failover"
+sites = [
+  {{ name = "east", address = "{EAST}", port = {port}, health_check = "gateway", priority = 1 }},
+  {{ name = "west", address = "{WEST}", port = {port}, health_check = "gateway", priority = 2 }},
+]
 "#,
         proxy = args.proxy,
         tcp = args.tcp,
@@ -212,6 +222,7 @@ Meridian demo is running: one node, data in {data}
   HTTPS       curl -sk https://{https}/                      (TLS terminated; certificate "{DEMO_CERT}")
   TCP (L4)    curl -s http://{tcp}/                        (bytes proxied, not parsed)
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short
+  Failover    dig @{dns_ip} -p {dns_port} failover.{DEMO_ZONE} A +short      (east; west when east is down)
   API token   MERIDIAN_API={admin_url} MERIDIAN_PASSWORD=<password> meridian token create
   Config      MERIDIAN_API={admin_url} MERIDIAN_TOKEN=<token> meridian config get
   Drain       MERIDIAN_TOKEN=<token> meridian member --pool mesh --address {EAST}:{port} draining
@@ -347,5 +358,6 @@ mod tests {
         );
         assert!(cfg.routes.iter().any(|r| r.redirect.is_some()));
         assert_eq!(cfg.gslb_records[0].sites.len(), 2);
+        assert_eq!(cfg.gslb_records[1].policy, model::GslbPolicy::Failover);
     }
 }

@@ -2,7 +2,10 @@
 
 use std::net::IpAddr;
 
-use model::{AllDownPolicy, Config, GslbRecord, HealthView, Site};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use model::{AllDownPolicy, Config, GslbPolicy, GslbRecord, HealthView, Site};
 
 /// One site as the console shows it: `(site name, address, healthy)`.
 pub type SiteState = (String, IpAddr, bool);
@@ -41,8 +44,12 @@ fn site_is_healthy(record: &GslbRecord, site: &Site, health: &dyn HealthView) ->
 #[derive(Debug, Clone)]
 pub(crate) struct GslbTarget {
     pub(crate) ttl: u32,
-    policy: AllDownPolicy,
+    when_all_down: AllDownPolicy,
+    policy: GslbPolicy,
+    max_answers: usize,
     sites: Vec<SiteTarget>,
+    /// Answers given, for round robin's rotation and the weighted policy's turn.
+    turn: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +57,8 @@ struct SiteTarget {
     /// `None` when the site has no health check and is therefore always healthy.
     health_key: Option<String>,
     address: IpAddr,
+    priority: u32,
+    weight: u32,
 }
 
 impl SiteTarget {
@@ -72,7 +81,10 @@ impl GslbTarget {
     pub(crate) fn compile(record: &GslbRecord) -> GslbTarget {
         GslbTarget {
             ttl: record.ttl,
-            policy: record.when_all_down,
+            when_all_down: record.when_all_down,
+            policy: record.policy,
+            max_answers: record.max_answers.map_or(usize::MAX, |n| n as usize),
+            turn: Arc::default(),
             // Disabled and draining sites are never handed out, not even when all are down.
             sites: record
                 .sites
@@ -84,6 +96,8 @@ impl GslbTarget {
                         .as_ref()
                         .map(|_| model::site_health_key(&record.name, &site.name)),
                     address: site.address,
+                    priority: site.priority,
+                    weight: site.weight.max(1),
                 })
                 .collect(),
         }
@@ -92,23 +106,63 @@ impl GslbTarget {
     /// The addresses of `family` to answer with now.
     ///
     /// "All down" is judged across both families: if any site is healthy, health checking works
-    /// and only healthy sites are handed out (possibly none of this family). Only when every site
-    /// is down does the record's [`AllDownPolicy`] apply.
+    /// and only healthy sites are handed out (possibly none of this family), as the record's
+    /// policy picks them. Only when every site is down does the record's [`AllDownPolicy`]
+    /// apply (to every site, whatever the policy).
     pub(crate) fn addresses(&self, family: Family, health: &dyn HealthView) -> Vec<IpAddr> {
         let any_healthy = self.sites.iter().any(|s| s.healthy(health));
-        let mut out = Vec::new();
-        for site in &self.sites {
-            let healthy = any_healthy && site.healthy(health);
-            let wanted = match self.policy {
-                _ if any_healthy => healthy,
-                AllDownPolicy::All => true,
-                AllDownPolicy::Empty => false,
-            };
-            let right_family = match family {
+        let mut picked: Vec<&SiteTarget> = self
+            .sites
+            .iter()
+            .filter(|site| match family {
                 Family::V4 => site.address.is_ipv4(),
                 Family::V6 => site.address.is_ipv6(),
-            };
-            if wanted && right_family && !out.contains(&site.address) {
+            })
+            .filter(|site| match self.when_all_down {
+                _ if any_healthy => site.healthy(health),
+                AllDownPolicy::All => true,
+                AllDownPolicy::Empty => false,
+            })
+            .collect();
+        if any_healthy && !picked.is_empty() {
+            match self.policy {
+                GslbPolicy::All => {}
+                GslbPolicy::Failover => {
+                    let best = picked.iter().map(|s| s.priority).min().unwrap_or(1);
+                    picked.retain(|s| s.priority == best);
+                }
+                GslbPolicy::RoundRobin => {
+                    let n = self.turn.fetch_add(1, Ordering::Relaxed) % picked.len();
+                    picked.rotate_left(n);
+                }
+                GslbPolicy::Weighted => {
+                    // Turn t lands on the site whose cumulative weight covers t mod the total:
+                    // over any run of `total` answers each site gets exactly its weight.
+                    let total: usize = picked.iter().map(|s| s.weight as usize).sum();
+                    let mut t = self.turn.fetch_add(1, Ordering::Relaxed) % total.max(1);
+                    let one = picked
+                        .iter()
+                        .copied()
+                        .find(|s| {
+                            let w = s.weight as usize;
+                            if t < w {
+                                true
+                            } else {
+                                t -= w;
+                                false
+                            }
+                        })
+                        .or_else(|| picked.first().copied());
+                    picked = one.into_iter().collect();
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for site in picked {
+            if out.len() >= self.max_answers {
+                break;
+            }
+            if !out.contains(&site.address) {
                 out.push(site.address);
             }
         }
@@ -167,9 +221,13 @@ pub(crate) mod tests {
                     probe: ([127, 0, 0, 1], 80).into(),
                     health_check: checked.then(check),
                     state: model::AdminState::Enabled,
+                    priority: 1,
+                    weight: 1,
                 })
                 .collect(),
             when_all_down: policy,
+            policy: GslbPolicy::All,
+            max_answers: None,
         }
     }
 
@@ -255,5 +313,105 @@ pub(crate) mod tests {
         config.gslb_records.push(rec);
         let states = site_states(&config, &health);
         assert_eq!(states[0].1, vec![("a".to_string(), v4("192.0.2.1"), true)]);
+    }
+
+    fn four_sites() -> GslbRecord {
+        let mut r = record(
+            AllDownPolicy::Empty,
+            &[
+                ("a", "192.0.2.1", true),
+                ("b", "192.0.2.2", true),
+                ("c", "192.0.2.3", true),
+                ("d", "192.0.2.4", true),
+            ],
+        );
+        for (site, (priority, weight)) in r.sites.iter_mut().zip([(1, 3), (1, 1), (2, 0), (3, 1)]) {
+            site.priority = priority;
+            site.weight = weight;
+        }
+        r
+    }
+
+    #[test]
+    fn failover_answers_the_best_priority_that_is_up() {
+        let mut r = four_sites();
+        r.policy = GslbPolicy::Failover;
+        let target = GslbTarget::compile(&r);
+        let health = FakeHealth::default();
+        assert_eq!(
+            target.addresses(Family::V4, &health),
+            vec![v4("192.0.2.1"), v4("192.0.2.2")]
+        );
+        health.set(&r.name, "a", false);
+        assert_eq!(target.addresses(Family::V4, &health), vec![v4("192.0.2.2")]);
+        health.set(&r.name, "b", false);
+        assert_eq!(target.addresses(Family::V4, &health), vec![v4("192.0.2.3")]);
+        health.set(&r.name, "c", false);
+        assert_eq!(target.addresses(Family::V4, &health), vec![v4("192.0.2.4")]);
+        health.set(&r.name, "a", true);
+        assert_eq!(target.addresses(Family::V4, &health), vec![v4("192.0.2.1")]);
+    }
+
+    #[test]
+    fn weighted_gives_each_site_its_part_exactly() {
+        let mut r = four_sites();
+        r.policy = GslbPolicy::Weighted;
+        let target = GslbTarget::compile(&r);
+        let health = FakeHealth::default();
+        health.set(&r.name, "d", false);
+        let mut count: HashMap<IpAddr, usize> = HashMap::new();
+        // Weights 3, 1 and 1 (a weight of 0 counts as 1): 5 answers per round.
+        for _ in 0..500 {
+            let a = target.addresses(Family::V4, &health);
+            assert_eq!(a.len(), 1, "one site per answer");
+            *count.entry(a[0]).or_default() += 1;
+        }
+        assert_eq!(count[&v4("192.0.2.1")], 300);
+        assert_eq!(count[&v4("192.0.2.2")], 100);
+        assert_eq!(count[&v4("192.0.2.3")], 100);
+        assert!(
+            !count.contains_key(&v4("192.0.2.4")),
+            "a down site gets nothing"
+        );
+    }
+
+    #[test]
+    fn round_robin_rotates_and_max_answers_bounds_every_policy() {
+        let mut r = four_sites();
+        r.policy = GslbPolicy::RoundRobin;
+        r.max_answers = Some(2);
+        let target = GslbTarget::compile(&r);
+        let health = FakeHealth::default();
+        let firsts: Vec<IpAddr> = (0..4)
+            .map(|_| {
+                let a = target.addresses(Family::V4, &health);
+                assert_eq!(a.len(), 2);
+                a[0]
+            })
+            .collect();
+        assert_eq!(
+            firsts,
+            vec![
+                v4("192.0.2.1"),
+                v4("192.0.2.2"),
+                v4("192.0.2.3"),
+                v4("192.0.2.4")
+            ]
+        );
+        r.policy = GslbPolicy::All;
+        let all = GslbTarget::compile(&r);
+        assert_eq!(
+            all.addresses(Family::V4, &health),
+            vec![v4("192.0.2.1"), v4("192.0.2.2")]
+        );
+        // Every site down: the all-down policy answers, not the steering policy.
+        for s in ["a", "b", "c", "d"] {
+            health.set(&r.name, s, false);
+        }
+        r.when_all_down = AllDownPolicy::All;
+        r.policy = GslbPolicy::Failover;
+        r.max_answers = None;
+        let down = GslbTarget::compile(&r);
+        assert_eq!(down.addresses(Family::V4, &health).len(), 4);
     }
 }

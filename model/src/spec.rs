@@ -949,6 +949,35 @@ pub struct GslbRecordSpec {
     #[serde(default)]
     #[schema(default = AllDownPolicy::default)]
     pub when_all_down: AllDownPolicy,
+    /// How the healthy sites become an answer.
+    #[serde(default, skip_serializing_if = "GslbPolicy::is_all")]
+    #[schema(default = GslbPolicy::default)]
+    pub policy: GslbPolicy,
+    /// At most this many addresses in an answer (every one the policy picks when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_answers: Option<u32>,
+}
+
+/// How a GSLB record's healthy sites become an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GslbPolicy {
+    /// Every healthy site (multivalue; `max_answers` bounds it).
+    #[default]
+    All,
+    /// The healthy sites of the best (lowest) priority; the next priority only when all of
+    /// those are down.
+    Failover,
+    /// One healthy site per answer, in proportion to the sites' weights.
+    Weighted,
+    /// Every healthy site, the order rotating from one answer to the next.
+    RoundRobin,
+}
+
+impl GslbPolicy {
+    pub fn is_all(&self) -> bool {
+        *self == GslbPolicy::All
+    }
 }
 
 fn default_gslb_ttl() -> u32 {
@@ -980,6 +1009,22 @@ pub struct SiteSpec {
     #[serde(default, skip_serializing_if = "AdminState::is_enabled")]
     #[schema(default = AdminState::default)]
     pub state: AdminState,
+    /// For `policy = "failover"`: 1 is tried first, then 2, and so on.
+    #[serde(default = "default_one", skip_serializing_if = "is_one")]
+    #[schema(default = default_one)]
+    pub priority: u32,
+    /// For `policy = "weighted"`: the site's part of the answers.
+    #[serde(default = "default_one", skip_serializing_if = "is_one")]
+    #[schema(default = default_one)]
+    pub weight: u32,
+}
+
+fn default_one() -> u32 {
+    1
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
 }
 
 fn default_site_port() -> u16 {

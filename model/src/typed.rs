@@ -285,6 +285,8 @@ pub struct GslbRecord {
     pub ttl: u32,
     pub sites: Vec<Site>,
     pub when_all_down: AllDownPolicy,
+    pub policy: crate::GslbPolicy,
+    pub max_answers: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -295,6 +297,10 @@ pub struct Site {
     pub probe: SocketAddr,
     pub health_check: Option<Arc<HealthCheck>>,
     pub state: crate::AdminState,
+    /// 1 or more; lower is preferred (failover).
+    pub priority: u32,
+    /// 1 or more (weighted).
+    pub weight: u32,
 }
 
 /// Key under which a pool member's health is kept, stable across revisions.

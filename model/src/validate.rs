@@ -1391,6 +1391,8 @@ fn gslb(
                 }
                 hc
             });
+            range_u64(format!("{sp}.priority"), s.priority.into(), 1, 100, e);
+            range_u64(format!("{sp}.weight"), s.weight.into(), 1, 1000, e);
             if let Some(address) = address {
                 sites.push(Site {
                     name: s.name.clone(),
@@ -1398,8 +1400,13 @@ fn gslb(
                     probe: SocketAddr::new(address, s.port),
                     health_check,
                     state: s.state,
+                    priority: s.priority,
+                    weight: s.weight,
                 });
             }
+        }
+        if let Some(n) = g.max_answers {
+            range_u64(format!("{p}.max_answers"), n.into(), 1, 16, e);
         }
         out.push(GslbRecord {
             name,
@@ -1407,6 +1414,8 @@ fn gslb(
             ttl: g.ttl,
             sites,
             when_all_down: g.when_all_down,
+            policy: g.policy,
+            max_answers: g.max_answers,
         });
     }
     out

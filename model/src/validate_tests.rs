@@ -739,3 +739,54 @@ key = { ignore_query = true, query_params = ["a", "b=c"], headers = ["cookie", "
     assert_eq!(c.tags_header, "cache-tag");
     assert_eq!(c.max_object_bytes, 8 << 20);
 }
+
+#[test]
+fn gslb_policies_and_their_site_settings_are_checked() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[zones]]
+name = "example.com"
+ns = ["ns1"]
+soa = { mname = "ns1", rname = "hostmaster" }
+records = [{ name = "ns1", type = "A", value = "192.0.2.53" }]
+[[gslb_records]]
+name = "app.example.com"
+policy = "failover"
+max_answers = 40
+sites = [
+  { name = "a", address = "192.0.2.1", priority = 0 },
+  { name = "b", address = "192.0.2.2", priority = 2, weight = 5000 },
+]
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "gslb_records[0].sites[0].priority",
+            "gslb_records[0].sites[1].weight",
+            "gslb_records[0].max_answers",
+        ],
+        "{e:?}"
+    );
+    let mut good = spec.clone();
+    good.gslb_records[0].max_answers = Some(2);
+    good.gslb_records[0].sites[0].priority = 1;
+    good.gslb_records[0].sites[1].weight = 3;
+    let config = validate(&good).expect("valid");
+    let g = &config.gslb_records[0];
+    assert_eq!(g.policy, crate::GslbPolicy::Failover);
+    assert_eq!((g.sites[1].priority, g.sites[1].weight), (2, 3));
+    let unknown = from_toml::<ConfigSpec>(
+        r#"
+api_version = "meridian/v1"
+[[gslb_records]]
+name = "app.example.com"
+policy = "nearest"
+"#,
+    );
+    assert!(unknown.is_err(), "an unknown policy does not parse");
+}

@@ -452,6 +452,22 @@ async fn demo_works_and_keeps_its_config_across_runs() {
         text.contains("127.0.0.2") && text.contains("127.0.0.3"),
         "{text}"
     );
+    // The failover name answers east only while east is healthy.
+    assert!(banner.contains("failover."), "{banner}");
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &ports[1].to_string(),
+            "failover.demo.meridian.test",
+            "A",
+            "+short",
+        ])
+        .output()
+        .await
+        .expect("dig");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), "127.0.0.2", "{text}");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().expect("pid").to_string()])
         .status()

@@ -616,6 +616,18 @@ static GSLB: Form = Form {
             Kind::Select(&["empty", "all"]),
             "empty: answer with no address; all: answer with every site.",
         ),
+        f(
+            "policy",
+            "Policy",
+            Kind::Select(&["all", "failover", "weighted", "round_robin"]),
+            "all: every healthy site; failover: the best priority that is up; weighted: one site by weight; round_robin: all, rotating.",
+        ),
+        f(
+            "max_answers",
+            "Most addresses per answer",
+            Kind::Number,
+            "1 to 16; every one the policy picks when empty.",
+        ),
     ],
     tables: &[Table {
         path: "sites",
@@ -626,6 +638,8 @@ static GSLB: Form = Form {
             f("port", "Probe port", Kind::Number, "Default 80"),
             f("health_check", "Health check", Kind::OptText, ""),
             f("state", "Admin state", Kind::Select(ADMIN_STATES), ""),
+            f("priority", "Priority", Kind::Number, "Failover: 1 first; default 1"),
+            f("weight", "Weight", Kind::Number, "Weighted: default 1"),
         ],
     }],
 };

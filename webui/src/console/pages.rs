@@ -508,7 +508,10 @@ pub struct GslbRow {
     pub name: String,
     pub href: String,
     pub ttl: u32,
+    /// What to answer when every site is down.
     pub policy: String,
+    /// How healthy sites become an answer (failover, weighted, ...).
+    pub steering: String,
     pub sites: usize,
     pub up: usize,
     pub out_of_service: usize,
@@ -535,6 +538,10 @@ pub async fn gslb(user: ConsoleUser, State(st): State<AppState>) -> Response {
             href: format!("/console/gslb_records/{}", seg(&g.name)),
             ttl: g.ttl,
             policy: format!("{:?}", g.when_all_down).to_lowercase(),
+            steering: match (g.policy, g.max_answers) {
+                (p, None) => format!("{p:?}").to_lowercase(),
+                (p, Some(n)) => format!("{}, at most {n}", format!("{p:?}").to_lowercase()),
+            },
             sites: g.sites.len(),
             up: g
                 .sites

@@ -435,38 +435,26 @@ async fn demo_works_and_keeps_its_config_across_runs() {
     );
     assert!(https.contains("x-forwarded-for"), "{https}");
 
-    let out = Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &ports[1].to_string(),
-            "app.demo.meridian.test",
-            "A",
-            "+short",
-        ])
-        .output()
-        .await
-        .expect("dig");
-    let text = String::from_utf8_lossy(&out.stdout);
+    // `dig +short` of an A record on the demo's DNS port.
+    let dig = |name: &'static str| {
+        let port = ports[1].to_string();
+        async move {
+            let out = Command::new("dig")
+                .args(["@127.0.0.1", "-p", &port, name, "A", "+short"])
+                .output()
+                .await
+                .expect("dig");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let text = dig("app.demo.meridian.test").await;
     assert!(
         text.contains("127.0.0.2") && text.contains("127.0.0.3"),
         "{text}"
     );
     // The failover name answers east only while east is healthy.
     assert!(banner.contains("failover."), "{banner}");
-    let out = Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &ports[1].to_string(),
-            "failover.demo.meridian.test",
-            "A",
-            "+short",
-        ])
-        .output()
-        .await
-        .expect("dig");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = dig("failover.demo.meridian.test").await;
     assert_eq!(text.trim(), "127.0.0.2", "{text}");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().expect("pid").to_string()])

@@ -455,11 +455,29 @@ impl Backend {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
+///
+/// Picked below the kernel's ephemeral range (32768 and up), where no socket bound to port 0
+/// (another test's node, a client connection) can take it before it is used; free for TCP and
+/// UDP on 127.0.0.1 and on the wildcard address when picked.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let start = h.finish() as usize;
+    for i in 0..10_000 {
+        let n = start
+            .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+            .wrapping_add(i);
+        let port = 20_000 + (n % 12_000) as u16;
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999")
 }
 
 /// Polls `f` every 20 ms until it returns true or `deadline` passes; returns the time it took.

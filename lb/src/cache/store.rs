@@ -144,7 +144,7 @@ impl Drop for FlightGuard {
 }
 
 /// A row of the console's top-keys table.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct KeyStat {
     pub key: String,
     pub encoding: &'static str,
@@ -155,7 +155,7 @@ pub struct KeyStat {
 }
 
 /// Totals for the console and the API.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct StoreStats {
     pub memory_entries: u64,
     pub memory_bytes: u64,

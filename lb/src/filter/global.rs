@@ -204,6 +204,7 @@ impl GlobalLimit {
     }
 
     /// This node's share of `key` (1 when it is the only one that sees it).
+    #[cfg(test)]
     pub fn share(&self, key: u64) -> f64 {
         self.keys().get(&key).map_or(1.0, |k| k.share)
     }

@@ -317,54 +317,13 @@ impl RateLimit {
             return Ok(None);
         };
         let st = &self.state;
-        if st.limiter.len() >= MAX_KEYS {
-            // Full: drop idle keys (at most every 1024th check), and while it stays full every
-            // request shares the overflow budget rather than growing the table.
-            if st
-                .checks
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(1024)
-            {
-                st.limiter.retain_recent();
-                st.limiter.shrink_to_fit();
+        let waited = match &st.global {
+            Some(g) => self.wait_global(g, key).await?,
+            None => {
+                key = self.bounded_key(key);
+                self.wait_local(key).await?
             }
-            if st.limiter.len() >= MAX_KEYS {
-                key = OVERFLOW_KEY;
-            }
-        }
-        let mut waited = Duration::ZERO;
-        if let Some(g) = &st.global {
-            let max = self.delay.unwrap_or(Duration::ZERO);
-            match g.check(key, std::time::Instant::now(), max) {
-                super::global::Decision::Admit(wait) if !wait.is_zero() => {
-                    tokio::time::sleep(wait).await;
-                    waited = wait;
-                }
-                super::global::Decision::Admit(_) => {}
-                super::global::Decision::Refuse(wait) => {
-                    self.metrics[2].inc();
-                    return Err(Refusal::Rate(wait));
-                }
-            }
-        }
-        while st.global.is_none() {
-            match st.limiter.check_key(&key) {
-                Ok(()) => break,
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(st.clock.now());
-                    match self.delay {
-                        Some(max) if waited + wait <= max => {
-                            tokio::time::sleep(wait).await;
-                            waited += wait;
-                        }
-                        _ => {
-                            self.metrics[2].inc();
-                            return Err(Refusal::Rate(wait));
-                        }
-                    }
-                }
-            }
-        }
+        };
         let slot = match self.max_concurrent {
             None => None,
             Some(max) => {
@@ -384,6 +343,75 @@ impl RateLimit {
         };
         self.metrics[if waited.is_zero() { 0 } else { 1 }].inc();
         Ok(slot)
+    }
+}
+
+impl RateLimit {
+    /// `key`, or the overflow key while the local limiter's table is full (idle keys are
+    /// dropped at most every 1024th check): requests then share one budget rather than grow it.
+    fn bounded_key(&self, key: u64) -> u64 {
+        let st = &self.state;
+        if st.limiter.len() < MAX_KEYS {
+            return key;
+        }
+        if st
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1024)
+        {
+            st.limiter.retain_recent();
+            st.limiter.shrink_to_fit();
+        }
+        if st.limiter.len() >= MAX_KEYS {
+            OVERFLOW_KEY
+        } else {
+            key
+        }
+    }
+
+    /// governor's GCRA on this node: how long the request waited for its slot, or the refusal.
+    async fn wait_local(&self, key: u64) -> Result<Duration, Refusal> {
+        let st = &self.state;
+        let mut waited = Duration::ZERO;
+        loop {
+            match st.limiter.check_key(&key) {
+                Ok(()) => return Ok(waited),
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(st.clock.now());
+                    match self.delay {
+                        Some(max) if waited + wait <= max => {
+                            tokio::time::sleep(wait).await;
+                            waited += wait;
+                        }
+                        _ => {
+                            self.metrics[2].inc();
+                            return Err(Refusal::Rate(wait));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// This node's share of a global limit: the slot is reserved, then waited for.
+    async fn wait_global(
+        &self,
+        g: &super::global::GlobalLimit,
+        key: u64,
+    ) -> Result<Duration, Refusal> {
+        let max = self.delay.unwrap_or(Duration::ZERO);
+        match g.check(key, std::time::Instant::now(), max) {
+            super::global::Decision::Admit(wait) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(wait)
+            }
+            super::global::Decision::Refuse(wait) => {
+                self.metrics[2].inc();
+                Err(Refusal::Rate(wait))
+            }
+        }
     }
 }
 

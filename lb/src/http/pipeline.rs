@@ -486,11 +486,14 @@ impl CacheCtx<'_> {
         parts.status = StatusCode::NOT_MODIFIED;
         parts.headers = not_modified.clone();
         let fresh = match crate::cache::refresh(entry, &self.client, &parts, now) {
-            Some(e) => Arc::new(e),
+            Some(e) => {
+                let e = Arc::new(e);
+                store.insert(self.key.clone(), e.clone());
+                e
+            }
             // Upstream's 304 does not match what is stored: the stored answer is all we have.
             None => entry.clone(),
         };
-        store.insert(self.key.clone(), fresh.clone());
         self.lead = None;
         self.rc.count(CacheResult::Revalidated);
         Some(crate::cache::serve(
@@ -728,23 +731,21 @@ async fn background_refresh(
     ) else {
         return;
     };
-    let mut body = body;
-    let mut kept = bytes::BytesMut::new();
+    // Drained here (no client): the cache's writer keeps the body and stores it at its end,
+    // within the route's size bound, then releases the key.
+    let mut body = crate::cache::StoreBody::new(
+        body,
+        prepared,
+        refresh.key,
+        shared.cache.clone(),
+        rc.max_object,
+        refresh.lead,
+    );
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
+        if frame.is_err() {
             return;
-        };
-        if let Some(d) = frame.data_ref() {
-            if (kept.len() + d.len()) as u64 > rc.max_object {
-                return;
-            }
-            kept.extend_from_slice(d);
         }
     }
-    shared
-        .cache
-        .insert(refresh.key, Arc::new(prepared.into_entry(kept.freeze())));
-    drop(refresh.lead);
 }
 
 /// The request target for `member`: HTTP/2 carries the client's host as :authority (the member

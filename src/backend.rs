@@ -14,6 +14,11 @@ pub struct NodeBackend {
     pub cluster: Arc<ClusterNode>,
     pub dataplane: Arc<lb::DataPlane>,
     pub dns_alarm: gslb_dns::CompileAlarm,
+    /// GSLB site health as the cluster agrees on it (and every other target's, this node's).
+    pub site_health: Arc<crate::site_health::SiteHealth>,
+    /// The DNS answers served now, for `dns explain`.
+    pub dns_answers: Arc<arc_swap::ArcSwap<gslb_dns::ZonesSnapshot>>,
+    pub dns_metrics: gslb_dns::DnsMetrics,
     pub cluster_key: Arc<credentials::ClusterKey>,
 }
 
@@ -172,8 +177,27 @@ impl webui::Backend for NodeBackend {
         }
     }
 
+    fn dns_explain(&self, query: &webui::DnsExplainQuery) -> Result<webui::DnsExplanation, String> {
+        crate::explain::explain(self, query)
+    }
+
+    fn site_votes(&self, key: &str) -> Vec<webui::SiteVote> {
+        self.site_health
+            .votes(key)
+            .into_iter()
+            .map(|v| webui::SiteVote {
+                node: v.node,
+                up: v.up,
+            })
+            .collect()
+    }
+
+    fn site_answers(&self, record: &str, site: &str) -> u64 {
+        self.dns_metrics.answers_of(record, site)
+    }
+
     fn health(&self) -> Arc<dyn HealthView> {
-        self.dataplane.health()
+        self.site_health.clone()
     }
 
     fn alarms(&self) -> Vec<String> {
@@ -206,7 +230,7 @@ impl webui::Backend for NodeBackend {
         }
         alarms.extend(self.dns_alarm.get());
         let config = config_now(&self.cluster);
-        alarms.extend(down_alarms(&config, self.dataplane.health().as_ref()));
+        alarms.extend(down_alarms(&config, self.site_health.as_ref()));
         alarms.extend(certificate_alarms(
             &config,
             &self.cluster.current().certificates,

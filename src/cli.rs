@@ -52,7 +52,11 @@ pub enum Command {
         #[arg(value_enum)]
         state: AdminStateArg,
     },
-    /// Set the admin state of a GSLB site: enabled, disabled or draining (no new answers).
+    /// DNS: how this node answers a query, and why.
+    #[command(subcommand)]
+    Dns(DnsCommand),
+    /// Set the admin state of a GSLB site: enabled, disabled (forced down: no answers, not
+    /// probed), draining (no new answers) or force-up (answered whatever its checks say).
     Site {
         #[command(flatten)]
         api: ApiArgs,
@@ -200,6 +204,8 @@ pub enum AdminStateArg {
     Enabled,
     Disabled,
     Draining,
+    /// GSLB sites only.
+    ForceUp,
 }
 
 impl AdminStateArg {
@@ -208,8 +214,32 @@ impl AdminStateArg {
             AdminStateArg::Enabled => "enabled",
             AdminStateArg::Disabled => "disabled",
             AdminStateArg::Draining => "draining",
+            AdminStateArg::ForceUp => "force_up",
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// The answer this node gives NAME, the GSLB decision behind it step by step (health,
+    /// steering, policy), each site's health as every live node sees it, and the ECS scope.
+    Explain {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+        /// The record type.
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+        /// The resolver's address (steers when there is no --ecs).
+        #[arg(long)]
+        client: Option<String>,
+        /// An EDNS Client Subnet, e.g. 198.51.100.0/24.
+        #[arg(long)]
+        ecs: Option<String>,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -264,6 +294,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             crate::client::set_state(api, path, state).await
         }
+        Command::Dns(cmd) => crate::client::dns(cmd).await,
         Command::Site {
             api,
             record,

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use reqwest::StatusCode;
 
-use crate::cli::{ApiArgs, CacheCommand, CertCommand, ConfigCommand, Format, TokenCommand};
+use crate::cli::{
+    ApiArgs, CacheCommand, CertCommand, ConfigCommand, DnsCommand, Format, TokenCommand,
+};
 
 /// An HTTP client that also trusts `ca_cert` when given.
 fn http_client(ca_cert: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
@@ -218,6 +220,36 @@ pub async fn status(api: ApiArgs) -> anyhow::Result<ExitCode> {
     }
     let v: serde_json::Value = resp.json().await?;
     println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn dns(cmd: DnsCommand) -> anyhow::Result<ExitCode> {
+    let DnsCommand::Explain {
+        api,
+        name,
+        qtype,
+        client,
+        ecs,
+        json,
+    } = cmd;
+    let http = http_client(api.ca_cert.as_deref())?;
+    let mut query = vec![("name", name), ("type", qtype)];
+    query.extend(client.map(|c| ("client", c)));
+    query.extend(ecs.map(|e| ("ecs", e)));
+    let resp = authed(http.get(url(&api.api, "/dns/explain")), &api)?
+        .query(&query)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", api.api))?;
+    if !resp.status().is_success() {
+        return Ok(report_error(resp).await);
+    }
+    let explained: webui::DnsExplanation = resp.json().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&explained)?);
+    } else {
+        print!("{}", crate::explain::render(&explained));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -190,6 +190,30 @@ sites = [
   {{ name = "east", address = "{EAST}", port = {port}, health_check = "gateway", priority = 1 }},
   {{ name = "west", address = "{WEST}", port = {port}, health_check = "gateway", priority = 2 }},
 ]
+
+# Geo: clients (or the EDNS Client Subnet their resolver sends) in the east network get east,
+# in the west network get west, anyone else gets both. A region whose sites are all down
+# spills to the other.
+[[regions]]
+name = "east"
+networks = ["198.51.100.0/24"]
+location = "40.71,-74.01"
+spill_to = ["west"]
+
+[[regions]]
+name = "west"
+networks = ["203.0.113.0/24"]
+location = "37.77,-122.42"
+spill_to = ["east"]
+
+[[gslb_records]]
+name = "geo.{DEMO_ZONE}"
+ttl = 10
+steer = "geo"
+sites = [
+  {{ name = "east", address = "{EAST}", port = {port}, health_check = "gateway", region = "east" }},
+  {{ name = "west", address = "{WEST}", port = {port}, health_check = "gateway", region = "west" }},
+]
 "#,
         proxy = args.proxy,
         tcp = args.tcp,
@@ -223,6 +247,8 @@ Meridian demo is running: one node, data in {data}
   TCP (L4)    curl -s http://{tcp}/                        (bytes proxied, not parsed)
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short
   Failover    dig @{dns_ip} -p {dns_port} failover.{DEMO_ZONE} A +short      (east; west when east is down)
+  Geo         dig @{dns_ip} -p {dns_port} geo.{DEMO_ZONE} A +subnet=198.51.100.7/24   (east; 203.0.113.0/24 gets west)
+  Explain     MERIDIAN_TOKEN=<token> meridian dns explain geo.{DEMO_ZONE} --ecs 198.51.100.0/24
   API token   MERIDIAN_API={admin_url} MERIDIAN_PASSWORD=<password> meridian token create
   Config      MERIDIAN_API={admin_url} MERIDIAN_TOKEN=<token> meridian config get
   Drain       MERIDIAN_TOKEN=<token> meridian member --pool mesh --address {EAST}:{port} draining

@@ -7,9 +7,11 @@ mod certs;
 mod cli;
 mod client;
 mod demo;
+mod explain;
 mod global_limits;
 mod node;
 mod node_config;
+mod site_health;
 mod tickets;
 
 use clap::Parser;

@@ -41,7 +41,8 @@ pub struct Node {
     /// Follows (and, on the leader, rotates) the cluster's session-ticket keys.
     tickets_task: tokio::task::JoinHandle<()>,
     purges_task: tokio::task::JoinHandle<()>,
-    limits_tasks: [tokio::task::JoinHandle<()>; 2],
+    /// Cluster-wide rate limits' and site health's gossip.
+    limits_tasks: [tokio::task::JoinHandle<()>; 4],
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). hickory-server logs every query at
@@ -169,15 +170,20 @@ impl Node {
         let purges_task = follow_purges(&cluster, dataplane.cache());
         let (limits_send, limits_receive) =
             crate::global_limits::spawn(cluster.clone(), dataplane.clone());
+        let site_health =
+            crate::site_health::SiteHealth::new(cluster.node_id(), dataplane.health());
+        let (health_send, health_receive) =
+            crate::site_health::spawn(cluster.clone(), site_health.clone());
 
         let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
+        let dns_metrics = gslb_dns::DnsMetrics::new(&registry)?;
         let dns = udp.local_addr()?;
         let dns_server = gslb_dns::DnsServer::spawn(
             udp,
             tcp,
             config_rx,
-            dataplane.health(),
-            gslb_dns::DnsMetrics::new(&registry)?,
+            site_health.clone(),
+            dns_metrics.clone(),
         )?;
 
         let tls = crate::admin_tls::load(cfg)?;
@@ -190,6 +196,9 @@ impl Node {
                 cluster: cluster.clone(),
                 dataplane: dataplane.clone(),
                 dns_alarm: dns_server.alarm(),
+                site_health: site_health.clone(),
+                dns_answers: dns_server.snapshot(),
+                dns_metrics,
                 cluster_key: cluster_key.clone(),
             }),
             registry,
@@ -232,7 +241,7 @@ impl Node {
             certs_task,
             tickets_task,
             purges_task,
-            limits_tasks: [limits_send, limits_receive],
+            limits_tasks: [limits_send, limits_receive, health_send, health_receive],
         })
     }
 

@@ -1,14 +1,52 @@
-//! GSLB names: which of a record's sites to hand out, decided per query from live health.
+//! GSLB names: which of a record's sites to hand out, decided per query from live health, the
+//! client's subnet and the record's steering and policy.
+//!
+//! A decision has two stages. Steering (`steer`) narrows the healthy sites of the queried family
+//! to the client's candidates: its region's (geo) or the nearest ones (nearest), with a spill
+//! path when those are all down. The policy then picks among the candidates. Both stages report
+//! how many leading bits of the client's address they used, which becomes the EDNS Client
+//! Subnet scope of the answer (RFC 7871): 0 when the answer does not depend on the client.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use model::{AllDownPolicy, Config, GslbPolicy, GslbRecord, HealthView, Site};
+use model::{
+    AdminState, AllDownPolicy, Cidr, Config, GeoPoint, GslbPolicy, GslbRecord, HealthView, Site,
+    Steer,
+};
 
 /// One site as the console shows it: `(site name, address, healthy)`.
 pub type SiteState = (String, IpAddr, bool);
+
+/// Prefix lengths a persistent answer is kept for: one client subnet keeps one site.
+const PERSIST_PREFIX_V4: u8 = 24;
+const PERSIST_PREFIX_V6: u8 = 56;
+
+/// The steps of a decision in words, for `meridian dns explain`; `None` on the query path.
+pub(crate) type Trace<'a> = Option<&'a RefCell<Vec<String>>>;
+
+fn note(trace: Trace<'_>, line: impl FnOnce() -> String) {
+    if let Some(t) = trace {
+        t.borrow_mut().push(line());
+    }
+}
+
+fn names(sites: &[&SiteTarget]) -> String {
+    if sites.is_empty() {
+        return "none".into();
+    }
+    sites
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sites within this distance of the nearest one count as equally near.
+const SAME_SPOT_KM: f64 = 1.0;
 
 /// The sites of each GSLB record and whether each is healthy right now, for the console.
 ///
@@ -31,13 +69,164 @@ pub fn site_states(config: &Config, health: &dyn HealthView) -> Vec<(String, Vec
         .collect()
 }
 
-/// A site without a health check is always healthy; one that was never observed counts as
-/// healthy too, so a fresh node answers before its first probe round completes.
+/// A site without a health check (or forced up) is always healthy; one that was never observed
+/// counts as healthy too, so a fresh node answers before its first probe round completes.
 fn site_is_healthy(record: &GslbRecord, site: &Site, health: &dyn HealthView) -> bool {
     site.health_check.is_none()
+        || site.state == AdminState::ForceUp
         || health
             .is_healthy(&model::site_health_key(&record.name, &site.name))
             .unwrap_or(true)
+}
+
+/// Who is asking, as far as steering goes: the EDNS Client Subnet of the query, else the
+/// resolver's own address (a full-length prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSubnet {
+    pub addr: IpAddr,
+    /// Leading bits of `addr` that are meaningful.
+    pub prefix: u8,
+}
+
+impl ClientSubnet {
+    /// The resolver's address as a full-length subnet.
+    pub fn host(addr: IpAddr) -> ClientSubnet {
+        let addr = canonical(addr);
+        ClientSubnet {
+            addr,
+            prefix: width(addr),
+        }
+    }
+
+    /// `(family width, address bits left-aligned in a u128, prefix)`, with bits past the
+    /// prefix cleared.
+    fn bits(&self) -> (u8, u128, u8) {
+        let addr = canonical(self.addr);
+        let w = width(addr);
+        let prefix = self.prefix.min(w);
+        let raw = match addr {
+            IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        (w, raw & mask(prefix), prefix)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are IPv4 clients.
+fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn width(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+/// A left-aligned mask of `prefix` bits.
+fn mask(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn cidr_bits(cidr: &Cidr) -> (u8, u128, u8) {
+    ClientSubnet {
+        addr: cidr.addr,
+        prefix: cidr.prefix,
+    }
+    .bits()
+}
+
+/// The regions of one revision, compiled for the per-query lookup of a client's region.
+#[derive(Debug, Default)]
+pub(crate) struct Topology {
+    /// `(family width, network bits, prefix, region)`, longest prefix first.
+    networks: Vec<(u8, u128, u8, usize)>,
+    regions: Vec<TopologyRegion>,
+}
+
+#[derive(Debug)]
+struct TopologyRegion {
+    name: String,
+    location: Option<GeoPoint>,
+    spill_to: Vec<usize>,
+}
+
+/// Where a client was placed, and how many of its leading bits that took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Placement {
+    pub(crate) region: Option<usize>,
+    pub(crate) scope: u8,
+}
+
+impl Topology {
+    pub(crate) fn compile(config: &Config) -> Topology {
+        let mut networks: Vec<(u8, u128, u8, usize)> = config
+            .regions
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.networks.iter().map(move |n| (n, i)))
+            .map(|(n, i)| {
+                let (w, bits, prefix) = cidr_bits(n);
+                (w, bits, prefix, i)
+            })
+            .collect();
+        networks.sort_by_key(|n| std::cmp::Reverse(n.2));
+        Topology {
+            networks,
+            regions: config
+                .regions
+                .iter()
+                .map(|r| TopologyRegion {
+                    name: r.name.clone(),
+                    location: r.location,
+                    spill_to: r.spill_to.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn region_name(&self, region: usize) -> Option<&str> {
+        self.regions.get(region).map(|r| r.name.as_str())
+    }
+
+    /// The client's region: the longest network that holds the client's whole subnet. The scope
+    /// is the shortest prefix of the client's address that decides it, so no other network of
+    /// the table (a more specific one carved out of the match, or one nearby) lies inside the
+    /// subnet the answer is declared valid for.
+    pub(crate) fn place(&self, client: &ClientSubnet) -> Placement {
+        let (w, bits, prefix) = client.bits();
+        let same_family = || self.networks.iter().filter(move |n| n.0 == w);
+        let matched = same_family().find(|n| n.2 <= prefix && bits & mask(n.2) == n.1);
+        let base = matched.map_or(0, |n| n.2);
+        let mut scope = base;
+        for n in same_family() {
+            // Less specific networks are either the match's parents or disjoint from it.
+            if n.2 <= base {
+                continue;
+            }
+            if (bits ^ n.1) & mask(base) != 0 {
+                continue; // Outside the matched network.
+            }
+            let common = u8::try_from((bits ^ n.1).leading_zeros()).unwrap_or(128);
+            // A network inside the client's own subnet could hold the client (its unknown bits
+            // decide): only its full prefix tells. Otherwise the first differing bit does.
+            let needed = if common >= prefix {
+                n.2
+            } else {
+                (common + 1).min(n.2)
+            };
+            scope = scope.max(needed);
+        }
+        Placement {
+            region: matched.map(|n| n.3),
+            scope: scope.min(w),
+        }
+    }
 }
 
 /// The compiled form of a [`GslbRecord`]: health keys are built once per revision, not per query.
@@ -46,6 +235,7 @@ pub(crate) struct GslbTarget {
     pub(crate) ttl: u32,
     when_all_down: AllDownPolicy,
     policy: GslbPolicy,
+    steer: Steer,
     max_answers: usize,
     sites: Vec<SiteTarget>,
     /// Answers given, for round robin's rotation and the weighted policy's turn.
@@ -54,11 +244,18 @@ pub(crate) struct GslbTarget {
 
 #[derive(Debug, Clone)]
 struct SiteTarget {
-    /// `None` when the site has no health check and is therefore always healthy.
+    name: String,
+    /// `None` when the site has no health check or is forced up, and so is always healthy.
     health_key: Option<String>,
     address: IpAddr,
     priority: u32,
     weight: u32,
+    region: Option<usize>,
+    location: Option<GeoPoint>,
+    /// The site's stable identity in persistent hashing: the same on every node.
+    seed: u64,
+    /// `meridian_gslb_answers_total` of this site, once the server attached its metrics.
+    answered: Option<prometheus::IntCounter>,
 }
 
 impl SiteTarget {
@@ -66,6 +263,13 @@ impl SiteTarget {
         match &self.health_key {
             None => true,
             Some(key) => health.is_healthy(key).unwrap_or(true),
+        }
+    }
+
+    fn of(&self, family: Family) -> bool {
+        match family {
+            Family::V4 => self.address.is_ipv4(),
+            Family::V6 => self.address.is_ipv6(),
         }
     }
 }
@@ -77,97 +281,314 @@ pub(crate) enum Family {
     V6,
 }
 
+/// What a GSLB record answers one query with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Decision {
+    pub(crate) addresses: Vec<IpAddr>,
+    /// Leading bits of the client's address the decision used (the ECS scope).
+    pub(crate) scope: u8,
+}
+
 impl GslbTarget {
     pub(crate) fn compile(record: &GslbRecord) -> GslbTarget {
         GslbTarget {
             ttl: record.ttl,
             when_all_down: record.when_all_down,
             policy: record.policy,
+            steer: record.steer,
             max_answers: record.max_answers.map_or(usize::MAX, |n| n as usize),
             turn: Arc::default(),
             // Disabled and draining sites are never handed out, not even when all are down.
             sites: record
                 .sites
                 .iter()
-                .filter(|site| site.state.is_enabled())
+                .filter(|site| matches!(site.state, AdminState::Enabled | AdminState::ForceUp))
                 .map(|site| SiteTarget {
+                    name: site.name.clone(),
                     health_key: site
                         .health_check
                         .as_ref()
+                        .filter(|_| site.state != AdminState::ForceUp)
                         .map(|_| model::site_health_key(&record.name, &site.name)),
                     address: site.address,
                     priority: site.priority,
                     weight: site.weight.max(1),
+                    region: site.region,
+                    location: site.location,
+                    seed: fnv1a(site.name.as_bytes()),
+                    answered: None,
                 })
                 .collect(),
         }
     }
 
-    /// The addresses of `family` to answer with now.
+    /// The addresses of `family` to answer `client` with now.
     ///
     /// "All down" is judged across both families: if any site is healthy, health checking works
-    /// and only healthy sites are handed out (possibly none of this family), as the record's
-    /// policy picks them. Only when every site is down does the record's [`AllDownPolicy`]
-    /// apply (to every site, whatever the policy).
-    pub(crate) fn addresses(&self, family: Family, health: &dyn HealthView) -> Vec<IpAddr> {
+    /// and only healthy sites are handed out (possibly none of this family), as steering and
+    /// the policy pick them. Only when every site is down does the record's [`AllDownPolicy`]
+    /// apply (to every site, whatever the policy), and that answer does not depend on the client.
+    pub(crate) fn decide(
+        &self,
+        family: Family,
+        health: &dyn HealthView,
+        client: Option<&ClientSubnet>,
+        topology: &Topology,
+        trace: Trace<'_>,
+    ) -> Decision {
         let any_healthy = self.sites.iter().any(|s| s.healthy(health));
-        let mut picked: Vec<&SiteTarget> = self
+        if !any_healthy {
+            let all = self.when_all_down == AllDownPolicy::All;
+            note(trace, || {
+                if all {
+                    "every site is down: when_all_down = all answers every enabled site".into()
+                } else {
+                    "every site is down: when_all_down = empty answers none".into()
+                }
+            });
+            let sites = self.sites.iter().filter(|s| all && s.of(family));
+            return Decision {
+                addresses: self.bounded(sites, trace),
+                scope: 0,
+            };
+        }
+        let healthy: Vec<&SiteTarget> = self
             .sites
             .iter()
-            .filter(|site| match family {
-                Family::V4 => site.address.is_ipv4(),
-                Family::V6 => site.address.is_ipv6(),
-            })
-            .filter(|site| match self.when_all_down {
-                _ if any_healthy => site.healthy(health),
-                AllDownPolicy::All => true,
-                AllDownPolicy::Empty => false,
-            })
+            .filter(|s| s.of(family) && s.healthy(health))
             .collect();
-        if any_healthy && !picked.is_empty() {
-            match self.policy {
-                GslbPolicy::All => {}
-                GslbPolicy::Failover => {
-                    let best = picked.iter().map(|s| s.priority).min().unwrap_or(1);
-                    picked.retain(|s| s.priority == best);
-                }
-                GslbPolicy::RoundRobin => {
-                    let n = self.turn.fetch_add(1, Ordering::Relaxed) % picked.len();
-                    picked.rotate_left(n);
-                }
-                GslbPolicy::Weighted => {
-                    // Turn t lands on the site whose cumulative weight covers t mod the total:
-                    // over any run of `total` answers each site gets exactly its weight.
-                    let total: usize = picked.iter().map(|s| s.weight as usize).sum();
-                    let mut t = self.turn.fetch_add(1, Ordering::Relaxed) % total.max(1);
-                    let one = picked
-                        .iter()
-                        .copied()
-                        .find(|s| {
-                            let w = s.weight as usize;
-                            if t < w {
-                                true
-                            } else {
-                                t -= w;
-                                false
-                            }
-                        })
-                        .or_else(|| picked.first().copied());
-                    picked = one.into_iter().collect();
-                }
+        note(trace, || {
+            format!("healthy sites of the family: {}", names(&healthy))
+        });
+        if healthy.is_empty() {
+            return Decision::default();
+        }
+        let (mut picked, mut scope) = self.steer(healthy, client, topology, trace);
+        match self.policy {
+            GslbPolicy::All => {}
+            GslbPolicy::Failover => {
+                let best = picked.iter().map(|s| s.priority).min().unwrap_or(1);
+                picked.retain(|s| s.priority == best);
+            }
+            GslbPolicy::RoundRobin => {
+                let n = self.turn.fetch_add(1, Ordering::Relaxed) % picked.len().max(1);
+                picked.rotate_left(n);
+            }
+            GslbPolicy::Weighted => {
+                // Turn t lands on the site whose cumulative weight covers t mod the total:
+                // over any run of `total` answers each site gets exactly its weight.
+                let total: usize = picked.iter().map(|s| s.weight as usize).sum();
+                let mut t = self.turn.fetch_add(1, Ordering::Relaxed) % total.max(1);
+                let one = picked
+                    .iter()
+                    .copied()
+                    .find(|s| {
+                        let w = s.weight as usize;
+                        if t < w {
+                            true
+                        } else {
+                            t -= w;
+                            false
+                        }
+                    })
+                    .or_else(|| picked.first().copied());
+                picked = one.into_iter().collect();
+            }
+            GslbPolicy::Persistent => {
+                let (key, used) = persistence_key(client);
+                scope = scope.max(used);
+                let best = picked
+                    .iter()
+                    .copied()
+                    .max_by(|a, b| rendezvous(key, a).total_cmp(&rendezvous(key, b)));
+                picked = best.into_iter().collect();
             }
         }
+        note(trace, || {
+            let policy = match self.policy {
+                GslbPolicy::All => "all",
+                GslbPolicy::Failover => "failover (best priority up)",
+                GslbPolicy::Weighted => "weighted (this turn)",
+                GslbPolicy::RoundRobin => "round_robin (this turn's order)",
+                GslbPolicy::Persistent => "persistent (the client subnet's site)",
+            };
+            format!("policy {policy}: {}", names(&picked))
+        });
+        Decision {
+            addresses: self.bounded(picked.into_iter(), trace),
+            scope,
+        }
+    }
+
+    /// The first stage: the client's candidates among the healthy sites of the family.
+    fn steer<'s>(
+        &self,
+        healthy: Vec<&'s SiteTarget>,
+        client: Option<&ClientSubnet>,
+        topology: &Topology,
+        trace: Trace<'_>,
+    ) -> (Vec<&'s SiteTarget>, u8) {
+        let Some(client) = client else {
+            if self.steer != Steer::None {
+                note(trace, || "no client subnet: steering skipped".into());
+            }
+            return (healthy, 0);
+        };
+        match self.steer {
+            Steer::None => (healthy, 0),
+            Steer::Geo => {
+                let placed = topology.place(client);
+                let subnet = format!("{}/{}", client.addr, client.prefix);
+                let Some(region) = placed.region else {
+                    note(trace, || {
+                        format!(
+                            "steer geo: {subnet} is in no region (decided by /{}): every healthy site",
+                            placed.scope
+                        )
+                    });
+                    return (healthy, placed.scope);
+                };
+                let region_name = topology.region_name(region).unwrap_or("?");
+                note(trace, || {
+                    format!(
+                        "steer geo: {subnet} is in region {region_name} (decided by /{})",
+                        placed.scope
+                    )
+                });
+                let own: Vec<&SiteTarget> = healthy
+                    .iter()
+                    .copied()
+                    .filter(|s| s.region == Some(region))
+                    .collect();
+                if !own.is_empty() {
+                    return (own, placed.scope);
+                }
+                note(trace, || {
+                    format!("region {region_name} has no healthy site: spilling over")
+                });
+                let spill = topology
+                    .regions
+                    .get(region)
+                    .map_or(&[][..], |r| r.spill_to.as_slice());
+                let next: Vec<&SiteTarget> = healthy
+                    .iter()
+                    .copied()
+                    .filter(|s| s.region.is_some_and(|r| spill.contains(&r)))
+                    .collect();
+                if next.is_empty() {
+                    (healthy, placed.scope)
+                } else {
+                    (next, placed.scope)
+                }
+            }
+            Steer::Nearest => {
+                let placed = topology.place(client);
+                let Some(from) = placed
+                    .region
+                    .and_then(|r| topology.regions.get(r))
+                    .and_then(|r| r.location)
+                else {
+                    note(trace, || {
+                        format!(
+                            "steer nearest: {}/{} has no located region: every healthy site",
+                            client.addr, client.prefix
+                        )
+                    });
+                    return (healthy, placed.scope);
+                };
+                let distance =
+                    |s: &SiteTarget| s.location.map_or(f64::MAX, |l| from.distance_km(&l));
+                let nearest = healthy.iter().map(|s| distance(s)).fold(f64::MAX, f64::min);
+                let near: Vec<&SiteTarget> = healthy
+                    .into_iter()
+                    .filter(|s| distance(s) <= nearest + SAME_SPOT_KM)
+                    .collect();
+                note(trace, || {
+                    format!(
+                        "steer nearest: {}/{} is {nearest:.0} km from {}",
+                        client.addr,
+                        client.prefix,
+                        names(&near)
+                    )
+                });
+                (near, placed.scope)
+            }
+        }
+    }
+
+    /// The addresses of `sites`, at most `max_answers`; counted in the metrics unless this is an
+    /// explanation (`trace`), not an answer.
+    fn bounded<'s>(
+        &self,
+        sites: impl Iterator<Item = &'s SiteTarget>,
+        trace: Trace<'_>,
+    ) -> Vec<IpAddr> {
         let mut out = Vec::new();
-        for site in picked {
+        for site in sites {
             if out.len() >= self.max_answers {
                 break;
             }
             if !out.contains(&site.address) {
                 out.push(site.address);
+                if let (Some(counter), None) = (&site.answered, trace) {
+                    counter.inc();
+                }
             }
         }
         out
     }
+
+    /// Counts each site's answers in `metrics` from now on.
+    pub(crate) fn count_answers(&mut self, record: &str, metrics: &crate::DnsMetrics) {
+        for site in &mut self.sites {
+            site.answered = Some(metrics.site_answers(record, &site.name));
+        }
+    }
+
+    /// For the tests and the explain output: the sites in configuration order.
+    #[cfg(test)]
+    pub(crate) fn addresses(&self, family: Family, health: &dyn HealthView) -> Vec<IpAddr> {
+        self.decide(family, health, None, &Topology::default(), None)
+            .addresses
+    }
+}
+
+/// The hash key of a client for persistence (its /24 or /56) and the prefix that key holds.
+fn persistence_key(client: Option<&ClientSubnet>) -> (u64, u8) {
+    let Some(client) = client else {
+        return (0, 0);
+    };
+    let (w, bits, prefix) = client.bits();
+    let keep = if w == 32 {
+        PERSIST_PREFIX_V4
+    } else {
+        PERSIST_PREFIX_V6
+    };
+    let bits = bits & mask(prefix.min(keep));
+    let folded = (bits >> 64) as u64 ^ (bits as u64) ^ u64::from(w);
+    (splitmix64(folded), keep)
+}
+
+/// Weighted rendezvous hashing (highest random weight): every node scores the same, a site's
+/// share follows its weight, and removing a site moves only its own clients.
+fn rendezvous(key: u64, site: &SiteTarget) -> f64 {
+    let h = splitmix64(key ^ site.seed);
+    // A uniform value in (0, 1): never 0, so the logarithm is finite.
+    let u = ((h >> 11) as f64 + 1.0) / ((1u64 << 53) as f64 + 1.0);
+    -f64::from(site.weight) / u.ln()
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -223,11 +644,14 @@ pub(crate) mod tests {
                     state: model::AdminState::Enabled,
                     priority: 1,
                     weight: 1,
+                    region: None,
+                    location: None,
                 })
                 .collect(),
             when_all_down: policy,
             policy: GslbPolicy::All,
             max_answers: None,
+            steer: Steer::None,
         }
     }
 
@@ -413,5 +837,219 @@ pub(crate) mod tests {
         r.max_answers = None;
         let down = GslbTarget::compile(&r);
         assert_eq!(down.addresses(Family::V4, &health).len(), 4);
+    }
+
+    /// A region for tests: name, networks, location, regions it spills to.
+    type TestRegion<'a> = (&'a str, &'a [&'a str], Option<&'a str>, &'a [usize]);
+
+    fn topology(regions: &[TestRegion<'_>]) -> (Config, Topology) {
+        let mut config = Config::empty();
+        for (name, nets, location, spill) in regions {
+            config.regions.push(model::Region {
+                name: (*name).into(),
+                networks: nets
+                    .iter()
+                    .map(|n| Cidr::parse(n).expect("test cidr").network())
+                    .collect(),
+                location: location.map(|l| GeoPoint::parse(l).expect("test location")),
+                spill_to: spill.to_vec(),
+            });
+        }
+        let topology = Topology::compile(&config);
+        (config, topology)
+    }
+
+    fn subnet(s: &str) -> ClientSubnet {
+        let c = Cidr::parse(s).expect("test subnet");
+        ClientSubnet {
+            addr: c.addr,
+            prefix: c.prefix,
+        }
+    }
+
+    #[test]
+    fn placement_scope_is_the_prefix_that_decides_it() {
+        let (_, t) = topology(&[
+            ("east", &["198.51.100.0/24", "10.0.0.0/8"], None, &[]),
+            ("west", &["203.0.113.0/24", "10.1.2.0/24"], None, &[]),
+            ("v6", &["2001:db8::/32"], None, &[]),
+        ]);
+        let place = |s: &str| t.place(&subnet(s));
+        assert_eq!(
+            place("198.51.100.7/32"),
+            Placement {
+                region: Some(0),
+                scope: 24
+            }
+        );
+        // The resolver sent a /24: the same.
+        assert_eq!(place("198.51.100.0/24").scope, 24);
+        // A /16 holds networks of both kinds: in no region, and the answer needs 24 bits.
+        assert_eq!(
+            place("198.51.0.0/16"),
+            Placement {
+                region: None,
+                scope: 24
+            }
+        );
+        // 10/8 is east except 10.1.2.0/24, carved out for west: 10.8.0.0/13 decides 10.9.9.9.
+        assert_eq!(
+            place("10.9.9.9/32"),
+            Placement {
+                region: Some(0),
+                scope: 13
+            }
+        );
+        assert_eq!(place("10.1.2.3/32").region, Some(1));
+        assert_eq!(
+            place("10.1.3.0/24").scope,
+            24,
+            "a neighbour of the carve-out"
+        );
+        // In no network: the scope is the bits that tell it from the nearest one (10/8).
+        assert_eq!(
+            place("8.8.8.0/24"),
+            Placement {
+                region: None,
+                scope: 7
+            }
+        );
+        assert_eq!(place("200.0.0.0/24").scope, 7, "203.0.113.0/24 is nearest");
+        assert_eq!(place("2001:db8:1::/48").region, Some(2));
+        assert_eq!(place("2001:db8:1::/48").scope, 32);
+        // IPv4-mapped IPv6 is IPv4.
+        assert_eq!(place("::ffff:203.0.113.9/128").region, Some(1));
+    }
+
+    fn geo_record(steer: Steer) -> GslbRecord {
+        let mut r = record(
+            AllDownPolicy::Empty,
+            &[
+                ("east", "192.0.2.1", true),
+                ("east2", "192.0.2.2", true),
+                ("west", "192.0.2.3", true),
+                ("asia", "192.0.2.4", true),
+            ],
+        );
+        r.steer = steer;
+        for (site, (region, loc)) in r.sites.iter_mut().zip([
+            (0, "40.7,-74.0"),
+            (0, "40.7,-74.0"),
+            (1, "37.8,-122.4"),
+            (2, "35.7,139.7"),
+        ]) {
+            site.region = Some(region);
+            site.location = GeoPoint::parse(loc);
+        }
+        r
+    }
+
+    #[test]
+    fn geo_steers_to_the_region_then_spills_to_its_next_regions() {
+        let (_, t) = topology(&[
+            ("east", &["198.51.100.0/24"], Some("40.7,-74.0"), &[1]),
+            ("west", &["203.0.113.0/24"], Some("37.8,-122.4"), &[]),
+            ("asia", &["192.0.2.0/24"], Some("35.7,139.7"), &[]),
+        ]);
+        let r = geo_record(Steer::Geo);
+        let g = GslbTarget::compile(&r);
+        let health = FakeHealth::default();
+        let ask = |s: &str| g.decide(Family::V4, &health, Some(&subnet(s)), &t, None);
+        assert_eq!(
+            ask("198.51.100.7/24"),
+            Decision {
+                addresses: vec![v4("192.0.2.1"), v4("192.0.2.2")],
+                scope: 24
+            }
+        );
+        assert_eq!(ask("203.0.113.0/24").addresses, vec![v4("192.0.2.3")]);
+        assert_eq!(ask("100.64.0.0/24").addresses.len(), 4, "no region: all");
+        health.set(&r.name, "east", false);
+        health.set(&r.name, "east2", false);
+        // East's clients spill to west (their spill_to), not to every site.
+        assert_eq!(ask("198.51.100.7/24").addresses, vec![v4("192.0.2.3")]);
+        health.set(&r.name, "west", false);
+        assert_eq!(ask("198.51.100.7/24").addresses, vec![v4("192.0.2.4")]);
+        // Without a client, the answer does not depend on one.
+        assert_eq!(g.decide(Family::V4, &health, None, &t, None).scope, 0);
+    }
+
+    #[test]
+    fn nearest_answers_the_closest_healthy_spot() {
+        let (_, t) = topology(&[
+            ("east", &["198.51.100.0/24"], Some("42.4,-71.1"), &[]),
+            ("west", &["203.0.113.0/24"], Some("47.6,-122.3"), &[]),
+            ("asia", &["192.0.2.0/24"], None, &[]),
+        ]);
+        let r = geo_record(Steer::Nearest);
+        let g = GslbTarget::compile(&r);
+        let health = FakeHealth::default();
+        let ask = |s: &str| g.decide(Family::V4, &health, Some(&subnet(s)), &t, None);
+        // Boston is nearest New York, where two sites stand together.
+        assert_eq!(
+            ask("198.51.100.1/32").addresses,
+            vec![v4("192.0.2.1"), v4("192.0.2.2")]
+        );
+        assert_eq!(ask("203.0.113.1/32").addresses, vec![v4("192.0.2.3")]);
+        health.set(&r.name, "west", false);
+        // Seattle's next nearest is New York, not Tokyo.
+        assert_eq!(
+            ask("203.0.113.1/32").addresses,
+            vec![v4("192.0.2.1"), v4("192.0.2.2")]
+        );
+        // A region without a location: every healthy site.
+        assert_eq!(ask("192.0.2.9/32").addresses.len(), 3);
+    }
+
+    #[test]
+    fn persistent_keeps_a_subnet_on_its_site_and_moves_only_a_dead_sites_clients() {
+        let mut r = four_sites();
+        r.policy = GslbPolicy::Persistent;
+        let g = GslbTarget::compile(&r);
+        let t = Topology::default();
+        let health = FakeHealth::default();
+        let pick = |net: u32| {
+            let client = ClientSubnet {
+                addr: IpAddr::V4((0x0a00_0000 + (net << 8) + 7).into()),
+                prefix: 32,
+            };
+            let d = g.decide(Family::V4, &health, Some(&client), &t, None);
+            assert_eq!(d.scope, 24);
+            assert_eq!(d.addresses.len(), 1);
+            d.addresses[0]
+        };
+        let before: Vec<IpAddr> = (0..2000).map(pick).collect();
+        // Stable: the same subnet gets the same site every time (and on every node: the hash
+        // has no per-process seed).
+        assert_eq!(before, (0..2000).map(pick).collect::<Vec<_>>());
+        // Weights 3, 1, 1, 1 (c's 0 counts as 1): a gets about half.
+        let a = before.iter().filter(|ip| **ip == v4("192.0.2.1")).count();
+        assert!((850..1150).contains(&a), "a got {a} of 2000");
+        health.set(&r.name, "b", false);
+        let after: Vec<IpAddr> = (0..2000).map(pick).collect();
+        for (old, new) in before.iter().zip(&after) {
+            if *old != v4("192.0.2.2") {
+                assert_eq!(old, new, "only b's clients move");
+            } else {
+                assert_ne!(*new, v4("192.0.2.2"));
+            }
+        }
+    }
+
+    #[test]
+    fn force_up_answers_a_site_its_checks_call_down() {
+        let mut rec = record(
+            AllDownPolicy::Empty,
+            &[("a", "192.0.2.1", true), ("b", "192.0.2.2", true)],
+        );
+        let health = FakeHealth::default();
+        health.set(&rec.name, "a", false);
+        health.set(&rec.name, "b", false);
+        rec.sites[0].state = model::AdminState::ForceUp;
+        let target = GslbTarget::compile(&rec);
+        assert_eq!(target.addresses(Family::V4, &health), vec![v4("192.0.2.1")]);
+        let mut config = Config::empty();
+        config.gslb_records.push(rec);
+        assert!(site_states(&config, &health)[0].1[0].2, "shown as answered");
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet as EcsOption, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -16,7 +17,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use model::HealthView;
 use tracing::{debug, warn};
 
-use crate::{Answer, DnsMetrics, ZonesSnapshot};
+use crate::{Answer, ClientSubnet, DnsMetrics, ZonesSnapshot};
 
 /// The UDP payload size we advertise and cap responses at: the DNS Flag Day 2020 value, which
 /// avoids IP fragmentation on common paths.
@@ -58,6 +59,10 @@ impl Handler {
         if request.edns.as_ref().map(Edns::version) > Some(EDNS_VERSION) {
             return send_error(request, ResponseCode::BADVERS, edns, handle).await;
         }
+        let ecs = match client_subnet(request.edns.as_ref()) {
+            Ok(ecs) => ecs,
+            Err(()) => return send_error(request, ResponseCode::FormErr, edns, handle).await,
+        };
         // hickory's server already drops responses (no reflection); this guards direct callers.
         if request.metadata.message_type != MessageType::Query {
             return send_error(request, ResponseCode::FormErr, edns, handle).await;
@@ -74,8 +79,22 @@ impl Handler {
             return send_error(request, ResponseCode::Refused, edns, handle).await;
         }
 
+        // RFC 7871: a source prefix of 0 asks for an answer that does not depend on the client.
+        let client = match &ecs {
+            Some(option) if option.source_prefix() == 0 => None,
+            Some(option) => Some(ClientSubnet {
+                addr: option.addr(),
+                prefix: option.source_prefix(),
+            }),
+            None => Some(ClientSubnet::host(request.src().ip())),
+        };
         let snapshot = self.snapshot.load();
-        let mut answer = snapshot.lookup(question.name(), question.query_type(), &*self.health);
+        let mut answer = snapshot.lookup_for(
+            question.name(),
+            question.query_type(),
+            &*self.health,
+            client.as_ref(),
+        );
         if question.query_type() == RecordType::ANY && request.protocol() == Protocol::Udp {
             minimal_any(&mut answer);
         }
@@ -86,8 +105,37 @@ impl Handler {
             revision = snapshot.revision(),
             "dns answer"
         );
-        send_answer(request, &answer, edns, handle).await
+        // The option is echoed with the query's family, prefix and address, and the scope the
+        // answer actually used.
+        let mut response_edns = response_edns;
+        if let (Some(edns), Some(option)) = (response_edns.as_mut(), ecs) {
+            let echo = EcsOption::new(option.addr(), option.source_prefix(), answer.ecs_scope);
+            edns.options_mut().insert(EdnsOption::Subnet(echo));
+        }
+        send_answer(request, &answer, response_edns.as_ref(), handle).await
     }
+}
+
+/// The query's EDNS Client Subnet option. `Err` when it is malformed in a way RFC 7871 §7.1.1
+/// answers with FORMERR: a prefix longer than the family, or address bits set past the prefix.
+/// (hickory's parser already rejects unknown families and over-long addresses.)
+fn client_subnet(edns: Option<&Edns>) -> Result<Option<EcsOption>, ()> {
+    let Some(EdnsOption::Subnet(option)) = edns.and_then(|e| e.option(EdnsCode::Subnet)) else {
+        return Ok(None);
+    };
+    let (bits, width): (u128, u8) = match option.addr() {
+        std::net::IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, 32),
+        std::net::IpAddr::V6(v6) => (u128::from(v6), 128),
+    };
+    let prefix = option.source_prefix();
+    if prefix > width {
+        return Err(());
+    }
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    if bits & !mask != 0 {
+        return Err(());
+    }
+    Ok(Some(*option))
 }
 
 /// RFC 8482: over UDP, ANY gets one rrset rather than all of them, so that the server is no

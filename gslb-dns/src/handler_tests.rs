@@ -219,3 +219,133 @@ async fn gslb_answers_only_healthy_targets() {
         }
     }
 }
+
+/// A query for `name` carrying an EDNS Client Subnet option of raw `ecs` bytes (family, source
+/// prefix, scope prefix, address).
+fn ecs_query(name: &str, ecs: &[u8]) -> Vec<u8> {
+    let mut bytes = query_bytes(name, RecordType::A);
+    // ARCOUNT = 1, then an OPT record: root name, type 41, class 1232, TTL 0, one option.
+    bytes[11] = 1;
+    bytes.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    let rdlen = u16::try_from(4 + ecs.len()).expect("small");
+    bytes.extend_from_slice(&rdlen.to_be_bytes());
+    bytes.extend_from_slice(&[0, 8]);
+    bytes.extend_from_slice(&u16::try_from(ecs.len()).expect("small").to_be_bytes());
+    bytes.extend_from_slice(ecs);
+    bytes
+}
+
+fn geo_config() -> model::Config {
+    let mut config = config();
+    let mut gslb = record(
+        AllDownPolicy::Empty,
+        &[("east", "192.0.2.1", false), ("west", "192.0.2.2", false)],
+    );
+    gslb.steer = model::Steer::Geo;
+    gslb.sites[0].region = Some(0);
+    gslb.sites[1].region = Some(1);
+    config.gslb_records = vec![gslb];
+    for (name, net) in [("east", "198.51.100.0/24"), ("west", "203.0.113.0/24")] {
+        config.regions.push(model::Region {
+            name: name.into(),
+            networks: vec![model::Cidr::parse(net).expect("cidr")],
+            location: None,
+            spill_to: Vec::new(),
+        });
+    }
+    config
+}
+
+fn echoed(response: &Message) -> Option<(IpAddr, u8, u8)> {
+    match response.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some((s.addr(), s.source_prefix(), s.scope_prefix())),
+        _ => None,
+    }
+}
+
+fn a_records(response: &Message) -> Vec<IpAddr> {
+    response
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn client_subnet_steers_and_is_echoed_with_the_scope_used() {
+    let handler = handler(&geo_config(), Arc::new(FakeHealth::default()));
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    // 198.51.100.0/24 is east: the answer holds for the whole /24.
+    let (_, r) = ask(
+        &handler,
+        &ecs_query("app.example.com.", &[0, 1, 24, 0, 198, 51, 100]),
+    )
+    .await
+    .expect("parses");
+    assert_eq!(a_records(&r), vec![ip("192.0.2.1")]);
+    assert_eq!(echoed(&r), Some((ip("198.51.100.0"), 24, 24)));
+    let (_, r) = ask(
+        &handler,
+        &ecs_query("app.example.com.", &[0, 1, 24, 0, 203, 0, 113]),
+    )
+    .await
+    .expect("parses");
+    assert_eq!(a_records(&r), vec![ip("192.0.2.2")]);
+    // Elsewhere: both, and the scope says how much of the address that took.
+    let (_, r) = ask(
+        &handler,
+        &ecs_query("app.example.com.", &[0, 1, 24, 0, 8, 8, 8]),
+    )
+    .await
+    .expect("parses");
+    assert_eq!(a_records(&r).len(), 2);
+    assert_eq!(echoed(&r).map(|e| (e.1, e.2)), Some((24, 1)));
+    // A static name does not depend on the client: scope 0.
+    let (_, r) = ask(
+        &handler,
+        &ecs_query("www.example.com.", &[0, 1, 24, 0, 198, 51, 100]),
+    )
+    .await
+    .expect("parses");
+    assert_eq!(echoed(&r), Some((ip("198.51.100.0"), 24, 0)));
+    // Source prefix 0: the client asks not to be steered.
+    let (_, r) = ask(&handler, &ecs_query("app.example.com.", &[0, 1, 0, 0]))
+        .await
+        .expect("parses");
+    assert_eq!(a_records(&r).len(), 2);
+    assert_eq!(echoed(&r).map(|e| e.2), Some(0));
+    // No ECS: the resolver's own address (127.0.0.1, in no region) steers, nothing is echoed.
+    let (_, r) = ask(&handler, &query_bytes("app.example.com.", RecordType::A))
+        .await
+        .expect("parses");
+    assert_eq!(a_records(&r).len(), 2);
+    assert!(r.edns.is_none());
+}
+
+#[tokio::test]
+async fn malformed_client_subnets_get_formerr_or_are_not_parsed() {
+    let handler = handler(&geo_config(), Arc::new(FakeHealth::default()));
+    // Address bits set past the source prefix.
+    let (info, _) = ask(
+        &handler,
+        &ecs_query("app.example.com.", &[0, 1, 20, 0, 198, 51, 100]),
+    )
+    .await
+    .expect("parses");
+    assert_eq!(info.response_code, ResponseCode::FormErr);
+    // A prefix longer than the family, an unknown family, a truncated option: never answered
+    // as if valid (hickory's server answers FORMERR for requests it cannot parse).
+    for ecs in [
+        &[0, 1, 33, 0, 1, 2, 3, 4, 5][..],
+        &[0, 3, 8, 0, 1],
+        &[0, 1],
+        &[0, 2, 129, 0],
+    ] {
+        if let Some((info, _)) = ask(&handler, &ecs_query("app.example.com.", ecs)).await {
+            assert_eq!(info.response_code, ResponseCode::FormErr, "{ecs:?}");
+        }
+    }
+}

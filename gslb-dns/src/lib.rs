@@ -32,7 +32,7 @@ mod server;
 mod snapshot;
 
 pub use error::DnsError;
-pub use gslb::{site_states, SiteState};
+pub use gslb::{site_states, ClientSubnet, SiteState};
 pub use metrics::DnsMetrics;
 pub use server::{CompileAlarm, DnsServer};
 pub use snapshot::{Answer, ZonesSnapshot};

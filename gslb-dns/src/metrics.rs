@@ -11,6 +11,7 @@ pub struct DnsMetrics {
     queries: IntCounterVec,
     config_revision: IntGauge,
     compile_errors: IntCounter,
+    gslb_answers: IntCounterVec,
 }
 
 impl DnsMetrics {
@@ -31,6 +32,14 @@ impl DnsMetrics {
             "meridian_dns_config_compile_errors_total",
             "Configuration revisions the DNS plane failed to compile and kept the previous one for",
         )?;
+        let gslb_answers = IntCounterVec::new(
+            Opts::new(
+                "meridian_gslb_answers_total",
+                "Addresses of each GSLB site handed out in answers (its share of the traffic)",
+            ),
+            &["record", "site"],
+        )?;
+        registry.register(Box::new(gslb_answers.clone()))?;
         registry.register(Box::new(queries.clone()))?;
         registry.register(Box::new(config_revision.clone()))?;
         registry.register(Box::new(compile_errors.clone()))?;
@@ -38,6 +47,7 @@ impl DnsMetrics {
             queries,
             config_revision,
             compile_errors,
+            gslb_answers,
         })
     }
 
@@ -50,6 +60,16 @@ impl DnsMetrics {
     pub(crate) fn set_revision(&self, revision: u64) {
         self.config_revision
             .set(i64::try_from(revision).unwrap_or(i64::MAX));
+    }
+
+    /// The counter of one site's answers, resolved once per revision, not per query.
+    pub(crate) fn site_answers(&self, record: &str, site: &str) -> IntCounter {
+        self.gslb_answers.with_label_values(&[record, site])
+    }
+
+    /// How many times each site of `record` was handed out, for the console.
+    pub fn answers_of(&self, record: &str, site: &str) -> u64 {
+        self.gslb_answers.with_label_values(&[record, site]).get()
     }
 
     pub(crate) fn compile_failed(&self) {

@@ -26,6 +26,7 @@ pub struct DnsServer {
     server: Server<Handler>,
     config_task: JoinHandle<()>,
     alarm: CompileAlarm,
+    snapshot: Arc<ArcSwap<ZonesSnapshot>>,
 }
 
 /// The last failed compile, cleared by the next good one: the console shows it as an alarm.
@@ -69,6 +70,7 @@ impl DnsServer {
         let alarm = CompileAlarm::default();
         apply(&first, &snapshot, &metrics, &alarm);
 
+        let handle = snapshot.clone();
         let handler = Handler {
             snapshot: snapshot.clone(),
             health,
@@ -100,7 +102,13 @@ impl DnsServer {
             server,
             config_task,
             alarm,
+            snapshot: handle,
         })
+    }
+
+    /// The answers being served now, for `meridian dns explain`.
+    pub fn snapshot(&self) -> Arc<ArcSwap<ZonesSnapshot>> {
+        self.snapshot.clone()
     }
 
     /// The compile alarm of this server, for the console.
@@ -128,7 +136,8 @@ fn apply(
     alarm: &CompileAlarm,
 ) {
     match ZonesSnapshot::compile(&config.value, config.revision) {
-        Ok(snapshot) => {
+        Ok(mut snapshot) => {
+            snapshot.count_answers(metrics);
             store.store(Arc::new(snapshot));
             alarm.set(None);
             metrics.set_revision(config.revision);

@@ -10,7 +10,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use model::{Config, HealthView, RecordData, Zone};
 
-use crate::gslb::{Family, GslbTarget};
+use crate::gslb::{ClientSubnet, Family, GslbTarget, Topology};
 use crate::DnsError;
 
 /// Longest CNAME chain followed inside our zones before answering with what we have.
@@ -22,6 +22,7 @@ pub struct ZonesSnapshot {
     revision: u64,
     /// Sorted by descending label count, so the first zone containing a name is the longest match.
     zones: Vec<ZoneSnapshot>,
+    topology: Topology,
 }
 
 /// The answer to one question, ready to be put into a response message.
@@ -33,6 +34,9 @@ pub struct Answer {
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
     pub additionals: Vec<Record>,
+    /// Leading bits of the client's subnet the answer depends on: the EDNS Client Subnet scope
+    /// (RFC 7871), 0 when the answer is the same for every client.
+    pub ecs_scope: u8,
 }
 
 impl ZonesSnapshot {
@@ -63,7 +67,22 @@ impl ZonesSnapshot {
             zone.node_mut(name).gslb = Some(GslbTarget::compile(record));
         }
         zones.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
-        Ok(ZonesSnapshot { revision, zones })
+        Ok(ZonesSnapshot {
+            revision,
+            zones,
+            topology: Topology::compile(config),
+        })
+    }
+
+    /// Counts each GSLB site's answers in `metrics` (`meridian_gslb_answers_total`).
+    pub fn count_answers(&mut self, metrics: &crate::DnsMetrics) {
+        for zone in &mut self.zones {
+            for (name, node) in &mut zone.nodes {
+                if let Some(gslb) = &mut node.gslb {
+                    gslb.count_answers(&name.to_string(), metrics);
+                }
+            }
+        }
     }
 
     /// The configuration revision this snapshot was compiled from.
@@ -76,6 +95,47 @@ impl ZonesSnapshot {
     /// `ANY` returns every rrset at the name (this is a small authoritative server whose rrsets
     /// are few and small, so RFC 8482's amplification concern is covered by UDP truncation).
     pub fn lookup(&self, qname: &Name, qtype: RecordType, health: &dyn HealthView) -> Answer {
+        self.lookup_for(qname, qtype, health, None)
+    }
+
+    /// Answers `qtype` for `qname` to `client` (its EDNS Client Subnet, else the resolver's
+    /// address), which steers GSLB names. Without a client, no GSLB decision depends on one.
+    pub fn lookup_for(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        health: &dyn HealthView,
+        client: Option<&ClientSubnet>,
+    ) -> Answer {
+        let ctx = Ctx {
+            health,
+            client,
+            topology: &self.topology,
+            trace: None,
+        };
+        self.answer(qname, qtype, &ctx)
+    }
+
+    /// The answer [`ZonesSnapshot::lookup_for`] gives, with the GSLB decision's steps in words.
+    pub fn explain(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        health: &dyn HealthView,
+        client: Option<&ClientSubnet>,
+    ) -> (Answer, Vec<String>) {
+        let steps = std::cell::RefCell::new(Vec::new());
+        let ctx = Ctx {
+            health,
+            client,
+            topology: &self.topology,
+            trace: Some(&steps),
+        };
+        let answer = self.answer(qname, qtype, &ctx);
+        (answer, steps.into_inner())
+    }
+
+    fn answer(&self, qname: &Name, qtype: RecordType, ctx: &Ctx<'_>) -> Answer {
         let mut lower = LowerName::new(qname);
         let Some(mut zone) = self.zone_for(&lower) else {
             return Answer::refused();
@@ -100,13 +160,17 @@ impl ZonesSnapshot {
                 }
                 continue;
             }
-            let found = node.records(qtype, &owner, health);
+            let (found, scope) = node.records(qtype, &owner, ctx);
             if found.is_empty() {
-                return Answer::negative(ResponseCode::NoError, answers, zone);
+                let mut answer = Answer::negative(ResponseCode::NoError, answers, zone);
+                answer.ecs_scope = scope;
+                return answer;
             }
-            let additionals = self.additionals(&found, health);
+            let additionals = self.additionals(&found, ctx);
             answers.extend(found);
-            return Answer::positive(answers, additionals);
+            let mut answer = Answer::positive(answers, additionals);
+            answer.ecs_scope = scope;
+            return answer;
         }
         // The chain left our zones or was too long: answer with the chain so far and let the
         // resolver carry on from its last target.
@@ -118,7 +182,7 @@ impl ZonesSnapshot {
     }
 
     /// Addresses of NS and MX targets that live in our zones, so resolvers need no second query.
-    fn additionals(&self, answers: &[Record], health: &dyn HealthView) -> Vec<Record> {
+    fn additionals(&self, answers: &[Record], ctx: &Ctx<'_>) -> Vec<Record> {
         let mut out = Vec::new();
         for record in answers {
             let target = match &record.data {
@@ -131,7 +195,7 @@ impl ZonesSnapshot {
                 continue;
             };
             for rtype in [RecordType::A, RecordType::AAAA] {
-                for rec in node.records(rtype, target, health) {
+                for rec in node.records(rtype, target, ctx).0 {
                     if !out.contains(&rec) {
                         out.push(rec);
                     }
@@ -140,6 +204,14 @@ impl ZonesSnapshot {
         }
         out
     }
+}
+
+/// What a lookup needs besides the snapshot and the question.
+struct Ctx<'a> {
+    health: &'a dyn HealthView,
+    client: Option<&'a ClientSubnet>,
+    topology: &'a Topology,
+    trace: crate::gslb::Trace<'a>,
 }
 
 // === impl Answer ===
@@ -152,6 +224,7 @@ impl Answer {
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
+            ecs_scope: 0,
         }
     }
 
@@ -162,6 +235,7 @@ impl Answer {
             answers,
             authorities: Vec::new(),
             additionals,
+            ecs_scope: 0,
         }
     }
 
@@ -173,6 +247,7 @@ impl Answer {
             answers,
             authorities: vec![zone.negative_soa.clone()],
             additionals: Vec::new(),
+            ecs_scope: 0,
         }
     }
 }
@@ -289,9 +364,11 @@ impl Node {
             .map_or(&[], |(_, set)| set.as_slice())
     }
 
-    /// The records of `qtype` (every type for ANY) owned by `owner`.
-    fn records(&self, qtype: RecordType, owner: &Name, health: &dyn HealthView) -> Vec<Record> {
+    /// The records of `qtype` (every type for ANY) owned by `owner`, and the ECS scope of the
+    /// GSLB decision among them (0 when none depends on the client).
+    fn records(&self, qtype: RecordType, owner: &Name, ctx: &Ctx<'_>) -> (Vec<Record>, u8) {
         let mut out = Vec::new();
+        let mut scope = 0;
         for (rtype, set) in &self.rrsets {
             let replaced_by_gslb = self.gslb.is_some() && is_address(*rtype);
             let wanted = qtype == RecordType::ANY || qtype == *rtype;
@@ -302,7 +379,10 @@ impl Node {
         if let Some(gslb) = &self.gslb {
             for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
                 if qtype == RecordType::ANY || qtype == rtype {
-                    out.extend(gslb.addresses(family, health).into_iter().map(|ip| {
+                    let decision =
+                        gslb.decide(family, ctx.health, ctx.client, ctx.topology, ctx.trace);
+                    scope = scope.max(decision.scope);
+                    out.extend(decision.addresses.into_iter().map(|ip| {
                         let rdata = match ip {
                             IpAddr::V4(v4) => RData::A(A(v4)),
                             IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
@@ -312,7 +392,7 @@ impl Node {
                 }
             }
         }
-        out
+        (out, scope)
     }
 }
 

@@ -120,6 +120,17 @@ impl HealthTable {
         created.unwrap_or_else(|| Arc::new(HealthEntry::new()))
     }
 
+    /// Every target this node has probed at least once, with its state: what this node tells
+    /// the cluster it sees.
+    pub fn observed(&self) -> Vec<(String, bool)> {
+        self.entries
+            .load()
+            .iter()
+            .filter(|(_, e)| e.observed.load(Ordering::Relaxed))
+            .map(|(k, e)| (k.clone(), e.is_healthy()))
+            .collect()
+    }
+
     /// Forgets targets that no longer exist in the config.
     fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.entries.rcu(|map| {
@@ -227,10 +238,22 @@ impl HealthChecker {
                 continue;
             }
             let entry = self.table.entry(key);
+            // Loops start spread over the interval (like HAProxy's spread-checks), so a config
+            // with many targets does not probe them all in the same instant, and the nodes of
+            // a cluster probe a site at different moments.
+            let draw = std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                key,
+            );
+            let start = target
+                .check
+                .interval
+                .mul_f64((draw >> 11) as f64 / (1u64 << 53) as f64);
             let handle = tokio::spawn(run_probe_loop(
                 target.clone(),
                 entry,
                 self.metrics.clone(),
+                start,
                 |addr, check| async move { probe(addr, &check).await },
             ));
             self.running.insert(key.clone(), (target.clone(), handle));
@@ -259,12 +282,14 @@ async fn run_probe_loop<P, F>(
     target: Target,
     entry: Arc<HealthEntry>,
     metrics: LbMetrics,
+    start: std::time::Duration,
     prober: P,
 ) where
     P: Fn(SocketAddr, HealthCheck) -> F,
     F: std::future::Future<Output = Result<(), probe::ProbeError>>,
 {
-    let mut tick = tokio::time::interval(target.check.interval);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + start, target.check.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     metrics.set_member_health(&target.group, &target.member, entry.is_healthy());
     loop {
@@ -367,6 +392,7 @@ members = [{ address = "127.0.0.1:1", state = "disabled" }, { address = "127.0.0
             target,
             entry.clone(),
             metrics,
+            Duration::ZERO,
             move |_, _| {
                 let ok = answer.load(Ordering::Relaxed);
                 async move {

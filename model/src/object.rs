@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{
-    ConfigSpec, GslbRecordSpec, HealthCheckSpec, ListenerSpec, PoolSpec, RouteSpec, ZoneSpec,
+    ConfigSpec, GslbRecordSpec, HealthCheckSpec, ListenerSpec, PoolSpec, RegionSpec, RouteSpec,
+    ZoneSpec,
 };
 
 /// The kinds of named object in a [`ConfigSpec`], in the plural form the API uses in its paths.
@@ -16,16 +17,18 @@ pub enum ObjectKind {
     HealthChecks,
     Zones,
     GslbRecords,
+    Regions,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 6] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Listeners,
         ObjectKind::Routes,
         ObjectKind::Pools,
         ObjectKind::HealthChecks,
         ObjectKind::Zones,
         ObjectKind::GslbRecords,
+        ObjectKind::Regions,
     ];
 
     /// The path segment and config field name (`health_checks`, ...).
@@ -37,6 +40,7 @@ impl ObjectKind {
             ObjectKind::HealthChecks => "health_checks",
             ObjectKind::Zones => "zones",
             ObjectKind::GslbRecords => "gslb_records",
+            ObjectKind::Regions => "regions",
         }
     }
 
@@ -56,6 +60,7 @@ impl Object {
             ObjectKind::HealthChecks => Object::HealthChecks(from_any(bytes)?),
             ObjectKind::Zones => Object::Zones(from_any(bytes)?),
             ObjectKind::GslbRecords => Object::GslbRecords(from_any(bytes)?),
+            ObjectKind::Regions => Object::Regions(from_any(bytes)?),
         })
     }
 }
@@ -76,6 +81,7 @@ pub enum Object {
     HealthChecks(HealthCheckSpec),
     Zones(ZoneSpec),
     GslbRecords(GslbRecordSpec),
+    Regions(RegionSpec),
 }
 
 impl Object {
@@ -87,6 +93,7 @@ impl Object {
             Object::HealthChecks(_) => ObjectKind::HealthChecks,
             Object::Zones(_) => ObjectKind::Zones,
             Object::GslbRecords(_) => ObjectKind::GslbRecords,
+            Object::Regions(_) => ObjectKind::Regions,
         }
     }
 
@@ -98,6 +105,7 @@ impl Object {
             Object::HealthChecks(o) => &o.name,
             Object::Zones(o) => &o.name,
             Object::GslbRecords(o) => &o.name,
+            Object::Regions(o) => &o.name,
         }
     }
 
@@ -110,6 +118,7 @@ impl Object {
             Object::HealthChecks(o) => serde_json::to_value(o),
             Object::Zones(o) => serde_json::to_value(o),
             Object::GslbRecords(o) => serde_json::to_value(o),
+            Object::Regions(o) => serde_json::to_value(o),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -141,6 +150,7 @@ impl ConfigSpec {
             Object::HealthChecks(o) => upsert_into(&mut self.health_checks, o, |x| &x.name),
             Object::Zones(o) => upsert_into(&mut self.zones, o, |x| &x.name),
             Object::GslbRecords(o) => upsert_into(&mut self.gslb_records, o, |x| &x.name),
+            Object::Regions(o) => upsert_into(&mut self.regions, o, |x| &x.name),
         }
     }
 
@@ -153,6 +163,7 @@ impl ConfigSpec {
             ObjectKind::HealthChecks => delete_from(&mut self.health_checks, name, |x| &x.name),
             ObjectKind::Zones => delete_from(&mut self.zones, name, |x| &x.name),
             ObjectKind::GslbRecords => delete_from(&mut self.gslb_records, name, |x| &x.name),
+            ObjectKind::Regions => delete_from(&mut self.regions, name, |x| &x.name),
         }
     }
 
@@ -195,6 +206,12 @@ impl ConfigSpec {
                 .find(|x| x.name == name)
                 .cloned()
                 .map(Object::GslbRecords),
+            ObjectKind::Regions => self
+                .regions
+                .iter()
+                .find(|x| x.name == name)
+                .cloned()
+                .map(Object::Regions),
         }
     }
 
@@ -222,6 +239,7 @@ impl ConfigSpec {
                 .cloned()
                 .map(Object::GslbRecords)
                 .collect(),
+            ObjectKind::Regions => self.regions.iter().cloned().map(Object::Regions).collect(),
         }
     }
 
@@ -239,6 +257,7 @@ impl ConfigSpec {
             ObjectKind::HealthChecks => serde_json::to_value(&self.health_checks),
             ObjectKind::Zones => serde_json::to_value(&self.zones),
             ObjectKind::GslbRecords => serde_json::to_value(&self.gslb_records),
+            ObjectKind::Regions => serde_json::to_value(&self.regions),
         };
         v.unwrap_or(serde_json::Value::Null)
     }

@@ -54,7 +54,7 @@ prop_compose! {
 
 prop_compose! {
     fn site()(name in text(), address in text(), port in any::<u16>(), health_check in prop::option::of(text())) -> SiteSpec {
-        SiteSpec { name, address, port, health_check, state: AdminState::Enabled, priority: 1, weight: 1 }
+        SiteSpec { name, address, port, health_check, state: AdminState::Enabled, priority: 1, weight: 1, region: None, location: None }
     }
 }
 
@@ -76,7 +76,8 @@ prop_compose! {
                 name, path, host: None, interval_ms, timeout_ms, rise, fall, expect_status,
             }).collect(),
             zones,
-            gslb_records: gslb.into_iter().map(|(name, ttl, sites)| GslbRecordSpec { name, ttl, sites, when_all_down: AllDownPolicy::Empty, policy: GslbPolicy::All, max_answers: None }).collect(),
+            gslb_records: gslb.into_iter().map(|(name, ttl, sites)| GslbRecordSpec { name, ttl, sites, when_all_down: AllDownPolicy::Empty, policy: GslbPolicy::All, max_answers: None, steer: Steer::None }).collect(),
+            regions: Vec::new(),
             audit_retention_days: None,
             certificate_expiry_alarm_days: None,
             session_ticket_rotation_hours: None,
@@ -130,11 +131,13 @@ prop_compose! {
             gslb_records: vec![GslbRecordSpec {
                 name: "app.example.com".into(),
                 ttl,
-                sites: vec![SiteSpec { name: "a".into(), address: "192.0.2.10".into(), port: 80, health_check: Some("hc".into()), state: AdminState::Enabled, priority: 1, weight: 1 }],
+                sites: vec![SiteSpec { name: "a".into(), address: "192.0.2.10".into(), port: 80, health_check: Some("hc".into()), state: AdminState::Enabled, priority: 1, weight: 1, region: None, location: None }],
                 when_all_down: AllDownPolicy::All,
                 policy: GslbPolicy::All,
                 max_answers: None,
+                steer: Steer::None,
             }],
+            regions: Vec::new(),
             audit_retention_days: None,
             certificate_expiry_alarm_days: None,
             session_ticket_rotation_hours: None,

@@ -26,6 +26,9 @@ pub struct ConfigSpec {
     pub zones: Vec<ZoneSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gslb_records: Vec<GslbRecordSpec>,
+    /// The GSLB topology: client networks by region, and where each region is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionSpec>,
     /// How long the replicated audit log keeps entries (default 90 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_retention_days: Option<u32>,
@@ -48,6 +51,7 @@ impl Default for ConfigSpec {
             health_checks: Vec::new(),
             zones: Vec::new(),
             gslb_records: Vec::new(),
+            regions: Vec::new(),
             audit_retention_days: None,
             certificate_expiry_alarm_days: None,
             session_ticket_rotation_hours: None,
@@ -783,6 +787,10 @@ pub enum AdminState {
     /// Takes no new requests or DNS answers; requests in flight finish and its idle upstream
     /// connections are closed. Still probed, so it can be enabled again knowing its health.
     Draining,
+    /// GSLB sites only: answered as healthy whatever the health checks say (they still run,
+    /// and the console shows what they see).
+    #[serde(rename = "force_up")]
+    ForceUp,
 }
 
 impl AdminState {
@@ -795,6 +803,7 @@ impl AdminState {
             AdminState::Enabled => "enabled",
             AdminState::Disabled => "disabled",
             AdminState::Draining => "draining",
+            AdminState::ForceUp => "force_up",
         }
     }
 
@@ -803,6 +812,7 @@ impl AdminState {
             AdminState::Enabled,
             AdminState::Disabled,
             AdminState::Draining,
+            AdminState::ForceUp,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -956,6 +966,47 @@ pub struct GslbRecordSpec {
     /// At most this many addresses in an answer (every one the policy picks when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_answers: Option<u32>,
+    /// Which sites a client is steered to before `policy` picks among them.
+    #[serde(default, skip_serializing_if = "Steer::is_none")]
+    #[schema(default = Steer::default)]
+    pub steer: Steer,
+}
+
+/// The first stage of a GSLB decision: which healthy sites are candidates for this client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Steer {
+    /// Every healthy site.
+    #[default]
+    None,
+    /// The healthy sites of the client's region (its subnet looked up in `regions`); when
+    /// none is healthy, those of the regions it spills to, together; then every healthy site.
+    Geo,
+    /// The healthy sites nearest the client's region by great-circle distance (sites at the
+    /// same spot together); the next nearest when those are down.
+    Nearest,
+}
+
+impl Steer {
+    pub fn is_none(&self) -> bool {
+        *self == Steer::None
+    }
+}
+
+/// A region of the GSLB topology.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegionSpec {
+    pub name: String,
+    /// Client networks (CIDR) in the region; the longest match across all regions wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
+    /// `"latitude,longitude"` in degrees, for `steer = "nearest"` and the region's sites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Regions whose sites take this region's clients, spread by the record's policy, when
+    /// none of its own sites is healthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spill_to: Vec<String>,
 }
 
 /// How a GSLB record's healthy sites become an answer.
@@ -972,6 +1023,10 @@ pub enum GslbPolicy {
     Weighted,
     /// Every healthy site, the order rotating from one answer to the next.
     RoundRobin,
+    /// One healthy site per client subnet (/24 for IPv4, /56 for IPv6) by weighted rendezvous
+    /// hashing: a client keeps its site while it is healthy, and only the clients of a site
+    /// that goes down move. Every node picks the same site.
+    Persistent,
 }
 
 impl GslbPolicy {
@@ -1017,6 +1072,12 @@ pub struct SiteSpec {
     #[serde(default = "default_one", skip_serializing_if = "is_one")]
     #[schema(default = default_one)]
     pub weight: u32,
+    /// The region (of `regions`) the site serves, for `steer = "geo"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `"latitude,longitude"`; the region's location when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 fn default_one() -> u32 {

@@ -20,6 +20,7 @@ pub struct Config {
     pub health_checks: BTreeMap<String, Arc<HealthCheck>>,
     pub zones: Vec<Zone>,
     pub gslb_records: Vec<GslbRecord>,
+    pub regions: Vec<Region>,
 }
 
 impl Config {
@@ -33,6 +34,7 @@ impl Config {
             health_checks: BTreeMap::new(),
             zones: Vec::new(),
             gslb_records: Vec::new(),
+            regions: Vec::new(),
         }
     }
 }
@@ -93,6 +95,28 @@ impl Cidr {
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
         (prefix <= max).then_some(Cidr { addr: ip, prefix })
+    }
+
+    /// The network address: `addr` with the host bits cleared.
+    pub fn network(&self) -> Cidr {
+        let addr = match self.addr {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        };
+        Cidr {
+            addr,
+            prefix: self.prefix,
+        }
     }
 
     /// Whether `ip` lies in this network. An IPv4-mapped IPv6 address matches IPv4 networks.
@@ -287,6 +311,50 @@ pub struct GslbRecord {
     pub when_all_down: AllDownPolicy,
     pub policy: crate::GslbPolicy,
     pub max_answers: Option<u32>,
+    pub steer: crate::Steer,
+}
+
+/// A region of the GSLB topology, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    pub name: String,
+    /// Networks with their host bits cleared.
+    pub networks: Vec<Cidr>,
+    pub location: Option<GeoPoint>,
+    /// Indexes into `Config::regions`.
+    pub spill_to: Vec<usize>,
+}
+
+/// A point on the globe, in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeoPoint {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+impl GeoPoint {
+    /// Parses `"40.71,-74.01"`.
+    pub fn parse(s: &str) -> Option<GeoPoint> {
+        let (lat, lon) = s.split_once(',')?;
+        let latitude: f64 = lat.trim().parse().ok()?;
+        let longitude: f64 = lon.trim().parse().ok()?;
+        ((-90.0..=90.0).contains(&latitude) && (-180.0..=180.0).contains(&longitude)).then_some(
+            GeoPoint {
+                latitude,
+                longitude,
+            },
+        )
+    }
+
+    /// Great-circle distance in kilometres (haversine).
+    pub fn distance_km(&self, other: &GeoPoint) -> f64 {
+        const EARTH_RADIUS_KM: f64 = 6371.0;
+        let (la1, la2) = (self.latitude.to_radians(), other.latitude.to_radians());
+        let dla = la2 - la1;
+        let dlo = (other.longitude - self.longitude).to_radians();
+        let h = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -301,6 +369,10 @@ pub struct Site {
     pub priority: u32,
     /// 1 or more (weighted).
     pub weight: u32,
+    /// Index into `Config::regions`.
+    pub region: Option<usize>,
+    /// The site's location, or its region's.
+    pub location: Option<GeoPoint>,
 }
 
 /// Key under which a pool member's health is kept, stable across revisions.

@@ -78,7 +78,8 @@ pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
     let zones = zones(spec, &mut e);
     shadowed_records(&zones, &mut e);
     cname_loops(&zones, &mut e);
-    let gslb_records = gslb(spec, &zones, &health_checks, &mut e);
+    let regions = regions(spec, &mut e);
+    let gslb_records = gslb(spec, &zones, &health_checks, &regions, &mut e);
     if let Some(days) = spec.audit_retention_days {
         range_u64("audit_retention_days".into(), days.into(), 1, 3650, &mut e);
     }
@@ -113,6 +114,7 @@ pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
         health_checks,
         zones,
         gslb_records,
+        regions,
     })
 }
 
@@ -505,6 +507,12 @@ fn pools(spec: &ConfigSpec, hcs: &BTreeMap<String, Arc<HealthCheck>>, e: &mut Er
                     weight: m.weight,
                     state: m.state,
                 });
+            }
+            if m.state == AdminState::ForceUp {
+                e.push(
+                    format!("{mp}.state"),
+                    "force_up applies to GSLB sites; a pool member takes traffic only while healthy",
+                );
             }
             range_u64(format!("{mp}.weight"), m.weight.into(), 1, 1000, e);
         }
@@ -1313,10 +1321,75 @@ fn cname_loops(zones: &[Zone], e: &mut Errors) {
     }
 }
 
+/// The GSLB topology. A network may appear in one region only, so a client's region is never
+/// a matter of order.
+fn regions(spec: &ConfigSpec, e: &mut Errors) -> Vec<Region> {
+    let mut seen = HashSet::new();
+    let mut owner: HashMap<Cidr, &str> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, r) in spec.regions.iter().enumerate() {
+        let p = format!("regions[{i}]");
+        check_name(&p, &r.name, &mut seen, e);
+        let mut networks = Vec::new();
+        for (j, n) in r.networks.iter().enumerate() {
+            let np = format!("{p}.networks[{j}]");
+            let Some(cidr) = Cidr::parse(n.trim()).map(|c| c.network()) else {
+                e.push(
+                    np,
+                    format!("invalid network {n:?}: use a CIDR such as 198.51.100.0/24"),
+                );
+                continue;
+            };
+            match owner.insert(cidr, &r.name) {
+                Some(other) if other != r.name => {
+                    e.push(np, format!("{n} is already in region {other:?}"))
+                }
+                Some(_) => e.push(np, format!("duplicate network {n}")),
+                None => networks.push(cidr),
+            }
+        }
+        let location = location(&format!("{p}.location"), r.location.as_deref(), e);
+        let mut spill_to = Vec::new();
+        for (j, name) in r.spill_to.iter().enumerate() {
+            match spec.regions.iter().position(|o| &o.name == name) {
+                Some(k) if k == i => e.push(
+                    format!("{p}.spill_to[{j}]"),
+                    "a region cannot spill to itself",
+                ),
+                Some(k) => spill_to.push(k),
+                None => e.push(
+                    format!("{p}.spill_to[{j}]"),
+                    format!("no region named {name:?}"),
+                ),
+            }
+        }
+        out.push(Region {
+            name: r.name.clone(),
+            networks,
+            location,
+            spill_to,
+        });
+    }
+    out
+}
+
+fn location(path: &str, text: Option<&str>, e: &mut Errors) -> Option<GeoPoint> {
+    let text = text?;
+    let point = GeoPoint::parse(text);
+    if point.is_none() {
+        e.push(
+            path.to_string(),
+            format!("invalid location {text:?}: use \"latitude,longitude\" in degrees"),
+        );
+    }
+    point
+}
+
 fn gslb(
     spec: &ConfigSpec,
     zones: &[Zone],
     hcs: &BTreeMap<String, Arc<HealthCheck>>,
+    regions: &[Region],
     e: &mut Errors,
 ) -> Vec<GslbRecord> {
     let mut seen = HashSet::new();
@@ -1393,6 +1466,21 @@ fn gslb(
             });
             range_u64(format!("{sp}.priority"), s.priority.into(), 1, 100, e);
             range_u64(format!("{sp}.weight"), s.weight.into(), 1, 1000, e);
+            let region = s.region.as_ref().and_then(|name| {
+                let k = regions.iter().position(|r| &r.name == name);
+                if k.is_none() {
+                    e.push(format!("{sp}.region"), format!("no region named {name:?}"));
+                }
+                k
+            });
+            let location = location(&format!("{sp}.location"), s.location.as_deref(), e)
+                .or_else(|| region.and_then(|k| regions[k].location));
+            if g.steer == Steer::Nearest && location.is_none() && s.location.is_none() {
+                e.push(
+                    format!("{sp}.location"),
+                    "steer = nearest needs the location of every site (its own or its region's)",
+                );
+            }
             if let Some(address) = address {
                 sites.push(Site {
                     name: s.name.clone(),
@@ -1402,11 +1490,19 @@ fn gslb(
                     state: s.state,
                     priority: s.priority,
                     weight: s.weight,
+                    region,
+                    location,
                 });
             }
         }
         if let Some(n) = g.max_answers {
             range_u64(format!("{p}.max_answers"), n.into(), 1, 16, e);
+        }
+        if g.steer == Steer::Geo && !g.sites.iter().any(|s| s.region.is_some()) {
+            e.push(
+                format!("{p}.steer"),
+                "steer = geo needs sites with a region",
+            );
         }
         out.push(GslbRecord {
             name,
@@ -1416,6 +1512,7 @@ fn gslb(
             when_all_down: g.when_all_down,
             policy: g.policy,
             max_answers: g.max_answers,
+            steer: g.steer,
         });
     }
     out

@@ -790,3 +790,105 @@ policy = "nearest"
     );
     assert!(unknown.is_err(), "an unknown policy does not parse");
 }
+
+#[test]
+fn regions_and_steering_are_checked_with_field_paths() {
+    let spec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[zones]]
+name = "example.com"
+ns = ["ns1"]
+soa = { mname = "ns1", rname = "hostmaster" }
+records = [{ name = "ns1", type = "A", value = "192.0.2.53" }]
+[[regions]]
+name = "east"
+networks = ["198.51.100.7/24", "nonsense"]
+location = "91,0"
+spill_to = ["east", "mars"]
+[[regions]]
+name = "west"
+networks = ["198.51.100.0/24"]
+[[gslb_records]]
+name = "near.example.com"
+steer = "nearest"
+sites = [{ name = "a", address = "192.0.2.1", region = "west" }]
+[[gslb_records]]
+name = "geo.example.com"
+steer = "geo"
+sites = [{ name = "a", address = "192.0.2.1", location = "x" }]
+[[pools]]
+name = "p"
+members = [{ address = "127.0.0.1:1", state = "force_up" }]
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "pools[0].members[0].state",
+            "regions[0].networks[1]",
+            "regions[0].location",
+            "regions[0].spill_to[0]",
+            "regions[0].spill_to[1]",
+            "regions[1].networks[0]",
+            "gslb_records[0].sites[0].location",
+            "gslb_records[1].sites[0].location",
+            "gslb_records[1].steer",
+        ],
+        "{e:?}"
+    );
+    assert!(
+        e.errors[5].message.contains("already in region \"east\""),
+        "{e:?}"
+    );
+
+    let good = from_toml::<ConfigSpec>(
+        r#"
+api_version = "meridian/v1"
+[[zones]]
+name = "example.com"
+ns = ["ns1"]
+soa = { mname = "ns1", rname = "hostmaster" }
+records = [{ name = "ns1", type = "A", value = "192.0.2.53" }]
+[[regions]]
+name = "east"
+networks = ["198.51.100.7/24"]
+location = "40.7, -74.0"
+spill_to = ["west"]
+[[regions]]
+name = "west"
+networks = ["203.0.113.0/24"]
+[[gslb_records]]
+name = "geo.example.com"
+steer = "geo"
+policy = "persistent"
+sites = [
+  { name = "a", address = "192.0.2.1", region = "east", state = "force_up" },
+  { name = "b", address = "192.0.2.2", region = "west", location = "37.8,-122.4" },
+]
+"#,
+    )
+    .expect("parses");
+    let config = validate(&good).expect("valid");
+    let east = &config.regions[0];
+    assert_eq!(
+        east.networks[0].addr.to_string(),
+        "198.51.100.0",
+        "host bits cleared"
+    );
+    assert_eq!(east.spill_to, vec![1]);
+    let g = &config.gslb_records[0];
+    assert_eq!(
+        (g.steer, g.policy),
+        (crate::Steer::Geo, crate::GslbPolicy::Persistent)
+    );
+    assert_eq!(g.sites[0].region, Some(0));
+    assert_eq!(
+        g.sites[0].location, east.location,
+        "a site inherits its region's location"
+    );
+    assert_eq!(g.sites[1].location.map(|l| l.latitude), Some(37.8));
+}

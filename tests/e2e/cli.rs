@@ -221,7 +221,7 @@ async fn help_explains_every_subcommand() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for sub in [
-        "demo", "serve", "config", "token", "status", "member", "site",
+        "demo", "serve", "config", "token", "status", "member", "site", "dns",
     ] {
         assert!(text.contains(sub), "{sub} missing from --help:\n{text}");
     }
@@ -435,18 +435,24 @@ async fn demo_works_and_keeps_its_config_across_runs() {
     );
     assert!(https.contains("x-forwarded-for"), "{https}");
 
-    // `dig +short` of an A record on the demo's DNS port.
-    let dig = |name: &'static str| {
+    // `dig` of an A record on the demo's DNS port (`+short` unless other options are given).
+    let dig_with = |name: &'static str, opts: Vec<String>| {
         let port = ports[1].to_string();
         async move {
             let out = Command::new("dig")
-                .args(["@127.0.0.1", "-p", &port, name, "A", "+short"])
+                .args(["@127.0.0.1", "-p", &port, name, "A"])
+                .args(if opts.is_empty() {
+                    vec!["+short".to_string()]
+                } else {
+                    opts
+                })
                 .output()
                 .await
                 .expect("dig");
             String::from_utf8_lossy(&out.stdout).into_owned()
         }
     };
+    let dig = |name: &'static str| dig_with(name, Vec::new());
     let text = dig("app.demo.meridian.test").await;
     assert!(
         text.contains("127.0.0.2") && text.contains("127.0.0.3"),
@@ -456,6 +462,95 @@ async fn demo_works_and_keeps_its_config_across_runs() {
     assert!(banner.contains("failover."), "{banner}");
     let text = dig("failover.demo.meridian.test").await;
     assert_eq!(text.trim(), "127.0.0.2", "{text}");
+    // The geo name steers by the client subnet the resolver sends, and says for how much of
+    // it the answer holds (dig shows the echoed option as address/source/scope).
+    assert!(banner.contains("+subnet=198.51.100.7/24"), "{banner}");
+    for (subnet, want, echoed) in [
+        ("198.51.100.7/24", "127.0.0.2", "198.51.100.0/24/24"),
+        ("203.0.113.7/24", "127.0.0.3", "203.0.113.0/24/24"),
+    ] {
+        let short = dig_with(
+            "geo.demo.meridian.test",
+            vec![format!("+subnet={subnet}"), "+short".into()],
+        )
+        .await;
+        assert_eq!(short.trim(), want, "{subnet}: {short}");
+        let full = dig_with("geo.demo.meridian.test", vec![format!("+subnet={subnet}")]).await;
+        assert!(full.contains(&format!("CLIENT-SUBNET: {echoed}")), "{full}");
+    }
+    let other = dig_with(
+        "geo.demo.meridian.test",
+        vec!["+subnet=192.0.2.0/24".into(), "+short".into()],
+    )
+    .await;
+    assert!(
+        other.contains("127.0.0.2") && other.contains("127.0.0.3"),
+        "{other}"
+    );
+    // `meridian dns explain` tells why.
+    let api = format!("http://127.0.0.1:{}", ports[0]);
+    let password = std::fs::read_to_string(data.join("initial-admin-password")).expect("password");
+    let out = Command::new(BIN)
+        .args(["token", "create", "--name", "demo-test"])
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_PASSWORD", password.trim())
+        .output()
+        .await
+        .expect("token create");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // Until the first probe round, the site's health is unknown (and answered as up).
+    let mut text = String::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let out = Command::new(BIN)
+            .args([
+                "dns",
+                "explain",
+                "geo.demo.meridian.test",
+                "--ecs",
+                "198.51.100.0/24",
+            ])
+            .env("MERIDIAN_API", &api)
+            .env("MERIDIAN_TOKEN", &token)
+            .output()
+            .await
+            .expect("dns explain");
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains("node 1 up") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(text.contains("is in region east"), "{text}");
+    assert!(text.contains("ECS scope /24"), "{text}");
+    assert!(
+        text.contains("127.0.0.2") && !text.contains("A 127.0.0.3"),
+        "{text}"
+    );
+    assert!(text.contains("node 1 up"), "{text}");
+    let out = Command::new(BIN)
+        .args([
+            "dns",
+            "explain",
+            "geo.demo.meridian.test",
+            "--ecs",
+            "nonsense",
+        ])
+        .env("MERIDIAN_API", &api)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("dns explain");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ecs"),
+        "{out:?}"
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().expect("pid").to_string()])
         .status()

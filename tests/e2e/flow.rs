@@ -704,3 +704,111 @@ rate_limit = {{ requests = 20, burst = 5, key = {{ by = "route" }}, global = tru
         "the busiest node gets the largest share: {got:?}"
     );
 }
+
+/// Three appliances probe two GSLB sites. One appliance's uplink to east is cut, so it alone
+/// sees east down: the cluster's majority keeps east in every node's answers, that node's
+/// included. Then east really dies: every node drops it within interval × fall + one quorum
+/// round (1 s × 2 + the gossip), measured from the moment it died.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gslb_health_is_the_clusters_majority_and_a_dead_site_is_gone_everywhere_in_3_s() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lan = crate::netns::Lan::new();
+    let hosts = [lan.host(), lan.host(), lan.host()];
+    let (nodes, _) = Meridian::cluster_in(&hosts, dir.path()).await;
+    let n1 = &nodes[0];
+    let token = n1.token().await;
+    let (east_ip, west_ip) = (lan.extra_address(200), lan.extra_address(201));
+    let east = Backend::start("east", &east_ip.to_string()).await;
+    let west = Backend::start("west", &west_ip.to_string()).await;
+    let config = format!(
+        r#"api_version = "meridian/v1"
+health_checks = [{{ name = "hc", path = "/healthz", interval_ms = 1000, timeout_ms = 500, rise = 1, fall = 2 }}]
+
+[[zones]]
+name = "gslb.test"
+ns = ["ns1"]
+soa = {{ mname = "ns1", rname = "hostmaster" }}
+records = [{{ name = "ns1", type = "A", value = "127.0.0.1" }}]
+
+[[gslb_records]]
+name = "app.gslb.test"
+ttl = 5
+sites = [
+  {{ name = "east", address = "{east_ip}", port = {}, health_check = "hc" }},
+  {{ name = "west", address = "{west_ip}", port = {}, health_check = "hc" }},
+]
+"#,
+        east.addr.port(),
+        west.addr.port()
+    );
+    let (status, body) = n1.put_config(&token, config, None).await;
+    assert_eq!(status, 200, "{body}");
+    let both = vec![IpAddr::V4(east_ip), IpAddr::V4(west_ip)];
+    for node in &nodes {
+        eventually(Duration::from_secs(10), || async {
+            node.dns_a("app.gslb.test").await == both
+        })
+        .await
+        .expect("both sites answered on every node");
+    }
+
+    // Node 3 loses its path to east; once its own probes say so, the others still outvote it.
+    lan.cut(&hosts[2], east_ip);
+    let explain = || async {
+        n1.http
+            .get(n1.url("/api/v1/dns/explain?name=app.gslb.test&client=192.0.2.1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("explain")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")
+    };
+    let node3_sees_east_down = eventually(Duration::from_secs(10), || async {
+        let e = explain().await;
+        e["sites"][0]["votes"].as_array().is_some_and(|votes| {
+            votes
+                .iter()
+                .any(|v| v["node"] == 3 && v["up"] == serde_json::Value::Bool(false))
+        })
+    })
+    .await;
+    assert!(node3_sees_east_down.is_some(), "{}", explain().await);
+    let e = explain().await;
+    assert_eq!(
+        e["sites"][0]["health"], "up",
+        "two of three see east up: {e}"
+    );
+    // For three more probe rounds, every node (node 3 too) keeps answering east.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        for (i, node) in nodes.iter().enumerate() {
+            assert_eq!(
+                node.dns_a("app.gslb.test").await,
+                both,
+                "node {} failed east over on one node's view",
+                i + 1
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // East dies.
+    east.kill().await;
+    let died = std::time::Instant::now();
+    let west_only = vec![IpAddr::V4(west_ip)];
+    for node in &nodes {
+        eventually(Duration::from_secs(10), || async {
+            node.dns_a("app.gslb.test").await == west_only
+        })
+        .await
+        .expect("east gone from every node");
+    }
+    let took = died.elapsed();
+    println!("a dead site left every node's answers in {took:?}");
+    assert!(
+        took <= Duration::from_secs(3),
+        "failover took {took:?}, more than interval × fall + one quorum round"
+    );
+}

@@ -330,7 +330,13 @@ impl Meridian {
             Name::from_ascii(name).expect("name"),
             RecordType::A,
         ));
-        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+        // A node in a namespace is reached over the LAN, not from a loopback address.
+        let from = if self.dns.ip().is_loopback() {
+            "127.0.0.1:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let sock = UdpSocket::bind(from).await.expect("udp");
         sock.send_to(&msg.to_vec().expect("encode"), self.dns)
             .await
             .expect("send");

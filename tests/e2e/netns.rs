@@ -69,6 +69,34 @@ impl Lan {
         self.addr(1)
     }
 
+    /// Another address of the test's own on the LAN (`host` from 200 up, clear of the
+    /// namespaces'), for a server the appliances reach at an address of its own.
+    pub fn extra_address(&self, host: u8) -> Ipv4Addr {
+        let addr = self.addr(host);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            &format!("{}br", self.tag),
+        ]);
+        addr
+    }
+
+    /// Cuts `host`'s path to `to`, as a broken uplink would: connections fail at once.
+    pub fn cut(&self, host: &Host, to: Ipv4Addr) {
+        ip(&[
+            "netns",
+            "exec",
+            &host.ns,
+            "ip",
+            "route",
+            "add",
+            "prohibit",
+            &format!("{to}/32"),
+        ]);
+    }
+
     /// A new namespace on the LAN, with loopback up and the next address.
     pub fn host(&mut self) -> Host {
         let i = self.namespaces.len();

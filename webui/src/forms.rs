@@ -66,6 +66,7 @@ const fn f(path: &'static str, label: &'static str, kind: Kind, help: &'static s
 }
 
 const ADMIN_STATES: &[&str] = &["enabled", "disabled", "draining"];
+const SITE_STATES: &[&str] = &["enabled", "disabled", "draining", "force_up"];
 
 static LISTENER: Form = Form {
     fields: &[
@@ -619,8 +620,14 @@ static GSLB: Form = Form {
         f(
             "policy",
             "Policy",
-            Kind::Select(&["all", "failover", "weighted", "round_robin"]),
-            "all: every healthy site; failover: the best priority that is up; weighted: one site by weight; round_robin: all, rotating.",
+            Kind::Select(&["all", "failover", "weighted", "round_robin", "persistent"]),
+            "After steering: all: every candidate; failover: the best priority that is up; weighted: one site by weight; round_robin: all, rotating; persistent: one site per client subnet, kept while healthy.",
+        ),
+        f(
+            "steer",
+            "Steering",
+            Kind::Select(&["none", "geo", "nearest"]),
+            "First stage. geo: the client's region (its subnet in a region's networks), then the regions it spills to; nearest: the closest sites by the regions' locations.",
         ),
         f(
             "max_answers",
@@ -637,11 +644,38 @@ static GSLB: Form = Form {
             f("address", "Address", Kind::Text, "IPv4 or IPv6"),
             f("port", "Probe port", Kind::Number, "Default 80"),
             f("health_check", "Health check", Kind::OptText, ""),
-            f("state", "Admin state", Kind::Select(ADMIN_STATES), ""),
+            f("state", "Admin state", Kind::Select(SITE_STATES), "force_up: answered whatever its checks say"),
             f("priority", "Priority", Kind::Number, "Failover: 1 first; default 1"),
             f("weight", "Weight", Kind::Number, "Weighted: default 1"),
+            f("region", "Region", Kind::OptText, "Geo steering"),
+            f("location", "Location", Kind::OptText, "latitude,longitude; default the region's"),
         ],
     }],
+};
+
+static REGION: Form = Form {
+    fields: &[
+        f("name", "Name", Kind::Text, "Letters, digits, - and _."),
+        f(
+            "networks",
+            "Client networks",
+            Kind::Lines,
+            "One CIDR per line, e.g. 198.51.100.0/24. The longest match across regions wins.",
+        ),
+        f(
+            "location",
+            "Location",
+            Kind::OptText,
+            "latitude,longitude in degrees, e.g. 40.71,-74.01 (nearest steering)",
+        ),
+        f(
+            "spill_to",
+            "Spill to regions",
+            Kind::Lines,
+            "One region per line: their sites take this region's clients when none of its own is healthy.",
+        ),
+    ],
+    tables: &[],
 };
 
 pub fn form(kind: ObjectKind) -> &'static Form {
@@ -652,6 +686,7 @@ pub fn form(kind: ObjectKind) -> &'static Form {
         ObjectKind::HealthChecks => &HEALTH_CHECK,
         ObjectKind::Zones => &ZONE,
         ObjectKind::GslbRecords => &GSLB,
+        ObjectKind::Regions => &REGION,
     }
 }
 

@@ -80,6 +80,61 @@ pub struct OcspView {
     pub next_update_unix: Option<i64>,
 }
 
+/// What `meridian dns explain` asks: a name, a type, and who asks.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+pub struct DnsExplainQuery {
+    /// The name asked for, e.g. `geo.demo.meridian.test`.
+    pub name: String,
+    /// The record type (default A).
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub qtype: Option<String>,
+    /// The resolver's address (the client when there is no ECS).
+    pub client: Option<String>,
+    /// An EDNS Client Subnet, e.g. `198.51.100.0/24`.
+    pub ecs: Option<String>,
+}
+
+/// How this node answers a query, and why.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct DnsExplanation {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub qtype: String,
+    /// The subnet steering used (`address/prefix`), if any.
+    pub client: Option<String>,
+    pub rcode: String,
+    /// The answer section in presentation form.
+    pub answers: Vec<String>,
+    /// The EDNS Client Subnet scope of the answer: 0 when it is the same for every client.
+    pub ecs_scope: u8,
+    /// The GSLB decision in words: health, steering, policy.
+    pub steps: Vec<String>,
+    /// The sites of the GSLB record (empty for a static name), with each node's view.
+    pub sites: Vec<ExplainedSite>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ExplainedSite {
+    pub name: String,
+    pub address: String,
+    /// The admin state: enabled, draining, disabled or force_up.
+    pub state: String,
+    pub region: Option<String>,
+    /// The health the cluster agrees on: up, down, or unknown (not probed yet), or unchecked.
+    pub health: String,
+    /// Each live node's view: up, down or unknown.
+    pub votes: Vec<SiteVote>,
+    /// Addresses of the site handed out by this node since it started.
+    pub answers: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SiteVote {
+    pub node: u64,
+    pub up: Option<bool>,
+}
+
 /// This node's response cache: the tiers, each caching route's results, the most-hit keys.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct CacheView {
@@ -167,6 +222,20 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// How many responses stored on this node `selector` matches.
     fn cache_matches(&self, _selector: &model::records::PurgeSelector) -> usize {
+        0
+    }
+    /// How this node answers a DNS query, and why (`meridian dns explain`). `Err` says what
+    /// in the query is wrong.
+    fn dns_explain(&self, _query: &DnsExplainQuery) -> Result<DnsExplanation, String> {
+        Err("DNS explain is not available on this node".into())
+    }
+    /// Each live node's view of a GSLB site's health (by `model::site_health_key`), this
+    /// node first.
+    fn site_votes(&self, _key: &str) -> Vec<SiteVote> {
+        Vec::new()
+    }
+    /// Addresses of a GSLB site handed out by this node since it started.
+    fn site_answers(&self, _record: &str, _site: &str) -> u64 {
         0
     }
     /// The key that seals private keys in the credential store, derived from the cluster

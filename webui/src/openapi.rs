@@ -78,6 +78,7 @@ revision is. Required: a write without it is refused with 428.";
         (name = "gslb_records", description = "GSLB names answered with their healthy sites"),
         (name = "history", description = "Config revisions and rollback"),
         (name = "cache", description = "The response cache: status and purges"),
+        (name = "dns", description = "DNS answers explained"),
         (name = "audit", description = "The replicated audit log"),
         (name = "users", description = "Console and API users"),
         (name = "account", description = "The caller's own account"),
@@ -159,6 +160,7 @@ fn spec_schema(kind: ObjectKind) -> RefOr<Schema> {
         ObjectKind::HealthChecks => HealthCheckSpec::name(),
         ObjectKind::Zones => ZoneSpec::name(),
         ObjectKind::GslbRecords => GslbRecordSpec::name(),
+        ObjectKind::Regions => RegionSpec::name(),
     };
     RefOr::Ref(Ref::from_schema_name(name))
 }

@@ -29,6 +29,7 @@ use crate::{diff, ops, view, AppState, Change};
 
 mod cache;
 mod certificates;
+mod dns;
 mod history;
 mod objects;
 mod users;
@@ -36,6 +37,7 @@ mod users;
 use cache::*;
 pub use certificates::Views as CertificateViews;
 use certificates::*;
+use dns::*;
 use history::*;
 use objects::*;
 pub use users::tokens_for;
@@ -67,6 +69,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(generate_certificate))
         .routes(routes!(cache_status))
         .routes(routes!(purge))
+        .routes(routes!(dns_explain))
         .routes(routes!(openapi::document))
         // Documented once per kind by `openapi`, which spells these two out.
         .routes(routes!(list_objects))

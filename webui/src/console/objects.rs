@@ -27,6 +27,7 @@ fn noun(kind: ObjectKind) -> &'static str {
         ObjectKind::HealthChecks => "Health check",
         ObjectKind::Zones => "Zone",
         ObjectKind::GslbRecords => "GSLB record",
+        ObjectKind::Regions => "Region",
     }
 }
 
@@ -39,6 +40,7 @@ fn lower(kind: ObjectKind) -> &'static str {
         ObjectKind::HealthChecks => "health check",
         ObjectKind::Zones => "zone",
         ObjectKind::GslbRecords => "GSLB record",
+        ObjectKind::Regions => "region",
     }
 }
 
@@ -50,7 +52,7 @@ fn section(kind: ObjectKind) -> (&'static str, &'static str, &'static str) {
         }
         ObjectKind::Pools | ObjectKind::HealthChecks => ("pools", "Pools", "/console/pools"),
         ObjectKind::Zones => ("zones", "DNS zones", "/console/zones"),
-        ObjectKind::GslbRecords => ("gslb", "GSLB", "/console/gslb"),
+        ObjectKind::GslbRecords | ObjectKind::Regions => ("gslb", "GSLB", "/console/gslb"),
     }
 }
 
@@ -529,7 +531,7 @@ async fn set_state(
             st,
             user,
             nav,
-            ChangeError::Refused("state must be enabled, disabled or draining".into()),
+            ChangeError::Refused("state must be enabled, disabled, draining or force_up".into()),
         );
     };
     let (result, what, back) = match target {

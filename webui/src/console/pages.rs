@@ -517,17 +517,115 @@ pub struct GslbRow {
     pub out_of_service: usize,
 }
 
+/// One site on the GSLB page: health per node and its share of the record's answers.
+pub struct GslbSiteRow {
+    pub record: String,
+    pub href: String,
+    pub site: String,
+    pub address: String,
+    pub region: String,
+    pub state: &'static str,
+    pub health: &'static str,
+    /// Pre-rendered: `node 1 up · node 2 down`.
+    pub votes: String,
+    pub answers: u64,
+    pub share: String,
+}
+
+pub struct RegionRow {
+    pub name: String,
+    pub href: String,
+    pub networks: String,
+    pub location: String,
+    pub spill_to: String,
+}
+
 #[derive(Template)]
 #[template(path = "gslb.html")]
 struct GslbTemplate {
     chrome: Chrome,
     records: Vec<GslbRow>,
+    sites: Vec<GslbSiteRow>,
+    regions: Vec<RegionRow>,
+    explain: ExplainForm,
     dns_charts: Vec<String>,
 }
 
-pub async fn gslb(user: ConsoleUser, State(st): State<AppState>) -> Response {
+/// The explain form and, once asked, its answer.
+#[derive(Default, serde::Deserialize)]
+pub struct ExplainForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub client: String,
+    #[serde(default)]
+    pub ecs: String,
+    #[serde(skip)]
+    pub result: Option<Result<crate::DnsExplanation, String>>,
+}
+
+pub async fn gslb(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    axum::extract::Query(mut explain): axum::extract::Query<ExplainForm>,
+) -> Response {
     let cfg = st.backend.config();
     let health = st.backend.health();
+    if !explain.name.trim().is_empty() {
+        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        explain.result = Some(st.backend.dns_explain(&crate::DnsExplainQuery {
+            name: explain.name.clone(),
+            qtype: None,
+            client: opt(&explain.client),
+            ecs: opt(&explain.ecs),
+        }));
+    }
+    let mut sites = Vec::new();
+    for g in &cfg.value.spec.gslb_records {
+        let fq = model::validate::fqdn(&g.name);
+        let total: u64 = g
+            .sites
+            .iter()
+            .map(|s| st.backend.site_answers(&fq, &s.name))
+            .sum();
+        for s in &g.sites {
+            let key = model::site_health_key(&fq, &s.name);
+            let answers = st.backend.site_answers(&fq, &s.name);
+            sites.push(GslbSiteRow {
+                record: g.name.clone(),
+                href: format!("/console/gslb_records/{}", seg(&g.name)),
+                site: s.name.clone(),
+                address: s.address.clone(),
+                region: s.region.clone().unwrap_or_else(|| "-".into()),
+                state: s.state.as_str(),
+                health: if s.health_check.is_some() {
+                    health_of(true, health.as_ref(), &key).as_str()
+                } else {
+                    "not checked"
+                },
+                votes: if s.health_check.is_some() {
+                    super::state::votes_cell(&st.backend.site_votes(&key))
+                } else {
+                    String::new()
+                },
+                answers,
+                share: super::state::share(answers, total),
+            });
+        }
+    }
+    let regions = cfg
+        .value
+        .spec
+        .regions
+        .iter()
+        .map(|r| RegionRow {
+            name: r.name.clone(),
+            href: format!("/console/regions/{}", seg(&r.name)),
+            networks: r.networks.join(", "),
+            location: r.location.clone().unwrap_or_default(),
+            spill_to: r.spill_to.join(", "),
+        })
+        .collect();
     let records = cfg
         .value
         .spec
@@ -538,9 +636,20 @@ pub async fn gslb(user: ConsoleUser, State(st): State<AppState>) -> Response {
             href: format!("/console/gslb_records/{}", seg(&g.name)),
             ttl: g.ttl,
             policy: format!("{:?}", g.when_all_down).to_lowercase(),
-            steering: match (g.policy, g.max_answers) {
-                (p, None) => format!("{p:?}").to_lowercase(),
-                (p, Some(n)) => format!("{}, at most {n}", format!("{p:?}").to_lowercase()),
+            steering: {
+                let policy = serde_json::to_value(g.policy)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let steer = match g.steer {
+                    model::Steer::None => String::new(),
+                    model::Steer::Geo => "geo, then ".into(),
+                    model::Steer::Nearest => "nearest, then ".into(),
+                };
+                match g.max_answers {
+                    None => format!("{steer}{policy}"),
+                    Some(n) => format!("{steer}{policy}, at most {n}"),
+                }
             },
             sites: g.sites.len(),
             up: g
@@ -560,6 +669,9 @@ pub async fn gslb(user: ConsoleUser, State(st): State<AppState>) -> Response {
     render(&GslbTemplate {
         chrome: Chrome::new(&st, &user, "gslb"),
         records,
+        sites,
+        regions,
+        explain,
         dns_charts: dns_charts(&st),
     })
 }

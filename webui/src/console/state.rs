@@ -23,9 +23,11 @@ fn state_buttons(
         (AdminState::Enabled, "Enable"),
         (AdminState::Draining, "Drain"),
         (AdminState::Disabled, "Disable"),
+        (AdminState::ForceUp, "Force up"),
     ]
     .iter()
-    .filter(|(s, _)| *s != current)
+    // Forcing up is for GSLB sites: a pool member takes traffic only while healthy.
+    .filter(|(s, _)| *s != current && (key == "site" || *s != AdminState::ForceUp))
     .map(|(s, label)| {
         format!(
             "<form class=\"inline\" method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"{key}\" value=\"{}\"><input type=\"hidden\" name=\"state\" value=\"{}\"><button class=\"small ghost\" type=\"submit\" aria-label=\"{label} {}\">{label}</button></form> ",
@@ -49,6 +51,30 @@ fn health_cell(state: HealthState, since_ms: u64, failed: u64) -> String {
         "<span class=\"{0}\">{0}</span>{since}<br><small class=\"muted\">{failed} failed checks</small>",
         state.as_str()
     )
+}
+
+/// Each live node's view of a site: `node 1 up · node 2 down`.
+pub fn votes_cell(votes: &[crate::SiteVote]) -> String {
+    votes
+        .iter()
+        .map(|v| {
+            let (class, word) = match v.up {
+                Some(true) => ("up", "up"),
+                Some(false) => ("down", "down"),
+                None => ("muted", "unknown"),
+            };
+            format!("node {} <span class=\"{class}\">{word}</span>", v.node)
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// `n` as a percentage of `total`, or nothing when there is no total.
+pub fn share(n: u64, total: u64) -> String {
+    if total == 0 {
+        return String::new();
+    }
+    format!("{:.0}%", n as f64 * 100.0 / total as f64)
 }
 
 /// What the object is doing now (above its form), and its charts.
@@ -138,16 +164,29 @@ pub fn live(st: &AppState, chrome: &Chrome, kind: ObjectKind, name: &str) -> (St
             let fq = model::validate::fqdn(&g.name);
             let action = format!("/console/gslb_records/{}/sites/state", seg(name));
             let mut html = String::from(
-                "<div class=\"table-wrap\"><table id=\"sites\"><thead><tr><th scope=\"col\">Site</th><th scope=\"col\">Address</th><th scope=\"col\">Admin state</th><th scope=\"col\">Health</th><th scope=\"col\">Actions</th></tr></thead><tbody>",
+                "<div class=\"table-wrap\"><table id=\"sites\"><thead><tr><th scope=\"col\">Site</th><th scope=\"col\">Address</th><th scope=\"col\">Region</th><th scope=\"col\">Admin state</th><th scope=\"col\">Health (cluster)</th><th scope=\"col\">Seen by each node</th><th scope=\"col\">Answers</th><th scope=\"col\">Actions</th></tr></thead><tbody>",
             );
+            let total: u64 = g
+                .sites
+                .iter()
+                .map(|s| st.backend.site_answers(&fq, &s.name))
+                .sum();
             for s in &g.sites {
                 let key = model::site_health_key(&fq, &s.name);
                 let status = health.status(&key);
                 let state = health_of(s.health_check.is_some(), health.as_ref(), &key);
+                let answers = st.backend.site_answers(&fq, &s.name);
                 html.push_str(&format!(
-                    "<tr data-site=\"{n}\"><td>{n}</td><td><code>{a}</code></td><td><span class=\"{st}\">{st}</span></td><td>{h}</td><td>{btn}</td></tr>",
+                    "<tr data-site=\"{n}\"><td>{n}</td><td><code>{a}</code></td><td>{r}</td><td><span class=\"{st}\">{st}</span></td><td>{h}</td><td>{v}</td><td>{answers} <small class=\"muted\">{share}</small></td><td>{btn}</td></tr>",
                     n = esc(&s.name),
                     a = esc(&s.address),
+                    r = esc(s.region.as_deref().unwrap_or("-")),
+                    v = if s.health_check.is_some() {
+                        votes_cell(&st.backend.site_votes(&key))
+                    } else {
+                        String::new()
+                    },
+                    share = share(answers, total),
                     st = s.state.as_str(),
                     h = if s.health_check.is_some() {
                         health_cell(
@@ -163,6 +202,38 @@ pub fn live(st: &AppState, chrome: &Chrome, kind: ObjectKind, name: &str) -> (St
             }
             html.push_str("</tbody></table></div>");
             (html, super::pages::dns_charts(st))
+        }
+        ObjectKind::Regions => {
+            let sites: Vec<String> = cfg
+                .value
+                .spec
+                .gslb_records
+                .iter()
+                .flat_map(|g| {
+                    g.sites
+                        .iter()
+                        .filter(|s| s.region.as_deref() == Some(name))
+                        .map(move |s| {
+                            format!(
+                                "<a href=\"/console/gslb_records/{}\">{}</a> {}",
+                                seg(&g.name),
+                                esc(&g.name),
+                                esc(&s.name)
+                            )
+                        })
+                })
+                .collect();
+            (
+                format!(
+                    "<p>Sites in this region: {}</p>",
+                    if sites.is_empty() {
+                        "none".to_string()
+                    } else {
+                        sites.join(", ")
+                    }
+                ),
+                Vec::new(),
+            )
         }
         ObjectKind::Zones => (
             format!(

@@ -49,6 +49,8 @@ struct Peer {
 struct Agreed {
     up: bool,
     changed_ms: u64,
+    /// The nodes disagree: the next vote may change the answer.
+    split: bool,
 }
 
 /// One node's vote on a site, for the console and `meridian dns explain`.
@@ -187,7 +189,14 @@ impl SiteHealth {
                 }
                 None => now,
             };
-            next.insert(key, Agreed { up, changed_ms });
+            next.insert(
+                key,
+                Agreed {
+                    up,
+                    changed_ms,
+                    split: ups != 0 && ups != voters,
+                },
+            );
         }
         self.agreed.store(Arc::new(next));
     }
@@ -203,6 +212,10 @@ impl HealthView for SiteHealth {
             // Nobody has probed it yet: whatever the local table says (up, unobserved).
             None => self.local.is_healthy(key),
         }
+    }
+
+    fn pending(&self, key: &str) -> bool {
+        self.local.pending(key) || self.agreed.load().get(key).is_some_and(|a| a.split)
     }
 
     fn status(&self, key: &str) -> Option<HealthStatus> {

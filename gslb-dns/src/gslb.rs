@@ -234,6 +234,7 @@ impl Topology {
 pub(crate) struct GslbTarget {
     pub(crate) ttl: u32,
     when_all_down: AllDownPolicy,
+    fallback: Vec<IpAddr>,
     policy: GslbPolicy,
     steer: Steer,
     max_answers: usize,
@@ -245,6 +246,8 @@ pub(crate) struct GslbTarget {
 #[derive(Debug, Clone)]
 struct SiteTarget {
     name: String,
+    /// The TTL answers get while this site's state may be changing: its probe interval.
+    pending_ttl: u32,
     /// `None` when the site has no health check or is forced up, and so is always healthy.
     health_key: Option<String>,
     address: IpAddr,
@@ -287,6 +290,10 @@ pub(crate) struct Decision {
     pub(crate) addresses: Vec<IpAddr>,
     /// Leading bits of the client's address the decision used (the ECS scope).
     pub(crate) scope: u8,
+    /// The record's TTL, capped while a site's state may be changing.
+    pub(crate) ttl: u32,
+    /// Every site is down and the record says SERVFAIL.
+    pub(crate) servfail: bool,
 }
 
 impl GslbTarget {
@@ -294,6 +301,7 @@ impl GslbTarget {
         GslbTarget {
             ttl: record.ttl,
             when_all_down: record.when_all_down,
+            fallback: record.fallback.clone(),
             policy: record.policy,
             steer: record.steer,
             max_answers: record.max_answers.map_or(usize::MAX, |n| n as usize),
@@ -305,6 +313,9 @@ impl GslbTarget {
                 .filter(|site| matches!(site.state, AdminState::Enabled | AdminState::ForceUp))
                 .map(|site| SiteTarget {
                     name: site.name.clone(),
+                    pending_ttl: site.health_check.as_ref().map_or(u32::MAX, |hc| {
+                        u32::try_from(hc.interval.as_secs().max(1)).unwrap_or(u32::MAX)
+                    }),
                     health_key: site
                         .health_check
                         .as_ref()
@@ -336,20 +347,42 @@ impl GslbTarget {
         topology: &Topology,
         trace: Trace<'_>,
     ) -> Decision {
+        let ttl = self.ttl(health, trace);
         let any_healthy = self.sites.iter().any(|s| s.healthy(health));
         if !any_healthy {
             let all = self.when_all_down == AllDownPolicy::All;
-            note(trace, || {
-                if all {
+            note(trace, || match self.when_all_down {
+                AllDownPolicy::All => {
                     "every site is down: when_all_down = all answers every enabled site".into()
-                } else {
+                }
+                AllDownPolicy::Empty => {
                     "every site is down: when_all_down = empty answers none".into()
                 }
+                AllDownPolicy::Fallback => {
+                    "every site is down: when_all_down = fallback answers the fallback addresses"
+                        .into()
+                }
+                AllDownPolicy::Servfail => "every site is down: when_all_down = servfail".into(),
             });
             let sites = self.sites.iter().filter(|s| all && s.of(family));
+            let mut addresses = self.bounded(sites, trace);
+            if self.when_all_down == AllDownPolicy::Fallback {
+                addresses = self
+                    .fallback
+                    .iter()
+                    .copied()
+                    .filter(|ip| match family {
+                        Family::V4 => ip.is_ipv4(),
+                        Family::V6 => ip.is_ipv6(),
+                    })
+                    .take(self.max_answers)
+                    .collect();
+            }
             return Decision {
-                addresses: self.bounded(sites, trace),
+                addresses,
                 scope: 0,
+                ttl,
+                servfail: self.when_all_down == AllDownPolicy::Servfail,
             };
         }
         let healthy: Vec<&SiteTarget> = self
@@ -361,7 +394,10 @@ impl GslbTarget {
             format!("healthy sites of the family: {}", names(&healthy))
         });
         if healthy.is_empty() {
-            return Decision::default();
+            return Decision {
+                ttl,
+                ..Decision::default()
+            };
         }
         let (mut picked, mut scope) = self.steer(healthy, client, topology, trace);
         match self.policy {
@@ -417,6 +453,28 @@ impl GslbTarget {
         Decision {
             addresses: self.bounded(picked.into_iter(), trace),
             scope,
+            ttl,
+            servfail: false,
+        }
+    }
+
+    /// The record's TTL, or the shortest probe interval of a site whose state may be about to
+    /// change, so resolvers do not hold an answer that is going stale.
+    fn ttl(&self, health: &dyn HealthView, trace: Trace<'_>) -> u32 {
+        let pending = self
+            .sites
+            .iter()
+            .filter(|s| s.health_key.as_deref().is_some_and(|k| health.pending(k)))
+            .map(|s| s.pending_ttl)
+            .min();
+        match pending {
+            Some(cap) if cap < self.ttl => {
+                note(trace, || {
+                    format!("a site's state may be changing: TTL capped at {cap} s")
+                });
+                cap
+            }
+            _ => self.ttl,
         }
     }
 
@@ -652,6 +710,7 @@ pub(crate) mod tests {
             policy: GslbPolicy::All,
             max_answers: None,
             steer: Steer::None,
+            fallback: Vec::new(),
         }
     }
 
@@ -959,7 +1018,9 @@ pub(crate) mod tests {
             ask("198.51.100.7/24"),
             Decision {
                 addresses: vec![v4("192.0.2.1"), v4("192.0.2.2")],
-                scope: 24
+                scope: 24,
+                ttl: 30,
+                servfail: false,
             }
         );
         assert_eq!(ask("203.0.113.0/24").addresses, vec![v4("192.0.2.3")]);
@@ -1051,5 +1112,60 @@ pub(crate) mod tests {
         let mut config = Config::empty();
         config.gslb_records.push(rec);
         assert!(site_states(&config, &health)[0].1[0].2, "shown as answered");
+    }
+
+    #[test]
+    fn all_down_can_answer_a_fallback_or_servfail() {
+        let health = FakeHealth::default();
+        let mut rec = record(
+            AllDownPolicy::Fallback,
+            &[("a", "192.0.2.1", true), ("b", "192.0.2.2", true)],
+        );
+        rec.fallback = vec![v4("198.51.100.99"), v4("2001:db8::99")];
+        health.set(&rec.name, "a", false);
+        health.set(&rec.name, "b", false);
+        let g = GslbTarget::compile(&rec);
+        let t = Topology::default();
+        let d = g.decide(Family::V4, &health, None, &t, None);
+        assert_eq!(
+            (d.addresses, d.servfail),
+            (vec![v4("198.51.100.99")], false)
+        );
+        let d = g.decide(Family::V6, &health, None, &t, None);
+        assert_eq!(d.addresses, vec![v4("2001:db8::99")]);
+        rec.when_all_down = AllDownPolicy::Servfail;
+        let g = GslbTarget::compile(&rec);
+        assert!(g.decide(Family::V4, &health, None, &t, None).servfail);
+        health.set(&rec.name, "b", true);
+        let d = g.decide(Family::V4, &health, None, &t, None);
+        assert_eq!((d.addresses, d.servfail), (vec![v4("192.0.2.2")], false));
+    }
+
+    /// A health view whose one site is about to change.
+    struct Pending(FakeHealth, String);
+
+    impl HealthView for Pending {
+        fn is_healthy(&self, key: &str) -> Option<bool> {
+            self.0.is_healthy(key)
+        }
+        fn pending(&self, key: &str) -> bool {
+            key == self.1
+        }
+    }
+
+    #[test]
+    fn the_ttl_is_capped_while_a_sites_state_may_change() {
+        let rec = record(
+            AllDownPolicy::Empty,
+            &[("a", "192.0.2.1", true), ("b", "192.0.2.2", false)],
+        );
+        let g = GslbTarget::compile(&rec);
+        let t = Topology::default();
+        let calm = Pending(FakeHealth::default(), String::new());
+        assert_eq!(g.decide(Family::V4, &calm, None, &t, None).ttl, 30);
+        let key = model::site_health_key(&rec.name, "a");
+        let changing = Pending(FakeHealth::default(), key);
+        // Capped at the site's probe interval (1 s).
+        assert_eq!(g.decide(Family::V4, &changing, None, &t, None).ttl, 1);
     }
 }

@@ -160,7 +160,9 @@ impl ZonesSnapshot {
                 }
                 continue;
             }
-            let (found, scope) = node.records(qtype, &owner, ctx);
+            let Some((found, scope)) = node.records(qtype, &owner, ctx) else {
+                return Answer::servfail();
+            };
             if found.is_empty() {
                 let mut answer = Answer::negative(ResponseCode::NoError, answers, zone);
                 answer.ecs_scope = scope;
@@ -195,7 +197,11 @@ impl ZonesSnapshot {
                 continue;
             };
             for rtype in [RecordType::A, RecordType::AAAA] {
-                for rec in node.records(rtype, target, ctx).0 {
+                for rec in node
+                    .records(rtype, target, ctx)
+                    .map(|f| f.0)
+                    .unwrap_or_default()
+                {
                     if !out.contains(&rec) {
                         out.push(rec);
                     }
@@ -225,6 +231,13 @@ impl Answer {
             authorities: Vec::new(),
             additionals: Vec::new(),
             ecs_scope: 0,
+        }
+    }
+
+    fn servfail() -> Answer {
+        Answer {
+            rcode: ResponseCode::ServFail,
+            ..Answer::refused()
         }
     }
 
@@ -365,10 +378,12 @@ impl Node {
     }
 
     /// The records of `qtype` (every type for ANY) owned by `owner`, and the ECS scope of the
-    /// GSLB decision among them (0 when none depends on the client).
-    fn records(&self, qtype: RecordType, owner: &Name, ctx: &Ctx<'_>) -> (Vec<Record>, u8) {
+    /// GSLB decision among them (0 when none depends on the client). `None` when a GSLB record
+    /// whose sites are all down says SERVFAIL.
+    fn records(&self, qtype: RecordType, owner: &Name, ctx: &Ctx<'_>) -> Option<(Vec<Record>, u8)> {
         let mut out = Vec::new();
         let mut scope = 0;
+        let mut servfail = false;
         for (rtype, set) in &self.rrsets {
             let replaced_by_gslb = self.gslb.is_some() && is_address(*rtype);
             let wanted = qtype == RecordType::ANY || qtype == *rtype;
@@ -382,17 +397,19 @@ impl Node {
                     let decision =
                         gslb.decide(family, ctx.health, ctx.client, ctx.topology, ctx.trace);
                     scope = scope.max(decision.scope);
+                    servfail |= decision.servfail;
+                    let ttl = decision.ttl;
                     out.extend(decision.addresses.into_iter().map(|ip| {
                         let rdata = match ip {
                             IpAddr::V4(v4) => RData::A(A(v4)),
                             IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
                         };
-                        Record::from_rdata(owner.clone(), gslb.ttl, rdata)
+                        Record::from_rdata(owner.clone(), ttl, rdata)
                     }));
                 }
             }
         }
-        (out, scope)
+        (!servfail).then_some((out, scope))
     }
 }
 

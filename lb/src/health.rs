@@ -146,6 +146,14 @@ impl HealthView for HealthTable {
         self.entries.load().get(key).map(|e| e.is_healthy())
     }
 
+    /// A streak in progress: failures while up or passes while down.
+    fn pending(&self, key: &str) -> bool {
+        self.entries
+            .load()
+            .get(key)
+            .is_some_and(|e| e.streak.load(Ordering::Relaxed) > 0)
+    }
+
     fn status(&self, key: &str) -> Option<HealthStatus> {
         self.entries.load().get(key).map(|e| e.status())
     }

@@ -966,6 +966,9 @@ pub struct GslbRecordSpec {
     /// At most this many addresses in an answer (every one the policy picks when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_answers: Option<u32>,
+    /// The addresses answered when every site is down and `when_all_down = "fallback"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
     /// Which sites a client is steered to before `policy` picks among them.
     #[serde(default, skip_serializing_if = "Steer::is_none")]
     #[schema(default = Steer::default)]
@@ -1047,6 +1050,10 @@ pub enum AllDownPolicy {
     Empty,
     /// Answer with every site, on the theory that health checks may be what failed.
     All,
+    /// Answer with the record's `fallback` addresses (a sorry server, another provider).
+    Fallback,
+    /// Answer SERVFAIL, so resolvers try elsewhere and nothing is cached.
+    Servfail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

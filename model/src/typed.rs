@@ -312,6 +312,7 @@ pub struct GslbRecord {
     pub policy: crate::GslbPolicy,
     pub max_answers: Option<u32>,
     pub steer: crate::Steer,
+    pub fallback: Vec<IpAddr>,
 }
 
 /// A region of the GSLB topology, validated.
@@ -391,6 +392,13 @@ pub trait HealthView: Send + Sync {
     /// Whether the target takes traffic: `None` when the key is unknown to the checker. A
     /// target not yet probed counts as healthy here, so a config change takes traffic at once.
     fn is_healthy(&self, key: &str) -> Option<bool>;
+
+    /// Whether the target's state may be about to change (failing while up, passing while
+    /// down, or the nodes of the cluster disagree): DNS caps the TTL of answers that depend
+    /// on it, so resolvers come back soon.
+    fn pending(&self, _key: &str) -> bool {
+        false
+    }
 
     /// What the console shows: up, down or not yet probed, with counters.
     fn status(&self, key: &str) -> Option<HealthStatus> {

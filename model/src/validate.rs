@@ -1498,6 +1498,22 @@ fn gslb(
         if let Some(n) = g.max_answers {
             range_u64(format!("{p}.max_answers"), n.into(), 1, 16, e);
         }
+        let mut fallback = Vec::new();
+        for (j, a) in g.fallback.iter().enumerate() {
+            match a.trim().parse::<IpAddr>() {
+                Ok(ip) => fallback.push(ip),
+                Err(_) => e.push(
+                    format!("{p}.fallback[{j}]"),
+                    format!("invalid IP address {a:?}"),
+                ),
+            }
+        }
+        if g.when_all_down == AllDownPolicy::Fallback && g.fallback.is_empty() {
+            e.push(
+                format!("{p}.fallback"),
+                "when_all_down = fallback needs at least one fallback address",
+            );
+        }
         if g.steer == Steer::Geo && !g.sites.iter().any(|s| s.region.is_some()) {
             e.push(
                 format!("{p}.steer"),
@@ -1513,6 +1529,7 @@ fn gslb(
             policy: g.policy,
             max_answers: g.max_answers,
             steer: g.steer,
+            fallback,
         });
     }
     out

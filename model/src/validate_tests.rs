@@ -892,3 +892,36 @@ sites = [
     );
     assert_eq!(g.sites[1].location.map(|l| l.latitude), Some(37.8));
 }
+
+#[test]
+fn a_fallback_answer_needs_valid_addresses() {
+    let text = |when: &str, fallback: &str| {
+        format!(
+            r#"
+api_version = "meridian/v1"
+[[zones]]
+name = "example.com"
+ns = ["ns1"]
+soa = {{ mname = "ns1", rname = "hostmaster" }}
+records = [{{ name = "ns1", type = "A", value = "192.0.2.53" }}]
+[[gslb_records]]
+name = "app.example.com"
+when_all_down = "{when}"
+fallback = [{fallback}]
+sites = [{{ name = "a", address = "192.0.2.1" }}]
+"#
+        )
+    };
+    let spec: ConfigSpec = from_toml(&text("fallback", "")).expect("parses");
+    let e = validate(&spec).expect_err("no fallback address");
+    assert_eq!(e.errors[0].path, "gslb_records[0].fallback", "{e:?}");
+    let spec: ConfigSpec = from_toml(&text("servfail", "\"x\"")).expect("parses");
+    let e = validate(&spec).expect_err("bad address");
+    assert_eq!(e.errors[0].path, "gslb_records[0].fallback[0]", "{e:?}");
+    let spec: ConfigSpec = from_toml(&text("fallback", "\"198.51.100.9\"")).expect("parses");
+    let config = validate(&spec).expect("valid");
+    assert_eq!(
+        config.gslb_records[0].fallback[0].to_string(),
+        "198.51.100.9"
+    );
+}

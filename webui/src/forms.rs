@@ -614,8 +614,14 @@ static GSLB: Form = Form {
         f(
             "when_all_down",
             "When every site is down",
-            Kind::Select(&["empty", "all"]),
-            "empty: answer with no address; all: answer with every site.",
+            Kind::Select(&["empty", "all", "fallback", "servfail"]),
+            "empty: answer with no address; all: answer with every site; fallback: the fallback addresses; servfail: SERVFAIL.",
+        ),
+        f(
+            "fallback",
+            "Fallback addresses",
+            Kind::Lines,
+            "One IP per line, answered when every site is down and the policy says fallback.",
         ),
         f(
             "policy",

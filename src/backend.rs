@@ -181,6 +181,10 @@ impl webui::Backend for NodeBackend {
         crate::explain::explain(self, query)
     }
 
+    fn import_zone(&self, origin: &str, text: &str) -> Result<model::ZoneSpec, Vec<String>> {
+        gslb_dns::import_zone(origin, text)
+    }
+
     fn site_votes(&self, key: &str) -> Vec<webui::SiteVote> {
         self.site_health
             .votes(key)

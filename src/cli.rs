@@ -221,6 +221,24 @@ impl AdminStateArg {
 
 #[derive(Debug, Subcommand)]
 pub enum DnsCommand {
+    /// Replace (or add) zone NAME with a zone file in RFC 1035 master format: SOA, apex NS,
+    /// A, AAAA, CNAME, MX, TXT, NS (delegations), SRV, CAA, PTR. Every problem is listed;
+    /// nothing is applied unless all is valid.
+    Import {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The zone, e.g. example.com.
+        name: String,
+        /// The zone file.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Only apply if the cluster is still at this revision.
+        #[arg(long, conflicts_with = "force")]
+        if_match: Option<u64>,
+        /// Apply whatever revision the cluster is at. One of --if-match or --force is required.
+        #[arg(long)]
+        force: bool,
+    },
     /// The answer this node gives NAME, the GSLB decision behind it step by step (health,
     /// steering, policy), each site's health as every live node sees it, and the ECS scope.
     Explain {

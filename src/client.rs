@@ -224,14 +224,52 @@ pub async fn status(api: ApiArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn dns(cmd: DnsCommand) -> anyhow::Result<ExitCode> {
-    let DnsCommand::Explain {
-        api,
-        name,
-        qtype,
-        client,
-        ecs,
-        json,
-    } = cmd;
+    let (api, name, qtype, client, ecs, json) = match cmd {
+        DnsCommand::Explain {
+            api,
+            name,
+            qtype,
+            client,
+            ecs,
+            json,
+        } => (api, name, qtype, client, ecs, json),
+        DnsCommand::Import {
+            api,
+            name,
+            file,
+            if_match,
+            force,
+        } => {
+            let precondition = match (if_match, force) {
+                (Some(rev), _) => format!("\"{rev}\""),
+                (None, true) => "*".to_string(),
+                (None, false) => {
+                    eprintln!(
+                        "error: pass --if-match <revision> to import only if nobody changed the \
+                         config since, or --force to overwrite"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let body =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let http = http_client(api.ca_cert.as_deref())?;
+            let path = format!("/zones/{}/file", seg(&name));
+            let resp = authed(http.put(url(&api.api, &path)), &api)?
+                .header("if-match", precondition)
+                .header("content-type", "text/dns")
+                .body(body)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if resp.status() != StatusCode::OK {
+                return Ok(report_error(resp).await);
+            }
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            println!("imported {name}: revision {}", v["revision"]);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let http = http_client(api.ca_cert.as_deref())?;
     let mut query = vec![("name", name), ("type", qtype)];
     query.extend(client.map(|c| ("client", c)));

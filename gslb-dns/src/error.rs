@@ -13,4 +13,10 @@ pub enum DnsError {
     UnknownZone { record: String, zone: String },
     #[error("zone {0:?} is configured twice")]
     DuplicateZone(String),
+    #[error("record {name:?} of type {rtype}: {reason}")]
+    InvalidRecord {
+        name: String,
+        rtype: String,
+        reason: String,
+    },
 }

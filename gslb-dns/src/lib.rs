@@ -27,12 +27,14 @@
 mod error;
 mod gslb;
 mod handler;
+mod master;
 mod metrics;
 mod server;
 mod snapshot;
 
 pub use error::DnsError;
 pub use gslb::{site_states, ClientSubnet, SiteState};
+pub use master::import_zone;
 pub use metrics::DnsMetrics;
 pub use server::{CompileAlarm, DnsServer};
 pub use snapshot::{Answer, ZonesSnapshot};

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use model::{Config, HealthView, RecordData, Zone};
 
@@ -143,7 +143,14 @@ impl ZonesSnapshot {
         let mut owner = qname.clone();
         let mut answers = Vec::new();
         for _ in 0..=MAX_CNAME_CHAIN {
-            let Some(node) = zone.nodes.get(&lower) else {
+            // A name at or below a delegation is the child zone's: refer the resolver there.
+            if let Some(cut) = zone.cut_for(&lower) {
+                let at_cut = cut == lower;
+                if !(at_cut && qtype == RecordType::DS) {
+                    return self.referral(answers, zone, &cut, ctx);
+                }
+            }
+            let Some(node) = zone.nodes.get(&lower).or_else(|| zone.wildcard_for(&lower)) else {
                 return Answer::negative(ResponseCode::NXDomain, answers, zone);
             };
             let chase = qtype != RecordType::CNAME && qtype != RecordType::ANY;
@@ -179,6 +186,31 @@ impl ZonesSnapshot {
         Answer::positive(answers, Vec::new())
     }
 
+    /// A referral to the child zone cut at `cut`: its NS records in authority (not
+    /// authoritative), and the glue addresses we hold for them.
+    fn referral(
+        &self,
+        answers: Vec<Record>,
+        zone: &ZoneSnapshot,
+        cut: &LowerName,
+        ctx: &Ctx<'_>,
+    ) -> Answer {
+        let authorities: Vec<Record> = zone
+            .nodes
+            .get(cut)
+            .map(|n| n.rrset(RecordType::NS).to_vec())
+            .unwrap_or_default();
+        let additionals = self.additionals(&authorities, ctx);
+        Answer {
+            rcode: ResponseCode::NoError,
+            authoritative: false,
+            answers,
+            authorities,
+            additionals,
+            ecs_scope: 0,
+        }
+    }
+
     fn zone_for(&self, name: &LowerName) -> Option<&ZoneSnapshot> {
         self.zones.iter().find(|z| z.origin.zone_of(name))
     }
@@ -190,6 +222,7 @@ impl ZonesSnapshot {
             let target = match &record.data {
                 RData::NS(NS(name)) => name,
                 RData::MX(mx) => &mx.exchange,
+                RData::SRV(srv) => &srv.target,
                 _ => continue,
             };
             let lower = LowerName::new(target);
@@ -275,6 +308,9 @@ struct ZoneSnapshot {
     /// Every name that exists: names with records, GSLB names, the apex, and the empty
     /// non-terminals between them and the apex (present with no rrsets, so they answer NODATA).
     nodes: HashMap<LowerName, Node>,
+    /// Names below the apex with NS records: delegations to child zones.
+    cuts: Vec<LowerName>,
+    has_wildcards: bool,
 }
 
 impl ZoneSnapshot {
@@ -299,6 +335,8 @@ impl ZoneSnapshot {
             origin: origin.clone(),
             negative_soa,
             nodes: HashMap::new(),
+            cuts: Vec::new(),
+            has_wildcards: false,
         };
         compiled.node_mut(origin.clone()).push(soa);
         for ns in &zone.ns {
@@ -317,13 +355,60 @@ impl ZoneSnapshot {
                     preference,
                     exchange,
                 } => RData::MX(MX::new(*preference, parse_name(exchange)?)),
+                RecordData::NS(target) => {
+                    compiled.cuts.push(name.clone());
+                    RData::NS(NS(parse_name(target)?))
+                }
+                RecordData::PTR(target) => RData::PTR(PTR(parse_name(target)?)),
+                RecordData::SRV {
+                    priority,
+                    weight,
+                    port,
+                    target,
+                } => RData::SRV(SRV::new(*priority, *weight, *port, parse_name(target)?)),
+                RecordData::CAA { flags, tag, value } => {
+                    let text = format!("{flags} {tag} \"{value}\"");
+                    RData::try_from_str(RecordType::CAA, &text).map_err(|e| {
+                        DnsError::InvalidRecord {
+                            name: record.name.clone(),
+                            rtype: "CAA".into(),
+                            reason: e.to_string(),
+                        }
+                    })?
+                }
             };
+            compiled.has_wildcards |= name.is_wildcard();
             let owner = Name::from(&name);
             compiled
                 .node_mut(name)
                 .push(Record::from_rdata(owner, record.ttl, rdata));
         }
         Ok(compiled)
+    }
+
+    /// The delegation that holds `name` (at it or above it, below the apex), if any.
+    fn cut_for(&self, name: &LowerName) -> Option<LowerName> {
+        if self.cuts.is_empty() {
+            return None;
+        }
+        self.cuts.iter().find(|cut| cut.zone_of(name)).cloned()
+    }
+
+    /// The wildcard that answers `name`, which does not exist: `*.` and the closest existing
+    /// ancestor of `name` (RFC 4592).
+    fn wildcard_for(&self, name: &LowerName) -> Option<&Node> {
+        if !self.has_wildcards {
+            return None;
+        }
+        let mut encloser = name.base_name();
+        while !self.nodes.contains_key(&encloser) {
+            if encloser.num_labels() <= self.origin.num_labels() {
+                break;
+            }
+            encloser = encloser.base_name();
+        }
+        let wildcard = Name::from(&encloser).prepend_label("*").ok()?;
+        self.nodes.get(&LowerName::from(wildcard))
     }
 
     /// Parses `name` and checks it lies inside this zone.

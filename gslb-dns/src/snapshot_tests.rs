@@ -277,3 +277,141 @@ fn compile_errors() {
         Err(DnsError::InvalidName { .. })
     ));
 }
+
+fn rich_zone() -> ZonesSnapshot {
+    let mut config = Config::empty();
+    config.zones.push(zone(
+        "example.net.",
+        vec![
+            rec(
+                "ns1.example.net.",
+                RecordData::A(Ipv4Addr::new(192, 0, 2, 53)),
+            ),
+            rec(
+                "*.example.net.",
+                RecordData::A(Ipv4Addr::new(192, 0, 2, 80)),
+            ),
+            rec("*.example.net.", RecordData::TXT("wild".into())),
+            rec(
+                "host.example.net.",
+                RecordData::A(Ipv4Addr::new(192, 0, 2, 81)),
+            ),
+            rec("deep.ent.example.net.", RecordData::TXT("x".into())),
+            // A delegation with in-bailiwick glue.
+            rec(
+                "child.example.net.",
+                RecordData::NS("ns.child.example.net.".into()),
+            ),
+            rec(
+                "child.example.net.",
+                RecordData::NS("ns.elsewhere.org.".into()),
+            ),
+            rec(
+                "ns.child.example.net.",
+                RecordData::A(Ipv4Addr::new(192, 0, 2, 99)),
+            ),
+            rec(
+                "_sip._tcp.example.net.",
+                RecordData::SRV {
+                    priority: 10,
+                    weight: 5,
+                    port: 5060,
+                    target: "host.example.net.".into(),
+                },
+            ),
+            rec(
+                "example.net.",
+                RecordData::CAA {
+                    flags: 0,
+                    tag: "issue".into(),
+                    value: "letsencrypt.org".into(),
+                },
+            ),
+            rec(
+                "1.2.0.192.example.net.",
+                RecordData::PTR("host.example.net.".into()),
+            ),
+        ],
+    ));
+    ZonesSnapshot::compile(&config, 7).expect("compiles")
+}
+
+#[test]
+fn wildcards_answer_names_that_do_not_exist() {
+    let snap = rich_zone();
+    let health = FakeHealth::default();
+    let a = snap.lookup(&name("Anything.example.net."), RecordType::A, &health);
+    assert_eq!(a.rcode, ResponseCode::NoError);
+    assert_eq!(a.answers.len(), 1);
+    assert!(
+        a.answers[0].name.eq_case(&name("Anything.example.net.")),
+        "owner is the query name"
+    );
+    assert_eq!(a.answers[0].data, RData::A(A(Ipv4Addr::new(192, 0, 2, 80))));
+    // Deeper names too: the closest encloser is the apex.
+    let deep = snap.lookup(&name("a.b.example.net."), RecordType::TXT, &health);
+    assert_eq!(deep.answers.len(), 1);
+    // The wildcard has no MX: NODATA, not NXDOMAIN.
+    let nodata = snap.lookup(&name("x.example.net."), RecordType::MX, &health);
+    assert_eq!(
+        (nodata.rcode, nodata.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
+    // Existing names (and empty non-terminals) are not wildcard-matched.
+    let host = snap.lookup(&name("host.example.net."), RecordType::A, &health);
+    assert_eq!(
+        host.answers[0].data,
+        RData::A(A(Ipv4Addr::new(192, 0, 2, 81)))
+    );
+    let ent = snap.lookup(&name("ent.example.net."), RecordType::A, &health);
+    assert!(ent.answers.is_empty(), "an empty non-terminal exists");
+    // Below an existing name with no wildcard of its own: NXDOMAIN.
+    let nx = snap.lookup(&name("x.host.example.net."), RecordType::A, &health);
+    assert_eq!(nx.rcode, ResponseCode::NXDomain);
+}
+
+#[test]
+fn names_at_or_below_a_delegation_get_a_referral_with_glue() {
+    let snap = rich_zone();
+    let health = FakeHealth::default();
+    for q in ["child.example.net.", "www.child.example.net."] {
+        let r = snap.lookup(&name(q), RecordType::A, &health);
+        assert_eq!(r.rcode, ResponseCode::NoError, "{q}");
+        assert!(!r.authoritative, "a referral is not authoritative: {q}");
+        assert!(r.answers.is_empty());
+        assert_eq!(r.authorities.len(), 2, "both NS records");
+        assert_eq!(
+            r.additionals,
+            vec![Record::from_rdata(
+                name("ns.child.example.net."),
+                300,
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 99)))
+            )],
+            "glue for the in-bailiwick server only"
+        );
+    }
+    // DS at the cut is the parent's to answer (NODATA here: no DNSSEC).
+    let ds = snap.lookup(&name("child.example.net."), RecordType::DS, &health);
+    assert!(ds.authoritative);
+    assert_eq!(ds.authorities.len(), 1, "SOA");
+}
+
+#[test]
+fn srv_caa_and_ptr_answer_with_their_data() {
+    let snap = rich_zone();
+    let health = FakeHealth::default();
+    let srv = snap.lookup(&name("_sip._tcp.example.net."), RecordType::SRV, &health);
+    assert_eq!(srv.answers.len(), 1);
+    assert_eq!(srv.additionals.len(), 1, "the target's address");
+    let caa = snap.lookup(&name("example.net."), RecordType::CAA, &health);
+    assert_eq!(caa.answers.len(), 1);
+    assert!(
+        caa.answers[0].data.to_string().contains("letsencrypt.org"),
+        "{caa:?}"
+    );
+    let ptr = snap.lookup(&name("1.2.0.192.example.net."), RecordType::PTR, &health);
+    assert_eq!(
+        ptr.answers[0].data,
+        RData::PTR(PTR(name("host.example.net.")))
+    );
+}

@@ -943,6 +943,14 @@ pub enum RecordType {
     CNAME,
     TXT,
     MX,
+    /// Below the apex: a delegation to a child zone's name servers (their addresses, if
+    /// inside the child, go in as A/AAAA glue). The apex's name servers are the zone's `ns`.
+    NS,
+    /// `<priority> <weight> <port> <target>`.
+    SRV,
+    /// `<flags> <tag> <value>`, e.g. `0 issue "letsencrypt.org"`.
+    CAA,
+    PTR,
 }
 
 /// A GSLB name answered with the addresses of its healthy sites.

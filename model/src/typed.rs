@@ -297,7 +297,24 @@ pub enum RecordData {
     AAAA(Ipv6Addr),
     CNAME(String),
     TXT(String),
-    MX { preference: u16, exchange: String },
+    MX {
+        preference: u16,
+        exchange: String,
+    },
+    NS(String),
+    SRV {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
+    /// Kept in presentation form; the DNS plane encodes it.
+    CAA {
+        flags: u8,
+        tag: String,
+        value: String,
+    },
+    PTR(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1173,7 +1173,9 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
         for (j, r) in z.records.iter().enumerate() {
             let rp = format!("{p}.records[{j}]");
             let name = owner_name(&r.name, &origin);
-            if !is_hostname(&name) || !in_zone(&name, &origin) {
+            // A wildcard owner (`*.example.com`) answers names that do not exist below its parent.
+            let checked = name.strip_prefix("*.").unwrap_or(&name);
+            if !is_hostname(checked) || !in_zone(checked, &origin) {
                 e.push(
                     format!("{rp}.name"),
                     format!("{:?} is not a valid name inside zone {origin}", r.name),
@@ -1203,6 +1205,58 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
                     }
                     Ok(RecordData::TXT(r.value.clone()))
                 }
+                RecordType::NS if name == origin => {
+                    e.push(
+                        format!("{rp}.type"),
+                        "the apex's name servers are the zone's ns list",
+                    );
+                    Err(())
+                }
+                RecordType::NS if name.starts_with("*.") => {
+                    e.push(format!("{rp}.name"), "a delegation cannot be a wildcard");
+                    Err(())
+                }
+                RecordType::NS => Ok(RecordData::NS(target_name(
+                    vp.clone(),
+                    &r.value,
+                    &origin,
+                    e,
+                ))),
+                RecordType::PTR => Ok(RecordData::PTR(target_name(
+                    vp.clone(),
+                    &r.value,
+                    &origin,
+                    e,
+                ))),
+                RecordType::SRV => {
+                    let parts: Vec<&str> = r.value.split_whitespace().collect();
+                    match parts.as_slice() {
+                        [p1, w, port, target] => match (p1.parse(), w.parse(), port.parse()) {
+                            (Ok(priority), Ok(weight), Ok(port)) => Ok(RecordData::SRV {
+                                priority,
+                                weight,
+                                port,
+                                target: if *target == "." {
+                                    ".".to_string()
+                                } else {
+                                    target_name(vp.clone(), target, &origin, e)
+                                },
+                            }),
+                            _ => {
+                                e.push(vp.clone(), format!("invalid SRV value {:?}: priority, weight and port are 0-65535", r.value));
+                                Err(())
+                            }
+                        },
+                        _ => {
+                            e.push(
+                                vp.clone(),
+                                format!("invalid SRV value {:?}: expected \"<priority> <weight> <port> <target>\"", r.value),
+                            );
+                            Err(())
+                        }
+                    }
+                }
+                RecordType::CAA => caa(&vp, &r.value, e),
                 RecordType::MX => {
                     let mut parts = r.value.split_whitespace();
                     match (
@@ -1254,6 +1308,7 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
                 });
             }
         }
+        delegations(&p, z, &origin, &records, e);
         out.push(Zone {
             origin,
             soa: z.soa.clone(),
@@ -1264,6 +1319,87 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
         });
     }
     out
+}
+
+/// `<flags> <tag> <value>`: flags 0-255, a tag of 1-15 letters and digits, a value (quoted or
+/// not).
+fn caa(path: &str, text: &str, e: &mut Errors) -> Result<RecordData, ()> {
+    let mut parts = text.trim().splitn(3, char::is_whitespace);
+    let (flags, tag, rest) = (parts.next(), parts.next(), parts.next());
+    let flags = flags.and_then(|f| f.parse::<u8>().ok());
+    let tag_ok = tag.is_some_and(|t| {
+        (1..=15).contains(&t.len()) && t.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    let value = rest.map(|v| {
+        let v = v.trim();
+        v.strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v)
+            .to_string()
+    });
+    match (flags, tag_ok, tag, value) {
+        (Some(flags), true, Some(tag), Some(value)) if !value.contains('"') => {
+            Ok(RecordData::CAA {
+                flags,
+                tag: tag.to_ascii_lowercase(),
+                value,
+            })
+        }
+        _ => {
+            e.push(
+                path.to_string(),
+                format!("invalid CAA value {text:?}: expected <flags> <tag> \"<value>\", e.g. 0 issue \"letsencrypt.org\""),
+            );
+            Err(())
+        }
+    }
+}
+
+/// NS records below the apex cut the zone: below such a name only the glue addresses of its
+/// name servers may live (anything else would never be answered), and the cut itself has
+/// nothing but its NS records.
+fn delegations(p: &str, z: &ZoneSpec, origin: &str, records: &[Record], e: &mut Errors) {
+    let cuts: HashSet<&str> = records
+        .iter()
+        .filter(|r| matches!(r.data, RecordData::NS(_)))
+        .map(|r| r.name.as_str())
+        .collect();
+    if cuts.is_empty() {
+        return;
+    }
+    let glue: HashSet<&str> = records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RecordData::NS(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    // `records` lost the entries that failed to parse: walk the spec for the paths.
+    for (j, spec) in z.records.iter().enumerate() {
+        let name = owner_name(&spec.name, origin);
+        if !records.iter().any(|r| r.name == name) {
+            continue;
+        }
+        let below = cuts.iter().find(|cut| name != **cut && in_zone(&name, cut));
+        let at_cut = cuts.contains(name.as_str());
+        let is_address = matches!(spec.rtype, RecordType::A | RecordType::AAAA);
+        if let Some(cut) = below {
+            if !(is_address && glue.contains(name.as_str())) {
+                e.push(
+                    format!("{p}.records[{j}].name"),
+                    format!("{name} is below the delegation at {cut}; only glue addresses of its name servers may be there"),
+                );
+            }
+        } else if at_cut
+            && spec.rtype != RecordType::NS
+            && !(is_address && glue.contains(name.as_str()))
+        {
+            e.push(
+                format!("{p}.records[{j}].type"),
+                format!("{name} is delegated: it has only NS records (and glue)"),
+            );
+        }
+    }
 }
 
 /// A record of one zone whose name lies inside another, more specific configured zone would

@@ -925,3 +925,72 @@ sites = [{{ name = "a", address = "192.0.2.1" }}]
         "198.51.100.9"
     );
 }
+
+#[test]
+fn record_types_wildcards_and_delegations_are_checked() {
+    let spec: ConfigSpec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[zones]]
+name = "example.com"
+ns = ["ns1"]
+soa = { mname = "ns1", rname = "hostmaster" }
+records = [
+  { name = "ns1", type = "A", value = "192.0.2.53" },
+  { name = "*", type = "A", value = "192.0.2.80" },
+  { name = "_sip._tcp", type = "SRV", value = "10 5 5060 ns1" },
+  { name = "@", type = "CAA", value = "0 issue \"letsencrypt.org\"" },
+  { name = "1.2", type = "PTR", value = "ns1" },
+  { name = "child", type = "NS", value = "ns.child" },
+  { name = "ns.child", type = "A", value = "192.0.2.99" },
+  { name = "www.child", type = "A", value = "192.0.2.98" },
+  { name = "child", type = "TXT", value = "no" },
+  { name = "@", type = "NS", value = "ns2" },
+  { name = "x", type = "SRV", value = "10 5 port ns1" },
+  { name = "y", type = "CAA", value = "issue letsencrypt.org" },
+  { name = "*", type = "NS", value = "ns1" },
+]
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "zones[0].records[9].type",
+            "zones[0].records[10].value",
+            "zones[0].records[11].value",
+            "zones[0].records[12].name",
+            "zones[0].records[7].name",
+            "zones[0].records[8].type",
+        ],
+        "{e:?}"
+    );
+    let mut good = spec.clone();
+    good.zones[0].records.truncate(7);
+    let config = validate(&good).expect("valid");
+    let records = &config.zones[0].records;
+    assert_eq!(records[1].name, "*.example.com.");
+    assert_eq!(
+        records[2].data,
+        RecordData::SRV {
+            priority: 10,
+            weight: 5,
+            port: 5060,
+            target: "ns1.example.com.".into()
+        }
+    );
+    assert_eq!(
+        records[3].data,
+        RecordData::CAA {
+            flags: 0,
+            tag: "issue".into(),
+            value: "letsencrypt.org".into()
+        }
+    );
+    assert_eq!(
+        records[5].data,
+        RecordData::NS("ns.child.example.com.".into())
+    );
+}

@@ -562,3 +562,128 @@ async fn demo_works_and_keeps_its_config_across_runs() {
     assert!(!banner.contains("shown once"), "{banner}");
     assert!(banner.contains(&format!("revision={revision}")), "{banner}");
 }
+
+/// `dig` against a node; the whole output.
+async fn dig(node: &Meridian, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", node.dns.ip()))
+        .args(["-p", &node.dns.port().to_string()])
+        .args(args)
+        .output()
+        .await
+        .expect("dig");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A zone file imported from the CLI serves every record type it holds; a bad one is refused
+/// with every problem listed and nothing applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_file_imports_and_serves_wildcards_delegations_srv_and_caa() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let file = dir.path().join("example.org.zone");
+    std::fs::write(
+        &file,
+        r#"$ORIGIN example.org.
+$TTL 3600
+@        IN SOA ns1 hostmaster ( 1 7200 900 1209600 300 )
+         IN NS  ns1
+         IN CAA 0 issue "letsencrypt.org"
+ns1      IN A   192.0.2.53
+host     IN A   192.0.2.81
+*.apps   IN A   192.0.2.80
+_sip._tcp IN SRV 10 5 5060 host
+child    IN NS  ns.child
+ns.child IN A   192.0.2.99
+"#,
+    )
+    .expect("write");
+    let import = |args: Vec<String>| {
+        let api = node.admin.clone();
+        let token = token.clone();
+        async move {
+            Command::new(BIN)
+                .args(["dns", "import"])
+                .args(args)
+                .env("MERIDIAN_API", &api)
+                .env("MERIDIAN_TOKEN", &token)
+                .output()
+                .await
+                .expect("dns import")
+        }
+    };
+    let out = import(vec![
+        "example.org".into(),
+        "-f".into(),
+        file.display().to_string(),
+        "--force".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported example.org"));
+
+    let short = |args: &'static [&'static str]| {
+        let node = &node;
+        async move {
+            let mut all = args.to_vec();
+            all.push("+short");
+            dig(node, &all).await.trim().to_string()
+        }
+    };
+    assert_eq!(
+        short(&["anything.apps.example.org", "A"]).await,
+        "192.0.2.80"
+    );
+    assert_eq!(
+        short(&["_sip._tcp.example.org", "SRV"]).await,
+        "10 5 5060 host.example.org."
+    );
+    assert_eq!(
+        short(&["example.org", "CAA"]).await,
+        "0 issue \"letsencrypt.org\""
+    );
+    // A name under the delegation: a referral (no AA) with the child's NS and its glue.
+    let referral = dig(&node, &["www.child.example.org", "A", "+norec"]).await;
+    assert!(referral.contains("status: NOERROR"), "{referral}");
+    assert!(!referral.contains(" aa"), "not authoritative: {referral}");
+    assert!(
+        referral.contains("AUTHORITY: 1") && referral.contains("ns.child.example.org."),
+        "{referral}"
+    );
+    assert!(referral.contains("192.0.2.99"), "glue: {referral}");
+    // A name that does not exist, with no wildcard above it.
+    let nx = dig(&node, &["nope.example.org", "A"]).await;
+    assert!(nx.contains("status: NXDOMAIN"), "{nx}");
+
+    // A bad file: every problem listed, exit status 1, nothing applied.
+    let (_, before) = node.get_config(&token).await;
+    std::fs::write(&file, "$INCLUDE /etc/passwd\n@ 60 IN SOA ns1 h 1 2 3 4 5\n").expect("write");
+    let out = import(vec![
+        "example.org".into(),
+        "-f".into(),
+        file.display().to_string(),
+        "--force".into(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("422") && err.contains("zone_file: line 1: $INCLUDE"),
+        "{err}"
+    );
+    assert_eq!(node.get_config(&token).await.1, before, "nothing applied");
+    // Without --if-match or --force, the CLI refuses to overwrite blindly.
+    let out = import(vec![
+        "example.org".into(),
+        "-f".into(),
+        file.display().to_string(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+}

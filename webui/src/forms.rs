@@ -593,11 +593,16 @@ static ZONE: Form = Form {
             f(
                 "type",
                 "Type",
-                Kind::Select(&["A", "AAAA", "CNAME", "TXT", "MX"]),
-                "",
+                Kind::Select(&["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SRV", "CAA", "PTR"]),
+                "NS below the apex delegates a child zone",
             ),
             f("ttl", "TTL", Kind::Number, "Default 300"),
-            f("value", "Value", Kind::Text, "MX: preference exchange"),
+            f(
+                "value",
+                "Value",
+                Kind::Text,
+                "MX: preference exchange; SRV: priority weight port target; CAA: flags tag \"value\"",
+            ),
         ],
     }],
 };

@@ -229,6 +229,11 @@ pub trait Backend: Send + Sync + 'static {
     fn dns_explain(&self, _query: &DnsExplainQuery) -> Result<DnsExplanation, String> {
         Err("DNS explain is not available on this node".into())
     }
+    /// Parses a zone file (RFC 1035 master format) as the zone `origin`; `Err` lists every
+    /// problem.
+    fn import_zone(&self, _origin: &str, _text: &str) -> Result<model::ZoneSpec, Vec<String>> {
+        Err(vec!["zone import is not available on this node".into()])
+    }
     /// Each live node's view of a GSLB site's health (by `model::site_health_key`), this
     /// node first.
     fn site_votes(&self, _key: &str) -> Vec<SiteVote> {

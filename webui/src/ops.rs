@@ -76,6 +76,43 @@ pub async fn save(
         .await
 }
 
+/// Replaces (or adds) zone `name` with a zone file, validated like any other change; the
+/// file's problems are filed under `zone_file`.
+pub async fn import_zone(
+    st: &AppState,
+    origin: Origin,
+    expected: Option<u64>,
+    name: &str,
+    text: &str,
+) -> Result<u64, ChangeError> {
+    let zone = st.backend.import_zone(name, text).map_err(|problems| {
+        ChangeError::Invalid(model::ValidationErrors {
+            errors: problems
+                .into_iter()
+                .map(|message| model::FieldError {
+                    path: "zone_file".into(),
+                    message,
+                })
+                .collect(),
+        })
+    })?;
+    // An existing zone keeps the name as the operator wrote it; a new one drops the dot.
+    let existing = st
+        .backend
+        .config()
+        .value
+        .spec
+        .zones
+        .iter()
+        .find(|z| model::validate::fqdn(&z.name) == zone.name)
+        .map(|z| z.name.clone());
+    let zone = model::ZoneSpec {
+        name: existing.unwrap_or_else(|| zone.name.trim_end_matches('.').to_string()),
+        ..zone
+    };
+    save(st, origin, expected, Object::Zones(zone)).await
+}
+
 pub async fn delete(
     st: &AppState,
     origin: Origin,

@@ -29,3 +29,50 @@ pub(super) async fn dns_explain(
         .map(Json)
         .map_err(ApiError::BadRequest)
 }
+
+/// Imports a zone file
+///
+/// Role: operator. The body is a zone in RFC 1035 master format (`$ORIGIN`, `$TTL`, `@`,
+/// relative names, parentheses and comments; `$INCLUDE` is refused). It replaces the zone
+/// `name` (or adds it): its SOA, apex NS and records (A, AAAA, CNAME, MX, TXT, NS below the
+/// apex, SRV, CAA, PTR). The result is validated like any other change: 422 lists every
+/// problem, the file's under `zone_file`.
+#[utoipa::path(
+    put,
+    path = "/zones/{name}/file",
+    tag = "dns",
+    extensions(("x-meridian-role" = json!("operator"))),
+    params(
+        ("name" = String, Path, description = "The zone, e.g. example.com"),
+        ("If-Match" = String, Header, description = IF_MATCH),
+    ),
+    request_body(description = "The zone file", content((String = "text/dns"))),
+    responses(
+        (status = 200, response = Written),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+        (status = 428, response = PreconditionRequired),
+    ),
+)]
+pub(super) async fn import_zone(
+    user: ApiUser,
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    user.require(Role::Operator)?;
+    let expected = if_match(&headers)?.expected();
+    let b = body(b)?;
+    let text = std::str::from_utf8(&b).map_err(|_| {
+        ApiError::Invalid(model::ValidationErrors::single(
+            "zone_file",
+            "the zone file is not UTF-8 text",
+        ))
+    })?;
+    let revision = ops::import_zone(&st, user.origin(), expected, &name, text).await?;
+    st.metrics.change("zones");
+    Ok(revision_answer(revision))
+}

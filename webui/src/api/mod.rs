@@ -70,6 +70,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cache_status))
         .routes(routes!(purge))
         .routes(routes!(dns_explain))
+        .routes(routes!(import_zone))
         .routes(routes!(openapi::document))
         // Documented once per kind by `openapi`, which spells these two out.
         .routes(routes!(list_objects))

@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/pools", get(pages::pools))
         .route("/console/gslb", get(pages::gslb))
         .route("/console/zones", get(pages::zones))
+        .route("/console/zones/import", post(pages::import_zone))
         .route("/console/cluster", get(pages::cluster))
         .route(
             "/console/certificates",

@@ -689,6 +689,34 @@ pub struct ZoneRow {
 struct ZonesTemplate {
     chrome: Chrome,
     zones: Vec<ZoneRow>,
+    /// What the import form expects the config to still be at.
+    revision: u64,
+}
+
+/// The zone-file import form: paste a zone in master format.
+pub async fn import_zone(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    axum::extract::Form(pairs): axum::extract::Form<Vec<(String, String)>>,
+) -> Response {
+    use axum::response::IntoResponse;
+    if let Err(r) =
+        super::csrf(&user, &pairs).and_then(|_| super::require(&user, model::Role::Operator))
+    {
+        return r.into_response();
+    }
+    let name = super::field(&pairs, "name").trim().to_string();
+    let text = super::field(&pairs, "zone_file");
+    let expected = super::field(&pairs, "revision").parse::<u64>().ok();
+    match crate::ops::import_zone(&st, user.origin(), expected, &name, text).await {
+        Ok(rev) => super::done(
+            &st,
+            &user,
+            format!("Zone {name} imported (revision {rev})."),
+            &format!("/console/zones/{}", seg(name.trim_end_matches('.'))),
+        ),
+        Err(e) => super::change_failed(&st, &user, "zones", e),
+    }
 }
 
 pub async fn zones(user: ConsoleUser, State(st): State<AppState>) -> Response {
@@ -709,6 +737,7 @@ pub async fn zones(user: ConsoleUser, State(st): State<AppState>) -> Response {
     render(&ZonesTemplate {
         chrome: Chrome::new(&st, &user, "zones"),
         zones,
+        revision: cfg.revision,
     })
 }
 

@@ -17,6 +17,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use model::HealthView;
 use tracing::{debug, warn};
 
+use crate::rrl::Verdict;
 use crate::{Answer, ClientSubnet, DnsMetrics, ZonesSnapshot};
 
 /// The UDP payload size we advertise and cap responses at: the DNS Flag Day 2020 value, which
@@ -30,6 +31,8 @@ pub(crate) struct Handler {
     pub(crate) snapshot: Arc<ArcSwap<ZonesSnapshot>>,
     pub(crate) health: Arc<dyn HealthView>,
     pub(crate) metrics: DnsMetrics,
+    /// Response-rate limiting's counters; they outlive revisions.
+    pub(crate) rates: crate::rrl::RateTable,
 }
 
 #[async_trait::async_trait]
@@ -39,7 +42,23 @@ impl RequestHandler for Handler {
         request: &Request,
         response_handle: R,
     ) -> ResponseInfo {
-        let info = self.respond(request, response_handle).await;
+        let snapshot = self.snapshot.load();
+        if request.protocol() == Protocol::Udp {
+            if let Some(limit) = snapshot.rrl() {
+                match self.rates.check(limit, request.src().ip()) {
+                    Verdict::Answer => {}
+                    Verdict::Drop => {
+                        self.metrics.rate_limited("dropped");
+                        return failed(request);
+                    }
+                    Verdict::Slip => {
+                        self.metrics.rate_limited("slipped");
+                        return send_truncated(request, response_handle).await;
+                    }
+                }
+            }
+        }
+        let info = self.respond(request, &snapshot, response_handle).await;
         self.metrics
             .record_response(info.response_code, request.protocol());
         info
@@ -47,7 +66,12 @@ impl RequestHandler for Handler {
 }
 
 impl Handler {
-    async fn respond<R: ResponseHandler>(&self, request: &Request, handle: R) -> ResponseInfo {
+    async fn respond<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        snapshot: &ZonesSnapshot,
+        handle: R,
+    ) -> ResponseInfo {
         let response_edns = request.edns.as_ref().map(|req| {
             let mut edns = Edns::new();
             edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
@@ -66,6 +90,10 @@ impl Handler {
         // hickory's server already drops responses (no reflection); this guards direct callers.
         if request.metadata.message_type != MessageType::Query {
             return send_error(request, ResponseCode::FormErr, edns, handle).await;
+        }
+        // Dynamic updates are not taken: the configuration is the only way to change a zone.
+        if request.metadata.op_code == OpCode::Update {
+            return send_error(request, ResponseCode::Refused, edns, handle).await;
         }
         if request.metadata.op_code != OpCode::Query {
             return send_error(request, ResponseCode::NotImp, edns, handle).await;
@@ -88,7 +116,6 @@ impl Handler {
             }),
             None => Some(ClientSubnet::host(request.src().ip())),
         };
-        let snapshot = self.snapshot.load();
         let mut answer = snapshot.lookup_for(
             question.name(),
             question.query_type(),
@@ -186,6 +213,23 @@ async fn send_error<R: ResponseHandler>(
             warn!(%error, "failed to send dns error response");
             failed(request)
         }
+    }
+}
+
+/// Over the rate limit: an empty response with TC set, which a real client retries over TCP.
+async fn send_truncated<R: ResponseHandler>(request: &Request, mut handle: R) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.truncation = true;
+    let response = MessageResponseBuilder::new(&request.queries, None).build(
+        metadata,
+        std::iter::empty(),
+        std::iter::empty(),
+        std::iter::empty(),
+        std::iter::empty(),
+    );
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(_) => failed(request),
     }
 }
 

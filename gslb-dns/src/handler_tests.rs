@@ -47,12 +47,23 @@ impl ResponseHandler for Capture {
     }
 }
 
+/// A handler on `config`, response-rate limiting off unless the config sets it.
 fn handler(config: &model::Config, health: Arc<FakeHealth>) -> Handler {
-    let snapshot = ZonesSnapshot::compile(config, 1).expect("compiles");
+    let mut config = config.clone();
+    if config.spec.dns.is_none() {
+        config.spec.dns = Some(model::DnsSpec {
+            rate_limit: Some(model::DnsRateLimitSpec {
+                responses_per_second: 0,
+                ..Default::default()
+            }),
+        });
+    }
+    let snapshot = ZonesSnapshot::compile(&config, 1).expect("compiles");
     Handler {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         health,
         metrics: DnsMetrics::new(&prometheus::Registry::new()).expect("metrics"),
+        rates: crate::rrl::RateTable::default(),
     }
 }
 
@@ -348,4 +359,48 @@ async fn malformed_client_subnets_get_formerr_or_are_not_parsed() {
             assert_eq!(info.response_code, ResponseCode::FormErr, "{ecs:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn over_the_rate_udp_responses_slip_truncated_or_are_dropped_and_updates_are_refused() {
+    let mut config = config();
+    config.spec.dns = Some(model::DnsSpec {
+        rate_limit: Some(model::DnsRateLimitSpec {
+            responses_per_second: 2,
+            slip: 2,
+            ..Default::default()
+        }),
+    });
+    let handler = handler(&config, Arc::new(FakeHealth::default()));
+    let query = query_bytes("www.example.com.", RecordType::A);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let src: SocketAddr = ([192, 0, 2, 9], 5353).into();
+        let request = Request::from_bytes(query.clone(), src, Protocol::Udp).expect("parses");
+        let capture = Capture::default();
+        handler
+            .handle_request::<_, TokioTime>(&request, capture.clone())
+            .await;
+        let sent = capture.0.lock().expect("lock").take();
+        seen.push(sent.map(|b| {
+            let m = Message::from_vec(&b).expect("decodes");
+            (m.metadata.truncation, m.answers.len())
+        }));
+    }
+    // Two answers, then one dropped, then one truncated and empty.
+    assert_eq!(
+        seen,
+        vec![Some((false, 1)), Some((false, 1)), None, Some((true, 0))]
+    );
+
+    let mut update = Message::query();
+    update.metadata.op_code = hickory_proto::op::OpCode::Update;
+    update.add_query(Query::query(
+        Name::from_ascii("example.com.").expect("name"),
+        RecordType::SOA,
+    ));
+    let (info, _) = ask(&handler, &update.to_vec().expect("encodes"))
+        .await
+        .expect("parses");
+    assert_eq!(info.response_code, ResponseCode::Refused);
 }

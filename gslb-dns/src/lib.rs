@@ -29,6 +29,7 @@ mod gslb;
 mod handler;
 mod master;
 mod metrics;
+mod rrl;
 mod server;
 mod snapshot;
 

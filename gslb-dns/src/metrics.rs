@@ -12,6 +12,7 @@ pub struct DnsMetrics {
     config_revision: IntGauge,
     compile_errors: IntCounter,
     gslb_answers: IntCounterVec,
+    rrl: IntCounterVec,
 }
 
 impl DnsMetrics {
@@ -40,6 +41,14 @@ impl DnsMetrics {
             &["record", "site"],
         )?;
         registry.register(Box::new(gslb_answers.clone()))?;
+        let rrl = IntCounterVec::new(
+            Opts::new(
+                "meridian_dns_rate_limited_total",
+                "UDP responses over a client subnet's rate: dropped, or sent truncated (slipped)",
+            ),
+            &["action"],
+        )?;
+        registry.register(Box::new(rrl.clone()))?;
         registry.register(Box::new(queries.clone()))?;
         registry.register(Box::new(config_revision.clone()))?;
         registry.register(Box::new(compile_errors.clone()))?;
@@ -48,6 +57,7 @@ impl DnsMetrics {
             config_revision,
             compile_errors,
             gslb_answers,
+            rrl,
         })
     }
 
@@ -70,6 +80,10 @@ impl DnsMetrics {
     /// How many times each site of `record` was handed out, for the console.
     pub fn answers_of(&self, record: &str, site: &str) -> u64 {
         self.gslb_answers.with_label_values(&[record, site]).get()
+    }
+
+    pub(crate) fn rate_limited(&self, action: &'static str) {
+        self.rrl.with_label_values(&[action]).inc();
     }
 
     pub(crate) fn compile_failed(&self) {

@@ -75,6 +75,7 @@ impl DnsServer {
             snapshot: snapshot.clone(),
             health,
             metrics: metrics.clone(),
+            rates: crate::rrl::RateTable::default(),
         };
         let mut server = Server::new(handler);
         server.register_socket(udp);

@@ -23,6 +23,7 @@ pub struct ZonesSnapshot {
     /// Sorted by descending label count, so the first zone containing a name is the longest match.
     zones: Vec<ZoneSnapshot>,
     topology: Topology,
+    rrl: Option<crate::rrl::RrlSettings>,
 }
 
 /// The answer to one question, ready to be put into a response message.
@@ -71,6 +72,7 @@ impl ZonesSnapshot {
             revision,
             zones,
             topology: Topology::compile(config),
+            rrl: crate::rrl::RrlSettings::of(config),
         })
     }
 
@@ -83,6 +85,11 @@ impl ZonesSnapshot {
                 }
             }
         }
+    }
+
+    /// The response-rate limit of this revision, if on.
+    pub(crate) fn rrl(&self) -> Option<&crate::rrl::RrlSettings> {
+        self.rrl.as_ref()
     }
 
     /// The configuration revision this snapshot was compiled from.

@@ -605,3 +605,50 @@ async fn spawn_outside_a_runtime_is_an_error() {
     .expect("thread");
     assert!(matches!(result, Some(gslb_dns::DnsError::NoRuntime)));
 }
+
+/// Over real sockets: a UDP flood from one subnet gets its rate of answers, then truncated
+/// responses and silence; TCP from the same client is never limited.
+#[tokio::test]
+async fn udp_responses_are_rate_limited_per_client_subnet_and_tcp_is_not() {
+    let mut spec = spec("empty", "192.0.2.10");
+    spec.dns = Some(model::DnsSpec {
+        rate_limit: Some(model::DnsRateLimitSpec {
+            responses_per_second: 10,
+            slip: 2,
+            ..Default::default()
+        }),
+    });
+    let h = Harness::start(model::validate(&spec).expect("valid"), 1).await;
+    let bytes = query("www.example.com.", RecordType::A)
+        .to_vec()
+        .expect("encode");
+    let (mut answered, mut truncated, mut silent) = (0, 0, 0);
+    for _ in 0..40 {
+        match h.udp_raw(&bytes).await {
+            Some(b) => {
+                let m = Message::from_vec(&b).expect("decode");
+                if m.metadata.truncation {
+                    assert!(m.answers.is_empty());
+                    truncated += 1;
+                } else {
+                    answered += 1;
+                }
+            }
+            None => silent += 1,
+        }
+        if answered + truncated + silent >= 12 && silent > 0 {
+            break;
+        }
+    }
+    // A second may roll over during the loop: at most twice the rate answered.
+    assert!((10..=20).contains(&answered), "answered {answered}");
+    assert!(
+        truncated >= 1 && silent >= 1,
+        "{truncated} truncated, {silent} dropped"
+    );
+    assert_eq!(
+        a_addrs(&h.tcp("www.example.com.", RecordType::A).await).len(),
+        1
+    );
+    assert!(h.metric("meridian_dns_rate_limited_total") >= 2);
+}

@@ -29,6 +29,9 @@ pub struct ConfigSpec {
     /// The GSLB topology: client networks by region, and where each region is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<RegionSpec>,
+    /// DNS server settings (response-rate limiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSpec>,
     /// How long the replicated audit log keeps entries (default 90 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_retention_days: Option<u32>,
@@ -52,6 +55,7 @@ impl Default for ConfigSpec {
             zones: Vec::new(),
             gslb_records: Vec::new(),
             regions: Vec::new(),
+            dns: None,
             audit_retention_days: None,
             certificate_expiry_alarm_days: None,
             session_ticket_rotation_hours: None,
@@ -1002,6 +1006,60 @@ impl Steer {
     pub fn is_none(&self) -> bool {
         *self == Steer::None
     }
+}
+
+/// DNS server settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DnsSpec {
+    /// Response-rate limiting over UDP, per client subnet: a spoofed flood cannot turn the
+    /// server into an amplifier aimed at a victim. On by default (1000 responses per second
+    /// per /24 or /56); `responses_per_second = 0` turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<DnsRateLimitSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DnsRateLimitSpec {
+    /// UDP responses per second to one client subnet; 0 turns the limit off.
+    #[serde(default = "default_rrl_rate")]
+    #[schema(default = default_rrl_rate)]
+    pub responses_per_second: u32,
+    /// Of the responses over the limit, every `slip`-th is sent truncated (TC, no records) so
+    /// a real client retries over TCP; the rest are dropped. 0 drops them all.
+    #[serde(default = "default_rrl_slip")]
+    #[schema(default = default_rrl_slip)]
+    pub slip: u32,
+    /// Prefix lengths that make one client subnet.
+    #[serde(default = "default_rrl_v4")]
+    #[schema(default = default_rrl_v4)]
+    pub ipv4_prefix: u8,
+    #[serde(default = "default_rrl_v6")]
+    #[schema(default = default_rrl_v6)]
+    pub ipv6_prefix: u8,
+}
+
+impl Default for DnsRateLimitSpec {
+    fn default() -> Self {
+        DnsRateLimitSpec {
+            responses_per_second: default_rrl_rate(),
+            slip: default_rrl_slip(),
+            ipv4_prefix: default_rrl_v4(),
+            ipv6_prefix: default_rrl_v6(),
+        }
+    }
+}
+
+fn default_rrl_rate() -> u32 {
+    1000
+}
+fn default_rrl_slip() -> u32 {
+    2
+}
+fn default_rrl_v4() -> u8 {
+    24
+}
+fn default_rrl_v6() -> u8 {
+    56
 }
 
 /// A region of the GSLB topology.

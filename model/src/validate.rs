@@ -80,6 +80,31 @@ pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
     cname_loops(&zones, &mut e);
     let regions = regions(spec, &mut e);
     let gslb_records = gslb(spec, &zones, &health_checks, &regions, &mut e);
+    if let Some(rl) = spec.dns.as_ref().and_then(|d| d.rate_limit.as_ref()) {
+        let p = "dns.rate_limit";
+        range_u64(
+            format!("{p}.responses_per_second"),
+            rl.responses_per_second.into(),
+            0,
+            10_000_000,
+            &mut e,
+        );
+        range_u64(format!("{p}.slip"), rl.slip.into(), 0, 10, &mut e);
+        range_u64(
+            format!("{p}.ipv4_prefix"),
+            rl.ipv4_prefix.into(),
+            8,
+            32,
+            &mut e,
+        );
+        range_u64(
+            format!("{p}.ipv6_prefix"),
+            rl.ipv6_prefix.into(),
+            16,
+            128,
+            &mut e,
+        );
+    }
     if let Some(days) = spec.audit_retention_days {
         range_u64("audit_retention_days".into(), days.into(), 1, 3650, &mut e);
     }

@@ -691,6 +691,8 @@ struct ZonesTemplate {
     zones: Vec<ZoneRow>,
     /// What the import form expects the config to still be at.
     revision: u64,
+    /// Response-rate limiting in words.
+    rate_limit: String,
 }
 
 /// The zone-file import form: paste a zone in master format.
@@ -738,6 +740,30 @@ pub async fn zones(user: ConsoleUser, State(st): State<AppState>) -> Response {
         chrome: Chrome::new(&st, &user, "zones"),
         zones,
         revision: cfg.revision,
+        rate_limit: {
+            let rl = cfg
+                .value
+                .spec
+                .dns
+                .as_ref()
+                .and_then(|d| d.rate_limit.clone())
+                .unwrap_or_default();
+            if rl.responses_per_second == 0 {
+                "off".to_string()
+            } else {
+                format!(
+                    "{} UDP responses per second per client /{} (IPv6 /{}); over it, every {} is sent truncated and the rest dropped",
+                    rl.responses_per_second,
+                    rl.ipv4_prefix,
+                    rl.ipv6_prefix,
+                    match rl.slip {
+                        0 => "none".to_string(),
+                        1 => "one".to_string(),
+                        n => format!("{n}th"),
+                    }
+                )
+            }
+        },
     })
 }
 

@@ -5,7 +5,8 @@
 #      in several scenarios (keepalive at 50 and 1,000 connections, 100 KB bodies, a new
 #      connection per request, HTTP/2 cleartext), with the proxy's CPU time per 100k requests
 #   2. Memory: peak RSS of each proxy, and its RSS while holding 10,000 idle client connections
-#   3. Authoritative DNS over UDP: {Meridian, knot} <- dnsperf
+#   3. Authoritative DNS over UDP: {Meridian, knot, gdnsd} <- dnsperf; Meridian also on GSLB
+#      names of every policy, and while 100 config revisions are applied during the run
 #
 # Every daemon runs in the foreground with its own config in a temp dir, on free loopback ports;
 # everything started here is stopped on exit. A dated section is appended to perf/RESULTS.md.
@@ -58,7 +59,7 @@ for s in ka50 ka1000 big close h2; do want "$s" && HTTP_SCENARIOS+=("$s"); done
 # Tools
 # ---------------------------------------------------------------------------------------------
 declare -A PKG_FOR=([nginx]=nginx-light [haproxy]=haproxy [wrk]=wrk [h2load]=nghttp2-client
-                    [knotd]=knot [dnsperf]=dnsperf [curl]=curl [dig]=bind9-dnsutils [ss]=iproute2
+                    [knotd]=knot [gdnsd]=gdnsd [dnsperf]=dnsperf [curl]=curl [dig]=bind9-dnsutils [ss]=iproute2
                     [python3]=python3 [ps]=procps)
 find_tool() { PATH="$PATH:/usr/sbin:/sbin" command -v "$1" 2>/dev/null || true; }
 
@@ -76,7 +77,7 @@ install_missing() {
     local has_systemd=""
     [[ -d /run/systemd/system ]] && has_systemd=1
     if [[ -n "$has_systemd" ]]; then
-        for svc in nginx haproxy knot; do
+        for svc in nginx haproxy knot gdnsd; do
             systemctl is-active --quiet "$svc" 2>/dev/null && before+=("$svc")
         done
     fi
@@ -85,7 +86,7 @@ install_missing() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
     if [[ -n "$has_systemd" ]]; then
-        for svc in nginx haproxy knot; do
+        for svc in nginx haproxy knot gdnsd; do
             [[ " ${before[*]} " == *" $svc "* ]] && continue
             if systemctl is-active --quiet "$svc" 2>/dev/null; then
                 log "stopping $svc.service started by the package install"
@@ -96,7 +97,7 @@ install_missing() {
 }
 install_missing
 NGINX=$(find_tool nginx); HAPROXY=$(find_tool haproxy); WRK=$(find_tool wrk); H2LOAD=$(find_tool h2load)
-KNOTD=$(find_tool knotd); DNSPERF=$(find_tool dnsperf); PYTHON=$(find_tool python3)
+KNOTD=$(find_tool knotd); GDNSD=$(find_tool gdnsd); DNSPERF=$(find_tool dnsperf); PYTHON=$(find_tool python3)
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +190,7 @@ http_ok() { [[ "$(curl -fsS --max-time 2 "$1")" == "ok" ]]; }
 pick_port BACKEND_PORT; pick_port NGINX_PORT; pick_port HAPROXY_PORT; pick_port MERIDIAN_PORT
 pick_port NGINX_H2_PORT; pick_port HAPROXY_H2_PORT
 pick_port ADMIN_PORT; pick_port CLUSTER_PORT; pick_port MDNS_PORT; pick_port KNOT_PORT
+pick_port GDNSD_PORT
 
 # ---------------------------------------------------------------------------------------------
 # Backend: nginx answering "ok" on 127.0.0.1 and 127.0.0.2 (the second address is a GSLB site),
@@ -213,7 +215,7 @@ nginx_temp_paths() { # nginx_temp_paths DIR
 EOF
 }
 
-mkdir -p "$T/backend/www" "$T/nginx" "$T/haproxy" "$T/meridian/data" "$T/knot/db" "$T/dns"
+mkdir -p "$T/backend/www" "$T/nginx" "$T/haproxy" "$T/meridian/data" "$T/knot/db" "$T/dns" "$T/gdnsd/zones" "$T/gdnsd/run" "$T/gdnsd/state"
 # nginx workers run as an unprivileged user when started as root: let them reach the file.
 chmod 711 "$T" "$T/backend"
 chmod 755 "$T/backend/www"
@@ -379,6 +381,40 @@ sites = [
   { name = "two", address = "127.0.0.2", port = $BACKEND_PORT, health_check = "backend" },
 ]
 EOF
+# One GSLB name per steering policy, same two sites (for the "policies" run).
+for policy in failover weighted round_robin persistent; do
+    cat >>"$T/meridian/config.toml" <<EOF
+
+[[gslb_records]]
+name = "${policy//_/-}.bench.test"
+ttl = 30
+policy = "$policy"
+sites = [
+  { name = "one", address = "127.0.0.1", port = $BACKEND_PORT, health_check = "backend", priority = 1, weight = 3 },
+  { name = "two", address = "127.0.0.2", port = $BACKEND_PORT, health_check = "backend", priority = 2 },
+]
+EOF
+done
+cat >>"$T/meridian/config.toml" <<EOF
+
+[[regions]]
+name = "local"
+networks = ["127.0.0.0/8"]
+spill_to = ["other"]
+
+[[regions]]
+name = "other"
+networks = ["10.0.0.0/8"]
+
+[[gslb_records]]
+name = "geo.bench.test"
+ttl = 30
+steer = "geo"
+sites = [
+  { name = "one", address = "127.0.0.1", port = $BACKEND_PORT, health_check = "backend", region = "local" },
+  { name = "two", address = "127.0.0.2", port = $BACKEND_PORT, health_check = "backend", region = "other" },
+]
+EOF
 
 # ---------------------------------------------------------------------------------------------
 # knot: the same zone; app.bench.test is a static two-address RRset (what Meridian's GSLB
@@ -393,6 +429,17 @@ ns1  A   127.0.0.1
 www  A   127.0.0.10
 app  30 A 127.0.0.1
 app  30 A 127.0.0.2
+EOF
+# gdnsd: the same zone file, one UDP thread per core.
+cp "$T/knot/bench.test.zone" "$T/gdnsd/zones/bench.test"
+cat >"$T/gdnsd/config" <<EOF
+options => {
+  listen => [ 127.0.0.1:$GDNSD_PORT ]
+  udp_threads => $(nproc)
+  tcp_threads => 1
+  run_dir => $T/gdnsd/run
+  state_dir => $T/gdnsd/state
+}
 EOF
 cat >"$T/knot/knot.conf" <<EOF
 server:
@@ -417,6 +464,7 @@ EOF
 
 printf 'www.bench.test A\n' >"$T/dns/static.txt"
 printf 'www.bench.test A\napp.bench.test A\n' >"$T/dns/mixed.txt"
+printf '%s.bench.test A\n' app failover weighted round-robin persistent geo >"$T/dns/policies.txt"
 
 # ---------------------------------------------------------------------------------------------
 # Start everything
@@ -442,6 +490,7 @@ start haproxy "$HAPROXY" -db -f "$T/haproxy/haproxy.cfg"
 PID_OF[haproxy]=${PIDS[-1]}
 if want dns; then
     start knot "$KNOTD" -c "$T/knot/knot.conf"
+    start gdnsd "$GDNSD" -c "$T/gdnsd" start
 fi
 if [[ -n "$MERIDIAN_BIN" ]]; then
     start meridian env RUST_LOG="${MERIDIAN_LOG:-info}" "$MERIDIAN_BIN" serve --config "$T/meridian/node.toml"
@@ -452,6 +501,7 @@ wait_for 10 "nginx proxy" http_ok "http://127.0.0.1:$NGINX_PORT/"
 wait_for 10 "haproxy" http_ok "http://127.0.0.1:$HAPROXY_PORT/"
 if want dns; then
     wait_for 10 "knot" bash -c "dig +time=1 +tries=1 @127.0.0.1 -p $KNOT_PORT www.bench.test A +short | grep -q 127.0.0.10"
+    wait_for 10 "gdnsd" bash -c "dig +time=1 +tries=1 @127.0.0.1 -p $GDNSD_PORT www.bench.test A +short | grep -q 127.0.0.10"
 fi
 if [[ -n "$MERIDIAN_BIN" ]]; then
     wait_for 60 "meridian ready line" grep -q '^meridian ready:' "$T/meridian.out"
@@ -680,8 +730,21 @@ DNSPERF_CMD="dnsperf -s 127.0.0.1 -p PORT -d QUERYFILE -l $DURATION -c $DNSPERF_
 run_dnsperf() { # run_dnsperf KEY PORT QUERYFILE
     local key=$1 port=$2 qf=$3 out="$T/dnsperf-$1.txt"
     log "dnsperf ${DURATION}s: $key ($(basename "$qf"))"
+    local recorder=""
+    if [[ -n "${PERF_RECORD:-}" && "$key" == m_* ]]; then
+        # Call graphs of Meridian's DNS under this load (PERF_RECORD=1), for perf/RESULTS.md.
+        perf record --call-graph "${PERF_CALLGRAPH:-fp}" -F 499 -p "$MERIDIAN_PID" -o "$T/perf-dns-$key.data" \
+            -- sleep "$DURATION" >"$T/perf-dns-$key.log" 2>&1 &
+        recorder=$!
+    fi
     "$DNSPERF" -s 127.0.0.1 -p "$port" -d "$qf" -l "$DURATION" -c "$DNSPERF_CLIENTS" \
         -q "$DNSPERF_OUTSTANDING" -v >"$out" 2>&1
+    if [[ -n "$recorder" ]]; then
+        wait "$recorder" || true
+        perf report -i "$T/perf-dns-$key.data" --no-children --sort symbol -g none --stdio 2>/dev/null \
+            | grep -v '^#' | grep -v '^$' | head -n 60 >"$PERF_OUT/perf-dns-$key.txt" || true
+        log "profile of $key in $PERF_OUT/perf-dns-$key.txt"
+    fi
     R[$key,rps]=$(awk '/Queries per second:/ {printf "%.0f", $4}' "$out")
     # -v prints one "> RCODE name type latency" line per response; percentiles from those.
     local lat="$T/dnsperf-$1.lat"
@@ -733,11 +796,35 @@ for p in "${PROXIES[@]}"; do
     R[mem,$p,hwm]=$(mem_kb "${PID_OF[$p]}" VmHWM)
 done
 
+# Applies 100 config revisions to Meridian, one after the other (a TXT record's text changes
+# each time), as fast as the API takes them; says how many it applied.
+churn_config() {
+    local i n=0
+    for i in $(seq 1 100); do
+        sed "s/^  { name = \"www\", type = \"A\"/  { name = \"churn\", type = \"TXT\", value = \"rev $i\" },\n&/" \
+            "$T/meridian/config.toml" >"$T/meridian/churn.toml"
+        curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/toml' \
+            -H 'If-Match: *' --data-binary @"$T/meridian/churn.toml" "http://127.0.0.1:$ADMIN_PORT/api/v1/config" \
+            && n=$((n + 1))
+    done
+    echo "$n" >"$T/dns/churned"
+}
+
 if want dns; then
     [[ -n "$MERIDIAN_BIN" ]] && run_dnsperf m_static "$MDNS_PORT" "$T/dns/static.txt"
     run_dnsperf k_static "$KNOT_PORT" "$T/dns/static.txt"
+    run_dnsperf g_static "$GDNSD_PORT" "$T/dns/static.txt"
     [[ -n "$MERIDIAN_BIN" ]] && run_dnsperf m_mixed "$MDNS_PORT" "$T/dns/mixed.txt"
     run_dnsperf k_mixed "$KNOT_PORT" "$T/dns/mixed.txt"
+    run_dnsperf g_mixed "$GDNSD_PORT" "$T/dns/mixed.txt"
+    if [[ -n "$MERIDIAN_BIN" ]]; then
+        run_dnsperf m_policies "$MDNS_PORT" "$T/dns/policies.txt"
+        churn_config &
+        CHURN_PID=$!
+        run_dnsperf m_churn "$MDNS_PORT" "$T/dns/mixed.txt"
+        wait "$CHURN_PID" || true
+        R[m_churn,revisions]=$(cat "$T/dns/churned" 2>/dev/null || echo 0)
+    fi
 fi
 
 METRICS=""
@@ -812,7 +899,7 @@ fi
     else
         mver="Meridian not run (\`ONLY=anchors\`)"
     fi
-    echo "Versions: $(ver "$NGINX" -v); $(ver "$HAPROXY" -v | cut -d' ' -f1-3); $(ver "$WRK" -v | cut -d' ' -f1-2); $(ver "$H2LOAD" --version); knotd $("$KNOTD" -V 2>&1 | awk '{print $NF}'); dnsperf $("$DNSPERF" -h 2>&1 | sed -n 's/^Version //p' | head -n1); $mver."
+    echo "Versions: $(ver "$NGINX" -v); $(ver "$HAPROXY" -v | cut -d' ' -f1-3); $(ver "$WRK" -v | cut -d' ' -f1-2); $(ver "$H2LOAD" --version); knotd $("$KNOTD" -V 2>&1 | awk '{print $NF}'); gdnsd $("$GDNSD" -h 2>&1 | sed -n 's/^gdnsd version //p' | head -n1); dnsperf $("$DNSPERF" -h 2>&1 | sed -n 's/^Version //p' | head -n1); $mver."
     echo "Scenarios: ${SCEN[*]} (\`DURATION=$DURATION WARMUP=$WARMUP\`); open-file limit $NOFILE."
     if ((${#HTTP_SCENARIOS[@]})); then
         echo
@@ -854,7 +941,7 @@ fi
         echo "### 3. Authoritative DNS over UDP"
         echo
         echo "Zone bench.test: \`www\` a static A record; \`app\` a GSLB record with two healthy sites in Meridian and the equivalent static"
-        echo "two-address RRset in knot (udp-workers = cores). \`static\` queries only \`www A\`; \`mixed\` alternates \`www A\` and \`app A\`."
+        echo "two-address RRset in knot and gdnsd (udp-workers / udp_threads = cores). \`static\` queries only \`www A\`; \`mixed\` alternates \`www A\` and \`app A\`."
         echo "Command: \`$DNSPERF_CMD\` (latency percentiles from the per-response \`-v\` lines)."
         echo
         echo "| server | queries | qps | p50 ms | p99 ms | lost | bytes req/resp | response codes | Meridian/knot (qps) | Meridian/knot (p99) |"
@@ -862,7 +949,15 @@ fi
         for q in static mixed; do
             [[ -n "$MERIDIAN_BIN" ]] && echo "| meridian | $q | $(get "m_$q,rps") | $(get "m_$q,p50") | $(get "m_$q,p99") | $(get "m_$q,lost") | $(get "m_$q,size") | $(get "m_$q,rcodes") | $(ratio "$(get "m_$q,rps")" "$(get "k_$q,rps")") | $(ratio "$(get "m_$q,p99")" "$(get "k_$q,p99")") |"
             echo "| knot | $q | $(get "k_$q,rps") | $(get "k_$q,p50") | $(get "k_$q,p99") | $(get "k_$q,lost") | $(get "k_$q,size") | $(get "k_$q,rcodes") | — | — |"
+            echo "| gdnsd | $q | $(get "g_$q,rps") | $(get "g_$q,p50") | $(get "g_$q,p99") | $(get "g_$q,lost") | $(get "g_$q,size") | $(get "g_$q,rcodes") | — | — |"
         done
+        if [[ -n "$MERIDIAN_BIN" ]]; then
+            echo "| meridian | policies | $(get "m_policies,rps") | $(get "m_policies,p50") | $(get "m_policies,p99") | $(get "m_policies,lost") | $(get "m_policies,size") | $(get "m_policies,rcodes") | $(ratio "$(get "m_policies,rps")" "$(get "k_mixed,rps")") | $(ratio "$(get "m_policies,p99")" "$(get "k_mixed,p99")") |"
+            echo "| meridian | mixed, $(get "m_churn,revisions") revisions applied | $(get "m_churn,rps") | $(get "m_churn,p50") | $(get "m_churn,p99") | $(get "m_churn,lost") | $(get "m_churn,size") | $(get "m_churn,rcodes") | $(ratio "$(get "m_churn,rps")" "$(get "k_mixed,rps")") | $(ratio "$(get "m_churn,p99")" "$(get "k_mixed,p99")") |"
+            echo
+            echo "\`policies\` cycles the GSLB names of every policy (all, failover, weighted, round_robin, persistent, geo); its ratios are to knot's \`mixed\`."
+            echo "The last row is \`mixed\` while 100 configuration revisions are applied through the API during the run (each one recompiles the zones and swaps them in)."
+        fi
     fi
     if [[ -n "$MERIDIAN_BIN" ]]; then
         echo

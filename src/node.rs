@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use cluster_state::ClusterNode;
 use model::{Config, Revisioned};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::backend::NodeBackend;
@@ -177,7 +177,7 @@ impl Node {
 
         let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
         let dns_metrics = gslb_dns::DnsMetrics::new(&registry)?;
-        let dns = udp.local_addr()?;
+        let dns = udp[0].local_addr()?;
         let dns_server = gslb_dns::DnsServer::spawn(
             udp,
             tcp,
@@ -470,15 +470,28 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds UDP and TCP on the same port; with port 0, retries until both get one.
-async fn bind_dns(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+/// One UDP socket per CPU, sharing the port (`SO_REUSEPORT`, so the kernel spreads clients
+/// over the DNS threads), and TCP on the same port; with port 0, retries until all get one.
+async fn bind_dns(addr: SocketAddr) -> anyhow::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let udp_socket = |at: SocketAddr| -> std::io::Result<std::net::UdpSocket> {
+        let domain = socket2::Domain::for_address(at);
+        let socket =
+            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&at.into())?;
+        Ok(socket.into())
+    };
     let mut last_err = None;
     for _ in 0..20 {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .with_context(|| format!("cannot bind DNS (UDP) on {addr}"))?;
-        let port = udp.local_addr()?.port();
-        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+        let first = udp_socket(addr).with_context(|| format!("cannot bind DNS (UDP) on {addr}"))?;
+        let port = first.local_addr()?.port();
+        let at = SocketAddr::new(addr.ip(), port);
+        let mut udp = vec![first];
+        for _ in 1..threads {
+            udp.push(udp_socket(at).with_context(|| format!("cannot bind DNS (UDP) on {at}"))?);
+        }
+        match TcpListener::bind(at).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() == 0 => last_err = Some(e),
             Err(e) => return Err(e).with_context(|| format!("cannot bind DNS (TCP) on {addr}")),

@@ -1,11 +1,16 @@
 //! DNS queries arrive from anyone on UDP and TCP port 53. For any bytes that hickory parses as a
 //! message with a question, answering from a compiled snapshot must not panic, and the response
-//! built from the answer must encode and decode again, under any mix of site health.
+//! built from the answer must encode and decode again, under any mix of site health, for any
+//! client subnet (every steering policy and the persistent hash see it). For any bytes at all,
+//! the UDP fast path must not panic, and whatever it answers must decode, carry the query's ID
+//! and agree with the reference lookup.
 #![no_main]
 
 use std::sync::OnceLock;
 
-use gslb_dns::ZonesSnapshot;
+use std::net::IpAddr;
+
+use gslb_dns::{ClientSubnet, ZonesSnapshot};
 use hickory_proto::op::{Edns, Message, Metadata};
 use libfuzzer_sys::fuzz_target;
 use model::HealthView;
@@ -34,7 +39,24 @@ records = [
     { name = "@", type = "MX", value = "20 mail.elsewhere.net." },
     { name = "@", type = "TXT", value = "v=spf1 -all" },
     { name = "deep.ent", type = "TXT", value = "leaf" },
+    { name = "*.wild", type = "A", value = "192.0.2.80" },
+    { name = "_sip._tcp", type = "SRV", value = "10 5 5060 www" },
+    { name = "@", type = "CAA", value = "0 issue \"letsencrypt.org\"" },
+    { name = "10.2", type = "PTR", value = "www" },
+    { name = "child", type = "NS", value = "ns.child" },
+    { name = "ns.child", type = "A", value = "192.0.2.99" },
 ]
+
+[[regions]]
+name = "east"
+networks = ["198.51.100.0/24", "10.0.0.0/8"]
+location = "40.7,-74.0"
+spill_to = ["west"]
+
+[[regions]]
+name = "west"
+networks = ["203.0.113.0/24", "10.1.0.0/16", "2001:db8::/32"]
+location = "37.8,-122.4"
 
 [[zones]]
 name = "sub.example.com"
@@ -59,6 +81,36 @@ sites = [
     { name = "v4", address = "192.0.2.3", health_check = "http" },
     { name = "v6", address = "2001:db8::3", health_check = "http" },
     { name = "static", address = "192.0.2.4" },
+]
+
+[[gslb_records]]
+name = "geo.example.com"
+steer = "geo"
+policy = "failover"
+sites = [
+    { name = "east", address = "192.0.2.1", health_check = "http", region = "east" },
+    { name = "west", address = "192.0.2.2", health_check = "http", region = "west", priority = 2 },
+]
+
+[[gslb_records]]
+name = "near.example.com"
+steer = "nearest"
+policy = "persistent"
+when_all_down = "fallback"
+fallback = ["198.51.100.99"]
+sites = [
+    { name = "east", address = "192.0.2.1", health_check = "http", region = "east" },
+    { name = "west", address = "192.0.2.2", health_check = "http", region = "west", weight = 3 },
+]
+
+[[gslb_records]]
+name = "spread.example.com"
+policy = "weighted"
+when_all_down = "servfail"
+max_answers = 1
+sites = [
+    { name = "east", address = "192.0.2.1", health_check = "http", weight = 2 },
+    { name = "west", address = "192.0.2.2", health_check = "http" },
 ]
 "#;
 
@@ -89,7 +141,43 @@ impl HealthView for ByteHealth {
     }
 }
 
+/// A client subnet from the input's last bytes: address family, prefix and address.
+fn client(data: &[u8]) -> Option<ClientSubnet> {
+    let tail = data.len().checked_sub(18)?;
+    let t = &data[tail..];
+    let addr = if t[0] & 1 == 0 {
+        IpAddr::from([t[2], t[3], t[4], t[5]])
+    } else {
+        let mut v6 = [0u8; 16];
+        v6.copy_from_slice(&t[2..18]);
+        IpAddr::from(v6)
+    };
+    Some(ClientSubnet {
+        addr,
+        prefix: t[1],
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
+    // The fast path takes any bytes: whatever it answers must decode, keep the query's ID and
+    // agree with the reference lookup.
+    let health = ByteHealth(data.get(1).copied().unwrap_or(0));
+    let src = IpAddr::from([198, 51, 100, data.get(3).copied().unwrap_or(7)]);
+    if let Some(fast) = snapshot().fast_response(data, src, &health) {
+        let decoded = Message::from_vec(&fast).expect("fast answers decode");
+        let request = Message::from_vec(data).expect("the fast path answers only queries that parse");
+        assert_eq!(decoded.metadata.id, request.metadata.id);
+        let q = &request.queries[0];
+        let reference = snapshot().lookup_for(
+            q.name(),
+            q.query_type(),
+            &health,
+            Some(&ClientSubnet::host(src)),
+        );
+        assert_eq!(decoded.metadata.response_code, reference.rcode);
+        assert_eq!(decoded.answers.len(), reference.answers.len());
+    }
+
     let Ok(request) = Message::from_vec(data) else {
         return;
     };
@@ -97,8 +185,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // The low byte of the message id: free for the fuzzer to vary without changing the parse.
-    let health = ByteHealth(data.get(1).copied().unwrap_or(0));
-    let answer = snapshot().lookup(query.name(), query.query_type(), &health);
+    let answer = snapshot().lookup_for(
+        query.name(),
+        query.query_type(),
+        &health,
+        client(data).as_ref(),
+    );
+    assert!(answer.ecs_scope <= 128);
 
     let mut response = Message::response(request.metadata.id, request.metadata.op_code);
     response.metadata = Metadata::response_from_request(&request.metadata);

@@ -11,6 +11,8 @@ pub enum DnsError {
     OutOfZone { name: String, zone: String },
     #[error("gslb record {record:?} refers to unknown zone {zone:?}")]
     UnknownZone { record: String, zone: String },
+    #[error("cannot start the UDP threads: {0}")]
+    Udp(std::io::Error),
     #[error("zone {0:?} is configured twice")]
     DuplicateZone(String),
     #[error("record {name:?} of type {rtype}: {reason}")]

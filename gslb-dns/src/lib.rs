@@ -25,6 +25,7 @@
 //! [`DnsError`]. Everything else is private.
 
 mod error;
+mod fast;
 mod gslb;
 mod handler;
 mod master;
@@ -32,6 +33,7 @@ mod metrics;
 mod rrl;
 mod server;
 mod snapshot;
+mod udp;
 
 pub use error::DnsError;
 pub use gslb::{site_states, ClientSubnet, SiteState};

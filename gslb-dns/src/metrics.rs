@@ -13,6 +13,8 @@ pub struct DnsMetrics {
     compile_errors: IntCounter,
     gslb_answers: IntCounterVec,
     rrl: IntCounterVec,
+    /// `queries{rcode="NOERROR", transport="udp"}`, resolved once: the fast path's counter.
+    udp_noerror: IntCounter,
 }
 
 impl DnsMetrics {
@@ -53,6 +55,7 @@ impl DnsMetrics {
         registry.register(Box::new(config_revision.clone()))?;
         registry.register(Box::new(compile_errors.clone()))?;
         Ok(DnsMetrics {
+            udp_noerror: queries.with_label_values(&["NOERROR", "udp"]),
             queries,
             config_revision,
             compile_errors,
@@ -62,6 +65,10 @@ impl DnsMetrics {
     }
 
     pub(crate) fn record_response(&self, rcode: ResponseCode, protocol: Protocol) {
+        if rcode == ResponseCode::NoError && protocol == Protocol::Udp {
+            self.udp_noerror.inc();
+            return;
+        }
         self.queries
             .with_label_values(&[rcode_label(rcode), transport_label(protocol)])
             .inc();

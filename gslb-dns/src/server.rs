@@ -1,5 +1,6 @@
-//! Running the server: hickory's socket loops around our [`Handler`], plus the task that compiles
-//! each configuration revision and swaps it in.
+//! Running the server: UDP on our own threads (the fast path, see [`crate::udp`]), TCP in
+//! hickory's loop, both around the one [`Handler`], plus the task that compiles each
+//! configuration revision and swaps it in.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hickory_server::Server;
 use model::{Config, HealthView, Revisioned};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -23,8 +24,11 @@ const TCP_RESPONSE_BUFFER: usize = 32;
 
 /// A running authoritative DNS server.
 pub struct DnsServer {
-    server: Server<Handler>,
-    config_task: JoinHandle<()>,
+    server: Server<SharedHandler>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+    udp_stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Taken by `shutdown`.
+    config_task: Option<JoinHandle<()>>,
     alarm: CompileAlarm,
     snapshot: Arc<ArcSwap<ZonesSnapshot>>,
 }
@@ -57,7 +61,7 @@ impl DnsServer {
     /// Must be called from inside a tokio runtime. If the current revision does not compile, the
     /// server starts with no zones (answering REFUSED) and waits for a revision that does.
     pub fn spawn(
-        udp: UdpSocket,
+        udp: Vec<std::net::UdpSocket>,
         tcp: TcpListener,
         mut config: watch::Receiver<Arc<Revisioned<Config>>>,
         health: Arc<dyn HealthView>,
@@ -71,14 +75,17 @@ impl DnsServer {
         apply(&first, &snapshot, &metrics, &alarm);
 
         let handle = snapshot.clone();
-        let handler = Handler {
+        let handler = Arc::new(Handler {
             snapshot: snapshot.clone(),
             health,
             metrics: metrics.clone(),
             rates: crate::rrl::RateTable::default(),
-        };
-        let mut server = Server::new(handler);
-        server.register_socket(udp);
+        });
+        let udp_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let udp_threads =
+            crate::udp::spawn(udp, handler.clone(), runtime.clone(), udp_stop.clone())
+                .map_err(DnsError::Udp)?;
+        let mut server = Server::new(SharedHandler(handler));
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
 
         let shutdown = server.shutdown_token().clone();
@@ -101,7 +108,9 @@ impl DnsServer {
         });
         Ok(DnsServer {
             server,
-            config_task,
+            udp_threads,
+            udp_stop,
+            config_task: Some(config_task),
             alarm,
             snapshot: handle,
         })
@@ -119,13 +128,51 @@ impl DnsServer {
 
     /// Stops accepting queries, waits for the socket tasks to end and stops following config.
     pub async fn shutdown(mut self) {
+        self.udp_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Err(error) = self.server.shutdown_gracefully().await {
             warn!(%error, "dns server ended with an error");
         }
+        let threads = std::mem::take(&mut self.udp_threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
         // The config task watches the same cancellation token, so this returns promptly.
-        if let Err(error) = self.config_task.await {
-            warn!(%error, "dns config task failed");
+        if let Some(task) = self.config_task.take() {
+            if let Err(error) = task.await {
+                warn!(%error, "dns config task failed");
+            }
         }
+    }
+}
+
+/// The handler hickory's TCP loop calls; the UDP threads share it.
+struct SharedHandler(Arc<Handler>);
+
+#[async_trait::async_trait]
+impl hickory_server::server::RequestHandler for SharedHandler {
+    async fn handle_request<
+        R: hickory_server::server::ResponseHandler,
+        T: hickory_server::net::runtime::Time,
+    >(
+        &self,
+        request: &hickory_server::server::Request,
+        response_handle: R,
+    ) -> hickory_server::server::ResponseInfo {
+        self.0
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        // The UDP threads stop within their poll interval.
+        self.udp_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

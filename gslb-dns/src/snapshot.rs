@@ -24,6 +24,8 @@ pub struct ZonesSnapshot {
     zones: Vec<ZoneSnapshot>,
     topology: Topology,
     rrl: Option<crate::rrl::RrlSettings>,
+    /// Whole responses precompiled for the UDP fast path.
+    fast: crate::fast::FastTable,
 }
 
 /// The answer to one question, ready to be put into a response message.
@@ -68,12 +70,15 @@ impl ZonesSnapshot {
             zone.node_mut(name).gslb = Some(GslbTarget::compile(record));
         }
         zones.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
-        Ok(ZonesSnapshot {
+        let mut snapshot = ZonesSnapshot {
             revision,
             zones,
             topology: Topology::compile(config),
             rrl: crate::rrl::RrlSettings::of(config),
-        })
+            fast: crate::fast::FastTable::default(),
+        };
+        snapshot.fast = crate::fast::FastTable::compile(&snapshot);
+        Ok(snapshot)
     }
 
     /// Counts each GSLB site's answers in `metrics` (`meridian_gslb_answers_total`).
@@ -85,6 +90,75 @@ impl ZonesSnapshot {
                 }
             }
         }
+        // The fast path's copies of the GSLB targets count too.
+        self.fast = crate::fast::FastTable::compile(self);
+    }
+
+    /// Every name of every zone, with its GSLB target if it has one.
+    pub(crate) fn names(&self) -> impl Iterator<Item = (&LowerName, Option<&GslbTarget>)> {
+        self.zones.iter().flat_map(|z| {
+            z.nodes
+                .iter()
+                .map(|(name, node)| (name, node.gslb.as_ref()))
+        })
+    }
+
+    /// The answer `lookup` gives, and in `dynamic` whether a GSLB decision went into it.
+    pub(crate) fn answer_for_table(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        health: &dyn HealthView,
+        dynamic: &std::cell::Cell<bool>,
+    ) -> Answer {
+        let ctx = Ctx {
+            health,
+            client: None,
+            topology: &self.topology,
+            trace: None,
+            dynamic: Some(dynamic),
+        };
+        self.answer(qname, qtype, &ctx)
+    }
+
+    /// The UDP fast path's response to `packet` from `src`, if it has one (the UDP threads
+    /// build it in a reused buffer; this allocates, for tests and fuzzing).
+    pub fn fast_response(
+        &self,
+        packet: &[u8],
+        src: IpAddr,
+        health: &dyn HealthView,
+    ) -> Option<Vec<u8>> {
+        let q = crate::fast::parse(packet)?;
+        let mut out = Vec::new();
+        match self
+            .fast
+            .answer(packet, &q, src, health, &self.topology, &mut out)
+        {
+            crate::fast::Fast::Answer(_) => Some(out),
+            crate::fast::Fast::Slow => None,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fast_entries(&self) -> usize {
+        self.fast.len()
+    }
+
+    pub(crate) fn has_fast_answer(&self, key: &crate::fast::Key) -> bool {
+        self.fast.contains(key)
+    }
+
+    pub(crate) fn fast_answer(
+        &self,
+        packet: &[u8],
+        q: &crate::fast::Parsed,
+        src: IpAddr,
+        health: &dyn HealthView,
+        out: &mut Vec<u8>,
+    ) -> crate::fast::Fast {
+        self.fast
+            .answer(packet, q, src, health, &self.topology, out)
     }
 
     /// The response-rate limit of this revision, if on.
@@ -119,6 +193,7 @@ impl ZonesSnapshot {
             client,
             topology: &self.topology,
             trace: None,
+            dynamic: None,
         };
         self.answer(qname, qtype, &ctx)
     }
@@ -137,6 +212,7 @@ impl ZonesSnapshot {
             client,
             topology: &self.topology,
             trace: Some(&steps),
+            dynamic: None,
         };
         let answer = self.answer(qname, qtype, &ctx);
         (answer, steps.into_inner())
@@ -258,6 +334,8 @@ struct Ctx<'a> {
     client: Option<&'a ClientSubnet>,
     topology: &'a Topology,
     trace: crate::gslb::Trace<'a>,
+    /// Set when a GSLB decision went into the answer (the fast table leaves those out).
+    dynamic: Option<&'a std::cell::Cell<bool>>,
 }
 
 // === impl Answer ===
@@ -486,6 +564,9 @@ impl Node {
         if let Some(gslb) = &self.gslb {
             for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
                 if qtype == RecordType::ANY || qtype == rtype {
+                    if let Some(d) = ctx.dynamic {
+                        d.set(true);
+                    }
                     let decision =
                         gslb.decide(family, ctx.health, ctx.client, ctx.topology, ctx.trace);
                     scope = scope.max(decision.scope);

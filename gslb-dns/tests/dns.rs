@@ -84,7 +84,7 @@ fn config(all_down: &str, www: &str) -> Config {
 
 impl Harness {
     async fn start(config: Config, revision: u64) -> Harness {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind tcp");
         let (udp_addr, tcp_addr) = (
             udp.local_addr().expect("udp addr"),
@@ -98,7 +98,7 @@ impl Harness {
         let registry = Registry::new();
         let metrics = DnsMetrics::new(&registry).expect("metrics");
         let server =
-            DnsServer::spawn(udp, tcp, rx, health.clone(), metrics).expect("server spawns");
+            DnsServer::spawn(vec![udp], tcp, rx, health.clone(), metrics).expect("server spawns");
         Harness {
             udp: udp_addr,
             tcp: tcp_addr,
@@ -573,12 +573,9 @@ async fn shutdown_is_prompt_and_releases_the_sockets() {
 #[tokio::test]
 async fn spawn_outside_a_runtime_is_an_error() {
     let (udp, tcp) = {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind tcp");
-        (
-            udp.into_std().expect("std udp"),
-            tcp.into_std().expect("std tcp"),
-        )
+        (udp, tcp.into_std().expect("std tcp"))
     };
     let result = std::thread::spawn(move || {
         // Converting back needs a reactor, so build the tokio sockets in a throwaway runtime
@@ -587,19 +584,14 @@ async fn spawn_outside_a_runtime_is_an_error() {
             .enable_all()
             .build()
             .expect("runtime");
-        let (udp, tcp) = rt.block_on(async {
-            (
-                UdpSocket::from_std(udp).expect("udp"),
-                TcpListener::from_std(tcp).expect("tcp"),
-            )
-        });
+        let tcp = rt.block_on(async { TcpListener::from_std(tcp).expect("tcp") });
         let (_tx, rx) = watch::channel(Arc::new(Revisioned {
             revision: 1,
             value: Config::empty(),
         }));
         let metrics = DnsMetrics::new(&Registry::new()).expect("metrics");
         let health: Arc<dyn HealthView> = Arc::new(FakeHealth::default());
-        DnsServer::spawn(udp, tcp, rx, health, metrics).err()
+        DnsServer::spawn(vec![udp], tcp, rx, health, metrics).err()
     })
     .join()
     .expect("thread");

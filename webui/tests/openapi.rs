@@ -41,6 +41,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/tokens/{id}"),
     ("PUT", "/pools/{pool}/members/{address}/state"),
     ("PUT", "/gslb_records/{record}/sites/{site}/state"),
+    ("GET", "/dns/explain"),
+    ("PUT", "/zones/{name}/file"),
     ("GET", "/openapi.json"),
     ("GET", "/certificates"),
     ("POST", "/certificates"),
@@ -63,6 +65,7 @@ const KINDS: &[&str] = &[
     "health_checks",
     "zones",
     "gslb_records",
+    "regions",
 ];
 
 /// Objects that nothing else refers to, so each can be deleted, plus the pool and GSLB record
@@ -98,6 +101,9 @@ soa = { mname = "ns1.example.org.", rname = "hostmaster.example.org." }
 [[gslb_records]]
 name = "www.example.com."
 sites = [{ name = "s1", address = "192.0.2.10" }]
+[[regions]]
+name = "r1"
+networks = ["198.51.100.0/24"]
 "#;
 
 struct Fixture {
@@ -437,6 +443,7 @@ fn fill(path: &str, token_id: &str) -> String {
         "health_checks" => "hc",
         "zones" => "example.org",
         "gslb_records" => "www.example.com.",
+        "regions" => "r1",
         "users" => "viewer",
         // A new name for a generated key, the seeded certificate otherwise.
         "certificates" if path.ends_with("/csr") => "fresh",
@@ -461,6 +468,10 @@ fn fill(path: &str, token_id: &str) -> String {
         !out.contains('{') && !out.contains("//"),
         "a parameter of {path} has no test value"
     );
+    // Required query parameters.
+    if path == "/api/v1/dns/explain" {
+        out.push_str("?name=www.example.com&ecs=198.51.100.0/24");
+    }
     out
 }
 
@@ -505,6 +516,10 @@ async fn sample_body(f: &Fixture, doc: &Value, op: &Op<'_>, path: &str) -> Strin
         ("POST", "/api/v1/cache/purge") => json!({"prefix": "site.test/assets/"}),
         ("POST", "/api/v1/certificates/{name}/csr") => {
             json!({"common_name": "fresh.test", "sans": ["fresh.test"]})
+        }
+        // A zone file is text, not JSON.
+        ("PUT", "/api/v1/zones/{name}/file") => {
+            return "$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 604800 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n".into();
         }
         _ => panic!("{}: add a sample request body", op.name()),
     };
@@ -652,8 +667,8 @@ async fn missing_credentials_and_missing_if_match_are_documented_answers() {
             check_answer(&doc, &op, &a, &mut errors);
         }
     }
-    // PUT /config, rollback, PUT and DELETE of each kind, and of a certificate.
-    assert_eq!(writes, 2 + 2 * KINDS.len() + 2);
+    // PUT /config, rollback, PUT and DELETE of each kind, a certificate's, and a zone file.
+    assert_eq!(writes, 2 + 2 * KINDS.len() + 3);
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 

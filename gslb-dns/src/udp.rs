@@ -1,0 +1,218 @@
+//! UDP serving: one thread per socket, the sockets sharing the port with `SO_REUSEPORT` so the
+//! kernel spreads clients over them. Each thread answers from the fast path when it can
+//! ([`crate::fast`]) and otherwise hands the packet to the same [`Handler`] TCP uses, on the
+//! tokio runtime, capturing the response it would send.
+//!
+//! The threads block in `recv_from` with a short timeout, so they notice shutdown.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{MessageType, ResponseCode};
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tracing::warn;
+
+use crate::fast::{self, Fast};
+use crate::handler::Handler;
+use crate::rrl::Verdict;
+
+/// How often a blocked thread looks up to see whether it should stop.
+const POLL: Duration = Duration::from_millis(250);
+
+pub(crate) fn spawn(
+    sockets: Vec<UdpSocket>,
+    handler: Arc<Handler>,
+    runtime: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::with_capacity(sockets.len());
+    for (i, socket) in sockets.into_iter().enumerate() {
+        socket.set_nonblocking(false)?;
+        socket.set_read_timeout(Some(POLL))?;
+        let (handler, runtime, stop) = (handler.clone(), runtime.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || serve(&socket, &handler, &runtime, &stop))?,
+        );
+    }
+    Ok(threads)
+}
+
+fn serve(
+    socket: &UdpSocket,
+    handler: &Handler,
+    runtime: &tokio::runtime::Handle,
+    stop: &AtomicBool,
+) {
+    let mut buf = vec![0u8; 65_535];
+    let mut out = Vec::with_capacity(4096);
+    while !stop.load(Ordering::Relaxed) {
+        let (n, src) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // ICMP errors from earlier sends surface here (ECONNREFUSED): keep serving.
+                tracing::debug!(error = %e, "dns udp receive");
+                continue;
+            }
+        };
+        let packet = &buf[..n];
+        let reply = match fast_path(handler, packet, src, &mut out) {
+            Some(()) => Some(&out[..]),
+            None => {
+                out.clear();
+                slow_path(handler, runtime, packet, src, &mut out).then_some(&out[..])
+            }
+        };
+        // An empty reply is a response-rate limit drop.
+        if let Some(reply) = reply.filter(|r| !r.is_empty()) {
+            if let Err(e) = socket.send_to(reply, src) {
+                tracing::debug!(error = %e, peer = %src, "dns udp send");
+            }
+        }
+    }
+}
+
+/// `Some` when `out` holds the answer, or the response-rate limit said to drop it (then `out`
+/// is empty); `None` for the slow path.
+fn fast_path(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Option<()> {
+    let q = fast::parse(packet)?;
+    let snapshot = handler.snapshot.load();
+    // Response-rate limiting counts only what this path answers; the slow path counts its own.
+    if !snapshot.has_fast_answer(&q.key) {
+        return None;
+    }
+    if let Some(limit) = snapshot.rrl() {
+        match handler.rates.check(limit, src.ip()) {
+            Verdict::Answer => {}
+            Verdict::Drop => {
+                handler.metrics.rate_limited("dropped");
+                out.clear();
+                return Some(());
+            }
+            Verdict::Slip => {
+                handler.metrics.rate_limited("slipped");
+                fast::truncated(packet, &q, out);
+                return Some(());
+            }
+        }
+    }
+    match snapshot.fast_answer(packet, &q, src.ip(), &*handler.health, out) {
+        Fast::Answer(rcode) => {
+            handler.metrics.record_response(rcode, Protocol::Udp);
+            Some(())
+        }
+        Fast::Slow => None,
+    }
+}
+
+/// Hickory's parser and our handler, as for TCP; `true` when `out` holds a response.
+fn slow_path(
+    handler: &Handler,
+    runtime: &tokio::runtime::Handle,
+    packet: &[u8],
+    src: SocketAddr,
+    out: &mut Vec<u8>,
+) -> bool {
+    // Under 12 bytes there is no header to answer; responses are never answered (no
+    // reflection loops between servers).
+    let Some(header) = packet.get(..12) else {
+        return false;
+    };
+    if header[2] & 0x80 != 0 {
+        return false;
+    }
+    let request = match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
+        Ok(r) => r,
+        Err(_) => {
+            // The header is there but the rest does not parse: FORMERR, as hickory's own
+            // server answers.
+            formerr(packet, out);
+            handler
+                .metrics
+                .record_response(ResponseCode::FormErr, Protocol::Udp);
+            return true;
+        }
+    };
+    if request.metadata.message_type == MessageType::Response {
+        return false;
+    }
+    let max = request
+        .edns
+        .as_ref()
+        .map_or(512, |e| e.max_payload().clamp(512, 1232));
+    let capture = Capture {
+        out: Arc::new(Mutex::new(None)),
+        max,
+    };
+    runtime.block_on(handler.handle_request::<_, TokioTime>(&request, capture.clone()));
+    let taken = capture.out.lock().ok().and_then(|mut slot| slot.take());
+    match taken {
+        Some(bytes) => {
+            *out = bytes;
+            true
+        }
+        None => false,
+    }
+}
+
+/// A FORMERR with the query's ID and opcode, no sections.
+fn formerr(packet: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&packet[..2]);
+    // QR, the query's opcode and RD; rcode 1.
+    out.push(0x80 | (packet[2] & 0x79));
+    out.push(0x01);
+    out.extend_from_slice(&[0; 8]);
+}
+
+/// Captures the encoded response the handler sends, encoded as hickory's UDP path would
+/// (truncated to the client's payload size, TC set).
+#[derive(Clone)]
+struct Capture {
+    out: Arc<Mutex<Option<Vec<u8>>>>,
+    max: u16,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut buf = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut buf);
+        encoder.set_max_size(self.max);
+        let info = response.destructive_emit(&mut encoder)?;
+        match self.out.lock() {
+            Ok(mut slot) => *slot = Some(buf),
+            Err(e) => warn!(error = %e, "dns response capture poisoned"),
+        }
+        Ok(info)
+    }
+}

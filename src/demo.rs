@@ -48,6 +48,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         cache_memory_bytes: None,
         cache_disk_bytes: None,
         cache_dir: None,
+        geoip_database: None,
     };
     let node = Node::start(&cfg).await?;
     if node.cluster.current().config.revision == 0 {

@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod demo;
 mod explain;
+mod geoip;
 mod global_limits;
 mod node;
 mod node_config;

@@ -178,12 +178,21 @@ impl Node {
         let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
         let dns_metrics = gslb_dns::DnsMetrics::new(&registry)?;
         let dns = udp[0].local_addr()?;
+        let geoip: Option<Arc<dyn gslb_dns::GeoLocator>> = match &cfg.geoip_database {
+            Some(path) => {
+                let db = crate::geoip::MaxMind::open(path)?;
+                tracing::info!(path = %path.display(), database = %db.describe(), "GeoIP database loaded");
+                Some(Arc::new(db))
+            }
+            None => None,
+        };
         let dns_server = gslb_dns::DnsServer::spawn(
             udp,
             tcp,
             config_rx,
             site_health.clone(),
             dns_metrics.clone(),
+            geoip,
         )?;
 
         let tls = crate::admin_tls::load(cfg)?;

@@ -69,6 +69,10 @@ pub struct NodeConfig {
     /// The disk tier's directory. Default `<data_dir>/cache`.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// A MaxMind DB file (GeoLite2 or GeoIP2 City/Country) that places clients no network of
+    /// the GSLB regions holds, by country, continent and coordinates. Read at start.
+    #[serde(default)]
+    pub geoip_database: Option<PathBuf>,
 }
 
 fn default_name() -> String {

@@ -18,5 +18,7 @@ mod cli;
 mod cluster;
 #[path = "e2e/flow.rs"]
 mod flow;
+#[path = "e2e/geoip.rs"]
+mod geoip;
 #[path = "e2e/tls.rs"]
 mod tls;

@@ -141,12 +141,44 @@ fn cidr_bits(cidr: &Cidr) -> (u8, u128, u8) {
     .bits()
 }
 
+/// What a GeoIP database says of an address.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GeoFacts {
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: Option<String>,
+    /// Continent code (`EU`, `NA`, ...).
+    pub continent: Option<String>,
+    pub location: Option<GeoPoint>,
+    /// The prefix length of the database's network that holds the address: how far the facts
+    /// hold (the ECS scope they allow).
+    pub prefix: u8,
+}
+
+/// A GeoIP database (MaxMind's format, read by the binary: this crate reads no files).
+pub trait GeoLocator: Send + Sync {
+    fn locate(&self, addr: IpAddr) -> Option<GeoFacts>;
+}
+
 /// The regions of one revision, compiled for the per-query lookup of a client's region.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Topology {
     /// `(family width, network bits, prefix, region)`, longest prefix first.
     networks: Vec<(u8, u128, u8, usize)>,
     regions: Vec<TopologyRegion>,
+    /// Region by country and by continent code, for clients the GeoIP database places.
+    countries: std::collections::HashMap<String, usize>,
+    continents: std::collections::HashMap<String, usize>,
+    locator: Option<Arc<dyn GeoLocator>>,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topology")
+            .field("networks", &self.networks.len())
+            .field("regions", &self.regions)
+            .field("geoip", &self.locator.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -161,6 +193,8 @@ struct TopologyRegion {
 pub(crate) struct Placement {
     pub(crate) region: Option<usize>,
     pub(crate) scope: u8,
+    /// The client's own coordinates, when the GeoIP database has them.
+    pub(crate) location: Option<GeoPoint>,
 }
 
 impl Topology {
@@ -176,8 +210,17 @@ impl Topology {
             })
             .collect();
         networks.sort_by_key(|n| std::cmp::Reverse(n.2));
+        let mut countries = std::collections::HashMap::new();
+        let mut continents = std::collections::HashMap::new();
+        for (i, r) in config.regions.iter().enumerate() {
+            countries.extend(r.countries.iter().map(|c| (c.clone(), i)));
+            continents.extend(r.continents.iter().map(|c| (c.clone(), i)));
+        }
         Topology {
             networks,
+            countries,
+            continents,
+            locator: None,
             regions: config
                 .regions
                 .iter()
@@ -188,6 +231,10 @@ impl Topology {
                 })
                 .collect(),
         }
+    }
+
+    pub(crate) fn set_locator(&mut self, locator: Option<Arc<dyn GeoLocator>>) {
+        self.locator = locator;
     }
 
     pub(crate) fn region_name(&self, region: usize) -> Option<&str> {
@@ -222,10 +269,30 @@ impl Topology {
             };
             scope = scope.max(needed);
         }
-        Placement {
+        let mut placed = Placement {
             region: matched.map(|n| n.3),
             scope: scope.min(w),
+            location: None,
+        };
+        // No network of the table holds the client: ask the GeoIP database, if there is one.
+        if placed.region.is_none() {
+            if let Some(facts) = self.locator.as_ref().and_then(|l| l.locate(client.addr)) {
+                placed.region = facts
+                    .country
+                    .as_ref()
+                    .and_then(|c| self.countries.get(c))
+                    .or_else(|| {
+                        facts
+                            .continent
+                            .as_ref()
+                            .and_then(|c| self.continents.get(c))
+                    })
+                    .copied();
+                placed.location = facts.location;
+                placed.scope = placed.scope.max(facts.prefix.min(w));
+            }
         }
+        placed
     }
 }
 
@@ -541,11 +608,12 @@ impl GslbTarget {
             }
             Steer::Nearest => {
                 let placed = topology.place(client);
-                let Some(from) = placed
-                    .region
-                    .and_then(|r| topology.regions.get(r))
-                    .and_then(|r| r.location)
-                else {
+                let Some(from) = placed.location.or_else(|| {
+                    placed
+                        .region
+                        .and_then(|r| topology.regions.get(r))
+                        .and_then(|r| r.location)
+                }) else {
                     note(trace, || {
                         format!(
                             "steer nearest: {}/{} has no located region: every healthy site",
@@ -906,6 +974,8 @@ pub(crate) mod tests {
         for (name, nets, location, spill) in regions {
             config.regions.push(model::Region {
                 name: (*name).into(),
+                countries: Vec::new(),
+                continents: Vec::new(),
                 networks: nets
                     .iter()
                     .map(|n| Cidr::parse(n).expect("test cidr").network())
@@ -938,7 +1008,8 @@ pub(crate) mod tests {
             place("198.51.100.7/32"),
             Placement {
                 region: Some(0),
-                scope: 24
+                scope: 24,
+                location: None,
             }
         );
         // The resolver sent a /24: the same.
@@ -948,7 +1019,8 @@ pub(crate) mod tests {
             place("198.51.0.0/16"),
             Placement {
                 region: None,
-                scope: 24
+                scope: 24,
+                location: None,
             }
         );
         // 10/8 is east except 10.1.2.0/24, carved out for west: 10.8.0.0/13 decides 10.9.9.9.
@@ -956,7 +1028,8 @@ pub(crate) mod tests {
             place("10.9.9.9/32"),
             Placement {
                 region: Some(0),
-                scope: 13
+                scope: 13,
+                location: None,
             }
         );
         assert_eq!(place("10.1.2.3/32").region, Some(1));
@@ -970,7 +1043,8 @@ pub(crate) mod tests {
             place("8.8.8.0/24"),
             Placement {
                 region: None,
-                scope: 7
+                scope: 7,
+                location: None,
             }
         );
         assert_eq!(place("200.0.0.0/24").scope, 7, "203.0.113.0/24 is nearest");
@@ -1167,5 +1241,60 @@ pub(crate) mod tests {
         let changing = Pending(FakeHealth::default(), key);
         // Capped at the site's probe interval (1 s).
         assert_eq!(g.decide(Family::V4, &changing, None, &t, None).ttl, 1);
+    }
+
+    /// A GeoIP database in a table: 81.0.0.0/8 is Germany, 36.0.0.0/8 Japan (Asia, no
+    /// country region), each with a location.
+    struct FakeGeo;
+
+    impl GeoLocator for FakeGeo {
+        fn locate(&self, addr: IpAddr) -> Option<GeoFacts> {
+            let IpAddr::V4(v4) = addr else { return None };
+            match v4.octets()[0] {
+                81 => Some(GeoFacts {
+                    country: Some("DE".into()),
+                    continent: Some("EU".into()),
+                    location: GeoPoint::parse("52.5,13.4"),
+                    prefix: 8,
+                }),
+                36 => Some(GeoFacts {
+                    country: Some("JP".into()),
+                    continent: Some("AS".into()),
+                    location: GeoPoint::parse("35.7,139.7"),
+                    prefix: 8,
+                }),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn the_geoip_database_places_clients_no_network_holds() {
+        let (mut config, _) = topology(&[
+            ("east", &["198.51.100.0/24"], Some("40.7,-74.0"), &[]),
+            ("west", &[], Some("37.8,-122.4"), &[]),
+            ("asia", &[], Some("35.7,139.7"), &[]),
+        ]);
+        config.regions[1].countries = vec!["DE".into()];
+        config.regions[2].continents = vec!["AS".into()];
+        let mut t = Topology::compile(&config);
+        t.set_locator(Some(Arc::new(FakeGeo)));
+        let place = |s: &str| t.place(&subnet(s));
+        // A network of the table wins over the database.
+        assert_eq!(place("198.51.100.7/32").region, Some(0));
+        // Germany is west's by country; the scope is the database's /8.
+        let de = place("81.2.3.0/24");
+        assert_eq!((de.region, de.scope), (Some(1), 8));
+        assert!(de.location.is_some());
+        // Japan is in no country list: its continent.
+        assert_eq!(place("36.1.1.1/32").region, Some(2));
+        assert_eq!(place("100.64.0.1/32").region, None);
+        // Nearest steers by the client's own coordinates: Tokyo to the Tokyo site.
+        let mut r = geo_record(Steer::Nearest);
+        r.sites.truncate(4);
+        let g = GslbTarget::compile(&r);
+        let health = FakeHealth::default();
+        let d = g.decide(Family::V4, &health, Some(&subnet("36.1.1.1/32")), &t, None);
+        assert_eq!(d.addresses, vec![v4("192.0.2.4")]);
     }
 }

@@ -259,6 +259,8 @@ fn geo_config() -> model::Config {
     for (name, net) in [("east", "198.51.100.0/24"), ("west", "203.0.113.0/24")] {
         config.regions.push(model::Region {
             name: name.into(),
+            countries: Vec::new(),
+            continents: Vec::new(),
             networks: vec![model::Cidr::parse(net).expect("cidr")],
             location: None,
             spill_to: Vec::new(),

@@ -36,7 +36,7 @@ mod snapshot;
 mod udp;
 
 pub use error::DnsError;
-pub use gslb::{site_states, ClientSubnet, SiteState};
+pub use gslb::{site_states, ClientSubnet, GeoFacts, GeoLocator, SiteState};
 pub use master::import_zone;
 pub use metrics::DnsMetrics;
 pub use server::{CompileAlarm, DnsServer};

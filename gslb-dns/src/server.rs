@@ -66,13 +66,14 @@ impl DnsServer {
         mut config: watch::Receiver<Arc<Revisioned<Config>>>,
         health: Arc<dyn HealthView>,
         metrics: DnsMetrics,
+        geoip: Option<Arc<dyn crate::GeoLocator>>,
     ) -> Result<DnsServer, DnsError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| DnsError::NoRuntime)?;
 
         let first = config.borrow_and_update().clone();
         let snapshot = Arc::new(ArcSwap::from_pointee(ZonesSnapshot::default()));
         let alarm = CompileAlarm::default();
-        apply(&first, &snapshot, &metrics, &alarm);
+        apply(&first, &snapshot, &metrics, &alarm, &geoip);
 
         let handle = snapshot.clone();
         let handler = Arc::new(Handler {
@@ -103,7 +104,7 @@ impl DnsServer {
                     _ = shutdown.cancelled() => return,
                 }
                 let next = config.borrow_and_update().clone();
-                apply(&next, &snapshot, &metrics, &task_alarm);
+                apply(&next, &snapshot, &metrics, &task_alarm, &geoip);
             }
         });
         Ok(DnsServer {
@@ -182,9 +183,11 @@ fn apply(
     store: &ArcSwap<ZonesSnapshot>,
     metrics: &DnsMetrics,
     alarm: &CompileAlarm,
+    geoip: &Option<Arc<dyn crate::GeoLocator>>,
 ) {
     match ZonesSnapshot::compile(&config.value, config.revision) {
         Ok(mut snapshot) => {
+            snapshot.set_geoip(geoip.clone());
             snapshot.count_answers(metrics);
             store.store(Arc::new(snapshot));
             alarm.set(None);

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
@@ -79,6 +80,12 @@ impl ZonesSnapshot {
         };
         snapshot.fast = crate::fast::FastTable::compile(&snapshot);
         Ok(snapshot)
+    }
+
+    /// Lets geo and nearest steering place clients no network of the regions holds through a
+    /// GeoIP database.
+    pub fn set_geoip(&mut self, locator: Option<Arc<dyn crate::GeoLocator>>) {
+        self.topology.set_locator(locator);
     }
 
     /// Counts each GSLB site's answers in `metrics` (`meridian_gslb_answers_total`).

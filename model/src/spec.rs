@@ -1069,6 +1069,15 @@ pub struct RegionSpec {
     /// Client networks (CIDR) in the region; the longest match across all regions wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
+    /// Countries (ISO 3166-1 alpha-2, e.g. `US`) whose clients are in the region, as the
+    /// node's GeoIP database (`geoip_database` in the node config) places them; used when no
+    /// network matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
+    /// Continents (`AF`, `AN`, `AS`, `EU`, `NA`, `OC`, `SA`), for clients whose country is in
+    /// no region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continents: Vec<String>,
     /// `"latitude,longitude"` in degrees, for `steer = "nearest"` and the region's sites.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,

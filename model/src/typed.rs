@@ -338,6 +338,10 @@ pub struct Region {
     pub name: String,
     /// Networks with their host bits cleared.
     pub networks: Vec<Cidr>,
+    /// Upper-case ISO country codes.
+    pub countries: Vec<String>,
+    /// Upper-case continent codes.
+    pub continents: Vec<String>,
     pub location: Option<GeoPoint>,
     /// Indexes into `Config::regions`.
     pub spill_to: Vec<usize>,

@@ -1487,6 +1487,7 @@ fn cname_loops(zones: &[Zone], e: &mut Errors) {
 fn regions(spec: &ConfigSpec, e: &mut Errors) -> Vec<Region> {
     let mut seen = HashSet::new();
     let mut owner: HashMap<Cidr, &str> = HashMap::new();
+    let mut code_owner: HashMap<(String, String), String> = HashMap::new();
     let mut out = Vec::new();
     for (i, r) in spec.regions.iter().enumerate() {
         let p = format!("regions[{i}]");
@@ -1509,6 +1510,34 @@ fn regions(spec: &ConfigSpec, e: &mut Errors) -> Vec<Region> {
                 None => networks.push(cidr),
             }
         }
+        let mut codes = |field: &str, list: &[String], ok: &dyn Fn(&str) -> bool| {
+            let mut out = Vec::new();
+            for (j, c) in list.iter().enumerate() {
+                let code = c.trim().to_ascii_uppercase();
+                if !ok(&code) {
+                    e.push(
+                        format!("{p}.{field}[{j}]"),
+                        format!("{c:?} is not a {field} code"),
+                    );
+                } else if let Some(other) =
+                    code_owner.insert((field.to_string(), code.clone()), r.name.clone())
+                {
+                    e.push(
+                        format!("{p}.{field}[{j}]"),
+                        format!("{code} is already in region {other:?}"),
+                    );
+                } else {
+                    out.push(code);
+                }
+            }
+            out
+        };
+        let countries = codes("countries", &r.countries, &|c: &str| {
+            c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())
+        });
+        let continents = codes("continents", &r.continents, &|c: &str| {
+            ["AF", "AN", "AS", "EU", "NA", "OC", "SA"].contains(&c)
+        });
         let location = location(&format!("{p}.location"), r.location.as_deref(), e);
         let mut spill_to = Vec::new();
         for (j, name) in r.spill_to.iter().enumerate() {
@@ -1527,6 +1556,8 @@ fn regions(spec: &ConfigSpec, e: &mut Errors) -> Vec<Region> {
         out.push(Region {
             name: r.name.clone(),
             networks,
+            countries,
+            continents,
             location,
             spill_to,
         });

@@ -994,3 +994,41 @@ records = [
         RecordData::NS("ns.child.example.com.".into())
     );
 }
+
+#[test]
+fn region_countries_and_continents_are_codes_in_one_region_each() {
+    let spec: ConfigSpec = from_toml(
+        r#"
+api_version = "meridian/v1"
+[[regions]]
+name = "a"
+countries = ["de", "USA"]
+continents = ["EU", "XX"]
+[[regions]]
+name = "b"
+countries = ["DE"]
+continents = ["eu"]
+"#,
+    )
+    .expect("parses");
+    let e = validate(&spec).expect_err("invalid");
+    let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "regions[0].countries[1]",
+            "regions[0].continents[1]",
+            "regions[1].countries[0]",
+            "regions[1].continents[0]",
+        ],
+        "{e:?}"
+    );
+    let mut good = spec.clone();
+    good.regions[0].countries.truncate(1);
+    good.regions[0].continents.truncate(1);
+    good.regions[1].countries = vec!["FR".into()];
+    good.regions[1].continents = vec!["as".into()];
+    let config = validate(&good).expect("valid");
+    assert_eq!(config.regions[0].countries, vec!["DE".to_string()], "upper-cased");
+    assert_eq!(config.regions[1].continents, vec!["AS".to_string()]);
+}

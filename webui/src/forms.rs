@@ -674,6 +674,18 @@ static REGION: Form = Form {
             "One CIDR per line, e.g. 198.51.100.0/24. The longest match across regions wins.",
         ),
         f(
+            "countries",
+            "Countries",
+            Kind::Lines,
+            "ISO codes (US, DE, ...), one per line: clients the node's GeoIP database places there, when no network matches.",
+        ),
+        f(
+            "continents",
+            "Continents",
+            Kind::Lines,
+            "AF, AN, AS, EU, NA, OC or SA, one per line: for clients whose country is in no region.",
+        ),
+        f(
             "location",
             "Location",
             Kind::OptText,

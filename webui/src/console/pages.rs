@@ -621,7 +621,14 @@ pub async fn gslb(
         .map(|r| RegionRow {
             name: r.name.clone(),
             href: format!("/console/regions/{}", seg(&r.name)),
-            networks: r.networks.join(", "),
+            networks: r
+                .networks
+                .iter()
+                .chain(&r.countries)
+                .chain(&r.continents)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
             location: r.location.clone().unwrap_or_default(),
             spill_to: r.spill_to.join(", "),
         })

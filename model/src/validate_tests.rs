@@ -1029,6 +1029,10 @@ continents = ["eu"]
     good.regions[1].countries = vec!["FR".into()];
     good.regions[1].continents = vec!["as".into()];
     let config = validate(&good).expect("valid");
-    assert_eq!(config.regions[0].countries, vec!["DE".to_string()], "upper-cased");
+    assert_eq!(
+        config.regions[0].countries,
+        vec!["DE".to_string()],
+        "upper-cased"
+    );
     assert_eq!(config.regions[1].continents, vec!["AS".to_string()]);
 }

@@ -1,10 +1,18 @@
 //! The GeoIP database an operator provides (`geoip_database` in the node config): a MaxMind DB
-//! file (GeoLite2 or GeoIP2 City or Country), read once at start with the `maxminddb` crate and
-//! handed to the DNS plane as a `gslb_dns::GeoLocator`. Regions name the countries and
-//! continents it places clients in; networks of the regions table win over it.
+//! file (GeoLite2 or GeoIP2 City or Country), read with the `maxminddb` crate and handed to the
+//! DNS plane as a `gslb_dns::GeoLocator`. Regions name the countries and continents it places
+//! clients in; networks of the regions table win over it.
+//!
+//! The file is read at start (a node with an unreadable one does not start) and again whenever
+//! it changes ([`Reloading`]), so the weekly database updates take effect without a restart; a
+//! new file that does not read keeps the old database in use and says so in the log.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
 
 use anyhow::Context;
 use gslb_dns::{GeoFacts, GeoLocator};
@@ -49,4 +57,61 @@ impl GeoLocator for MaxMind {
             prefix,
         })
     }
+}
+
+/// How often the file is looked at for a change.
+const RELOAD_CHECK: Duration = Duration::from_secs(5);
+
+/// The database in use, swapped for a new one when the file changes.
+pub struct Reloading {
+    current: ArcSwap<MaxMind>,
+}
+
+impl GeoLocator for Reloading {
+    fn locate(&self, addr: IpAddr) -> Option<GeoFacts> {
+        self.current.load().locate(addr)
+    }
+}
+
+impl Reloading {
+    /// Opens `path` and starts watching it.
+    pub fn start(path: PathBuf) -> anyhow::Result<Arc<Reloading>> {
+        let db = MaxMind::open(&path)?;
+        tracing::info!(path = %path.display(), database = %db.describe(), "GeoIP database loaded");
+        let geo = Arc::new(Reloading {
+            current: ArcSwap::from_pointee(db),
+        });
+        let watched = geo.clone();
+        tokio::spawn(async move {
+            let mut seen = modified(&path);
+            let mut tick = tokio::time::interval(RELOAD_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = modified(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match MaxMind::open(&path) {
+                    Ok(db) => {
+                        tracing::info!(path = %path.display(), database = %db.describe(), "GeoIP database reloaded");
+                        watched.current.store(Arc::new(db));
+                    }
+                    Err(e) => tracing::warn!(
+                        path = %path.display(),
+                        error = format!("{e:#}"),
+                        "the changed GeoIP database does not read; the previous one stays in use"
+                    ),
+                }
+            }
+        });
+        Ok(geo)
+    }
+}
+
+fn modified(path: &Path) -> Option<(SystemTime, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())))
 }

@@ -179,11 +179,7 @@ impl Node {
         let dns_metrics = gslb_dns::DnsMetrics::new(&registry)?;
         let dns = udp[0].local_addr()?;
         let geoip: Option<Arc<dyn gslb_dns::GeoLocator>> = match &cfg.geoip_database {
-            Some(path) => {
-                let db = crate::geoip::MaxMind::open(path)?;
-                tracing::info!(path = %path.display(), database = %db.describe(), "GeoIP database loaded");
-                Some(Arc::new(db))
-            }
+            Some(path) => Some(crate::geoip::Reloading::start(path.clone())?),
             None => None,
         };
         let dns_server = gslb_dns::DnsServer::spawn(

@@ -1,6 +1,6 @@
 //! GSLB steering by a GeoIP database the operator provides (`geoip_database`): the real binary
-//! reads a MaxMind DB file written here by a minimal writer of our own, and DNS answers follow
-//! the countries and continents the regions list.
+//! reads a MaxMind DB file written here by a minimal writer of our own, DNS answers follow the
+//! countries and continents the regions list, and a new file takes effect without a restart.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -211,6 +211,24 @@ sites = [
     assert_eq!(answers[1], "192.0.2.2", "{answers:?}");
     assert_eq!(answers[2], "192.0.2.3", "{answers:?}");
     assert_eq!(answers[3].lines().count(), 3, "{answers:?}");
+
+    // The weekly update: a new file (written aside, then renamed over the old one, as
+    // geoipupdate does) in which 81/8 is French. The node picks it up without a restart.
+    let fresh = dir.path().join("fresh.mmdb");
+    write_mmdb(&fresh, &[([81, 0, 0, 0], 8, "FR", "EU", 48.9, 2.4)]);
+    std::fs::rename(&fresh, &db).expect("rename");
+    let moved = eventually(Duration::from_secs(20), || async {
+        dig_subnet(&node, "app.geo.test", "81.2.3.0/24").await == "192.0.2.2"
+    })
+    .await;
+    assert!(moved.is_some(), "the new database was not picked up");
+    // A broken file keeps the last good database in use.
+    std::fs::write(&db, b"not a database").expect("write");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        dig_subnet(&node, "app.geo.test", "81.2.3.0/24").await,
+        "192.0.2.2"
+    );
 }
 
 #[tokio::test]

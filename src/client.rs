@@ -121,16 +121,8 @@ pub async fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
             if_match,
             force,
         } => {
-            let precondition = match (if_match, force) {
-                (Some(rev), _) => format!("\"{rev}\""),
-                (None, true) => "*".to_string(),
-                (None, false) => {
-                    eprintln!(
-                        "error: pass --if-match <revision> (from `meridian config get`) to apply \
-                         only if nobody changed the config since, or --force to overwrite"
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
+            let Some(precondition) = precondition(if_match, force) else {
+                return Ok(ExitCode::FAILURE);
             };
             let http = http_client(api.ca_cert.as_deref())?;
             let body =
@@ -224,7 +216,7 @@ pub async fn status(api: ApiArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn dns(cmd: DnsCommand) -> anyhow::Result<ExitCode> {
-    let (api, name, qtype, client, ecs, json) = match cmd {
+    match cmd {
         DnsCommand::Explain {
             api,
             name,
@@ -232,44 +224,25 @@ pub async fn dns(cmd: DnsCommand) -> anyhow::Result<ExitCode> {
             client,
             ecs,
             json,
-        } => (api, name, qtype, client, ecs, json),
+        } => dns_explain(api, name, qtype, client, ecs, json).await,
         DnsCommand::Import {
             api,
             name,
             file,
             if_match,
             force,
-        } => {
-            let precondition = match (if_match, force) {
-                (Some(rev), _) => format!("\"{rev}\""),
-                (None, true) => "*".to_string(),
-                (None, false) => {
-                    eprintln!(
-                        "error: pass --if-match <revision> to import only if nobody changed the \
-                         config since, or --force to overwrite"
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
-            let body =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let http = http_client(api.ca_cert.as_deref())?;
-            let path = format!("/zones/{}/file", seg(&name));
-            let resp = authed(http.put(url(&api.api, &path)), &api)?
-                .header("if-match", precondition)
-                .header("content-type", "text/dns")
-                .body(body)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {}", api.api))?;
-            if resp.status() != StatusCode::OK {
-                return Ok(report_error(resp).await);
-            }
-            let v: serde_json::Value = resp.json().await.unwrap_or_default();
-            println!("imported {name}: revision {}", v["revision"]);
-            return Ok(ExitCode::SUCCESS);
-        }
-    };
+        } => dns_import(api, name, file, if_match, force).await,
+    }
+}
+
+async fn dns_explain(
+    api: ApiArgs,
+    name: String,
+    qtype: String,
+    client: Option<String>,
+    ecs: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let http = http_client(api.ca_cert.as_deref())?;
     let mut query = vec![("name", name), ("type", qtype)];
     query.extend(client.map(|c| ("client", c)));
@@ -289,6 +262,50 @@ pub async fn dns(cmd: DnsCommand) -> anyhow::Result<ExitCode> {
         print!("{}", crate::explain::render(&explained));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn dns_import(
+    api: ApiArgs,
+    name: String,
+    file: std::path::PathBuf,
+    if_match: Option<u64>,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(precondition) = precondition(if_match, force) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let body = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let http = http_client(api.ca_cert.as_deref())?;
+    let path = format!("/zones/{}/file", seg(&name));
+    let resp = authed(http.put(url(&api.api, &path)), &api)?
+        .header("if-match", precondition)
+        .header("content-type", "text/dns")
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", api.api))?;
+    if resp.status() != StatusCode::OK {
+        return Ok(report_error(resp).await);
+    }
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    println!("imported {name}: revision {}", v["revision"]);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `If-Match` a write sends: `--if-match N` or `--force`; `None` (after saying why) when
+/// neither was given, so that a blind overwrite is always deliberate.
+fn precondition(if_match: Option<u64>, force: bool) -> Option<String> {
+    match (if_match, force) {
+        (Some(rev), _) => Some(format!("\"{rev}\"")),
+        (None, true) => Some("*".to_string()),
+        (None, false) => {
+            eprintln!(
+                "error: pass --if-match <revision> (from `meridian config get`) to apply \
+                 only if nobody changed the config since, or --force to overwrite"
+            );
+            None
+        }
+    }
 }
 
 pub async fn cache(cmd: CacheCommand) -> anyhow::Result<ExitCode> {

@@ -133,12 +133,11 @@ impl SiteHealth {
     pub fn votes(&self, key: &str) -> Vec<Vote> {
         let mut out = vec![Vote {
             node: self.node_id,
-            up: self
-                .local
-                .observed()
-                .into_iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, up)| up),
+            up: self.local.status(key).and_then(|s| match s.state {
+                HealthState::Up => Some(true),
+                HealthState::Down => Some(false),
+                HealthState::Unknown => None,
+            }),
         }];
         let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         let mut ids: Vec<&u64> = peers.keys().collect();

@@ -325,7 +325,9 @@ struct SiteTarget {
     /// The site's stable identity in persistent hashing: the same on every node.
     seed: u64,
     /// `meridian_gslb_answers_total` of this site, once the server attached its metrics.
-    answered: Option<prometheus::IntCounter>,
+    /// Shared with every clone of the target (the fast path keeps one), so attaching the
+    /// counter once reaches them all.
+    answered: Arc<std::sync::OnceLock<prometheus::IntCounter>>,
 }
 
 impl SiteTarget {
@@ -394,7 +396,7 @@ impl GslbTarget {
                     region: site.region,
                     location: site.location,
                     seed: fnv1a(site.name.as_bytes()),
-                    answered: None,
+                    answered: Arc::default(),
                 })
                 .collect(),
         }
@@ -656,7 +658,7 @@ impl GslbTarget {
             }
             if !out.contains(&site.address) {
                 out.push(site.address);
-                if let (Some(counter), None) = (&site.answered, trace) {
+                if let (Some(counter), None) = (site.answered.get(), trace) {
                     counter.inc();
                 }
             }
@@ -665,9 +667,9 @@ impl GslbTarget {
     }
 
     /// Counts each site's answers in `metrics` from now on.
-    pub(crate) fn count_answers(&mut self, record: &str, metrics: &crate::DnsMetrics) {
-        for site in &mut self.sites {
-            site.answered = Some(metrics.site_answers(record, &site.name));
+    pub(crate) fn count_answers(&self, record: &str, metrics: &crate::DnsMetrics) {
+        for site in &self.sites {
+            let _ = site.answered.set(metrics.site_answers(record, &site.name));
         }
     }
 

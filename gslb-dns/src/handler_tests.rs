@@ -2,15 +2,11 @@
 //! by a fake `ResponseHandler` and decoded again.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 
 use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::net::NetError;
-use hickory_server::zone_handler::MessageResponse;
 use model::AllDownPolicy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -18,34 +14,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::gslb::tests::{record, FakeHealth};
 use crate::snapshot::tests::config;
-
-/// Captures the encoded response instead of sending it.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut buf = Vec::new();
-        let mut encoder = BinEncoder::new(&mut buf);
-        encoder.set_max_size(512);
-        let info = response.destructive_emit(&mut encoder)?;
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(buf);
-        }
-        Ok(info)
-    }
-}
+use crate::udp::Capture;
 
 /// A handler on `config`, response-rate limiting off unless the config sets it.
 fn handler(config: &model::Config, health: Arc<FakeHealth>) -> Handler {
@@ -71,11 +40,11 @@ fn handler(config: &model::Config, health: Arc<FakeHealth>) -> Handler {
 async fn ask(handler: &Handler, bytes: &[u8]) -> Option<(ResponseInfo, Message)> {
     let src: SocketAddr = ([127, 0, 0, 1], 5353).into();
     let request = Request::from_bytes(bytes.to_vec(), src, Protocol::Udp).ok()?;
-    let capture = Capture::default();
+    let capture = Capture::new(512);
     let info = handler
         .handle_request::<_, TokioTime>(&request, capture.clone())
         .await;
-    let bytes = capture.0.lock().ok()?.take().expect("a response was sent");
+    let bytes = capture.take().expect("a response was sent");
     let message = Message::from_vec(&bytes).expect("our responses always decode");
     assert_eq!(message.metadata.id, request.metadata.id);
     Some((info, message))
@@ -379,11 +348,11 @@ async fn over_the_rate_udp_responses_slip_truncated_or_are_dropped_and_updates_a
     for _ in 0..4 {
         let src: SocketAddr = ([192, 0, 2, 9], 5353).into();
         let request = Request::from_bytes(query.clone(), src, Protocol::Udp).expect("parses");
-        let capture = Capture::default();
+        let capture = Capture::new(512);
         handler
             .handle_request::<_, TokioTime>(&request, capture.clone())
             .await;
-        let sent = capture.0.lock().expect("lock").take();
+        let sent = capture.take();
         seen.push(sent.map(|b| {
             let m = Message::from_vec(&b).expect("decodes");
             (m.metadata.truncation, m.answers.len())

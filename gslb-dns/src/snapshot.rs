@@ -89,16 +89,13 @@ impl ZonesSnapshot {
     }
 
     /// Counts each GSLB site's answers in `metrics` (`meridian_gslb_answers_total`).
-    pub fn count_answers(&mut self, metrics: &crate::DnsMetrics) {
-        for zone in &mut self.zones {
-            for (name, node) in &mut zone.nodes {
-                if let Some(gslb) = &mut node.gslb {
-                    gslb.count_answers(&name.to_string(), metrics);
-                }
+    /// The fast path's copies of the targets share the counters.
+    pub fn count_answers(&self, metrics: &crate::DnsMetrics) {
+        for (name, gslb) in self.names() {
+            if let Some(gslb) = gslb {
+                gslb.count_answers(&name.to_string(), metrics);
             }
         }
-        // The fast path's copies of the GSLB targets count too.
-        self.fast = crate::fast::FastTable::compile(self);
     }
 
     /// Every name of every zone, with its GSLB target if it has one.
@@ -139,8 +136,8 @@ impl ZonesSnapshot {
         let q = crate::fast::parse(packet)?;
         let mut out = Vec::new();
         match self
-            .fast
-            .answer(packet, &q, src, health, &self.topology, &mut out)
+            .fast_entry(&q)?
+            .answer(packet, &q, src, health, &mut out)
         {
             crate::fast::Fast::Answer(_) => Some(out),
             crate::fast::Fast::Slow => None,
@@ -152,20 +149,9 @@ impl ZonesSnapshot {
         self.fast.len()
     }
 
-    pub(crate) fn has_fast_answer(&self, key: &crate::fast::Key) -> bool {
-        self.fast.contains(key)
-    }
-
-    pub(crate) fn fast_answer(
-        &self,
-        packet: &[u8],
-        q: &crate::fast::Parsed,
-        src: IpAddr,
-        health: &dyn HealthView,
-        out: &mut Vec<u8>,
-    ) -> crate::fast::Fast {
-        self.fast
-            .answer(packet, q, src, health, &self.topology, out)
+    /// The fast path's entry for `q`, if it has one.
+    pub(crate) fn fast_entry(&self, q: &crate::fast::Parsed) -> Option<crate::fast::Found<'_>> {
+        self.fast.entry(q, &self.topology)
     }
 
     /// The response-rate limit of this revision, if on.

@@ -97,9 +97,7 @@ fn fast_path(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut Vec<u8
     let q = fast::parse(packet)?;
     let snapshot = handler.snapshot.load();
     // Response-rate limiting counts only what this path answers; the slow path counts its own.
-    if !snapshot.has_fast_answer(&q.key) {
-        return None;
-    }
+    let found = snapshot.fast_entry(&q)?;
     if let Some(limit) = snapshot.rrl() {
         match handler.rates.check(limit, src.ip()) {
             Verdict::Answer => {}
@@ -115,7 +113,7 @@ fn fast_path(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut Vec<u8
             }
         }
     }
-    match snapshot.fast_answer(packet, &q, src.ip(), &*handler.health, out) {
+    match found.answer(packet, &q, src.ip(), &*handler.health, out) {
         Fast::Answer(rcode) => {
             handler.metrics.record_response(rcode, Protocol::Udp);
             Some(())
@@ -159,13 +157,9 @@ fn slow_path(
         .edns
         .as_ref()
         .map_or(512, |e| e.max_payload().clamp(512, 1232));
-    let capture = Capture {
-        out: Arc::new(Mutex::new(None)),
-        max,
-    };
+    let capture = Capture::new(max);
     runtime.block_on(handler.handle_request::<_, TokioTime>(&request, capture.clone()));
-    let taken = capture.out.lock().ok().and_then(|mut slot| slot.take());
-    match taken {
+    match capture.take() {
         Some(bytes) => {
             *out = bytes;
             true
@@ -187,9 +181,24 @@ fn formerr(packet: &[u8], out: &mut Vec<u8>) {
 /// Captures the encoded response the handler sends, encoded as hickory's UDP path would
 /// (truncated to the client's payload size, TC set).
 #[derive(Clone)]
-struct Capture {
+pub(crate) struct Capture {
     out: Arc<Mutex<Option<Vec<u8>>>>,
     max: u16,
+}
+
+impl Capture {
+    /// Encodes what is sent to it into at most `max` bytes.
+    pub(crate) fn new(max: u16) -> Capture {
+        Capture {
+            out: Arc::default(),
+            max,
+        }
+    }
+
+    /// The response sent, if one was.
+    pub(crate) fn take(&self) -> Option<Vec<u8>> {
+        self.out.lock().ok().and_then(|mut slot| slot.take())
+    }
 }
 
 #[async_trait::async_trait]

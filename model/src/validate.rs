@@ -1400,9 +1400,10 @@ fn delegations(p: &str, z: &ZoneSpec, origin: &str, records: &[Record], e: &mut 
         })
         .collect();
     // `records` lost the entries that failed to parse: walk the spec for the paths.
+    let parsed: HashSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
     for (j, spec) in z.records.iter().enumerate() {
         let name = owner_name(&spec.name, origin);
-        if !records.iter().any(|r| r.name == name) {
+        if !parsed.contains(name.as_str()) {
             continue;
         }
         let below = cuts.iter().find(|cut| name != **cut && in_zone(&name, cut));

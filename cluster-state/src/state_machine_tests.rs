@@ -29,8 +29,20 @@ fn pool(name: &str) -> Command {
     })
 }
 
+/// Opens the store in `dir`. A store just dropped may still hold sled's file lock for a
+/// moment (its flusher thread ends on its own), so a reopen waits for it, up to 5 s.
 fn open(dir: &std::path::Path) -> (StateMachine, watch::Receiver<Applied>) {
-    let store = Store::open_sled(dir).expect("opens");
+    let mut tries = 0;
+    let store = loop {
+        match Store::open_sled(dir) {
+            Ok(store) => break store,
+            Err(e) if tries < 50 && format!("{e:?}").contains("could not acquire lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("opens: {e:?}"),
+        }
+    };
     StateMachine::open(store).expect("loads")
 }
 

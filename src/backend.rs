@@ -81,6 +81,10 @@ impl webui::Backend for NodeBackend {
         self.cluster.current().ticket_keys
     }
 
+    fn tsig_keys(&self) -> Arc<BTreeMap<String, Arc<model::records::TsigKeyRecord>>> {
+        self.cluster.current().tsig_keys
+    }
+
     fn cache(&self) -> webui::CacheView {
         let store = self.dataplane.cache();
         let s = store.stats();

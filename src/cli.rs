@@ -258,6 +258,45 @@ pub enum DnsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// TSIG keys that zone transfers to secondaries and NOTIFY are signed with.
+    #[command(subcommand)]
+    Tsig(TsigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TsigCommand {
+    /// List the keys (names, algorithms, the zones that use them; never secrets).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Store a key. With --generate a new secret is made here and printed once, as a BIND/Knot
+    /// key clause to give the secondaries; the API never shows it again.
+    Add {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The key's name, e.g. xfr.example.com.
+        name: String,
+        /// hmac-sha256, hmac-sha384 or hmac-sha512.
+        #[arg(long, default_value = "hmac-sha256")]
+        algorithm: String,
+        /// A file holding the secret in base64 (as tsig-keygen or keymgr print it).
+        #[arg(
+            long,
+            conflicts_with = "generate",
+            required_unless_present = "generate"
+        )]
+        secret_file: Option<PathBuf>,
+        /// Make a new random secret.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Delete a key no zone uses.
+    Delete {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

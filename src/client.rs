@@ -232,6 +232,102 @@ pub async fn dns(cmd: DnsCommand) -> anyhow::Result<ExitCode> {
             if_match,
             force,
         } => dns_import(api, name, file, if_match, force).await,
+        DnsCommand::Tsig(cmd) => tsig(cmd).await,
+    }
+}
+
+async fn tsig(cmd: crate::cli::TsigCommand) -> anyhow::Result<ExitCode> {
+    use crate::cli::TsigCommand;
+    match cmd {
+        TsigCommand::List { api } => {
+            let http = http_client(api.ca_cert.as_deref())?;
+            let resp = authed(http.get(url(&api.api, "/dns/tsig-keys")), &api)?
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            let keys: Vec<serde_json::Value> = resp.json().await?;
+            println!("{:<32} {:<12} USED BY", "NAME", "ALGORITHM");
+            for k in keys {
+                let used: Vec<&str> = k["used_by"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                println!(
+                    "{:<32} {:<12} {}",
+                    k["name"].as_str().unwrap_or("?"),
+                    k["algorithm"].as_str().unwrap_or("?"),
+                    if used.is_empty() {
+                        "-".to_string()
+                    } else {
+                        used.join(", ")
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TsigCommand::Add {
+            api,
+            name,
+            algorithm,
+            secret_file,
+            generate,
+        } => {
+            let secret = match (&secret_file, generate) {
+                (Some(path), _) => zeroize::Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                (None, _) => {
+                    let alg = model::records::TsigAlgorithm::parse(&algorithm).unwrap_or_default();
+                    credentials::new_tsig_secret(alg)
+                        .map_err(|e| anyhow::anyhow!("cannot make a secret: {e}"))?
+                }
+            };
+            let http = http_client(api.ca_cert.as_deref())?;
+            let body = serde_json::json!({
+                "name": name,
+                "algorithm": algorithm,
+                "secret": secret.as_str(),
+            });
+            let resp = authed(http.post(url(&api.api, "/dns/tsig-keys")), &api)?
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            let written: serde_json::Value = resp.json().await?;
+            let stored = written["name"].as_str().unwrap_or(&name).to_string();
+            eprintln!("stored TSIG key {stored} ({algorithm})");
+            if generate {
+                // The one time the secret is shown: the clause secondaries take.
+                println!(
+                    "key \"{}\" {{\n\talgorithm {algorithm};\n\tsecret \"{}\";\n}};",
+                    stored.trim_end_matches('.'),
+                    secret.as_str()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TsigCommand::Delete { api, name } => {
+            let http = http_client(api.ca_cert.as_deref())?;
+            let path = format!("/dns/tsig-keys/{name}");
+            let resp = authed(http.delete(url(&api.api, &path)), &api)?
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            eprintln!("deleted TSIG key {name}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

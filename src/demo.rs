@@ -18,6 +18,9 @@ use crate::node::{self, Node, INITIAL_PASSWORD_FILE};
 use crate::node_config::NodeConfig;
 
 pub const DEMO_ZONE: &str = "demo.meridian.test";
+/// The TSIG key of the demo zone's transfers, and the file (in the data folder) dig reads it from.
+const DEMO_XFR_KEY: &str = "xfr.demo.meridian.test";
+const DEMO_XFR_KEY_FILE: &str = "demo-xfr.key";
 /// The name of the certificate the demo generates for its HTTPS listener.
 pub const DEMO_CERT: &str = "demo";
 pub const EAST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -69,6 +72,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .propose(model::Change::PutCertificate { record: cert })
             .await
             .context("cannot store the demo certificate")?;
+        // The TSIG key the demo zone's secondary (this host, as `dig -k`) transfers it with:
+        // generated here, sealed in the store, and written once for dig in BIND's format.
+        let (key, secret) = credentials::tsig_key(
+            DEMO_XFR_KEY,
+            model::records::TsigAlgorithm::HmacSha256,
+            None,
+            &node.cluster_key,
+            model::unix_ms(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot make the demo TSIG key: {e}"))?;
+        node::write_private_file(
+            &node.data_dir.join(DEMO_XFR_KEY_FILE),
+            format!(
+                "key \"{DEMO_XFR_KEY}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n",
+                secret.as_str()
+            )
+            .as_bytes(),
+        )?;
+        node.cluster
+            .propose(model::Change::PutTsigKey { record: key })
+            .await
+            .context("cannot store the demo TSIG key")?;
         node.cluster
             .propose(model::Change::ReplaceConfig {
                 expected_revision: Some(0),
@@ -173,6 +198,11 @@ records = [
   {{ name = "www", type = "CNAME", value = "app" }},
   {{ name = "@", type = "TXT", value = "meridian demo zone" }},
 ]
+# Zone transfers (AXFR/IXFR) to this host, signed with the demo's TSIG key; no NOTIFY, as no
+# secondary server listens here.
+secondaries = [
+  {{ address = "127.0.0.1", tsig_key = "{DEMO_XFR_KEY}", notify = false }},
+]
 
 [[gslb_records]]
 name = "app.{DEMO_ZONE}"
@@ -250,6 +280,7 @@ Meridian demo is running: one node, data in {data}
   Failover    dig @{dns_ip} -p {dns_port} failover.{DEMO_ZONE} A +short      (east; west when east is down)
   Geo         dig @{dns_ip} -p {dns_port} geo.{DEMO_ZONE} A +subnet=198.51.100.7/24   (east; 203.0.113.0/24 gets west)
   Explain     MERIDIAN_TOKEN=<token> meridian dns explain geo.{DEMO_ZONE} --ecs 198.51.100.0/24
+  Transfer    dig @{dns_ip} -p {dns_port} {DEMO_ZONE} AXFR -k {data}/{DEMO_XFR_KEY_FILE}   (TSIG-signed; unsigned is refused)
   API token   MERIDIAN_API={admin_url} MERIDIAN_PASSWORD=<password> meridian token create
   Config      MERIDIAN_API={admin_url} MERIDIAN_TOKEN=<token> meridian config get
   Drain       MERIDIAN_TOKEN=<token> meridian member --pool mesh --address {EAST}:{port} draining

@@ -41,6 +41,8 @@ pub struct Node {
     /// Follows (and, on the leader, rotates) the cluster's session-ticket keys.
     tickets_task: tokio::task::JoinHandle<()>,
     purges_task: tokio::task::JoinHandle<()>,
+    /// Opens the credential store's TSIG keys for the DNS server.
+    tsig_task: tokio::task::JoinHandle<()>,
     /// Cluster-wide rate limits' and site health's gossip.
     limits_tasks: [tokio::task::JoinHandle<()>; 4],
 }
@@ -168,6 +170,7 @@ impl Node {
         let tickets_task =
             crate::tickets::spawn(cluster.clone(), cluster_key.clone(), dataplane.certs());
         let purges_task = follow_purges(&cluster, dataplane.cache());
+        let (tsig_keys, tsig_task) = follow_tsig_keys(&cluster, cluster_key.clone());
         let (limits_send, limits_receive) =
             crate::global_limits::spawn(cluster.clone(), dataplane.clone());
         let site_health =
@@ -189,6 +192,7 @@ impl Node {
             site_health.clone(),
             dns_metrics.clone(),
             geoip,
+            tsig_keys,
         )?;
 
         let tls = crate::admin_tls::load(cfg)?;
@@ -246,6 +250,7 @@ impl Node {
             certs_task,
             tickets_task,
             purges_task,
+            tsig_task,
             limits_tasks: [limits_send, limits_receive, health_send, health_receive],
         })
     }
@@ -293,6 +298,7 @@ impl Node {
         self.certs_task.abort();
         self.tickets_task.abort();
         self.purges_task.abort();
+        self.tsig_task.abort();
         for t in &self.limits_tasks {
             t.abort();
         }
@@ -505,6 +511,49 @@ async fn bind_dns(addr: SocketAddr) -> anyhow::Result<(Vec<std::net::UdpSocket>,
     Err(anyhow::anyhow!(
         "cannot bind DNS on one port for UDP and TCP: {last_err:?}"
     ))
+}
+
+/// The TSIG keys of the credential store, opened with the cluster key, for the DNS server; kept
+/// in step as keys are added and deleted. A key that does not open is left out and logged (by
+/// name only): transfers and NOTIFY with it fail until it is stored again.
+fn follow_tsig_keys(
+    cluster: &Arc<ClusterNode>,
+    key: Arc<credentials::ClusterKey>,
+) -> (gslb_dns::TsigKeyStore, tokio::task::JoinHandle<()>) {
+    fn open(
+        records: &std::collections::BTreeMap<String, Arc<model::records::TsigKeyRecord>>,
+        key: &credentials::ClusterKey,
+    ) -> gslb_dns::TsigKeys {
+        let mut opened = Vec::new();
+        for record in records.values() {
+            match credentials::open_tsig_key(record, key) {
+                Ok(secret) => opened.push((record.name.as_str(), record.algorithm, secret)),
+                Err(error) => {
+                    tracing::error!(key = %record.name, %error, "TSIG key does not open")
+                }
+            }
+        }
+        let keys = opened.iter().map(|(n, a, s)| (*n, *a, s.as_slice()));
+        gslb_dns::TsigKeys::new(keys).unwrap_or_else(|error| {
+            tracing::error!(%error, "TSIG keys unusable; zone transfers are refused");
+            gslb_dns::TsigKeys::default()
+        })
+    }
+    let store = gslb_dns::TsigKeyStore::default();
+    let mut applied = cluster.subscribe();
+    let mut current = applied.borrow_and_update().tsig_keys.clone();
+    store.set(open(&current, &key));
+    let follower = store.clone();
+    let task = tokio::spawn(async move {
+        while applied.changed().await.is_ok() {
+            let next = applied.borrow_and_update().tsig_keys.clone();
+            if !Arc::ptr_eq(&next, &current) {
+                follower.set(open(&next, &key));
+                current = next;
+            }
+        }
+    });
+    (store, task)
 }
 
 /// Applies the cluster's cache purges to this node's store as they replicate (and, at start,

@@ -22,3 +22,5 @@ mod flow;
 mod geoip;
 #[path = "e2e/tls.rs"]
 mod tls;
+#[path = "e2e/xfr.rs"]
+mod xfr;

@@ -11,7 +11,7 @@ pub type Command = model::Proposal;
 
 pub use model::records::{
     AuditEntry, AuthState, CertificateRecord, PurgeRecord, RevisionRecord, TicketKeyRecord,
-    TokenInfo, UserRecord,
+    TokenInfo, TsigKeyRecord, UserRecord,
 };
 
 /// How many config revisions (each with its whole spec) the history keeps for diff and rollback.
@@ -34,6 +34,8 @@ pub struct Applied {
     pub certificates: Arc<BTreeMap<String, Arc<CertificateRecord>>>,
     /// Session-ticket keys, newest first. Sealed.
     pub ticket_keys: Arc<Vec<Arc<TicketKeyRecord>>>,
+    /// TSIG keys for zone transfers, by name. Sealed.
+    pub tsig_keys: Arc<BTreeMap<String, Arc<TsigKeyRecord>>>,
     /// Cache purges, oldest first.
     pub purges: Arc<Vec<PurgeRecord>>,
 }
@@ -74,6 +76,8 @@ pub(crate) struct Document {
     /// Newest first, at most [`model::records::TICKET_KEYS_KEPT`].
     #[serde(default)]
     pub ticket_keys: VecDeque<Arc<TicketKeyRecord>>,
+    #[serde(default)]
+    pub tsig_keys: BTreeMap<String, Arc<TsigKeyRecord>>,
     /// Oldest first, at most [`model::records::PURGES_KEPT`].
     #[serde(default)]
     pub purges: VecDeque<PurgeRecord>,
@@ -89,6 +93,7 @@ pub(crate) struct Outcome {
     pub auth_changed: bool,
     pub certificates_changed: bool,
     pub ticket_keys_changed: bool,
+    pub tsig_keys_changed: bool,
     pub purges_changed: bool,
 }
 
@@ -301,6 +306,35 @@ impl Document {
                 }
                 Ok(self.certificates_outcome())
             }
+            Change::PutTsigKey { record } => {
+                self.tsig_keys
+                    .insert(record.name.clone(), Arc::new(record.clone()));
+                Ok(self.tsig_keys_outcome())
+            }
+            Change::DeleteTsigKey { name } => {
+                let users: Vec<&str> = self
+                    .spec
+                    .zones
+                    .iter()
+                    .filter(|z| {
+                        z.secondaries.iter().any(|s| {
+                            model::validate::tsig_key_name(&s.tsig_key).as_deref()
+                                == Some(name.as_str())
+                        })
+                    })
+                    .map(|z| z.name.as_str())
+                    .collect();
+                if !users.is_empty() {
+                    return Err(ApplyError::Refused(format!(
+                        "TSIG key {name:?} is used by the secondaries of zone {}; change them first",
+                        users.join(", zone ")
+                    )));
+                }
+                if self.tsig_keys.remove(name).is_none() {
+                    return Err(ApplyError::Refused(format!("no TSIG key named {name:?}")));
+                }
+                Ok(self.tsig_keys_outcome())
+            }
             Change::RotateTicketKey { record } => {
                 if self.ticket_keys.iter().any(|k| k.id == record.id) {
                     return Err(ApplyError::Refused(format!(
@@ -316,6 +350,7 @@ impl Document {
                     auth_changed: false,
                     certificates_changed: false,
                     ticket_keys_changed: true,
+                    tsig_keys_changed: false,
                     purges_changed: false,
                 })
             }
@@ -335,6 +370,7 @@ impl Document {
                     auth_changed: false,
                     certificates_changed: false,
                     ticket_keys_changed: false,
+                    tsig_keys_changed: false,
                     purges_changed: true,
                 })
             }
@@ -344,6 +380,7 @@ impl Document {
                 auth_changed: false,
                 certificates_changed: false,
                 ticket_keys_changed: false,
+                tsig_keys_changed: false,
                 purges_changed: false,
             }),
         }
@@ -368,9 +405,12 @@ impl Document {
     /// not use up revision numbers.
     fn commit_spec(&mut self, spec: model::ConfigSpec) -> Result<Outcome, ApplyError> {
         let mut config = model::validate(&spec).map_err(ApplyError::Invalid);
-        let missing = model::validate::certificate_errors(&spec, |c| {
+        let mut missing = model::validate::certificate_errors(&spec, |c| {
             model::records::certificate_usable(&self.certificates, c)
         });
+        missing.extend(model::validate::tsig_key_errors(&spec, |k| {
+            self.tsig_keys.contains_key(k)
+        }));
         if !missing.is_empty() {
             let mut errors = match config {
                 Ok(_) => model::ValidationErrors { errors: Vec::new() },
@@ -389,6 +429,7 @@ impl Document {
             auth_changed: false,
             certificates_changed: false,
             ticket_keys_changed: false,
+            tsig_keys_changed: false,
             purges_changed: false,
         })
     }
@@ -400,6 +441,19 @@ impl Document {
             auth_changed: true,
             certificates_changed: false,
             ticket_keys_changed: false,
+            tsig_keys_changed: false,
+            purges_changed: false,
+        }
+    }
+
+    fn tsig_keys_outcome(&self) -> Outcome {
+        Outcome {
+            revision: self.revision,
+            config: None,
+            auth_changed: false,
+            certificates_changed: false,
+            ticket_keys_changed: false,
+            tsig_keys_changed: true,
             purges_changed: false,
         }
     }
@@ -411,6 +465,7 @@ impl Document {
             auth_changed: false,
             certificates_changed: true,
             ticket_keys_changed: false,
+            tsig_keys_changed: false,
             purges_changed: false,
         }
     }

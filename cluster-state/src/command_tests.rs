@@ -346,3 +346,84 @@ fn ticket_keys_are_kept_newest_first_and_bounded() {
     );
     assert!(!last.action.contains("ciphertext"));
 }
+
+fn zone_with_secondary(key: &str) -> model::Object {
+    model::Object::Zones(model::ZoneSpec {
+        name: "example.test".into(),
+        soa: model::SoaSpec {
+            mname: "ns1.example.test".into(),
+            rname: "hostmaster.example.test".into(),
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            minimum: 60,
+            ttl: 300,
+        },
+        ns: vec!["ns1.example.test".into()],
+        records: Vec::new(),
+        secondaries: vec![model::SecondarySpec {
+            address: "192.0.2.53".into(),
+            tsig_key: key.into(),
+            notify: true,
+        }],
+    })
+}
+
+fn tsig_key(name: &str) -> Command {
+    Change::PutTsigKey {
+        record: model::records::TsigKeyRecord {
+            name: name.into(),
+            algorithm: model::records::TsigAlgorithm::HmacSha256,
+            secret: model::records::SealedKey {
+                nonce: "n".into(),
+                ciphertext: "c".into(),
+            },
+            created_unix_ms: 1,
+        },
+    }
+    .into()
+}
+
+#[test]
+fn secondaries_need_a_stored_tsig_key_which_then_cannot_be_deleted() {
+    let mut doc = Document::default();
+    let err = doc
+        .apply(1, &upsert(None, zone_with_secondary("Xfr.Example.Test")))
+        .expect_err("no such key yet");
+    let ApplyError::Invalid(errors) = err else {
+        panic!("expected a validation error, got {err:?}");
+    };
+    assert_eq!(errors.errors[0].path, "zones[0].secondaries[0].tsig_key");
+    assert_eq!(doc.revision, 0);
+
+    let out = doc
+        .apply(2, &tsig_key("xfr.example.test."))
+        .expect("key stored");
+    assert!(out.tsig_keys_changed && out.config.is_none());
+    assert_eq!(out.revision, 0, "a key is not a config revision");
+    doc.apply(3, &upsert(None, zone_with_secondary("Xfr.Example.Test")))
+        .expect("the key exists now");
+
+    let delete: Command = Change::DeleteTsigKey {
+        name: "xfr.example.test.".into(),
+    }
+    .into();
+    let err = doc.apply(4, &delete).expect_err("in use");
+    assert!(err.to_string().contains("example.test"), "{err}");
+    assert!(doc.tsig_keys.contains_key("xfr.example.test."));
+
+    doc.apply(
+        5,
+        &Change::Delete {
+            expected_revision: None,
+            kind: model::ObjectKind::Zones,
+            name: "example.test".into(),
+        }
+        .into(),
+    )
+    .expect("zone deleted");
+    let out = doc.apply(6, &delete).expect("unused now");
+    assert!(out.tsig_keys_changed);
+    assert!(doc.tsig_keys.is_empty());
+    assert!(doc.apply(7, &delete).is_err(), "gone already");
+}

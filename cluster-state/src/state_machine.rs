@@ -59,6 +59,7 @@ impl StateMachine {
             audit: Arc::new(state.doc.audit.iter().cloned().collect()),
             certificates: Arc::new(state.doc.certificates.clone()),
             ticket_keys: Arc::new(state.doc.ticket_keys.iter().cloned().collect()),
+            tsig_keys: Arc::new(state.doc.tsig_keys.clone()),
             purges: Arc::new(state.doc.purges.iter().cloned().collect()),
         };
         let (tx, rx) = watch::channel(current.clone());
@@ -126,6 +127,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         if outcome.purges_changed {
                             self.current.purges =
                                 Arc::new(self.state.doc.purges.iter().cloned().collect());
+                        }
+                        if outcome.tsig_keys_changed {
+                            self.current.tsig_keys = Arc::new(self.state.doc.tsig_keys.clone());
                         }
                         if outcome.ticket_keys_changed {
                             self.current.ticket_keys =
@@ -196,6 +200,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             audit: Arc::new(state.doc.audit.iter().cloned().collect()),
             certificates: Arc::new(state.doc.certificates.clone()),
             ticket_keys: Arc::new(state.doc.ticket_keys.iter().cloned().collect()),
+            tsig_keys: Arc::new(state.doc.tsig_keys.clone()),
             purges: Arc::new(state.doc.purges.iter().cloned().collect()),
         };
         self.state = state;

@@ -33,7 +33,10 @@ mod testpki;
 pub use chain::CLOCK_SKEW_SECS;
 pub use open::{ca_roots, expires_in, open, open_client};
 pub use record::{attach, generate, import, self_signed, SELF_SIGNED_DAYS};
-pub use seal::{new_ticket_key, open_ticket_key, seal, unseal, ClusterKey};
+pub use seal::{
+    new_ticket_key, new_tsig_secret, open_ticket_key, open_tsig_key, seal, tsig_key, unseal,
+    ClusterKey, TSIG_MIN_SECRET,
+};
 
 /// Why a stored record could not be sealed or opened. Messages name the record, never its key.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use model::records::{SealedKey, TicketKeyRecord};
+use model::records::{SealedKey, TicketKeyRecord, TsigAlgorithm, TsigKeyRecord};
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -68,6 +68,83 @@ pub fn open_ticket_key(
     }
     secret.copy_from_slice(&plain);
     Ok((id, secret))
+}
+
+/// Bound into the tag of TSIG secrets: a sealed TSIG secret opens as nothing else.
+const TSIG_AAD: &[u8] = b"meridian tsig secret v1";
+
+/// Shortest TSIG secret taken: 128 bits (RFC 8945 §6 asks for no less than half the MAC size,
+/// and nothing weaker than this).
+pub const TSIG_MIN_SECRET: usize = 16;
+
+/// A TSIG key record: `secret` as given (base64, as `tsig-keygen` and `keymgr` print it), or a
+/// new random one as long as the MAC. Returns the record and the secret in base64 so that the
+/// operator can give it to the secondaries; the store never shows it again.
+pub fn tsig_key(
+    name: &str,
+    algorithm: TsigAlgorithm,
+    secret: Option<&str>,
+    k: &ClusterKey,
+    now_unix_ms: u64,
+) -> Result<(TsigKeyRecord, Zeroizing<String>), model::ValidationErrors> {
+    let mut e = crate::Errors::default();
+    let key_name = model::validate::tsig_key_name(name);
+    if key_name.is_none() {
+        e.push("name", format!("{name:?} is not a valid TSIG key name"));
+    }
+    let bytes = match secret {
+        Some(s) => match B64.decode(s.trim()) {
+            Ok(b) if b.len() >= TSIG_MIN_SECRET => Some(Zeroizing::new(b)),
+            Ok(_) => {
+                e.push(
+                    "secret",
+                    format!("the secret is shorter than {} bits", TSIG_MIN_SECRET * 8),
+                );
+                None
+            }
+            Err(_) => {
+                e.push("secret", "the secret is not base64");
+                None
+            }
+        },
+        None => {
+            let mut b = Zeroizing::new(vec![0u8; algorithm.secret_len()]);
+            if SystemRandom::new().fill(&mut b).is_err() {
+                e.push("secret", "the system random number generator failed");
+                None
+            } else {
+                Some(b)
+            }
+        }
+    };
+    e.check()?;
+    let (Some(name), Some(bytes)) = (key_name, bytes) else {
+        return Err(model::ValidationErrors::single("name", "invalid TSIG key"));
+    };
+    let sealed = seal_for(&bytes, k, TSIG_AAD)
+        .map_err(|err| model::ValidationErrors::single("secret", err.to_string()))?;
+    let record = TsigKeyRecord {
+        name,
+        algorithm,
+        secret: sealed,
+        created_unix_ms: now_unix_ms,
+    };
+    Ok((record, Zeroizing::new(B64.encode(&*bytes))))
+}
+
+/// A new random secret for `algorithm` (as long as its MAC), in base64: for the CLI to hand to
+/// both sides, so that the API never has to show one.
+pub fn new_tsig_secret(algorithm: TsigAlgorithm) -> Result<Zeroizing<String>, Error> {
+    let mut b = Zeroizing::new(vec![0u8; algorithm.secret_len()]);
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| Error::Random)?;
+    Ok(Zeroizing::new(B64.encode(&*b)))
+}
+
+/// Opens a TSIG key's secret.
+pub fn open_tsig_key(r: &TsigKeyRecord, k: &ClusterKey) -> Result<Zeroizing<Vec<u8>>, Error> {
+    unseal_for(&r.secret, k, TSIG_AAD)
 }
 
 fn seal_for(key_der: &[u8], k: &ClusterKey, aad: &'static [u8]) -> Result<SealedKey, Error> {
@@ -265,6 +342,44 @@ mod tests {
             ciphertext: B64.encode([1u8; 4]),
         };
         assert!(matches!(unseal(&truncated, &k), Err(Error::Unseal)));
+    }
+
+    #[test]
+    fn tsig_keys_generate_import_and_open_only_as_tsig_secrets() {
+        let k = key("secret");
+        let (rec, shown) =
+            tsig_key("Xfr.Example.COM", TsigAlgorithm::HmacSha512, None, &k, 7).expect("key");
+        assert_eq!(rec.name, "xfr.example.com.");
+        let opened = open_tsig_key(&rec, &k).expect("opens");
+        assert_eq!(opened.len(), 64);
+        assert_eq!(B64.encode(&*opened), *shown);
+        assert!(!format!("{rec:?}").contains(&rec.secret.ciphertext));
+        // A sealed TSIG secret is not a private key, and another cluster cannot open it.
+        assert!(matches!(unseal(&rec.secret, &k), Err(Error::Unseal)));
+        assert!(matches!(
+            open_tsig_key(&rec, &key("other")),
+            Err(Error::Unseal)
+        ));
+
+        let given = B64.encode([7u8; 32]);
+        let (rec, shown) =
+            tsig_key("k", TsigAlgorithm::HmacSha256, Some(&given), &k, 7).expect("key");
+        assert_eq!(*shown, given);
+        assert_eq!(&*open_tsig_key(&rec, &k).expect("opens"), &[7u8; 32]);
+
+        let errors = tsig_key("bad name!", TsigAlgorithm::HmacSha256, Some("short"), &k, 7)
+            .expect_err("refused");
+        let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["name", "secret"]);
+        let errors = tsig_key(
+            "k",
+            TsigAlgorithm::HmacSha256,
+            Some(&B64.encode([1u8; 8])),
+            &k,
+            7,
+        )
+        .expect_err("too short");
+        assert!(errors.errors[0].message.contains("shorter than 128 bits"));
     }
 
     #[test]

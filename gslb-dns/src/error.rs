@@ -15,6 +15,8 @@ pub enum DnsError {
     Udp(std::io::Error),
     #[error("zone {0:?} is configured twice")]
     DuplicateZone(String),
+    #[error("TSIG: {0}")]
+    Tsig(String),
     #[error("record {name:?} of type {rtype}: {reason}")]
     InvalidRecord {
         name: String,

@@ -366,6 +366,28 @@ pub(crate) struct Decision {
 }
 
 impl GslbTarget {
+    /// What a secondary can answer for this name, which it cannot steer: one A or AAAA per
+    /// site that may be answered, health aside, in site order.
+    pub(crate) fn static_records(
+        &self,
+        owner: &hickory_proto::rr::Name,
+    ) -> Vec<hickory_proto::rr::Record> {
+        use hickory_proto::rr::rdata::{A, AAAA};
+        use hickory_proto::rr::{RData, Record};
+        let mut seen = std::collections::HashSet::new();
+        self.sites
+            .iter()
+            .filter(|s| seen.insert(s.address))
+            .map(|s| {
+                let rdata = match s.address {
+                    IpAddr::V4(v4) => RData::A(A(v4)),
+                    IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+                };
+                Record::from_rdata(owner.clone(), self.ttl, rdata)
+            })
+            .collect()
+    }
+
     pub(crate) fn compile(record: &GslbRecord) -> GslbTarget {
         GslbTarget {
             ttl: record.ttl,

@@ -9,15 +9,17 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet as EcsOption, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use model::HealthView;
 use tracing::{debug, warn};
 
 use crate::rrl::Verdict;
+use crate::tsig::{Rejection, Signing, Verified};
 use crate::{Answer, ClientSubnet, DnsMetrics, ZonesSnapshot};
 
 /// The UDP payload size we advertise and cap responses at: the DNS Flag Day 2020 value, which
@@ -33,6 +35,8 @@ pub(crate) struct Handler {
     pub(crate) metrics: DnsMetrics,
     /// Response-rate limiting's counters; they outlive revisions.
     pub(crate) rates: crate::rrl::RateTable,
+    /// The TSIG keys of zone transfers.
+    pub(crate) keys: crate::tsig::TsigKeyStore,
 }
 
 #[async_trait::async_trait]
@@ -80,31 +84,48 @@ impl Handler {
         });
         let edns = response_edns.as_ref();
 
+        // A signed request gets a signed answer, or NOTAUTH saying what is wrong with it.
+        let signing = match crate::tsig::verify(request, &self.keys.load(), crate::tsig::now()) {
+            Verified::Unsigned => None,
+            Verified::Signed(signing) => Some(signing),
+            Verified::Rejected(rejection) => {
+                self.metrics.tsig_rejected(rejection.label());
+                debug!(src = %request.src(), error = rejection.label(), "tsig rejected");
+                return send_rejection(request, rejection, edns, handle).await;
+            }
+        };
+        let sign = signing.as_ref();
+
         if request.edns.as_ref().map(Edns::version) > Some(EDNS_VERSION) {
-            return send_error(request, ResponseCode::BADVERS, edns, handle).await;
+            return send_error(request, ResponseCode::BADVERS, edns, sign, handle).await;
         }
         let ecs = match client_subnet(request.edns.as_ref()) {
             Ok(ecs) => ecs,
-            Err(()) => return send_error(request, ResponseCode::FormErr, edns, handle).await,
+            Err(()) => return send_error(request, ResponseCode::FormErr, edns, sign, handle).await,
         };
         // hickory's server already drops responses (no reflection); this guards direct callers.
         if request.metadata.message_type != MessageType::Query {
-            return send_error(request, ResponseCode::FormErr, edns, handle).await;
+            return send_error(request, ResponseCode::FormErr, edns, sign, handle).await;
         }
         // Dynamic updates are not taken: the configuration is the only way to change a zone.
         if request.metadata.op_code == OpCode::Update {
-            return send_error(request, ResponseCode::Refused, edns, handle).await;
+            return send_error(request, ResponseCode::Refused, edns, sign, handle).await;
         }
         if request.metadata.op_code != OpCode::Query {
-            return send_error(request, ResponseCode::NotImp, edns, handle).await;
+            return send_error(request, ResponseCode::NotImp, edns, sign, handle).await;
         }
         let [query] = request.queries.queries() else {
-            return send_error(request, ResponseCode::FormErr, edns, handle).await;
+            return send_error(request, ResponseCode::FormErr, edns, sign, handle).await;
         };
         let question = query.original();
         // Only the Internet class is served; CHAOS `version.bind` and friends are refused.
         if question.query_class() != DNSClass::IN {
-            return send_error(request, ResponseCode::Refused, edns, handle).await;
+            return send_error(request, ResponseCode::Refused, edns, sign, handle).await;
+        }
+        if matches!(question.query_type(), RecordType::AXFR | RecordType::IXFR) {
+            return self
+                .transfer(request, snapshot, question.query_type(), edns, sign, handle)
+                .await;
         }
 
         // RFC 7871: a source prefix of 0 asks for an answer that does not depend on the client.
@@ -139,7 +160,191 @@ impl Handler {
             let echo = EcsOption::new(option.addr(), option.source_prefix(), answer.ecs_scope);
             edns.options_mut().insert(EdnsOption::Subnet(echo));
         }
-        send_answer(request, &answer, response_edns.as_ref(), handle).await
+        send_answer(request, &answer, response_edns.as_ref(), sign, handle).await
+    }
+
+    /// AXFR and IXFR of a zone with secondaries, to one of them, signed with its key. Anything
+    /// else is REFUSED (NOTAUTH for a name that is no zone of ours).
+    async fn transfer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        snapshot: &ZonesSnapshot,
+        qtype: RecordType,
+        edns: Option<&Edns>,
+        sign: Option<&Signing>,
+        mut handle: R,
+    ) -> ResponseInfo {
+        let kind = if qtype == RecordType::AXFR {
+            "axfr"
+        } else {
+            "ixfr"
+        };
+        let Some(query) = request.queries.queries().first() else {
+            return send_error(request, ResponseCode::FormErr, edns, sign, handle).await;
+        };
+        let zone_name = LowerName::new(query.original().name());
+        let zone = snapshot.transfer(&zone_name);
+        let allowed = match (zone, sign) {
+            (Some(zone), Some(signing)) => zone.allows(request.src().ip(), &signing.key()),
+            _ => false,
+        };
+        let (Some(zone), Some(signing), true) = (zone, sign, allowed) else {
+            self.metrics.transfer(kind, "refused");
+            let rcode = if zone.is_some() || snapshot.is_apex(&zone_name) {
+                ResponseCode::Refused
+            } else {
+                ResponseCode::NotAuth
+            };
+            // Anyone can ask: the log says so at most every 10 s; the metric counts them all.
+            if REFUSAL_LOG.due() {
+                warn!(
+                    src = %request.src(),
+                    zone = %zone_name,
+                    kind,
+                    signed = sign.is_some(),
+                    "zone transfer refused: not a secondary of the zone with its TSIG key \
+                     (further refusals for 10 s only in meridian_dns_transfers_total)"
+                );
+            }
+            return send_error(request, rcode, edns, sign, handle).await;
+        };
+        let (records, outcome) = match qtype {
+            // RFC 5936 §4.2: AXFR is a TCP exchange.
+            RecordType::AXFR if request.protocol() == Protocol::Udp => {
+                self.metrics.transfer(kind, "refused");
+                return send_error(request, ResponseCode::Refused, edns, sign, handle).await;
+            }
+            RecordType::AXFR => (zone.axfr(), "full"),
+            _ => {
+                let Some(serial) = crate::xfr::requested_serial(&request.authorities) else {
+                    self.metrics.transfer(kind, "refused");
+                    return send_error(request, ResponseCode::FormErr, edns, sign, handle).await;
+                };
+                let (records, outcome) = zone.ixfr(serial);
+                // Over UDP the current SOA alone tells the secondary to come back over TCP
+                // (RFC 1995 §2) unless it is up to date.
+                if request.protocol() == Protocol::Udp && outcome != "current" {
+                    (vec![zone.soa()], "udp-soa")
+                } else {
+                    (records, outcome)
+                }
+            }
+        };
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        let mut prior: Option<Vec<u8>> = None;
+        let mut info = None;
+        for part in crate::xfr::messages(&records) {
+            let build = || {
+                MessageResponseBuilder::new(&request.queries, edns).build(
+                    metadata,
+                    part.iter().copied(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                )
+            };
+            match send_built(&mut handle, Some((signing, prior.as_deref())), build).await {
+                Ok((sent, mac)) => {
+                    info.get_or_insert(sent);
+                    prior = mac;
+                }
+                Err(error) => {
+                    warn!(%error, zone = %zone_name, "zone transfer failed");
+                    self.metrics.transfer(kind, "failed");
+                    return failed(request);
+                }
+            }
+        }
+        self.metrics.transfer(kind, outcome);
+        debug!(src = %request.src(), zone = %zone_name, kind, outcome, records = records.len(), "zone transfer");
+        info.unwrap_or_else(|| failed(request))
+    }
+}
+
+/// Throttles a log line that any client can trigger.
+struct LogThrottle(std::sync::atomic::AtomicU64);
+
+static REFUSAL_LOG: LogThrottle = LogThrottle(std::sync::atomic::AtomicU64::new(0));
+
+impl LogThrottle {
+    /// True at most once per 10 s.
+    fn due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = crate::tsig::now();
+        let last = self.0.load(Ordering::Relaxed);
+        (last == 0 || now >= last + 10)
+            && self
+                .0
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// Sends the response `build` makes. With `sign`, signed: as the first message answering the
+/// request, or chained to the prior message's MAC. Returns the MAC it carries.
+async fn send_built<'q, 'a, R, A, B, C, D>(
+    handle: &mut R,
+    sign: Option<(&Signing, Option<&[u8]>)>,
+    build: impl Fn() -> MessageResponse<'q, 'a, A, B, C, D>,
+) -> Result<(ResponseInfo, Option<Vec<u8>>), String>
+where
+    R: ResponseHandler,
+    A: Iterator<Item = &'a Record> + Send + 'a,
+    B: Iterator<Item = &'a Record> + Send + 'a,
+    C: Iterator<Item = &'a Record> + Send + 'a,
+    D: Iterator<Item = &'a Record> + Send + 'a,
+{
+    let mut response = build();
+    let mut mac = None;
+    if let Some((signing, prior)) = sign {
+        let mut unsigned = Vec::with_capacity(512);
+        build()
+            .destructive_emit(&mut BinEncoder::new(&mut unsigned))
+            .map_err(|e| e.to_string())?;
+        let tsig = match prior {
+            None => signing.first(&unsigned),
+            Some(prior) => signing.next(prior, &unsigned),
+        }
+        .map_err(|e| e.to_string())?;
+        mac = Some(tsig.data.mac.clone());
+        response.set_signature(tsig);
+    }
+    let info = handle
+        .send_response(response)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((info, mac))
+}
+
+/// NOTAUTH for a request whose TSIG does not verify: with an unsigned TSIG naming the error
+/// (BADKEY, BADSIG), or a signed one (BADTIME).
+async fn send_rejection<R: ResponseHandler>(
+    request: &Request,
+    rejection: Rejection,
+    edns: Option<&Edns>,
+    mut handle: R,
+) -> ResponseInfo {
+    match rejection.unsigned_tsig() {
+        Some(Ok(tsig)) => {
+            let mut response = MessageResponseBuilder::new(&request.queries, edns)
+                .error_msg(&request.metadata, ResponseCode::NotAuth);
+            response.set_signature(tsig);
+            match handle.send_response(response).await {
+                Ok(info) => info,
+                Err(_) => failed(request),
+            }
+        }
+        Some(Err(error)) => {
+            warn!(%error, "cannot build the TSIG error response");
+            send_error(request, ResponseCode::NotAuth, edns, None, handle).await
+        }
+        None => {
+            let Rejection::Time(signing) = &rejection else {
+                return failed(request);
+            };
+            send_error(request, ResponseCode::NotAuth, edns, Some(signing), handle).await
+        }
     }
 }
 
@@ -178,20 +383,23 @@ async fn send_answer<R: ResponseHandler>(
     request: &Request,
     answer: &Answer,
     edns: Option<&Edns>,
+    sign: Option<&Signing>,
     mut handle: R,
 ) -> ResponseInfo {
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.response_code = answer.rcode;
     metadata.authoritative = answer.authoritative;
-    let response = MessageResponseBuilder::new(&request.queries, edns).build(
-        metadata,
-        answer.answers.iter(),
-        answer.authorities.iter(),
-        std::iter::empty(),
-        answer.additionals.iter(),
-    );
-    match handle.send_response(response).await {
-        Ok(info) => info,
+    let build = || {
+        MessageResponseBuilder::new(&request.queries, edns).build(
+            metadata,
+            answer.answers.iter(),
+            answer.authorities.iter(),
+            std::iter::empty(),
+            answer.additionals.iter(),
+        )
+    };
+    match send_built(&mut handle, sign.map(|s| (s, None)), build).await {
+        Ok((info, _)) => info,
         Err(error) => {
             warn!(%error, "failed to send dns response");
             failed(request)
@@ -203,12 +411,13 @@ async fn send_error<R: ResponseHandler>(
     request: &Request,
     rcode: ResponseCode,
     edns: Option<&Edns>,
+    sign: Option<&Signing>,
     mut handle: R,
 ) -> ResponseInfo {
-    let response =
-        MessageResponseBuilder::new(&request.queries, edns).error_msg(&request.metadata, rcode);
-    match handle.send_response(response).await {
-        Ok(info) => info,
+    let build =
+        || MessageResponseBuilder::new(&request.queries, edns).error_msg(&request.metadata, rcode);
+    match send_built(&mut handle, sign.map(|s| (s, None)), build).await {
+        Ok((info, _)) => info,
         Err(error) => {
             warn!(%error, "failed to send dns error response");
             failed(request)

@@ -33,6 +33,7 @@ fn handler(config: &model::Config, health: Arc<FakeHealth>) -> Handler {
         health,
         metrics: DnsMetrics::new(&prometheus::Registry::new()).expect("metrics"),
         rates: crate::rrl::RateTable::default(),
+        keys: crate::TsigKeyStore::default(),
     }
 }
 

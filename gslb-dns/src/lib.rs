@@ -21,8 +21,13 @@
 //! configuration arrives on a `watch` channel and health through a trait object, so tests drive
 //! the real server without Raft or probes.
 //!
-//! **API Boundary:** [`DnsServer`], [`DnsMetrics`], [`site_states`], [`ZonesSnapshot`] and
-//! [`DnsError`]. Everything else is private.
+//! Zones with secondaries are transferred to them (AXFR, IXFR from an in-memory journal of
+//! recent revisions) only when the request comes from a secondary's address signed with its
+//! TSIG key, and each new serial is announced to them with a signed NOTIFY (see `xfr`,
+//! `notify`, `tsig`). Any TSIG-signed request gets a signed answer.
+//!
+//! **API Boundary:** [`DnsServer`], [`DnsMetrics`], [`site_states`], [`ZonesSnapshot`],
+//! [`TsigKeys`], [`TsigKeyStore`] and [`DnsError`]. Everything else is private.
 
 mod error;
 mod fast;
@@ -30,10 +35,13 @@ mod gslb;
 mod handler;
 mod master;
 mod metrics;
+mod notify;
 mod rrl;
 mod server;
 mod snapshot;
+mod tsig;
 mod udp;
+mod xfr;
 
 pub use error::DnsError;
 pub use gslb::{site_states, ClientSubnet, GeoFacts, GeoLocator, SiteState};
@@ -41,3 +49,4 @@ pub use master::import_zone;
 pub use metrics::DnsMetrics;
 pub use server::{CompileAlarm, DnsServer};
 pub use snapshot::{Answer, ZonesSnapshot};
+pub use tsig::{TsigKeyStore, TsigKeys};

@@ -118,6 +118,7 @@ pub fn import_zone(origin: &str, text: &str) -> Result<ZoneSpec, Vec<String>> {
         soa,
         ns,
         records,
+        secondaries: Vec::new(),
     })
 }
 

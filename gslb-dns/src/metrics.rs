@@ -13,6 +13,9 @@ pub struct DnsMetrics {
     compile_errors: IntCounter,
     gslb_answers: IntCounterVec,
     rrl: IntCounterVec,
+    transfers: IntCounterVec,
+    notifies: IntCounterVec,
+    tsig_rejected: IntCounterVec,
     /// `queries{rcode="NOERROR", transport="udp"}`, resolved once: the fast path's counter.
     udp_noerror: IntCounter,
 }
@@ -51,6 +54,31 @@ impl DnsMetrics {
             &["action"],
         )?;
         registry.register(Box::new(rrl.clone()))?;
+        let transfers = IntCounterVec::new(
+            Opts::new(
+                "meridian_dns_transfers_total",
+                "Zone transfers asked for, by type (axfr, ixfr) and outcome (full, incremental, \
+                 current, udp-soa, refused, failed)",
+            ),
+            &["type", "outcome"],
+        )?;
+        registry.register(Box::new(transfers.clone()))?;
+        let notifies = IntCounterVec::new(
+            Opts::new(
+                "meridian_dns_notify_total",
+                "NOTIFY messages to secondaries: acknowledged, or given up after every retry",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(notifies.clone()))?;
+        let tsig_rejected = IntCounterVec::new(
+            Opts::new(
+                "meridian_dns_tsig_rejected_total",
+                "Signed requests answered NOTAUTH, by TSIG error (BADKEY, BADSIG, BADTIME)",
+            ),
+            &["error"],
+        )?;
+        registry.register(Box::new(tsig_rejected.clone()))?;
         registry.register(Box::new(queries.clone()))?;
         registry.register(Box::new(config_revision.clone()))?;
         registry.register(Box::new(compile_errors.clone()))?;
@@ -61,7 +89,22 @@ impl DnsMetrics {
             compile_errors,
             gslb_answers,
             rrl,
+            transfers,
+            notifies,
+            tsig_rejected,
         })
+    }
+
+    pub(crate) fn transfer(&self, kind: &'static str, outcome: &'static str) {
+        self.transfers.with_label_values(&[kind, outcome]).inc();
+    }
+
+    pub(crate) fn notify(&self, result: &'static str) {
+        self.notifies.with_label_values(&[result]).inc();
+    }
+
+    pub(crate) fn tsig_rejected(&self, error: &'static str) {
+        self.tsig_rejected.with_label_values(&[error]).inc();
     }
 
     pub(crate) fn record_response(&self, rcode: ResponseCode, protocol: Protocol) {

@@ -67,13 +67,16 @@ impl DnsServer {
         health: Arc<dyn HealthView>,
         metrics: DnsMetrics,
         geoip: Option<Arc<dyn crate::GeoLocator>>,
+        keys: crate::TsigKeyStore,
     ) -> Result<DnsServer, DnsError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| DnsError::NoRuntime)?;
 
         let first = config.borrow_and_update().clone();
         let snapshot = Arc::new(ArcSwap::from_pointee(ZonesSnapshot::default()));
         let alarm = CompileAlarm::default();
-        apply(&first, &snapshot, &metrics, &alarm, &geoip);
+        let mut notifier =
+            crate::notify::Notifier::new(keys.clone(), metrics.clone(), runtime.clone());
+        apply(&first, &snapshot, &metrics, &alarm, &geoip, &mut notifier);
 
         let handle = snapshot.clone();
         let handler = Arc::new(Handler {
@@ -81,6 +84,7 @@ impl DnsServer {
             health,
             metrics: metrics.clone(),
             rates: crate::rrl::RateTable::default(),
+            keys,
         });
         let udp_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let udp_threads =
@@ -104,7 +108,14 @@ impl DnsServer {
                     _ = shutdown.cancelled() => return,
                 }
                 let next = config.borrow_and_update().clone();
-                apply(&next, &snapshot, &metrics, &task_alarm, &geoip);
+                apply(
+                    &next,
+                    &snapshot,
+                    &metrics,
+                    &task_alarm,
+                    &geoip,
+                    &mut notifier,
+                );
             }
         });
         Ok(DnsServer {
@@ -184,11 +195,14 @@ fn apply(
     metrics: &DnsMetrics,
     alarm: &CompileAlarm,
     geoip: &Option<Arc<dyn crate::GeoLocator>>,
+    notifier: &mut crate::notify::Notifier,
 ) {
     match ZonesSnapshot::compile(&config.value, config.revision) {
         Ok(mut snapshot) => {
             snapshot.set_geoip(geoip.clone());
             snapshot.count_answers(metrics);
+            snapshot.continue_from(&store.load());
+            notifier.update(&snapshot);
             store.store(Arc::new(snapshot));
             alarm.set(None);
             metrics.set_revision(config.revision);

@@ -27,6 +27,8 @@ pub struct ZonesSnapshot {
     rrl: Option<crate::rrl::RrlSettings>,
     /// Whole responses precompiled for the UDP fast path.
     fast: crate::fast::FastTable,
+    /// The zones that have secondaries, in transfer form.
+    transfers: crate::xfr::Transfers,
 }
 
 /// The answer to one question, ready to be put into a response message.
@@ -70,6 +72,23 @@ impl ZonesSnapshot {
             let name = zone.node_name(&record.name)?;
             zone.node_mut(name).gslb = Some(GslbTarget::compile(record));
         }
+        let mut transfers = crate::xfr::Transfers::default();
+        for zone in config.zones.iter().filter(|z| !z.secondaries.is_empty()) {
+            let origin = LowerName::from(parse_name(&zone.origin)?);
+            let Some(compiled) = zones.iter().find(|z| z.origin == origin) else {
+                continue;
+            };
+            let peers = zone
+                .secondaries
+                .iter()
+                .map(crate::xfr::Peer::compile)
+                .collect::<Result<Vec<_>, _>>()?;
+            let (soa, records) = compiled.transfer_content();
+            transfers.zones.insert(
+                origin.clone(),
+                crate::xfr::ZoneXfr::new(origin, soa, records, peers),
+            );
+        }
         zones.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
         let mut snapshot = ZonesSnapshot {
             revision,
@@ -77,9 +96,30 @@ impl ZonesSnapshot {
             topology: Topology::compile(config),
             rrl: crate::rrl::RrlSettings::of(config),
             fast: crate::fast::FastTable::default(),
+            transfers,
         };
         snapshot.fast = crate::fast::FastTable::compile(&snapshot);
         Ok(snapshot)
+    }
+
+    /// Carries the zone-transfer journal of the revision this one replaces.
+    pub(crate) fn continue_from(&mut self, previous: &ZonesSnapshot) {
+        self.transfers.continue_from(&previous.transfers);
+    }
+
+    /// The zone `origin` in transfer form, when it has secondaries.
+    pub(crate) fn transfer(&self, origin: &LowerName) -> Option<&crate::xfr::ZoneXfr> {
+        self.transfers.zones.get(origin)
+    }
+
+    /// Every zone with secondaries.
+    pub(crate) fn transfers(&self) -> impl Iterator<Item = &crate::xfr::ZoneXfr> {
+        self.transfers.zones.values()
+    }
+
+    /// Whether `name` is the apex of one of our zones.
+    pub(crate) fn is_apex(&self, name: &LowerName) -> bool {
+        self.zones.iter().any(|z| z.origin == *name)
     }
 
     /// Lets geo and nearest steering place clients no network of the regions holds through a
@@ -464,6 +504,29 @@ impl ZoneSnapshot {
         Ok(compiled)
     }
 
+    /// The zone's SOA and every other record it would transfer: static rrsets, and for GSLB
+    /// names the address of each site that may be answered.
+    fn transfer_content(&self) -> (Record, Vec<Record>) {
+        let soa = self.negative_soa.clone();
+        let soa = self
+            .nodes
+            .get(&self.origin)
+            .and_then(|n| n.rrset(RecordType::SOA).first().cloned())
+            .unwrap_or(soa);
+        let mut records = Vec::new();
+        for (name, node) in &self.nodes {
+            for (rtype, set) in &node.rrsets {
+                if *rtype != RecordType::SOA {
+                    records.extend(set.iter().cloned());
+                }
+            }
+            if let Some(gslb) = &node.gslb {
+                records.extend(gslb.static_records(&Name::from(name)));
+            }
+        }
+        (soa, records)
+    }
+
     /// The delegation that holds `name` (at it or above it, below the apex), if any.
     fn cut_for(&self, name: &LowerName) -> Option<LowerName> {
         if self.cuts.is_empty() {
@@ -589,7 +652,7 @@ fn with_owner(record: &Record, owner: &Name) -> Record {
     record
 }
 
-fn parse_name(name: &str) -> Result<Name, DnsError> {
+pub(crate) fn parse_name(name: &str) -> Result<Name, DnsError> {
     let mut parsed = Name::from_ascii(name).map_err(|e| DnsError::InvalidName {
         name: name.to_string(),
         reason: e.to_string(),

@@ -34,6 +34,7 @@ pub(crate) fn zone(origin: &str, records: Vec<ModelRecord>) -> Zone {
         rname: format!("hostmaster.{origin}"),
         ns: vec![format!("ns1.{origin}")],
         records,
+        secondaries: Vec::new(),
     }
 }
 

@@ -97,8 +97,16 @@ impl Harness {
         let health = Arc::new(FakeHealth::default());
         let registry = Registry::new();
         let metrics = DnsMetrics::new(&registry).expect("metrics");
-        let server = DnsServer::spawn(vec![udp], tcp, rx, health.clone(), metrics, None)
-            .expect("server spawns");
+        let server = DnsServer::spawn(
+            vec![udp],
+            tcp,
+            rx,
+            health.clone(),
+            metrics,
+            None,
+            Default::default(),
+        )
+        .expect("server spawns");
         Harness {
             udp: udp_addr,
             tcp: tcp_addr,
@@ -591,7 +599,16 @@ async fn spawn_outside_a_runtime_is_an_error() {
         }));
         let metrics = DnsMetrics::new(&Registry::new()).expect("metrics");
         let health: Arc<dyn HealthView> = Arc::new(FakeHealth::default());
-        DnsServer::spawn(vec![udp], tcp, rx, health, metrics, None).err()
+        DnsServer::spawn(
+            vec![udp],
+            tcp,
+            rx,
+            health,
+            metrics,
+            None,
+            Default::default(),
+        )
+        .err()
     })
     .join()
     .expect("thread");

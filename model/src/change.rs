@@ -76,6 +76,14 @@ pub enum Change {
     DeleteCertificate {
         name: String,
     },
+    /// Adds or replaces a TSIG key (secret sealed).
+    PutTsigKey {
+        record: crate::records::TsigKeyRecord,
+    },
+    /// Removes a TSIG key no zone uses.
+    DeleteTsigKey {
+        name: String,
+    },
     /// Adds a session-ticket key (generated and sealed by the leader); the oldest beyond
     /// [`crate::records::TICKET_KEYS_KEPT`] is dropped.
     RotateTicketKey {
@@ -287,6 +295,10 @@ impl Change {
                 format!("revoke certificate {name}: {reason}")
             }
             Change::DeleteCertificate { name } => format!("delete certificate {name}"),
+            Change::PutTsigKey { record } => {
+                format!("put TSIG key {} ({})", record.name, record.algorithm)
+            }
+            Change::DeleteTsigKey { name } => format!("delete TSIG key {name}"),
             Change::RotateTicketKey { record } => {
                 format!("rotate the session-ticket key (new key {})", record.id)
             }
@@ -413,6 +425,13 @@ impl fmt::Debug for Change {
                 .debug_struct("DeleteCertificate")
                 .field("name", name)
                 .finish(),
+            Change::PutTsigKey { record } => f
+                .debug_struct("PutTsigKey")
+                .field("record", record)
+                .finish(),
+            Change::DeleteTsigKey { name } => {
+                f.debug_struct("DeleteTsigKey").field("name", name).finish()
+            }
             Change::RotateTicketKey { record } => f
                 .debug_struct("RotateTicketKey")
                 .field("record", record)

@@ -48,6 +48,7 @@ prop_compose! {
             soa: SoaSpec { mname, rname, refresh: 1, retry: 1, expire: 1, minimum: 1, ttl: 1 },
             ns,
             records,
+            secondaries: Vec::new(),
         }
     }
 }
@@ -128,6 +129,7 @@ prop_compose! {
                 soa: SoaSpec { mname: "ns1".into(), rname: "hostmaster".into(), refresh: 1, retry: 1, expire: 1, minimum: 1, ttl },
                 ns: vec!["ns1".into()],
                 records: vec![RecordSpec { name: "ns1".into(), rtype: RecordType::A, ttl, value: "192.0.2.1".into() }],
+                secondaries: Vec::new(),
             }],
             gslb_records: vec![GslbRecordSpec {
                 name: "app.example.com".into(),

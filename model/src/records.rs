@@ -184,6 +184,78 @@ impl fmt::Debug for TicketKeyRecord {
     }
 }
 
+/// A TSIG key (RFC 8945) shared with secondary DNS servers, its secret sealed with the cluster
+/// key like a private key. The secret leaves the store only to the DNS server and, once, to the
+/// operator who had it generated.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TsigKeyRecord {
+    /// Lowercase FQDN with a trailing dot, as the TSIG RR carries it.
+    pub name: String,
+    pub algorithm: TsigAlgorithm,
+    pub secret: SealedKey,
+    pub created_unix_ms: u64,
+}
+
+// Hand-written: the sealed secret stays out of log lines.
+impl fmt::Debug for TsigKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TsigKeyRecord")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &"<sealed>")
+            .finish()
+    }
+}
+
+/// The TSIG MAC algorithms Meridian signs and verifies with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub enum TsigAlgorithm {
+    #[default]
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    #[serde(rename = "hmac-sha384")]
+    HmacSha384,
+    #[serde(rename = "hmac-sha512")]
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    pub const ALL: [TsigAlgorithm; 3] = [
+        TsigAlgorithm::HmacSha256,
+        TsigAlgorithm::HmacSha384,
+        TsigAlgorithm::HmacSha512,
+    ];
+
+    /// The name BIND, Knot and dig use (`hmac-sha256`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TsigAlgorithm::HmacSha256 => "hmac-sha256",
+            TsigAlgorithm::HmacSha384 => "hmac-sha384",
+            TsigAlgorithm::HmacSha512 => "hmac-sha512",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TsigAlgorithm> {
+        let s = s.trim_end_matches('.').to_ascii_lowercase();
+        TsigAlgorithm::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The secret length a generated key gets: the MAC's output length (RFC 8945 §6).
+    pub fn secret_len(self) -> usize {
+        match self {
+            TsigAlgorithm::HmacSha256 => 32,
+            TsigAlgorithm::HmacSha384 => 48,
+            TsigAlgorithm::HmacSha512 => 64,
+        }
+    }
+}
+
+impl fmt::Display for TsigAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How many session-ticket keys the cluster keeps: the one that seals and the two before it.
 pub const TICKET_KEYS_KEPT: usize = 3;
 /// A new session-ticket key every this many hours unless the config says otherwise

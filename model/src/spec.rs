@@ -886,6 +886,29 @@ pub struct ZoneSpec {
     pub ns: Vec<String>,
     #[serde(default)]
     pub records: Vec<RecordSpec>,
+    /// Secondary servers that may transfer the zone (AXFR/IXFR, TSIG-authenticated) and are
+    /// sent NOTIFY when it changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondaries: Vec<SecondarySpec>,
+}
+
+/// A secondary server of a zone: the only kind of client a zone transfer is given to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SecondarySpec {
+    /// `IP` or `IP:port` (`[IPv6]:port`); the port NOTIFY is sent to, 53 when omitted. A
+    /// transfer is served only to requests from this IP.
+    pub address: String,
+    /// The TSIG key (a name in the credential store, e.g. `xfr.example.com`) that must sign
+    /// the secondary's requests; responses and NOTIFY are signed with it.
+    pub tsig_key: String,
+    /// Send NOTIFY to the secondary when the zone's serial changes.
+    #[serde(default = "notify_default")]
+    #[schema(default = true)]
+    pub notify: bool,
+}
+
+fn notify_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -282,6 +282,17 @@ pub struct Zone {
     pub rname: String,
     pub ns: Vec<String>,
     pub records: Vec<Record>,
+    pub secondaries: Vec<Secondary>,
+}
+
+/// A secondary server allowed to transfer a zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secondary {
+    /// Where NOTIFY goes; transfers are served to requests from its IP only.
+    pub addr: SocketAddr,
+    /// Lowercase FQDN of the TSIG key, with a trailing dot.
+    pub tsig_key: String,
+    pub notify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1334,6 +1334,7 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
             }
         }
         delegations(&p, z, &origin, &records, e);
+        let secondaries = secondaries(&p, z, e);
         out.push(Zone {
             origin,
             soa: z.soa.clone(),
@@ -1341,7 +1342,87 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
             rname,
             ns,
             records,
+            secondaries,
         });
+    }
+    out
+}
+
+/// A zone's secondaries: an address (port 53 by default) named once, and a TSIG key name.
+fn secondaries(p: &str, z: &ZoneSpec, e: &mut Errors) -> Vec<Secondary> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (j, s) in z.secondaries.iter().enumerate() {
+        let sp = format!("{p}.secondaries[{j}]");
+        let addr = secondary_addr(&s.address);
+        match addr {
+            None => e.push(
+                format!("{sp}.address"),
+                format!(
+                    "invalid address {:?}: expected IP, IP:port or [IPv6]:port",
+                    s.address
+                ),
+            ),
+            Some(a) if a.port() == 0 => {
+                e.push(format!("{sp}.address"), "port 0 cannot receive NOTIFY")
+            }
+            Some(a) if !seen.insert(a.ip()) => e.push(
+                format!("{sp}.address"),
+                format!("{} is listed twice", a.ip()),
+            ),
+            Some(_) => {}
+        }
+        let key = tsig_key_name(&s.tsig_key);
+        if key.is_none() {
+            e.push(
+                format!("{sp}.tsig_key"),
+                format!("{:?} is not a valid TSIG key name", s.tsig_key),
+            );
+        }
+        if let (Some(addr), Some(tsig_key)) = (addr, key) {
+            out.push(Secondary {
+                addr,
+                tsig_key,
+                notify: s.notify,
+            });
+        }
+    }
+    out
+}
+
+fn secondary_addr(s: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, 53));
+    }
+    s.parse().ok()
+}
+
+/// A TSIG key's name as the wire carries it: a lowercase FQDN with a trailing dot; `None` when
+/// it is not a host name.
+pub fn tsig_key_name(name: &str) -> Option<String> {
+    let trimmed = name.trim_end_matches('.');
+    if trimmed.is_empty() || trimmed.len() > 253 || !is_hostname(trimmed) {
+        return None;
+    }
+    Some(fqdn(trimmed))
+}
+
+/// Every secondary whose TSIG key `exists` does not know, with its field path. Keys live in
+/// the credential store, outside the config, so the state machine checks them at commit.
+pub fn tsig_key_errors(spec: &ConfigSpec, exists: impl Fn(&str) -> bool) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    for (i, z) in spec.zones.iter().enumerate() {
+        for (j, s) in z.secondaries.iter().enumerate() {
+            let Some(name) = tsig_key_name(&s.tsig_key) else {
+                continue;
+            };
+            if !exists(&name) {
+                out.push(FieldError {
+                    path: format!("zones[{i}].secondaries[{j}].tsig_key"),
+                    message: format!("no TSIG key named {name:?} in the credential store"),
+                });
+            }
+        }
     }
     out
 }

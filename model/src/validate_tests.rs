@@ -1036,3 +1036,48 @@ continents = ["eu"]
     );
     assert_eq!(config.regions[1].continents, vec!["AS".to_string()]);
 }
+
+#[test]
+fn secondaries_need_an_address_once_and_a_key_name() {
+    let mut s = good();
+    let secondary = |address: &str, key: &str| SecondarySpec {
+        address: address.into(),
+        tsig_key: key.into(),
+        notify: true,
+    };
+    s.zones[0].secondaries = vec![
+        secondary("192.0.2.53", "Xfr.Example.COM"),
+        secondary("[2001:db8::53]:5353", "xfr"),
+        secondary("192.0.2.53:54", "xfr"),
+        secondary("ns2.example.com", "xfr"),
+        secondary("192.0.2.9:0", "bad key!"),
+    ];
+    assert_eq!(
+        paths(validate(&s)),
+        vec![
+            "zones[0].secondaries[2].address",
+            "zones[0].secondaries[3].address",
+            "zones[0].secondaries[4].address",
+            "zones[0].secondaries[4].tsig_key",
+        ]
+    );
+    s.zones[0].secondaries.truncate(2);
+    let c = validate(&s).expect("valid");
+    let got = &c.zones[0].secondaries;
+    assert_eq!(got[0].addr, "192.0.2.53:53".parse().expect("addr"));
+    assert_eq!(got[0].tsig_key, "xfr.example.com.");
+    assert_eq!(got[1].addr, "[2001:db8::53]:5353".parse().expect("addr"));
+    let missing = model_tsig_errors(&s);
+    assert_eq!(
+        missing,
+        vec!["zones[0].secondaries[1].tsig_key".to_string()],
+        "only xfr.example.com. exists"
+    );
+}
+
+fn model_tsig_errors(s: &ConfigSpec) -> Vec<String> {
+    crate::validate::tsig_key_errors(s, |k| k == "xfr.example.com.")
+        .into_iter()
+        .map(|e| e.path)
+        .collect()
+}

@@ -458,6 +458,30 @@ async fn demo_works_and_keeps_its_config_across_runs() {
         text.contains("127.0.0.2") && text.contains("127.0.0.3"),
         "{text}"
     );
+    // The zone transfers to dig signed with the demo's TSIG key (dig checks every message's
+    // signature and says so when one fails), and not to dig without it.
+    assert!(banner.contains("AXFR -k "), "{banner}");
+    let key = data.join("demo-xfr.key");
+    let axfr = dig_with(
+        "demo.meridian.test",
+        vec![
+            "-t".into(),
+            "AXFR".into(),
+            "-k".into(),
+            key.display().to_string(),
+        ],
+    )
+    .await;
+    assert!(axfr.contains("meridian demo zone"), "{axfr}");
+    assert!(
+        axfr.contains("app.demo.meridian.test.") && axfr.contains("127.0.0.3"),
+        "{axfr}"
+    );
+    assert_eq!(axfr.matches("\tSOA\t").count(), 2, "{axfr}");
+    assert!(axfr.contains("TSIG") && !axfr.contains("failed"), "{axfr}");
+    let unsigned = dig_with("demo.meridian.test", vec!["-t".into(), "AXFR".into()]).await;
+    assert!(unsigned.contains("Transfer failed"), "{unsigned}");
+
     // The failover name answers east only while east is healthy.
     assert!(banner.contains("failover."), "{banner}");
     let text = dig("failover.demo.meridian.test").await;

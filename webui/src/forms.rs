@@ -604,6 +604,24 @@ static ZONE: Form = Form {
                 "MX: preference exchange; SRV: priority weight port target; CAA: flags tag \"value\"",
             ),
         ],
+    }, Table {
+        path: "secondaries",
+        label: "Secondaries (zone transfers)",
+        columns: &[
+            f(
+                "address",
+                "Address",
+                Kind::Text,
+                "IP or IP:port; AXFR/IXFR only from this IP, NOTIFY to this port (53)",
+            ),
+            f(
+                "tsig_key",
+                "TSIG key",
+                Kind::Text,
+                "A key of the TSIG keys table on the zones page",
+            ),
+            f("notify", "NOTIFY", Kind::Flag, "Announce each new serial (default yes)"),
+        ],
     }],
 };
 

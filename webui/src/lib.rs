@@ -216,6 +216,10 @@ pub trait Backend: Send + Sync + 'static {
     fn ticket_keys(&self) -> Arc<Vec<Arc<model::records::TicketKeyRecord>>> {
         Arc::default()
     }
+    /// The TSIG keys of zone transfers (sealed; shown by name and algorithm only).
+    fn tsig_keys(&self) -> Arc<BTreeMap<String, Arc<model::records::TsigKeyRecord>>> {
+        Arc::default()
+    }
     /// This node's response cache.
     fn cache(&self) -> CacheView {
         CacheView::default()

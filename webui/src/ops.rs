@@ -96,7 +96,8 @@ pub async fn import_zone(
                 .collect(),
         })
     })?;
-    // An existing zone keeps the name as the operator wrote it; a new one drops the dot.
+    // An existing zone keeps the name as the operator wrote it, and its secondaries (a zone
+    // file does not carry them); a new one drops the dot.
     let existing = st
         .backend
         .config()
@@ -105,10 +106,17 @@ pub async fn import_zone(
         .zones
         .iter()
         .find(|z| model::validate::fqdn(&z.name) == zone.name)
-        .map(|z| z.name.clone());
-    let zone = model::ZoneSpec {
-        name: existing.unwrap_or_else(|| zone.name.trim_end_matches('.').to_string()),
-        ..zone
+        .map(|z| (z.name.clone(), z.secondaries.clone()));
+    let zone = match existing {
+        Some((name, secondaries)) => model::ZoneSpec {
+            name,
+            secondaries,
+            ..zone
+        },
+        None => model::ZoneSpec {
+            name: zone.name.trim_end_matches('.').to_string(),
+            ..zone
+        },
     };
     save(st, origin, expected, Object::Zones(zone)).await
 }
@@ -515,6 +523,80 @@ pub async fn delete_certificate(
             },
             origin,
         )
+        .await
+        .map(|_| ())
+}
+
+/// The zones whose secondaries use each TSIG key, by key name (lowercase FQDN).
+pub fn tsig_key_users(spec: &model::ConfigSpec) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for z in &spec.zones {
+        for s in &z.secondaries {
+            if let Some(key) = model::validate::tsig_key_name(&s.tsig_key) {
+                let zones = out.entry(key).or_default();
+                if !zones.contains(&z.name) {
+                    zones.push(z.name.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Stores a new TSIG key with the secret the operator gives (base64); refused when the name is
+/// taken. Returns the key's name as stored (lowercase FQDN).
+pub async fn add_tsig_key(
+    st: &AppState,
+    origin: Origin,
+    name: &str,
+    algorithm: &str,
+    secret: &str,
+) -> Result<String, ChangeError> {
+    let parsed = model::records::TsigAlgorithm::parse(algorithm);
+    let (record, _) = credentials::tsig_key(
+        name,
+        parsed.unwrap_or_default(),
+        Some(secret),
+        &st.backend.cluster_key(),
+        model::unix_ms(),
+    )
+    .map_err(|mut e| {
+        if parsed.is_none() {
+            e.errors.push(model::FieldError {
+                path: "algorithm".into(),
+                message: format!(
+                    "unknown algorithm {algorithm:?}: hmac-sha256, hmac-sha384 or hmac-sha512"
+                ),
+            });
+        }
+        ChangeError::Invalid(e)
+    })?;
+    if parsed.is_none() {
+        return Err(ChangeError::Invalid(model::ValidationErrors::single(
+            "algorithm",
+            format!("unknown algorithm {algorithm:?}: hmac-sha256, hmac-sha384 or hmac-sha512"),
+        )));
+    }
+    if st.backend.tsig_keys().contains_key(&record.name) {
+        return Err(ChangeError::Refused(format!(
+            "a TSIG key named {:?} exists; delete it first to replace it",
+            record.name
+        )));
+    }
+    let stored = record.name.clone();
+    st.backend
+        .propose(Change::PutTsigKey { record }, origin)
+        .await?;
+    Ok(stored)
+}
+
+pub async fn delete_tsig_key(st: &AppState, origin: Origin, name: &str) -> Result<(), ChangeError> {
+    let name = model::validate::tsig_key_name(name).unwrap_or_else(|| name.to_string());
+    if !st.backend.tsig_keys().contains_key(&name) {
+        return Err(ChangeError::Refused(format!("no TSIG key named {name:?}")));
+    }
+    st.backend
+        .propose(Change::DeleteTsigKey { name }, origin)
         .await
         .map(|_| ())
 }

@@ -43,6 +43,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/gslb_records/{record}/sites/{site}/state"),
     ("GET", "/dns/explain"),
     ("PUT", "/zones/{name}/file"),
+    ("GET", "/dns/tsig-keys"),
+    ("POST", "/dns/tsig-keys"),
+    ("DELETE", "/dns/tsig-keys/{name}"),
     ("GET", "/openapi.json"),
     ("GET", "/certificates"),
     ("POST", "/certificates"),
@@ -156,6 +159,16 @@ impl Fixture {
             )
             .expect("certificate");
             s.certificates.insert("seeded".into(), Arc::new(seeded));
+            // A TSIG key no zone uses, so that it can be deleted.
+            let (key, _) = credentials::tsig_key(
+                "seeded.test",
+                model::records::TsigAlgorithm::HmacSha256,
+                None,
+                &backend.cluster_key(),
+                1,
+            )
+            .expect("tsig key");
+            s.tsig_keys.insert(key.name.clone(), Arc::new(key));
             s.audit.push(Arc::new(AuditEntry {
                 index: 1,
                 origin: Origin::system(),
@@ -448,6 +461,7 @@ fn fill(path: &str, token_id: &str) -> String {
         // A new name for a generated key, the seeded certificate otherwise.
         "certificates" if path.ends_with("/csr") => "fresh",
         "certificates" => "seeded",
+        "dns" if path.contains("/tsig-keys/") => "seeded.test.",
         _ => "",
     };
     let mut out = path.to_string();
@@ -514,6 +528,9 @@ async fn sample_body(f: &Fixture, doc: &Value, op: &Op<'_>, path: &str) -> Strin
         }
         ("POST", "/api/v1/certificates/{name}/revoke") => json!({"reason": "superseded"}),
         ("POST", "/api/v1/cache/purge") => json!({"prefix": "site.test/assets/"}),
+        ("POST", "/api/v1/dns/tsig-keys") => {
+            json!({"name": "xfr.example.org", "secret": "c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IDMyYg=="})
+        }
         ("POST", "/api/v1/certificates/{name}/csr") => {
             json!({"common_name": "fresh.test", "sans": ["fresh.test"]})
         }

@@ -563,6 +563,18 @@ async fn roles_are_enforced_on_every_changing_api_route() {
             Role::Admin,
         ),
         (Method::DELETE, "/api/v1/users/viewer", "", Role::Admin),
+        (
+            Method::POST,
+            "/api/v1/dns/tsig-keys",
+            r#"{"name":"k","secret":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}"#,
+            Role::Operator,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/dns/tsig-keys/k",
+            "",
+            Role::Operator,
+        ),
     ];
     for (method, path, body, needs) in &calls {
         let mut tokens = vec![(&viewer, Role::Viewer), (&capped, Role::Viewer)];
@@ -930,4 +942,135 @@ async fn kernel_tls_on_is_refused_on_a_node_without_it_and_unknown_certificates_
         "{body}"
     );
     assert!(f.backend.lock().proposed.is_empty());
+}
+
+#[tokio::test]
+async fn tsig_keys_are_stored_sealed_listed_without_secrets_and_kept_while_used() {
+    let f = Fixture::new();
+    let t = f.token("operator", Role::Operator, None);
+    let secret = "c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IDMyYg==";
+    let (status, _, body) = f
+        .api(
+            Method::POST,
+            "/api/v1/dns/tsig-keys",
+            &t,
+            None,
+            &format!(
+                r#"{{"name":"Xfr.Example.COM","algorithm":"hmac-sha512","secret":"{secret}"}}"#
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.contains("xfr.example.com."), "{body}");
+    let stored = f.backend.lock().tsig_keys.clone();
+    let record = stored.get("xfr.example.com.").expect("stored");
+    assert_eq!(record.algorithm, model::records::TsigAlgorithm::HmacSha512);
+    let key = credentials::ClusterKey::derive("router tests");
+    let opened = credentials::open_tsig_key(record, &key).expect("opens");
+    assert_eq!(opened.as_slice(), b"secret secret secret secret 32b");
+    assert!(!format!("{:?}", f.backend.lock().proposed).contains(secret));
+
+    // Every problem at once, nothing stored.
+    let (status, _, body) = f
+        .api(
+            Method::POST,
+            "/api/v1/dns/tsig-keys",
+            &t,
+            None,
+            r#"{"name":"bad name","algorithm":"md5","secret":"c2hvcnQ="}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    for path in ["\"name\"", "\"secret\"", "\"algorithm\""] {
+        assert!(body.contains(path), "{path} in {body}");
+    }
+    // A taken name is a conflict.
+    let (status, _, _) = f
+        .api(
+            Method::POST,
+            "/api/v1/dns/tsig-keys",
+            &t,
+            None,
+            &format!(r#"{{"name":"xfr.example.com","secret":"{secret}"}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Listed (API and console) with the zones using it, never with the secret.
+    let zone = r#"{"name":"example.com","soa":{"mname":"ns1","rname":"hostmaster"},"ns":["ns1"],
+        "secondaries":[{"address":"192.0.2.53","tsig_key":"xfr.example.com"}]}"#;
+    let (status, _, body) = f
+        .api(
+            Method::PUT,
+            "/api/v1/zones/example.com",
+            &t,
+            Some("*"),
+            zone,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = f
+        .api(Method::GET, "/api/v1/dns/tsig-keys", &t, None, "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(listed[0]["name"], "xfr.example.com.");
+    assert_eq!(listed[0]["algorithm"], "hmac-sha512");
+    assert_eq!(listed[0]["used_by"][0], "example.com");
+    assert!(!body.contains(secret) && !body.contains(&record.secret.ciphertext));
+    let s = f.login("operator");
+    let (status, page) = f.get(&s, "/console/zones").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("xfr.example.com.") && page.contains("example.com"),
+        "{page}"
+    );
+    assert!(!page.contains(secret));
+
+    // In use: refused, naming the zone; once unused, deleted from the console.
+    let (status, _, body) = f
+        .api(
+            Method::DELETE,
+            "/api/v1/dns/tsig-keys/xfr.example.com",
+            &t,
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _, body) = f
+        .api(
+            Method::DELETE,
+            "/api/v1/zones/example.com",
+            &t,
+            Some("*"),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, location) = f
+        .post(
+            &s,
+            "/console/zones/tsig",
+            &[("action", "delete"), ("name", "xfr.example.com.")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    assert!(f.backend.lock().tsig_keys.is_empty());
+
+    // The console's add form stores one too.
+    let (status, location) = f
+        .post(
+            &s,
+            "/console/zones/tsig",
+            &[
+                ("action", "add"),
+                ("name", "k2"),
+                ("algorithm", "hmac-sha256"),
+                ("secret", secret),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    assert!(f.backend.lock().tsig_keys.contains_key("k2."));
 }

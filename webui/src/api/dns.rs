@@ -76,3 +76,118 @@ pub(super) async fn import_zone(
     st.metrics.change("zones");
     Ok(revision_answer(revision))
 }
+
+/// A TSIG key as the API shows it: never its secret.
+#[derive(Serialize, ToSchema)]
+pub struct TsigKeyView {
+    /// Lowercase FQDN, as secondaries name it.
+    pub name: String,
+    pub algorithm: model::records::TsigAlgorithm,
+    /// The zones whose secondaries use it.
+    pub used_by: Vec<String>,
+    pub created_unix_ms: u64,
+}
+
+/// The TSIG keys zone transfers are signed with
+///
+/// Role: viewer. Secrets are never shown.
+#[utoipa::path(
+    get,
+    path = "/dns/tsig-keys",
+    tag = "dns",
+    extensions(("x-meridian-role" = json!("viewer"))),
+    responses((status = 200, description = "Every TSIG key, by name", body = Vec<TsigKeyView>)),
+)]
+pub(super) async fn list_tsig_keys(
+    _: ApiUser,
+    State(st): State<AppState>,
+) -> Json<Vec<TsigKeyView>> {
+    let users = ops::tsig_key_users(&st.backend.config().value.spec);
+    let keys = st.backend.tsig_keys();
+    Json(
+        keys.values()
+            .map(|k| TsigKeyView {
+                name: k.name.clone(),
+                algorithm: k.algorithm,
+                used_by: users.get(&k.name).cloned().unwrap_or_default(),
+                created_unix_ms: k.created_unix_ms,
+            })
+            .collect(),
+    )
+}
+
+/// A TSIG key to store.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTsigKey {
+    /// The key's name, e.g. `xfr.example.com` (secondaries must use the same).
+    pub name: String,
+    /// `hmac-sha256` (default), `hmac-sha384` or `hmac-sha512`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// The shared secret in base64, at least 128 bits (`meridian dns tsig add --generate`,
+    /// BIND's `tsig-keygen` or Knot's `keymgr -t` make one). Sealed at once; never shown again.
+    pub secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TsigKeyWritten {
+    pub name: String,
+}
+
+/// Stores a TSIG key
+///
+/// Role: operator. 422 names each problem (`name`, `algorithm`, `secret`); 409 when the name is
+/// taken.
+#[utoipa::path(
+    post,
+    path = "/dns/tsig-keys",
+    tag = "dns",
+    extensions(("x-meridian-role" = json!("operator"))),
+    request_body(content = NewTsigKey, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored", body = TsigKeyWritten),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+    ),
+)]
+pub(super) async fn create_tsig_key(
+    user: ApiUser,
+    State(st): State<AppState>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    user.require(Role::Operator)?;
+    let req: NewTsigKey = json_body(&body(b)?)?;
+    let algorithm = req.algorithm.as_deref().unwrap_or("hmac-sha256");
+    let name = ops::add_tsig_key(&st, user.origin(), &req.name, algorithm, &req.secret).await?;
+    st.metrics.change("tsig_keys");
+    Ok((StatusCode::CREATED, Json(TsigKeyWritten { name })).into_response())
+}
+
+/// Deletes a TSIG key
+///
+/// Role: operator. 409 while a zone's secondary uses it, naming the zone.
+#[utoipa::path(
+    delete,
+    path = "/dns/tsig-keys/{name}",
+    tag = "dns",
+    extensions(("x-meridian-role" = json!("operator"))),
+    params(("name" = String, Path, description = "The key's name")),
+    responses(
+        (status = 200, description = "Deleted", body = TsigKeyWritten),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+    ),
+)]
+pub(super) async fn delete_tsig_key(
+    user: ApiUser,
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<TsigKeyWritten>, ApiError> {
+    user.require(Role::Operator)?;
+    ops::delete_tsig_key(&st, user.origin(), &name).await?;
+    st.metrics.change("tsig_keys");
+    Ok(Json(TsigKeyWritten { name }))
+}

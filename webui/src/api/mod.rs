@@ -71,6 +71,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(purge))
         .routes(routes!(dns_explain))
         .routes(routes!(import_zone))
+        .routes(routes!(list_tsig_keys, create_tsig_key))
+        .routes(routes!(delete_tsig_key))
         .routes(routes!(openapi::document))
         // Documented once per kind by `openapi`, which spells these two out.
         .routes(routes!(list_objects))

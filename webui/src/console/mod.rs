@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/gslb", get(pages::gslb))
         .route("/console/zones", get(pages::zones))
         .route("/console/zones/import", post(pages::import_zone))
+        .route("/console/zones/tsig", post(pages::tsig_key))
         .route("/console/cluster", get(pages::cluster))
         .route(
             "/console/certificates",

@@ -700,6 +700,48 @@ struct ZonesTemplate {
     revision: u64,
     /// Response-rate limiting in words.
     rate_limit: String,
+    tsig_keys: Vec<TsigKeyRow>,
+}
+
+pub struct TsigKeyRow {
+    pub name: String,
+    pub algorithm: &'static str,
+    /// The zones whose secondaries use it.
+    pub used_by: String,
+    pub in_use: bool,
+}
+
+/// The TSIG key forms: add (with the secret the operator made) or delete.
+pub async fn tsig_key(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    axum::extract::Form(pairs): axum::extract::Form<Vec<(String, String)>>,
+) -> Response {
+    use axum::response::IntoResponse;
+    if let Err(r) =
+        super::csrf(&user, &pairs).and_then(|_| super::require(&user, model::Role::Operator))
+    {
+        return r.into_response();
+    }
+    let name = super::field(&pairs, "name").trim().to_string();
+    let result = if super::field(&pairs, "action") == "delete" {
+        crate::ops::delete_tsig_key(&st, user.origin(), &name)
+            .await
+            .map(|_| format!("TSIG key {name} deleted."))
+    } else {
+        let algorithm = super::field(&pairs, "algorithm");
+        let secret = super::field(&pairs, "secret");
+        crate::ops::add_tsig_key(&st, user.origin(), &name, algorithm, secret)
+            .await
+            .map(|stored| format!("TSIG key {stored} stored."))
+    };
+    match result {
+        Ok(message) => {
+            st.metrics.change("tsig_keys");
+            super::done(&st, &user, message, "/console/zones")
+        }
+        Err(e) => super::change_failed(&st, &user, "zones", e),
+    }
 }
 
 /// The zone-file import form: paste a zone in master format.
@@ -743,9 +785,25 @@ pub async fn zones(user: ConsoleUser, State(st): State<AppState>) -> Response {
             ns: z.ns.join(", "),
         })
         .collect();
+    let users = crate::ops::tsig_key_users(&cfg.value.spec);
+    let tsig_keys = st
+        .backend
+        .tsig_keys()
+        .values()
+        .map(|k| {
+            let used = users.get(&k.name).cloned().unwrap_or_default();
+            TsigKeyRow {
+                name: k.name.clone(),
+                algorithm: k.algorithm.as_str(),
+                in_use: !used.is_empty(),
+                used_by: used.join(", "),
+            }
+        })
+        .collect();
     render(&ZonesTemplate {
         chrome: Chrome::new(&st, &user, "zones"),
         zones,
+        tsig_keys,
         revision: cfg.revision,
         rate_limit: {
             let rl = cfg

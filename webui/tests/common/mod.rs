@@ -28,6 +28,7 @@ pub struct State {
     /// The next proposal fails like this, without being applied.
     pub fail_next: Option<ChangeError>,
     pub certificates: BTreeMap<String, Arc<CertificateRecord>>,
+    pub tsig_keys: BTreeMap<String, Arc<model::records::TsigKeyRecord>>,
 }
 
 pub struct Memory(pub Mutex<State>);
@@ -127,6 +128,23 @@ impl Memory {
             }
             Change::Audit { .. } | Change::RotateTicketKey { .. } | Change::PurgeCache { .. } => {
                 return Ok(s.revision)
+            }
+            Change::PutTsigKey { record } => {
+                s.tsig_keys
+                    .insert(record.name.clone(), Arc::new(record.clone()));
+                return Ok(s.revision);
+            }
+            Change::DeleteTsigKey { name } => {
+                let used = s.spec.zones.iter().any(|z| {
+                    z.secondaries.iter().any(|sec| {
+                        model::validate::tsig_key_name(&sec.tsig_key).as_deref() == Some(name)
+                    })
+                });
+                if used {
+                    return Err(ChangeError::Refused(format!("{name} is in use")));
+                }
+                s.tsig_keys.remove(name);
+                return Ok(s.revision);
             }
             Change::PutCertificate { record } => {
                 s.certificates
@@ -229,6 +247,9 @@ impl Backend for Memory {
     }
     fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>> {
         Arc::new(self.lock().certificates.clone())
+    }
+    fn tsig_keys(&self) -> Arc<BTreeMap<String, Arc<model::records::TsigKeyRecord>>> {
+        Arc::new(self.lock().tsig_keys.clone())
     }
     fn cluster_key(&self) -> Arc<credentials::ClusterKey> {
         Arc::new(credentials::ClusterKey::derive("router tests"))

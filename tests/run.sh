@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests of each crate and the end-to-end tests that start
 # the real `meridian` binary. Installs the system tools the tests use when missing: dig, curl,
-# iproute2, openssl and headless Chromium with its WebDriver (the console tests in tests/e2e/browser.rs).
+# iproute2, openssl, knotd (a zone-transfer secondary) and headless Chromium with its WebDriver
+# (the console tests in tests/e2e/browser.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # `ip netns`: multi-appliance tests put each node in its own network namespace (root needed).
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Knot DNS as a real secondary of Meridian's zones (tests/e2e/xfr.rs).
+command -v knotd >/dev/null 2>&1 || need+=(knot)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ "${#need[@]}" -gt 0 ]; then

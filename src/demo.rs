@@ -222,6 +222,16 @@ sites = [
   {{ name = "west", address = "{WEST}", port = {port}, health_check = "gateway", priority = 2 }},
 ]
 
+# Capacity: east takes at most 5 answers a second; past that the load goes to west.
+[[gslb_records]]
+name = "capped.{DEMO_ZONE}"
+ttl = 10
+policy = "failover"
+sites = [
+  {{ name = "east", address = "{EAST}", port = {port}, health_check = "gateway", priority = 1, capacity = 5 }},
+  {{ name = "west", address = "{WEST}", port = {port}, health_check = "gateway", priority = 2 }},
+]
+
 # Geo: clients (or the EDNS Client Subnet their resolver sends) in the east network get east,
 # in the west network get west, anyone else gets both. A region whose sites are all down
 # spills to the other.
@@ -278,6 +288,7 @@ Meridian demo is running: one node, data in {data}
   TCP (L4)    curl -s http://{tcp}/                        (bytes proxied, not parsed)
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short
   Failover    dig @{dns_ip} -p {dns_port} failover.{DEMO_ZONE} A +short      (east; west when east is down)
+  Capacity    for i in $(seq 8); do dig @{dns_ip} -p {dns_port} capped.{DEMO_ZONE} +short; done  (east 5/s, then west)
   Geo         dig @{dns_ip} -p {dns_port} geo.{DEMO_ZONE} A +subnet=198.51.100.7/24   (east; 203.0.113.0/24 gets west)
   Explain     MERIDIAN_TOKEN=<token> meridian dns explain geo.{DEMO_ZONE} --ecs 198.51.100.0/24
   Transfer    dig @{dns_ip} -p {dns_port} {DEMO_ZONE} AXFR -k {data}/{DEMO_XFR_KEY_FILE}   (TSIG-signed; unsigned is refused)

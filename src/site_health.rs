@@ -66,6 +66,8 @@ pub struct SiteHealth {
     local: Arc<lb::HealthTable>,
     peers: Mutex<HashMap<u64, Peer>>,
     agreed: ArcSwap<HashMap<String, Agreed>>,
+    /// This node and the peers heard from within [`PEER_TTL`], as of the last count.
+    live: std::sync::atomic::AtomicUsize,
 }
 
 fn is_site(key: &str) -> bool {
@@ -78,6 +80,7 @@ impl SiteHealth {
             node_id,
             local,
             peers: Mutex::new(HashMap::new()),
+            live: std::sync::atomic::AtomicUsize::new(1),
             agreed: ArcSwap::default(),
         })
     }
@@ -170,6 +173,8 @@ impl SiteHealth {
             for p in peers.values() {
                 count(&p.sites);
             }
+            self.live
+                .store(1 + peers.len(), std::sync::atomic::Ordering::Relaxed);
         }
         let before = self.agreed.load();
         let now = model::unix_ms();
@@ -215,6 +220,10 @@ impl HealthView for SiteHealth {
 
     fn pending(&self, key: &str) -> bool {
         self.local.pending(key) || self.agreed.load().get(key).is_some_and(|a| a.split)
+    }
+
+    fn live_nodes(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn status(&self, key: &str) -> Option<HealthStatus> {

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::net::IpAddr;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use model::{
@@ -306,6 +306,8 @@ pub(crate) struct GslbTarget {
     steer: Steer,
     max_answers: usize,
     sites: Vec<SiteTarget>,
+    /// Whether any site has a capacity (the only case that looks at load).
+    capacity: bool,
     /// Answers given, for round robin's rotation and the weighted policy's turn.
     turn: Arc<AtomicUsize>,
 }
@@ -324,6 +326,10 @@ struct SiteTarget {
     location: Option<GeoPoint>,
     /// The site's stable identity in persistent hashing: the same on every node.
     seed: u64,
+    /// Answers per second across the cluster; `None`: no limit.
+    capacity: Option<u32>,
+    /// This node's answers in the current second, shared by every clone of the target.
+    load: Arc<Load>,
     /// `meridian_gslb_answers_total` of this site, once the server attached its metrics.
     /// Shared with every clone of the target (the fast path keeps one), so attaching the
     /// counter once reaches them all.
@@ -397,6 +403,7 @@ impl GslbTarget {
             steer: record.steer,
             max_answers: record.max_answers.map_or(usize::MAX, |n| n as usize),
             turn: Arc::default(),
+            capacity: record.sites.iter().any(|s| s.capacity.is_some()),
             // Disabled and draining sites are never handed out, not even when all are down.
             sites: record
                 .sites
@@ -418,6 +425,8 @@ impl GslbTarget {
                     region: site.region,
                     location: site.location,
                     seed: fnv1a(site.name.as_bytes()),
+                    capacity: site.capacity,
+                    load: Arc::default(),
                     answered: Arc::default(),
                 })
                 .collect(),
@@ -490,7 +499,15 @@ impl GslbTarget {
                 ..Decision::default()
             };
         }
-        let (mut picked, mut scope) = self.steer(healthy, client, topology, trace);
+        let (mut picked, mut scope) = if self.capacity {
+            let (picked, scope) = self.steer(healthy.clone(), client, topology, trace);
+            (
+                self.with_room(picked, &healthy, health.live_nodes(), trace),
+                scope,
+            )
+        } else {
+            self.steer(healthy, client, topology, trace)
+        };
         match self.policy {
             GslbPolicy::All => {}
             GslbPolicy::Failover => {
@@ -666,6 +683,51 @@ impl GslbTarget {
         }
     }
 
+    /// Capacity: the candidates with room this second; when all are full, the other healthy
+    /// sites with room; when those are full too, the candidates anyway (a full site is still
+    /// better than no answer).
+    fn with_room<'s>(
+        &self,
+        candidates: Vec<&'s SiteTarget>,
+        healthy: &[&'s SiteTarget],
+        nodes: usize,
+        trace: Trace<'_>,
+    ) -> Vec<&'s SiteTarget> {
+        if candidates.iter().all(|s| s.capacity.is_none()) {
+            return candidates;
+        }
+        let now = Load::now();
+        let room = |s: &&SiteTarget| s.has_room(nodes, now);
+        let open: Vec<&SiteTarget> = candidates.iter().copied().filter(room).collect();
+        if open.len() == candidates.len() {
+            return candidates;
+        }
+        let full: Vec<&SiteTarget> = candidates.iter().copied().filter(|s| !room(s)).collect();
+        note(trace, || {
+            format!(
+                "at capacity this second (each node's share of it over {nodes} node(s)): {}",
+                names(&full)
+            )
+        });
+        if !open.is_empty() {
+            return open;
+        }
+        let others: Vec<&SiteTarget> = healthy
+            .iter()
+            .copied()
+            .filter(|s| room(s) && !candidates.iter().any(|c| std::ptr::eq(*c, *s)))
+            .collect();
+        if others.is_empty() {
+            note(trace, || {
+                "every healthy site is full: answering the candidates".into()
+            });
+            candidates
+        } else {
+            note(trace, || format!("the load goes to: {}", names(&others)));
+            others
+        }
+    }
+
     /// The addresses of `sites`, at most `max_answers`; counted in the metrics unless this is an
     /// explanation (`trace`), not an answer.
     fn bounded<'s>(
@@ -680,8 +742,13 @@ impl GslbTarget {
             }
             if !out.contains(&site.address) {
                 out.push(site.address);
-                if let (Some(counter), None) = (site.answered.get(), trace) {
-                    counter.inc();
+                if trace.is_none() {
+                    if let Some(counter) = site.answered.get() {
+                        counter.inc();
+                    }
+                    if site.capacity.is_some() {
+                        site.load.add(Load::now());
+                    }
                 }
             }
         }
@@ -700,6 +767,50 @@ impl GslbTarget {
     pub(crate) fn addresses(&self, family: Family, health: &dyn HealthView) -> Vec<IpAddr> {
         self.decide(family, health, None, &Topology::default(), None)
             .addresses
+    }
+}
+
+/// A site's answers in the current second on this node: the second (since the epoch) in the
+/// high 32 bits, the count in the low 32, so one atomic word holds both.
+#[derive(Debug, Default)]
+struct Load(AtomicU64);
+
+impl Load {
+    fn now() -> u32 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32)
+    }
+
+    /// Answers counted in second `now`.
+    fn count(&self, now: u32) -> u32 {
+        let v = self.0.load(Ordering::Relaxed);
+        if (v >> 32) as u32 == now {
+            v as u32
+        } else {
+            0
+        }
+    }
+
+    fn add(&self, now: u32) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                let count = if (v >> 32) as u32 == now { v as u32 } else { 0 };
+                Some((u64::from(now) << 32) | u64::from(count.saturating_add(1)))
+            });
+    }
+}
+
+impl SiteTarget {
+    /// Whether this node may hand the site out once more this second: its share of the
+    /// capacity is the capacity over the live nodes, rounded up.
+    fn has_room(&self, nodes: usize, now: u32) -> bool {
+        let Some(capacity) = self.capacity else {
+            return true;
+        };
+        let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
+        self.load.count(now) < capacity.div_ceil(nodes)
     }
 }
 
@@ -796,6 +907,7 @@ pub(crate) mod tests {
                     weight: 1,
                     region: None,
                     location: None,
+                    capacity: None,
                 })
                 .collect(),
             when_all_down: policy,
@@ -1320,5 +1432,91 @@ pub(crate) mod tests {
         let health = FakeHealth::default();
         let d = g.decide(Family::V4, &health, Some(&subnet("36.1.1.1/32")), &t, None);
         assert_eq!(d.addresses, vec![v4("192.0.2.4")]);
+    }
+
+    /// A health view with `n` live nodes and every site healthy.
+    struct Nodes(usize);
+
+    impl HealthView for Nodes {
+        fn is_healthy(&self, _: &str) -> Option<bool> {
+            Some(true)
+        }
+        fn live_nodes(&self) -> usize {
+            self.0
+        }
+    }
+
+    /// Runs `f` until one run fits inside one second of the load windows.
+    fn within_one_second<T>(mut f: impl FnMut() -> T) -> T {
+        loop {
+            let before = Load::now();
+            let out = f();
+            if Load::now() == before {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_site_sheds_its_load_to_the_others_and_every_full_site_is_still_answered() {
+        let answers = |nodes: usize, east_cap: u32, west_cap: Option<u32>, n: usize| {
+            let mut r = record(
+                AllDownPolicy::Empty,
+                &[("east", "192.0.2.1", false), ("west", "192.0.2.2", false)],
+            );
+            r.policy = GslbPolicy::Failover;
+            r.sites[0].capacity = Some(east_cap);
+            r.sites[1].priority = 2;
+            r.sites[1].capacity = west_cap;
+            let health = Nodes(nodes);
+            within_one_second(|| {
+                // A fresh target each try: its load starts at zero.
+                let target = GslbTarget::compile(&r);
+                (0..n)
+                    .map(|_| {
+                        target
+                            .decide(Family::V4, &health, None, &Topology::default(), None)
+                            .addresses[0]
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        // Failover prefers east; past its 3 answers a second, west takes the rest.
+        let got = answers(1, 3, None, 5);
+        assert_eq!(
+            got,
+            [
+                "192.0.2.1",
+                "192.0.2.1",
+                "192.0.2.1",
+                "192.0.2.2",
+                "192.0.2.2"
+            ]
+        );
+        // Two live nodes: each allows half of it (rounded up).
+        let got = answers(2, 3, None, 4);
+        assert_eq!(got, ["192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.2"]);
+        // Both full: the candidates (east) are answered anyway, never nothing.
+        let got = answers(1, 1, Some(1), 4);
+        assert_eq!(got, ["192.0.2.1", "192.0.2.2", "192.0.2.1", "192.0.2.1"]);
+
+        // The explanation says why.
+        let mut r = record(AllDownPolicy::Empty, &[("east", "192.0.2.1", false)]);
+        r.sites[0].capacity = Some(1);
+        let target = GslbTarget::compile(&r);
+        let trace = within_one_second(|| {
+            let _ = target.decide(Family::V4, &Nodes(1), None, &Topology::default(), None);
+            let trace = RefCell::new(Vec::new());
+            let _ = target.decide(
+                Family::V4,
+                &Nodes(1),
+                None,
+                &Topology::default(),
+                Some(&trace),
+            );
+            trace.into_inner().join("\n")
+        });
+        assert!(trace.contains("at capacity this second"), "{trace}");
     }
 }

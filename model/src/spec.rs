@@ -1183,6 +1183,12 @@ pub struct SiteSpec {
     /// `"latitude,longitude"`; the region's location when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The most answers per second the cluster hands this site out in. Past it the site is
+    /// full: its candidates' load goes to the others (the record's other candidates, then any
+    /// healthy site); when every one is full, they are all answered. Each node allows its share
+    /// (the capacity over the live nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
 }
 
 fn default_one() -> u32 {

@@ -406,6 +406,8 @@ pub struct Site {
     pub region: Option<usize>,
     /// The site's location, or its region's.
     pub location: Option<GeoPoint>,
+    /// Answers per second, cluster-wide.
+    pub capacity: Option<u32>,
 }
 
 /// Key under which a pool member's health is kept, stable across revisions.
@@ -430,6 +432,12 @@ pub trait HealthView: Send + Sync {
     /// on it, so resolvers come back soon.
     fn pending(&self, _key: &str) -> bool {
         false
+    }
+
+    /// The nodes answering DNS for the cluster now (this one included): a GSLB site's
+    /// capacity is shared among them.
+    fn live_nodes(&self) -> usize {
+        1
     }
 
     /// What the console shows: up, down or not yet probed, with counters.

@@ -1755,6 +1755,12 @@ fn gslb(
                     "steer = nearest needs the location of every site (its own or its region's)",
                 );
             }
+            if s.capacity == Some(0) {
+                e.push(
+                    format!("{sp}.capacity"),
+                    "capacity must be at least 1 answer per second (leave it out for no limit)",
+                );
+            }
             if let Some(address) = address {
                 sites.push(Site {
                     name: s.name.clone(),
@@ -1766,6 +1772,7 @@ fn gslb(
                     weight: s.weight,
                     region,
                     location,
+                    capacity: s.capacity,
                 });
             }
         }

@@ -458,6 +458,17 @@ async fn demo_works_and_keeps_its_config_across_runs() {
         text.contains("127.0.0.2") && text.contains("127.0.0.3"),
         "{text}"
     );
+    // Capacity: east takes 5 answers a second, then west gets the load. Twelve quick queries
+    // fall in at most two seconds, one of which holds six or more: west shows up.
+    assert!(banner.contains("capped."), "{banner}");
+    let mut capped = Vec::new();
+    for _ in 0..12 {
+        capped.push(dig("capped.demo.meridian.test").await.trim().to_string());
+    }
+    let east = capped.iter().filter(|a| *a == "127.0.0.2").count();
+    let west = capped.iter().filter(|a| *a == "127.0.0.3").count();
+    assert!(east >= 5 && west >= 1 && east + west == 12, "{capped:?}");
+
     // The zone transfers to dig signed with the demo's TSIG key (dig checks every message's
     // signature and says so when one fails), and not to dig without it.
     assert!(banner.contains("AXFR -k "), "{banner}");

@@ -678,6 +678,7 @@ static GSLB: Form = Form {
             f("weight", "Weight", Kind::Number, "Weighted: default 1"),
             f("region", "Region", Kind::OptText, "Geo steering"),
             f("location", "Location", Kind::OptText, "latitude,longitude; default the region's"),
+            f("capacity", "Capacity (answers/s)", Kind::Number, "Cluster-wide; past it the load goes to the other sites. Empty: no limit"),
         ],
     }],
 };

@@ -887,6 +887,9 @@ pub(crate) mod tests {
             rise: 1,
             fall: 1,
             expect_status: 200,
+            protocol: model::CheckProtocol::Http,
+            expect_body: None,
+            ca_pem: None,
         })
     }
 

@@ -384,6 +384,9 @@ members = [{ address = "127.0.0.1:1", state = "disabled" }, { address = "127.0.0
             rise: 2,
             fall: 3,
             expect_status: 200,
+            protocol: model::CheckProtocol::Http,
+            expect_body: None,
+            ca_pem: None,
         };
         let target = Target {
             key: "pool/p/127.0.0.1:1".into(),

@@ -75,6 +75,7 @@ prop_compose! {
             pools,
             health_checks: checks.into_iter().map(|(name, path, interval_ms, timeout_ms, rise, fall, expect_status)| HealthCheckSpec {
                 name, path, host: None, interval_ms, timeout_ms, rise, fall, expect_status,
+                protocol: CheckProtocol::Http, expect_body: None, ca_pem: None,
             }).collect(),
             zones,
             gslb_records: gslb.into_iter().map(|(name, ttl, sites)| GslbRecordSpec { name, ttl, sites, when_all_down: AllDownPolicy::Empty, policy: GslbPolicy::All, max_answers: None, steer: Steer::None, fallback: Vec::new() }).collect(),
@@ -123,6 +124,7 @@ prop_compose! {
             health_checks: vec![HealthCheckSpec {
                 name: "hc".into(), path: "/healthz".into(), host: None, interval_ms: 1000,
                 timeout_ms: 500, rise: 2, fall: 3, expect_status: 200,
+                protocol: CheckProtocol::Http, expect_body: None, ca_pem: None,
             }],
             zones: vec![ZoneSpec {
                 name: "example.com".into(),

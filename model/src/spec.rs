@@ -854,6 +854,44 @@ pub struct HealthCheckSpec {
     #[serde(default = "default_expect_status")]
     #[schema(default = default_expect_status)]
     pub expect_status: u16,
+    /// `http` (default): `GET path`, the status (and body) compared; `https`: the same over TLS;
+    /// `tcp`: the connection alone.
+    #[serde(default, skip_serializing_if = "CheckProtocol::is_http")]
+    #[schema(default = CheckProtocol::default)]
+    pub protocol: CheckProtocol,
+    /// Text the response body must contain (its first 64 KiB are read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+    /// PEM CA bundle an `https` check verifies the target's certificate against (the name is
+    /// `host`, else the address). Without it the certificate is not verified, as F5's HTTPS
+    /// monitor and HAProxy's `check-ssl verify none` do: a probe sends nothing secret and
+    /// believes only a status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+/// How a health check probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckProtocol {
+    #[default]
+    Http,
+    Https,
+    Tcp,
+}
+
+impl CheckProtocol {
+    fn is_http(&self) -> bool {
+        *self == CheckProtocol::Http
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckProtocol::Http => "http",
+            CheckProtocol::Https => "https",
+            CheckProtocol::Tcp => "tcp",
+        }
+    }
 }
 
 fn default_check_path() -> String {

@@ -271,6 +271,9 @@ pub struct HealthCheck {
     pub rise: u32,
     pub fall: u32,
     pub expect_status: u16,
+    pub protocol: crate::CheckProtocol,
+    pub expect_body: Option<String>,
+    pub ca_pem: Option<String>,
 }
 
 /// A zone with names normalized to lowercase FQDNs with a trailing dot.

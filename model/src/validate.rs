@@ -220,6 +220,21 @@ fn health_checks(spec: &ConfigSpec, e: &mut Errors) -> BTreeMap<String, Arc<Heal
             599,
             e,
         );
+        if let Some(body) = &hc.expect_body {
+            if body.is_empty() || body.len() > 1024 {
+                e.push(format!("{p}.expect_body"), "1 to 1024 bytes of text");
+            }
+            if hc.protocol == CheckProtocol::Tcp {
+                e.push(format!("{p}.expect_body"), "a tcp check reads no body");
+            }
+        }
+        if let Some(ca) = &hc.ca_pem {
+            if hc.protocol != CheckProtocol::Https {
+                e.push(format!("{p}.ca_pem"), "only an https check verifies a certificate");
+            } else if !ca.contains("-----BEGIN CERTIFICATE-----") {
+                e.push(format!("{p}.ca_pem"), "no PEM certificate in it");
+            }
+        }
         out.insert(
             hc.name.clone(),
             Arc::new(HealthCheck {
@@ -231,6 +246,9 @@ fn health_checks(spec: &ConfigSpec, e: &mut Errors) -> BTreeMap<String, Arc<Heal
                 rise: hc.rise,
                 fall: hc.fall,
                 expect_status: hc.expect_status,
+                protocol: hc.protocol,
+                expect_body: hc.expect_body.clone(),
+                ca_pem: hc.ca_pem.clone(),
             }),
         );
     }

@@ -532,8 +532,14 @@ static POOL: Form = Form {
 static HEALTH_CHECK: Form = Form {
     fields: &[
         f("name", "Name", Kind::Text, ""),
+        f(
+            "protocol",
+            "Protocol",
+            Kind::Select(&["http", "https", "tcp"]),
+            "tcp: the connection alone; https: GET over TLS.",
+        ),
         f("path", "Path", Kind::Text, "Requested with GET."),
-        f("host", "Host header", Kind::OptText, ""),
+        f("host", "Host header", Kind::OptText, "Also the TLS server name of https checks."),
         f(
             "interval_ms",
             "Interval (ms)",
@@ -558,6 +564,18 @@ static HEALTH_CHECK: Form = Form {
             "Expected status",
             Kind::Number,
             "Default 200.",
+        ),
+        f(
+            "expect_body",
+            "Expected body text",
+            Kind::OptText,
+            "The response's first 64 KiB must contain it.",
+        ),
+        f(
+            "ca_pem",
+            "CA bundle (https)",
+            Kind::Block,
+            "PEM; the certificate is verified against it. Without one it is not verified.",
         ),
     ],
     tables: &[],

@@ -184,6 +184,7 @@ members = [{{ address = "{EAST}:{port}" }}, {{ address = "{WEST}:{port}" }}]
 [[health_checks]]
 name = "gateway"
 path = "/healthz"
+expect_body = "ok"
 interval_ms = 1000
 timeout_ms = 500
 rise = 2
@@ -197,6 +198,8 @@ records = [
   {{ name = "ns1", type = "A", value = "127.0.0.1" }},
   {{ name = "www", type = "CNAME", value = "app" }},
   {{ name = "@", type = "TXT", value = "meridian demo zone" }},
+  {{ name = "lb-east", type = "A", value = "{EAST}" }},
+  {{ name = "lb-west", type = "A", value = "{WEST}" }},
 ]
 # Zone transfers (AXFR/IXFR) to this host, signed with the demo's TSIG key; no NOTIFY, as no
 # secondary server listens here.
@@ -220,6 +223,18 @@ policy = "failover"
 sites = [
   {{ name = "east", address = "{EAST}", port = {port}, health_check = "gateway", priority = 1 }},
   {{ name = "west", address = "{WEST}", port = {port}, health_check = "gateway", priority = 2 }},
+]
+
+# CNAME sites: the answer names the picked site's host (a cloud load balancer's, say); here
+# both are names of this zone, so the answer also carries their address. No health check:
+# probes resolve a site's name with the system's resolver, which does not know the demo zone.
+[[gslb_records]]
+name = "cdn.{DEMO_ZONE}"
+ttl = 10
+policy = "failover"
+sites = [
+  {{ name = "east", cname = "lb-east.{DEMO_ZONE}", priority = 1 }},
+  {{ name = "west", cname = "lb-west.{DEMO_ZONE}", priority = 2 }},
 ]
 
 # Capacity: east takes at most 5 answers a second; past that the load goes to west.
@@ -288,6 +303,7 @@ Meridian demo is running: one node, data in {data}
   TCP (L4)    curl -s http://{tcp}/                        (bytes proxied, not parsed)
   GSLB DNS    dig @{dns_ip} -p {dns_port} app.{DEMO_ZONE} A +short
   Failover    dig @{dns_ip} -p {dns_port} failover.{DEMO_ZONE} A +short      (east; west when east is down)
+  CNAME site  dig @{dns_ip} -p {dns_port} cdn.{DEMO_ZONE} +short      (lb-east's name and address; west's when east is drained)
   Capacity    for i in $(seq 8); do dig @{dns_ip} -p {dns_port} capped.{DEMO_ZONE} +short; done  (east 5/s, then west)
   Geo         dig @{dns_ip} -p {dns_port} geo.{DEMO_ZONE} A +subnet=198.51.100.7/24   (east; 203.0.113.0/24 gets west)
   Explain     MERIDIAN_TOKEN=<token> meridian dns explain geo.{DEMO_ZONE} --ecs 198.51.100.0/24

@@ -84,6 +84,11 @@ impl FastTable {
     pub(crate) fn compile(snapshot: &ZonesSnapshot) -> FastTable {
         let mut entries = HashMap::new();
         for (name, gslb) in snapshot.names() {
+            // A GSLB name answered by CNAME is a CNAME decided per query, for every type: the
+            // slow path.
+            if gslb.is_some_and(GslbTarget::is_cname) {
+                continue;
+            }
             let owner = Name::from(name);
             for rtype in TYPES {
                 let key = key_of(name, rtype);

@@ -18,8 +18,8 @@ use model::{
     Steer,
 };
 
-/// One site as the console shows it: `(site name, address, healthy)`.
-pub type SiteState = (String, IpAddr, bool);
+/// One site as the console shows it: `(site name, address or CNAME target, healthy)`.
+pub type SiteState = (String, String, bool);
 
 /// Prefix lengths a persistent answer is kept for: one client subnet keeps one site.
 const PERSIST_PREFIX_V4: u8 = 24;
@@ -61,7 +61,7 @@ pub fn site_states(config: &Config, health: &dyn HealthView) -> Vec<(String, Vec
                 .iter()
                 .map(|site| {
                     let healthy = site_is_healthy(record, site, health);
-                    (site.name.clone(), site.address, healthy)
+                    (site.name.clone(), site.address.to_string(), healthy)
                 })
                 .collect();
             (record.name.clone(), sites)
@@ -319,7 +319,7 @@ struct SiteTarget {
     pending_ttl: u32,
     /// `None` when the site has no health check or is forced up, and so is always healthy.
     health_key: Option<String>,
-    address: IpAddr,
+    answer: SiteAnswer,
     priority: u32,
     weight: u32,
     region: Option<usize>,
@@ -344,12 +344,21 @@ impl SiteTarget {
         }
     }
 
+    /// Whether the site answers a query of `family`: an address of it, or a CNAME (any).
     fn of(&self, family: Family) -> bool {
-        match family {
-            Family::V4 => self.address.is_ipv4(),
-            Family::V6 => self.address.is_ipv6(),
+        match (&self.answer, family) {
+            (SiteAnswer::Ip(ip), Family::V4) => ip.is_ipv4(),
+            (SiteAnswer::Ip(ip), Family::V6) => ip.is_ipv6(),
+            (SiteAnswer::Cname(_), _) => true,
         }
     }
+}
+
+/// What a site is answered as.
+#[derive(Debug, Clone, PartialEq)]
+enum SiteAnswer {
+    Ip(IpAddr),
+    Cname(hickory_proto::rr::Name),
 }
 
 /// Which address family a query asks for.
@@ -363,6 +372,8 @@ pub(crate) enum Family {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Decision {
     pub(crate) addresses: Vec<IpAddr>,
+    /// For a record whose sites are CNAMEs: the picked site's target (no addresses then).
+    pub(crate) cname: Option<hickory_proto::rr::Name>,
     /// Leading bits of the client's address the decision used (the ECS scope).
     pub(crate) scope: u8,
     /// The record's TTL, capped while a site's state may be changing.
@@ -372,20 +383,44 @@ pub(crate) struct Decision {
 }
 
 impl GslbTarget {
+    /// Whether the sites are CNAMEs (validation keeps a record to one kind).
+    pub(crate) fn is_cname(&self) -> bool {
+        self.sites
+            .iter()
+            .any(|s| matches!(s.answer, SiteAnswer::Cname(_)))
+    }
+
     /// What a secondary can answer for this name, which it cannot steer: one A or AAAA per
     /// site that may be answered, health aside, in site order.
     pub(crate) fn static_records(
         &self,
         owner: &hickory_proto::rr::Name,
     ) -> Vec<hickory_proto::rr::Record> {
+        use hickory_proto::rr::rdata::CNAME;
         use hickory_proto::rr::rdata::{A, AAAA};
         use hickory_proto::rr::{RData, Record};
+        // CNAME sites: the best-priority one (a name holds one CNAME).
+        if let Some(site) = self
+            .sites
+            .iter()
+            .filter(|s| matches!(s.answer, SiteAnswer::Cname(_)))
+            .min_by_key(|s| s.priority)
+        {
+            if let SiteAnswer::Cname(target) = &site.answer {
+                let rdata = RData::CNAME(CNAME(target.clone()));
+                return vec![Record::from_rdata(owner.clone(), self.ttl, rdata)];
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         self.sites
             .iter()
-            .filter(|s| seen.insert(s.address))
-            .map(|s| {
-                let rdata = match s.address {
+            .filter_map(|s| match s.answer {
+                SiteAnswer::Ip(ip) => Some(ip),
+                SiteAnswer::Cname(_) => None,
+            })
+            .filter(|ip| seen.insert(*ip))
+            .map(|ip| {
+                let rdata = match ip {
                     IpAddr::V4(v4) => RData::A(A(v4)),
                     IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
                 };
@@ -419,7 +454,15 @@ impl GslbTarget {
                         .as_ref()
                         .filter(|_| site.state != AdminState::ForceUp)
                         .map(|_| model::site_health_key(&record.name, &site.name)),
-                    address: site.address,
+                    answer: match &site.address {
+                        model::SiteAddress::Ip(ip) => SiteAnswer::Ip(*ip),
+                        model::SiteAddress::Cname(name) => {
+                            let mut parsed = hickory_proto::rr::Name::from_ascii(name)
+                                .unwrap_or_else(|_| hickory_proto::rr::Name::root());
+                            parsed.set_fqdn(true);
+                            SiteAnswer::Cname(parsed)
+                        }
+                    },
                     priority: site.priority,
                     weight: site.weight.max(1),
                     region: site.region,
@@ -465,7 +508,7 @@ impl GslbTarget {
                 AllDownPolicy::Servfail => "every site is down: when_all_down = servfail".into(),
             });
             let sites = self.sites.iter().filter(|s| all && s.of(family));
-            let mut addresses = self.bounded(sites, trace);
+            let (mut addresses, cname) = self.bounded(sites, trace);
             if self.when_all_down == AllDownPolicy::Fallback {
                 addresses = self
                     .fallback
@@ -480,6 +523,7 @@ impl GslbTarget {
             }
             return Decision {
                 addresses,
+                cname,
                 scope: 0,
                 ttl,
                 servfail: self.when_all_down == AllDownPolicy::Servfail,
@@ -558,8 +602,10 @@ impl GslbTarget {
             };
             format!("policy {policy}: {}", names(&picked))
         });
+        let (addresses, cname) = self.bounded(picked.into_iter(), trace);
         Decision {
-            addresses: self.bounded(picked.into_iter(), trace),
+            addresses,
+            cname,
             scope,
             ttl,
             servfail: false,
@@ -728,31 +774,38 @@ impl GslbTarget {
         }
     }
 
-    /// The addresses of `sites`, at most `max_answers`; counted in the metrics unless this is an
-    /// explanation (`trace`), not an answer.
+    /// The addresses of `sites`, at most `max_answers`, or the CNAME target of the first when
+    /// the sites are CNAMEs; counted in the metrics unless this is an explanation (`trace`),
+    /// not an answer.
     fn bounded<'s>(
         &self,
         sites: impl Iterator<Item = &'s SiteTarget>,
         trace: Trace<'_>,
-    ) -> Vec<IpAddr> {
+    ) -> (Vec<IpAddr>, Option<hickory_proto::rr::Name>) {
         let mut out = Vec::new();
         for site in sites {
             if out.len() >= self.max_answers {
                 break;
             }
-            if !out.contains(&site.address) {
-                out.push(site.address);
-                if trace.is_none() {
-                    if let Some(counter) = site.answered.get() {
-                        counter.inc();
+            let ip = match &site.answer {
+                SiteAnswer::Ip(ip) => *ip,
+                SiteAnswer::Cname(target) => {
+                    if out.is_empty() {
+                        site.count(trace);
+                        note(trace, || {
+                            format!("answered as CNAME {target} (site {})", site.name)
+                        });
+                        return (out, Some(target.clone()));
                     }
-                    if site.capacity.is_some() {
-                        site.load.add(Load::now());
-                    }
+                    continue;
                 }
+            };
+            if !out.contains(&ip) {
+                out.push(ip);
+                site.count(trace);
             }
         }
-        out
+        (out, None)
     }
 
     /// Counts each site's answers in `metrics` from now on.
@@ -803,6 +856,19 @@ impl Load {
 }
 
 impl SiteTarget {
+    /// Counts one answer of the site (its metric and its load), unless this is an explanation.
+    fn count(&self, trace: Trace<'_>) {
+        if trace.is_some() {
+            return;
+        }
+        if let Some(counter) = self.answered.get() {
+            counter.inc();
+        }
+        if self.capacity.is_some() {
+            self.load.add(Load::now());
+        }
+    }
+
     /// Whether this node may hand the site out once more this second: its share of the
     /// capacity is the capacity over the live nodes, rounded up.
     fn has_room(&self, nodes: usize, now: u32) -> bool {
@@ -902,8 +968,8 @@ pub(crate) mod tests {
                 .iter()
                 .map(|(name, addr, checked)| Site {
                     name: (*name).into(),
-                    address: addr.parse().expect("test address"),
-                    probe: ([127, 0, 0, 1], 80).into(),
+                    address: model::SiteAddress::Ip(addr.parse().expect("test address")),
+                    probe: model::ProbeTarget::Addr(([127, 0, 0, 1], 80).into()),
                     health_check: checked.then(check),
                     state: model::AdminState::Enabled,
                     priority: 1,
@@ -1002,7 +1068,10 @@ pub(crate) mod tests {
         let mut config = Config::empty();
         config.gslb_records.push(rec);
         let states = site_states(&config, &health);
-        assert_eq!(states[0].1, vec![("a".to_string(), v4("192.0.2.1"), true)]);
+        assert_eq!(
+            states[0].1,
+            vec![("a".to_string(), "192.0.2.1".to_string(), true)]
+        );
     }
 
     fn four_sites() -> GslbRecord {
@@ -1231,6 +1300,7 @@ pub(crate) mod tests {
             ask("198.51.100.7/24"),
             Decision {
                 addresses: vec![v4("192.0.2.1"), v4("192.0.2.2")],
+                cname: None,
                 scope: 24,
                 ttl: 30,
                 servfail: false,

@@ -258,6 +258,8 @@ impl ZonesSnapshot {
         };
         let mut owner = qname.clone();
         let mut answers = Vec::new();
+        // The ECS scope of GSLB CNAMEs met along the chain.
+        let mut chain_scope = 0;
         for _ in 0..=MAX_CNAME_CHAIN {
             // A name at or below a delegation is the child zone's: refer the resolver there.
             if let Some(cut) = zone.cut_for(&lower) {
@@ -270,6 +272,36 @@ impl ZonesSnapshot {
                 return Answer::negative(ResponseCode::NXDomain, answers, zone);
             };
             let chase = qtype != RecordType::CNAME && qtype != RecordType::ANY;
+            // A GSLB name whose sites are CNAMEs: the picked site's target, like a CNAME.
+            if let Some(gslb) = node.gslb.as_ref().filter(|g| g.is_cname()) {
+                if let Some(d) = ctx.dynamic {
+                    d.set(true);
+                }
+                let decision =
+                    gslb.decide(Family::V4, ctx.health, ctx.client, ctx.topology, ctx.trace);
+                if decision.servfail {
+                    return Answer::servfail();
+                }
+                if let Some(target) = decision.cname {
+                    chain_scope = chain_scope.max(decision.scope);
+                    let rdata = RData::CNAME(CNAME(target.clone()));
+                    answers.push(Record::from_rdata(owner.clone(), decision.ttl, rdata));
+                    if !chase {
+                        let mut answer = Answer::positive(answers, Vec::new());
+                        answer.ecs_scope = chain_scope;
+                        return answer;
+                    }
+                    lower = LowerName::new(&target);
+                    owner = target;
+                    match self.zone_for(&lower) {
+                        Some(next) => zone = next,
+                        None => break,
+                    }
+                    continue;
+                }
+                // No site to name (all down, answering empty or the fallback addresses):
+                // the records below say so.
+            }
             if let (true, Some(cname)) = (chase, node.rrset(RecordType::CNAME).first()) {
                 answers.push(with_owner(cname, &owner));
                 let RData::CNAME(CNAME(target)) = &cname.data else {
@@ -286,6 +318,7 @@ impl ZonesSnapshot {
             let Some((found, scope)) = node.records(qtype, &owner, ctx) else {
                 return Answer::servfail();
             };
+            let scope = scope.max(chain_scope);
             if found.is_empty() {
                 let mut answer = Answer::negative(ResponseCode::NoError, answers, zone);
                 answer.ecs_scope = scope;
@@ -299,7 +332,9 @@ impl ZonesSnapshot {
         }
         // The chain left our zones or was too long: answer with the chain so far and let the
         // resolver carry on from its last target.
-        Answer::positive(answers, Vec::new())
+        let mut answer = Answer::positive(answers, Vec::new());
+        answer.ecs_scope = chain_scope;
+        answer
     }
 
     /// A referral to the child zone cut at `cut`: its NS records in authority (not

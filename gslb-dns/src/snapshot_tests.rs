@@ -416,3 +416,75 @@ fn srv_caa_and_ptr_answer_with_their_data() {
         RData::PTR(PTR(name("host.example.net.")))
     );
 }
+
+#[test]
+fn gslb_sites_given_as_cnames_answer_the_picked_sites_target_and_chase_it() {
+    let mut config = config();
+    config.zones[0].records.push(rec(
+        "lb-east.example.com.",
+        RecordData::A(Ipv4Addr::new(198, 51, 100, 1)),
+    ));
+    let mut record = gslb_record(
+        AllDownPolicy::Empty,
+        &[("east", "192.0.2.1", true), ("west", "192.0.2.2", true)],
+    );
+    record.name = "cdn.example.com.".into();
+    record.policy = model::GslbPolicy::Failover;
+    record.sites[0].address = model::SiteAddress::Cname("lb-east.example.com.".into());
+    record.sites[1].address = model::SiteAddress::Cname("edge.cdn-provider.net.".into());
+    record.sites[1].priority = 2;
+    config.gslb_records.push(record);
+    let snap = ZonesSnapshot::compile(&config, 7).expect("compiles");
+    let health = FakeHealth::default();
+    let cdn = name("cdn.example.com.");
+
+    // East is up: its target, chased inside our zone.
+    let answer = snap.lookup(&cdn, RecordType::A, &health);
+    assert_eq!(answer.rcode, ResponseCode::NoError);
+    assert_eq!(answer.answers.len(), 2, "{:?}", answer.answers);
+    assert_eq!(
+        answer.answers[0].data,
+        RData::CNAME(CNAME(name("lb-east.example.com.")))
+    );
+    assert_eq!(answer.answers[0].ttl, 30);
+    assert_eq!(
+        answer.answers[1].data,
+        RData::A(A(Ipv4Addr::new(198, 51, 100, 1)))
+    );
+    // Any type gets the CNAME (AAAA: chased to NODATA at the target, the CNAME kept).
+    let aaaa = snap.lookup(&cdn, RecordType::AAAA, &health);
+    assert_eq!(aaaa.answers.len(), 1);
+    assert_eq!(
+        aaaa.authorities.len(),
+        1,
+        "the target's NODATA carries the SOA"
+    );
+    let cname = snap.lookup(&cdn, RecordType::CNAME, &health);
+    assert_eq!(cname.answers.len(), 1);
+
+    // East down: west's target, outside our zones, for the resolver to follow.
+    health.set("cdn.example.com.", "east", false);
+    let answer = snap.lookup(&cdn, RecordType::A, &health);
+    assert_eq!(answer.answers.len(), 1);
+    assert_eq!(
+        answer.answers[0].data,
+        RData::CNAME(CNAME(name("edge.cdn-provider.net.")))
+    );
+    // Both down (when_all_down = empty): NODATA, no CNAME.
+    health.set("cdn.example.com.", "west", false);
+    let answer = snap.lookup(&cdn, RecordType::A, &health);
+    assert_eq!(
+        (answer.rcode, answer.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
+
+    // The UDP fast path leaves it to the slow path, which decides per query.
+    let query = {
+        let mut m = hickory_proto::op::Message::query();
+        m.add_query(hickory_proto::op::Query::query(cdn.clone(), RecordType::A));
+        m.to_vec().expect("encode")
+    };
+    assert!(snap
+        .fast_response(&query, "192.0.2.99".parse().expect("ip"), &health)
+        .is_none());
+}

@@ -351,8 +351,8 @@ async fn gslb_answers_follow_health() {
     assert_eq!(
         states[0].1,
         [
-            ("east".to_string(), ip("192.0.2.1"), false),
-            ("west".to_string(), ip("192.0.2.2"), true)
+            ("east".to_string(), "192.0.2.1".to_string(), false),
+            ("west".to_string(), "192.0.2.2".to_string(), true)
         ]
     );
 

@@ -5,7 +5,6 @@
 mod probe;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -163,7 +162,7 @@ impl HealthView for HealthTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub key: String,
-    pub addr: SocketAddr,
+    pub addr: model::ProbeTarget,
     pub check: HealthCheck,
     /// Metric labels (pool or GSLB record, member or site).
     pub group: String,
@@ -183,7 +182,7 @@ pub fn targets(config: &Config) -> Vec<Target> {
             {
                 out.push(Target {
                     key: model::member_health_key(&pool.name, m.address),
-                    addr: m.address,
+                    addr: model::ProbeTarget::Addr(m.address),
                     check: (**hc).clone(),
                     group: pool.name.clone(),
                     member: m.address.to_string(),
@@ -200,7 +199,7 @@ pub fn targets(config: &Config) -> Vec<Target> {
             if let Some(hc) = &site.health_check {
                 out.push(Target {
                     key: model::site_health_key(&rec.name, &site.name),
-                    addr: site.probe,
+                    addr: site.probe.clone(),
                     check: (**hc).clone(),
                     group: rec.name.clone(),
                     member: site.name.clone(),
@@ -262,7 +261,7 @@ impl HealthChecker {
                 entry,
                 self.metrics.clone(),
                 start,
-                |addr, check| async move { probe(addr, &check).await },
+                |addr, check| async move { probe(&addr, &check).await },
             ));
             self.running.insert(key.clone(), (target.clone(), handle));
         }
@@ -293,7 +292,7 @@ async fn run_probe_loop<P, F>(
     start: std::time::Duration,
     prober: P,
 ) where
-    P: Fn(SocketAddr, HealthCheck) -> F,
+    P: Fn(model::ProbeTarget, HealthCheck) -> F,
     F: std::future::Future<Output = Result<(), probe::ProbeError>>,
 {
     let mut tick =
@@ -302,7 +301,7 @@ async fn run_probe_loop<P, F>(
     metrics.set_member_health(&target.group, &target.member, entry.is_healthy());
     loop {
         tick.tick().await;
-        let result = prober(target.addr, target.check.clone()).await;
+        let result = prober(target.addr.clone(), target.check.clone()).await;
         let ok = result.is_ok();
         if let Some(now_up) = entry.observe(ok, target.check.rise, target.check.fall) {
             match &result {
@@ -390,7 +389,7 @@ members = [{ address = "127.0.0.1:1", state = "disabled" }, { address = "127.0.0
         };
         let target = Target {
             key: "pool/p/127.0.0.1:1".into(),
-            addr: "127.0.0.1:1".parse().expect("addr"),
+            addr: model::ProbeTarget::Addr("127.0.0.1:1".parse().expect("addr")),
             check,
             group: "p".into(),
             member: "127.0.0.1:1".into(),

@@ -55,7 +55,7 @@ prop_compose! {
 
 prop_compose! {
     fn site()(name in text(), address in text(), port in any::<u16>(), health_check in prop::option::of(text())) -> SiteSpec {
-        SiteSpec { name, address, port, health_check, state: AdminState::Enabled, priority: 1, weight: 1, region: None, location: None, capacity: None }
+        SiteSpec { name, address, port, health_check, state: AdminState::Enabled, priority: 1, weight: 1, region: None, location: None, capacity: None, cname: None }
     }
 }
 
@@ -136,7 +136,7 @@ prop_compose! {
             gslb_records: vec![GslbRecordSpec {
                 name: "app.example.com".into(),
                 ttl,
-                sites: vec![SiteSpec { name: "a".into(), address: "192.0.2.10".into(), port: 80, health_check: Some("hc".into()), state: AdminState::Enabled, priority: 1, weight: 1, region: None, location: None, capacity: None }],
+                sites: vec![SiteSpec { name: "a".into(), address: "192.0.2.10".into(), port: 80, health_check: Some("hc".into()), state: AdminState::Enabled, priority: 1, weight: 1, region: None, location: None, capacity: None, cname: None }],
                 when_all_down: AllDownPolicy::All,
                 policy: GslbPolicy::All,
                 max_answers: None,

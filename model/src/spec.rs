@@ -1195,9 +1195,16 @@ pub enum AllDownPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SiteSpec {
     pub name: String,
-    /// The address handed out (IPv4 answers A queries, IPv6 answers AAAA).
+    /// The address handed out (IPv4 answers A queries, IPv6 answers AAAA). Empty when the site
+    /// is a `cname`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub address: String,
-    /// Port the health check probes on `address`.
+    /// Instead of an address, a host name the site is reached by (a cloud load balancer's,
+    /// say): the answer is a CNAME to it, and the health check probes what it resolves to.
+    /// The sites of one record are all addresses or all CNAMEs; a CNAME answer names one site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname: Option<String>,
+    /// Port the health check probes on `address` (or the `cname`).
     #[serde(default = "default_site_port")]
     #[schema(default = default_site_port)]
     pub port: u16,

@@ -396,9 +396,9 @@ impl GeoPoint {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Site {
     pub name: String,
-    pub address: IpAddr,
+    pub address: SiteAddress,
     /// Where the health check connects.
-    pub probe: SocketAddr,
+    pub probe: ProbeTarget,
     pub health_check: Option<Arc<HealthCheck>>,
     pub state: crate::AdminState,
     /// 1 or more; lower is preferred (failover).
@@ -411,6 +411,57 @@ pub struct Site {
     pub location: Option<GeoPoint>,
     /// Answers per second, cluster-wide.
     pub capacity: Option<u32>,
+}
+
+/// What a GSLB site is answered as.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SiteAddress {
+    Ip(IpAddr),
+    /// A host name (lowercase FQDN with a trailing dot): the answer is a CNAME to it.
+    Cname(String),
+}
+
+impl SiteAddress {
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            SiteAddress::Ip(ip) => Some(*ip),
+            SiteAddress::Cname(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SiteAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SiteAddress::Ip(ip) => write!(f, "{ip}"),
+            SiteAddress::Cname(name) => write!(f, "CNAME {name}"),
+        }
+    }
+}
+
+/// Where a health check connects: an address, or a host name resolved at each probe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProbeTarget {
+    Addr(SocketAddr),
+    Host(String, u16),
+}
+
+impl ProbeTarget {
+    pub fn port(&self) -> u16 {
+        match self {
+            ProbeTarget::Addr(addr) => addr.port(),
+            ProbeTarget::Host(_, port) => *port,
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeTarget::Addr(addr) => write!(f, "{addr}"),
+            ProbeTarget::Host(host, port) => write!(f, "{}:{port}", host.trim_end_matches('.')),
+        }
+    }
 }
 
 /// Key under which a pool member's health is kept, stable across revisions.

@@ -230,7 +230,10 @@ fn health_checks(spec: &ConfigSpec, e: &mut Errors) -> BTreeMap<String, Arc<Heal
         }
         if let Some(ca) = &hc.ca_pem {
             if hc.protocol != CheckProtocol::Https {
-                e.push(format!("{p}.ca_pem"), "only an https check verifies a certificate");
+                e.push(
+                    format!("{p}.ca_pem"),
+                    "only an https check verifies a certificate",
+                );
             } else if !ca.contains("-----BEGIN CERTIFICATE-----") {
                 e.push(format!("{p}.ca_pem"), "no PEM certificate in it");
             }
@@ -1730,18 +1733,49 @@ fn gslb(
         range_u64(format!("{p}.ttl"), g.ttl.into(), 0, 86_400, e);
         let mut site_names = HashSet::new();
         let mut sites = Vec::new();
+        let cnames = g.sites.iter().filter(|s| s.cname.is_some()).count();
         for (j, s) in g.sites.iter().enumerate() {
             let sp = format!("{p}.sites[{j}]");
             check_name(&sp, &s.name, &mut site_names, e);
-            let address = match s.address.parse::<IpAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
+            let address = match (&s.cname, s.address.is_empty()) {
+                (Some(_), false) => {
                     e.push(
-                        format!("{sp}.address"),
-                        format!("invalid IP address {:?}", s.address),
+                        format!("{sp}.cname"),
+                        "a site is an address or a cname, not both",
                     );
                     None
                 }
+                (Some(target), true) => {
+                    if cnames != g.sites.len() {
+                        e.push(
+                            format!("{sp}.cname"),
+                            "the sites of one record are all addresses or all CNAMEs",
+                        );
+                    }
+                    let target = fqdn(target);
+                    if !is_hostname(&target) {
+                        e.push(
+                            format!("{sp}.cname"),
+                            format!("invalid host name {:?}", s.cname.as_deref().unwrap_or("")),
+                        );
+                        None
+                    } else if target == name {
+                        e.push(format!("{sp}.cname"), "a site cannot be the record itself");
+                        None
+                    } else {
+                        Some(SiteAddress::Cname(target))
+                    }
+                }
+                (None, _) => match s.address.parse::<IpAddr>() {
+                    Ok(a) => Some(SiteAddress::Ip(a)),
+                    Err(_) => {
+                        e.push(
+                            format!("{sp}.address"),
+                            format!("invalid IP address {:?}", s.address),
+                        );
+                        None
+                    }
+                },
             };
             if s.port == 0 {
                 e.push(format!("{sp}.port"), "port 0 is not allowed");
@@ -1780,10 +1814,14 @@ fn gslb(
                 );
             }
             if let Some(address) = address {
+                let probe = match &address {
+                    SiteAddress::Ip(ip) => ProbeTarget::Addr(SocketAddr::new(*ip, s.port)),
+                    SiteAddress::Cname(host) => ProbeTarget::Host(host.clone(), s.port),
+                };
                 sites.push(Site {
                     name: s.name.clone(),
                     address,
-                    probe: SocketAddr::new(address, s.port),
+                    probe,
                     health_check,
                     state: s.state,
                     priority: s.priority,

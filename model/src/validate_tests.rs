@@ -81,7 +81,10 @@ fn good_config_compiles_to_typed_model() {
     let g = &c.gslb_records[0];
     assert_eq!(g.name, "app.example.com.");
     assert_eq!(g.zone, "example.com.");
-    assert_eq!(g.sites[0].probe, "192.0.2.10:9000".parse().unwrap());
+    assert_eq!(
+        g.sites[0].probe,
+        ProbeTarget::Addr("192.0.2.10:9000".parse().unwrap())
+    );
     assert_eq!(g.sites[1].probe.port(), 80);
 }
 
@@ -1080,4 +1083,53 @@ fn model_tsig_errors(s: &ConfigSpec) -> Vec<String> {
         .into_iter()
         .map(|e| e.path)
         .collect()
+}
+
+#[test]
+fn sites_are_addresses_or_cnames_never_both_and_never_mixed() {
+    let mut s = good();
+    for site in &mut s.gslb_records[0].sites {
+        site.address.clear();
+    }
+    s.gslb_records[0].sites[0].cname = Some("LB-East.Cloud.Example.NET".into());
+    s.gslb_records[0].sites[1].cname = Some("lb-west.cloud.example.net.".into());
+    let c = validate(&s).expect("all CNAMEs is valid");
+    let east = &c.gslb_records[0].sites[0];
+    assert_eq!(
+        east.address,
+        SiteAddress::Cname("lb-east.cloud.example.net.".into())
+    );
+    assert_eq!(
+        east.probe,
+        ProbeTarget::Host("lb-east.cloud.example.net.".into(), 9000)
+    );
+
+    let mut mixed = s.clone();
+    mixed.gslb_records[0].sites[1].cname = None;
+    mixed.gslb_records[0].sites[1].address = "192.0.2.20".into();
+    assert_eq!(
+        paths(validate(&mixed)),
+        vec!["gslb_records[0].sites[0].cname"]
+    );
+
+    let mut both = s.clone();
+    both.gslb_records[0].sites[0].address = "192.0.2.10".into();
+    assert_eq!(
+        paths(validate(&both)),
+        vec!["gslb_records[0].sites[0].cname"]
+    );
+
+    let mut bad = s.clone();
+    bad.gslb_records[0].sites[1].cname = Some("not a name".into());
+    assert_eq!(
+        paths(validate(&bad)),
+        vec!["gslb_records[0].sites[1].cname"]
+    );
+
+    let mut neither = good();
+    neither.gslb_records[0].sites[0].address.clear();
+    assert_eq!(
+        paths(validate(&neither)),
+        vec!["gslb_records[0].sites[0].address"]
+    );
 }

@@ -458,6 +458,15 @@ async fn demo_works_and_keeps_its_config_across_runs() {
         text.contains("127.0.0.2") && text.contains("127.0.0.3"),
         "{text}"
     );
+    // A GSLB record of CNAME sites answers the picked site's name, chased in the zone.
+    assert!(banner.contains("cdn."), "{banner}");
+    let cdn = dig("cdn.demo.meridian.test").await;
+    assert_eq!(
+        cdn.split_whitespace().collect::<Vec<_>>(),
+        ["lb-east.demo.meridian.test.", "127.0.0.2"],
+        "{cdn}"
+    );
+
     // Capacity: east takes 5 answers a second, then west gets the load. Twelve quick queries
     // fall in at most two seconds, one of which holds six or more: west shows up.
     assert!(banner.contains("capped."), "{banner}");

@@ -539,7 +539,12 @@ static HEALTH_CHECK: Form = Form {
             "tcp: the connection alone; https: GET over TLS.",
         ),
         f("path", "Path", Kind::Text, "Requested with GET."),
-        f("host", "Host header", Kind::OptText, "Also the TLS server name of https checks."),
+        f(
+            "host",
+            "Host header",
+            Kind::OptText,
+            "Also the TLS server name of https checks.",
+        ),
         f(
             "interval_ms",
             "Interval (ms)",
@@ -688,7 +693,8 @@ static GSLB: Form = Form {
         label: "Sites",
         columns: &[
             f("name", "Name", Kind::Text, ""),
-            f("address", "Address", Kind::Text, "IPv4 or IPv6"),
+            f("address", "Address", Kind::Text, "IPv4 or IPv6; empty for a CNAME site"),
+            f("cname", "CNAME target", Kind::OptText, "Instead of an address: a host name answered as CNAME (all sites or none)"),
             f("port", "Probe port", Kind::Number, "Default 80"),
             f("health_check", "Health check", Kind::OptText, ""),
             f("state", "Admin state", Kind::Select(SITE_STATES), "force_up: answered whatever its checks say"),

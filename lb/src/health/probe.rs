@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
-use model::{CheckProtocol, HealthCheck};
+use model::{CheckProtocol, HealthCheck, ProbeTarget};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
@@ -25,6 +25,8 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub enum ProbeError {
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
+    #[error("cannot resolve the site's name: {0}")]
+    Resolve(std::io::Error),
     #[error("connect failed: {0}")]
     Connect(std::io::Error),
     #[error("TLS handshake failed: {0}")]
@@ -43,25 +45,41 @@ pub enum ProbeError {
     BodyRead(String),
 }
 
-pub async fn probe(addr: SocketAddr, check: &HealthCheck) -> Result<(), ProbeError> {
-    match tokio::time::timeout(check.timeout, probe_inner(addr, check)).await {
+/// Probes `target` (a host name is resolved afresh each time, with the system's resolver).
+pub async fn probe(target: &ProbeTarget, check: &HealthCheck) -> Result<(), ProbeError> {
+    match tokio::time::timeout(check.timeout, probe_inner(target, check)).await {
         Ok(r) => r,
         Err(_) => Err(ProbeError::Timeout(check.timeout)),
     }
 }
 
-async fn probe_inner(addr: SocketAddr, check: &HealthCheck) -> Result<(), ProbeError> {
+async fn probe_inner(target: &ProbeTarget, check: &HealthCheck) -> Result<(), ProbeError> {
+    let (addr, host) = match target {
+        ProbeTarget::Addr(addr) => (*addr, None),
+        ProbeTarget::Host(host, port) => {
+            let name = host.trim_end_matches('.');
+            let addr = tokio::net::lookup_host((name, *port))
+                .await
+                .map_err(ProbeError::Resolve)?
+                .next()
+                .ok_or_else(|| {
+                    ProbeError::Resolve(std::io::Error::other(format!("{name} has no address")))
+                })?;
+            (addr, Some(name.to_string()))
+        }
+    };
     let stream = TcpStream::connect(addr)
         .await
         .map_err(ProbeError::Connect)?;
     let _ = stream.set_nodelay(true);
+    // The Host header and TLS name: the check's host, else the name probed, else the address.
+    let host = check.host.clone().or(host);
     match check.protocol {
         CheckProtocol::Tcp => Ok(()),
-        CheckProtocol::Http => http(stream, addr, check).await,
+        CheckProtocol::Http => http(stream, addr, host, check).await,
         CheckProtocol::Https => {
             let connector = tls_connector(check)?;
-            let name = check
-                .host
+            let name = host
                 .as_ref()
                 .and_then(|h| ServerName::try_from(h.clone()).ok())
                 .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
@@ -69,18 +87,23 @@ async fn probe_inner(addr: SocketAddr, check: &HealthCheck) -> Result<(), ProbeE
                 .connect(name, stream)
                 .await
                 .map_err(ProbeError::Tls)?;
-            http(tls, addr, check).await
+            http(tls, addr, host, check).await
         }
     }
 }
 
-async fn http<S>(io: S, addr: SocketAddr, check: &HealthCheck) -> Result<(), ProbeError>
+async fn http<S>(
+    io: S,
+    addr: SocketAddr,
+    host: Option<String>,
+    check: &HealthCheck,
+) -> Result<(), ProbeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     let conn = tokio::spawn(conn);
-    let host = check.host.clone().unwrap_or_else(|| addr.to_string());
+    let host = host.unwrap_or_else(|| addr.to_string());
     let req = http::Request::get(check.path.as_str())
         .header(http::header::HOST, host)
         .header(http::header::USER_AGENT, "meridian-health/1")
@@ -269,13 +292,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_host_name_is_resolved_at_each_probe() {
+        // Dual-stack, so whichever address `localhost` resolves to first answers.
+        let listener = TcpListener::bind("[::]:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        let mut c = check(CheckProtocol::Http);
+        c.expect_body = Some("ok".into());
+        probe(&ProbeTarget::Host("localhost.".into(), port), &c)
+            .await
+            .expect("localhost resolves and answers");
+    }
+
+    #[tokio::test]
     async fn tcp_checks_connect_only() {
         let addr = server(500, "", None).await;
-        probe(addr, &check(CheckProtocol::Tcp)).await.expect("up");
+        probe(&ProbeTarget::Addr(addr), &check(CheckProtocol::Tcp))
+            .await
+            .expect("up");
         let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let gone = closed.local_addr().expect("addr");
         drop(closed);
-        let err = probe(gone, &check(CheckProtocol::Tcp)).await;
+        let err = probe(&ProbeTarget::Addr(gone), &check(CheckProtocol::Tcp)).await;
         assert!(matches!(err, Err(ProbeError::Connect(_))), "{err:?}");
     }
 
@@ -283,16 +329,24 @@ mod tests {
     async fn http_checks_compare_the_status_and_look_for_the_body_text() {
         let ok = server(200, "status: SERVING", None).await;
         let mut c = check(CheckProtocol::Http);
-        probe(ok, &c).await.expect("200");
+        probe(&ProbeTarget::Addr(ok), &c).await.expect("200");
         c.expect_body = Some("SERVING".into());
-        probe(ok, &c).await.expect("the text is there");
+        probe(&ProbeTarget::Addr(ok), &c)
+            .await
+            .expect("the text is there");
         c.expect_body = Some("NOT_SERVING".into());
-        let err = probe(ok, &c).await;
+        let err = probe(&ProbeTarget::Addr(ok), &c).await;
         assert!(matches!(err, Err(ProbeError::Body(_))), "{err:?}");
         let failing = server(503, "", None).await;
-        let err = probe(failing, &check(CheckProtocol::Http)).await;
+        let err = probe(&ProbeTarget::Addr(failing), &check(CheckProtocol::Http)).await;
         assert!(
-            matches!(err, Err(ProbeError::Status { got: 503, want: 200 })),
+            matches!(
+                err,
+                Err(ProbeError::Status {
+                    got: 503,
+                    want: 200
+                })
+            ),
             "{err:?}"
         );
     }
@@ -303,17 +357,21 @@ mod tests {
         let addr = server(200, "ok", Some(config)).await;
         let mut c = check(CheckProtocol::Https);
         c.expect_body = Some("ok".into());
-        probe(addr, &c).await.expect("no CA: not verified");
+        probe(&ProbeTarget::Addr(addr), &c)
+            .await
+            .expect("no CA: not verified");
         c.ca_pem = Some(pem);
         c.host = Some("gw.test".into());
-        probe(addr, &c).await.expect("verified against its CA");
+        probe(&ProbeTarget::Addr(addr), &c)
+            .await
+            .expect("verified against its CA");
         // Another CA: the handshake fails.
         let (_, other) = tls_server();
         c.ca_pem = Some(other);
-        let err = probe(addr, &c).await;
+        let err = probe(&ProbeTarget::Addr(addr), &c).await;
         assert!(matches!(err, Err(ProbeError::Tls(_))), "{err:?}");
         // Plain HTTP to a TLS port is no success either.
-        let err = probe(addr, &check(CheckProtocol::Http)).await;
+        let err = probe(&ProbeTarget::Addr(addr), &check(CheckProtocol::Http)).await;
         assert!(err.is_err());
     }
 }

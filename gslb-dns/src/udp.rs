@@ -3,7 +3,10 @@
 //! ([`crate::fast`]) and otherwise hands the packet to the same [`Handler`] TCP uses, on the
 //! tokio runtime, capturing the response it would send.
 //!
-//! The threads block in `recv_from` with a short timeout, so they notice shutdown.
+//! Datagrams are taken and answered in batches (`recvmmsg` and `sendmmsg`, through nix): one
+//! wake-up and two system calls for up to [`BATCH`] queries that arrived together, where
+//! `recv_from`/`send_to` paid a context switch and two calls for each. The threads block with
+//! a short timeout, so they notice shutdown.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +29,13 @@ use crate::rrl::Verdict;
 
 /// How often a blocked thread looks up to see whether it should stop.
 const POLL: Duration = Duration::from_millis(250);
+
+/// Datagrams taken (and answered) per system call at most.
+const BATCH: usize = 32;
+
+/// Room for one query: more than any EDNS payload a resolver offers (4096 at most in
+/// practice). A longer datagram arrives cut (`MSG_TRUNC`) and is dropped.
+const SLOT: usize = 4096;
 
 pub(crate) fn spawn(
     sockets: Vec<UdpSocket>,
@@ -53,42 +63,114 @@ fn serve(
     runtime: &tokio::runtime::Handle,
     stop: &AtomicBool,
 ) {
-    let mut buf = vec![0u8; 65_535];
-    let mut out = Vec::with_capacity(4096);
+    use nix::sys::socket::{
+        recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+    };
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::AsRawFd;
+
+    let fd = socket.as_raw_fd();
+    let mut slots = vec![0u8; BATCH * SLOT];
+    let mut received: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
+    let mut replies: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
+    let mut to: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
+    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     while !stop.load(Ordering::Relaxed) {
-        let (n, src) = match socket.recv_from(&mut buf) {
-            Ok(got) => got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
+        received.clear();
+        {
+            let mut chunks = slots.chunks_exact_mut(SLOT);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+            // Blocks (up to the socket's read timeout) for the first datagram, then takes what
+            // else is queued without waiting.
+            match recvmmsg(
+                fd,
+                &mut recv_headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(msgs) => {
+                    for msg in msgs {
+                        let src = msg.address.as_ref().and_then(socket_addr);
+                        match src {
+                            Some(src) if !msg.flags.contains(MsgFlags::MSG_TRUNC) => {
+                                received.push((msg.bytes, src));
+                            }
+                            // Cut short, or no sender: a placeholder keeps the slots aligned.
+                            _ => received.push((usize::MAX, SocketAddr::from(([0, 0, 0, 0], 0)))),
+                        }
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here (ECONNREFUSED): keep serving.
+                    tracing::debug!(error = %e, "dns udp receive");
+                    continue;
+                }
             }
-            Err(e) => {
-                // ICMP errors from earlier sends surface here (ECONNREFUSED): keep serving.
-                tracing::debug!(error = %e, "dns udp receive");
+        }
+        to.clear();
+        for (i, &(n, src)) in received.iter().enumerate() {
+            if n == usize::MAX {
                 continue;
             }
-        };
-        let packet = &buf[..n];
-        let reply = match fast_path(handler, packet, src, &mut out) {
-            Some(()) => Some(&out[..]),
-            None => {
-                out.clear();
-                slow_path(handler, runtime, packet, src, &mut out).then_some(&out[..])
+            let packet = &slots[i * SLOT..i * SLOT + n];
+            let out = &mut replies[to.len()];
+            let answered = match fast_path(handler, packet, src, out) {
+                Some(()) => true,
+                None => {
+                    out.clear();
+                    slow_path(handler, runtime, packet, src, out)
+                }
+            };
+            // An empty reply is a response-rate limit drop.
+            if answered && !out.is_empty() {
+                to.push(Some(SockaddrStorage::from(src)));
+            }
+        }
+        if to.is_empty() {
+            continue;
+        }
+        let sent = {
+            let iovs: [[IoSlice<'_>; 1]; BATCH] =
+                std::array::from_fn(|i| [IoSlice::new(replies.get(i).map_or(&[][..], |r| r))]);
+            let none: [ControlMessage<'_>; 0] = [];
+            let batch = iovs[..to.len()].iter();
+            match sendmmsg(
+                fd,
+                &mut send_headers,
+                batch,
+                &to[..],
+                none,
+                MsgFlags::empty(),
+            ) {
+                Ok(results) => results.count(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "dns udp send");
+                    0
+                }
             }
         };
-        // An empty reply is a response-rate limit drop.
-        if let Some(reply) = reply.filter(|r| !r.is_empty()) {
-            if let Err(e) = socket.send_to(reply, src) {
-                tracing::debug!(error = %e, peer = %src, "dns udp send");
+        // Whatever the batch call did not take goes one by one (a full send buffer, say).
+        for (reply, addr) in replies.iter().zip(&to).skip(sent) {
+            if let Some(dst) = addr.as_ref().and_then(socket_addr) {
+                if let Err(e) = socket.send_to(reply, dst) {
+                    tracing::debug!(error = %e, peer = %dst, "dns udp send");
+                }
             }
         }
     }
+}
+
+/// The std form of a socket address nix filled in; `None` for a family other than IP.
+fn socket_addr(addr: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4(std::net::SocketAddrV4::from(*v4)));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(std::net::SocketAddrV6::from(*v6)))
 }
 
 /// `Some` when `out` holds the answer, or the response-rate limit said to drop it (then `out`

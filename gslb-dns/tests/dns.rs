@@ -661,3 +661,49 @@ async fn udp_responses_are_rate_limited_per_client_subnet_and_tcp_is_not() {
     );
     assert!(h.metric("meridian_dns_rate_limited_total") >= 2);
 }
+
+#[tokio::test]
+async fn a_burst_of_queries_is_answered_once_each_and_an_oversized_datagram_is_dropped() {
+    let h = Harness::start(config("empty", "192.0.2.10"), 1).await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    // An oversized datagram (past the 4096-byte slot) in the middle of the burst.
+    let mut huge = query("www.example.com.", RecordType::A)
+        .to_vec()
+        .expect("encode");
+    huge.resize(6000, 0);
+    for id in 0..200u16 {
+        if id == 100 {
+            socket.send_to(&huge, h.udp).await.expect("send");
+        }
+        let mut q = query(
+            if id % 2 == 0 {
+                "www.example.com."
+            } else {
+                "app.example.com."
+            },
+            RecordType::A,
+        );
+        q.metadata.id = id;
+        socket
+            .send_to(&q.to_vec().expect("encode"), h.udp)
+            .await
+            .expect("send");
+    }
+    let mut seen = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 4096];
+    while seen.len() < 200 {
+        let n = timeout(WAIT, socket.recv(&mut buf))
+            .await
+            .expect("every query answered in time")
+            .expect("recv");
+        let m = Message::from_vec(&buf[..n]).expect("decode");
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        let want = if m.metadata.id % 2 == 0 { 1 } else { 2 };
+        assert_eq!(m.answers.len(), want, "id {}", m.metadata.id);
+        *seen.entry(m.metadata.id).or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|&n| n == 1), "each answered once");
+    // Nothing more: the oversized one got no answer.
+    let extra = timeout(Duration::from_millis(300), socket.recv(&mut buf)).await;
+    assert!(extra.is_err(), "no reply to the oversized datagram");
+}

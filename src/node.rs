@@ -371,7 +371,11 @@ async fn join_cluster(
         loop {
             match cluster.join(seed).await {
                 Ok(()) => break,
-                Err(e) if Instant::now() < deadline => {
+                // A refusal (the wrong cluster secret) is final: no point asking again.
+                Err(e)
+                    if Instant::now() < deadline
+                        && !matches!(e, cluster_state::ProposeError::Rejected(_)) =>
+                {
                     tracing::warn!(%seed, error = %e, "join failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{Node, NodeId, TypeConfig};
 
-pub(crate) use server::{router, RpcState};
+pub(crate) use server::{router, serve, RpcState};
 
 pub(crate) const PATH_APPEND: &str = "/raft/append";
 pub(crate) const PATH_VOTE: &str = "/raft/vote";
@@ -114,6 +114,9 @@ pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
+        // Sooner than the server ends idle connections, so a request never lands on one it
+        // is closing.
+        .pool_idle_timeout(server::HEADER_TIMEOUT / 2)
         .build()
 }
 

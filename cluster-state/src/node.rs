@@ -354,16 +354,7 @@ impl ClusterNode {
             &cfg.cluster_secret,
             gossip.clone(),
         ));
-        let server = tokio::spawn(async move {
-            let res = axum::serve(rpc_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            if let Err(e) = res {
-                tracing::error!(error = %e, "cluster rpc server failed");
-            }
-        });
+        let server = tokio::spawn(network::serve(rpc_listener, app, stop_rx));
         let out_of_service = Arc::new(AtomicBool::new(false));
         let monitor = tokio::spawn(monitor_fatal(raft.clone(), out_of_service.clone()));
 
@@ -521,9 +512,10 @@ impl ClusterNode {
             .map_err(unavailable)?;
         let status = resp.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(ProposeError::Unavailable(
-                "join refused: wrong cluster secret".into(),
-            ));
+            // Definitive: asking again will not help.
+            return Err(ProposeError::Rejected(crate::ApplyError::Refused(format!(
+                "join refused by {target}: wrong cluster secret"
+            ))));
         }
         resp.json::<JoinResponse>()
             .await

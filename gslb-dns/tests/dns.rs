@@ -698,7 +698,11 @@ async fn a_burst_of_queries_is_answered_once_each_and_an_oversized_datagram_is_d
             .expect("recv");
         let m = Message::from_vec(&buf[..n]).expect("decode");
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        let want = if m.metadata.id % 2 == 0 { 1 } else { 2 };
+        let want = if m.metadata.id.is_multiple_of(2) {
+            1
+        } else {
+            2
+        };
         assert_eq!(m.answers.len(), want, "id {}", m.metadata.id);
         *seen.entry(m.metadata.id).or_insert(0) += 1;
     }

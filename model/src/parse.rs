@@ -124,6 +124,7 @@ pub fn spec_from(bytes: &[u8], format: Format) -> Result<crate::ConfigSpec, Vali
         }
     }
     if !errors.is_empty() {
+        errors.extend(validation_of_the_rest(&value, &errors));
         return Err(ValidationErrors { errors });
     }
     from_json(value.to_string().as_bytes()).map_err(|mut e| {
@@ -132,8 +133,84 @@ pub fn spec_from(bytes: &[u8], format: Format) -> Result<crate::ConfigSpec, Vali
                 .message
                 .replacen("malformed JSON", &format!("malformed {label}"), 1);
         }
+        let rest = validation_of_the_rest(&value, &e.errors);
+        e.errors.extend(rest);
         e
     })
+}
+
+/// The validation errors of a document beside its unknown fields and type errors, so that one
+/// answer lists every problem: the fields at fault are taken out (each object keeps its
+/// place, so the paths stay true), and what remains is validated. Errors at or under a field
+/// already reported are left out. Nothing when the rest does not parse either (a required
+/// field was the one at fault).
+fn validation_of_the_rest(value: &serde_json::Value, reported: &[FieldError]) -> Vec<FieldError> {
+    let mut patched = value.clone();
+    for e in reported {
+        remove_path(&mut patched, &e.path);
+    }
+    let Ok(spec) = serde_json::from_value::<crate::ConfigSpec>(patched) else {
+        return Vec::new();
+    };
+    let Err(found) = crate::validate(&spec) else {
+        return Vec::new();
+    };
+    let covered = |path: &str| {
+        reported.iter().any(|r| {
+            !r.path.is_empty()
+                && (path == r.path
+                    || path.starts_with(&format!("{}.", r.path))
+                    || path.starts_with(&format!("{}[", r.path)))
+        })
+    };
+    found
+        .errors
+        .into_iter()
+        .filter(|e| !covered(&e.path))
+        .collect()
+}
+
+/// Removes the field at `path` (`pools[0].retries`) from `value`, if it is there.
+fn remove_path(value: &mut serde_json::Value, path: &str) {
+    // `a.b[2].c` as steps: key a, key b, index 2, key c.
+    enum Step<'a> {
+        Key(&'a str),
+        Index(usize),
+    }
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            steps.push(Step::Key(key));
+        }
+        while let Some((index, after)) = rest.split_once(']') {
+            match index.parse() {
+                Ok(i) => steps.push(Step::Index(i)),
+                Err(_) => return,
+            }
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    let Some((last, parents)) = steps.split_last() else {
+        return;
+    };
+    let mut at = value;
+    for step in parents {
+        let next = match step {
+            Step::Key(k) => at.get_mut(*k),
+            Step::Index(i) => at.get_mut(*i),
+        };
+        match next {
+            Some(v) => at = v,
+            None => return,
+        }
+    }
+    match (last, at) {
+        (Step::Key(k), serde_json::Value::Object(map)) => {
+            map.remove(*k);
+        }
+        (Step::Index(_), _) | (Step::Key(_), _) => {}
+    }
 }
 
 fn finish<T>(result: Result<T, FieldError>, unknown: Vec<String>) -> Result<T, ValidationErrors> {
@@ -203,6 +280,33 @@ mod tests {
         assert!(paths.contains(&"pools[0].retries"), "{paths:?}");
         assert!(paths.contains(&"pools[2].name"), "{paths:?}");
         assert!(paths.contains(&"listeners[0].idle_timeout_ms"), "{paths:?}");
+    }
+
+    #[test]
+    fn unknown_fields_and_type_errors_come_with_the_rest_of_the_validation() {
+        let doc = br#"{"api_version":"meridian/v1",
+            "pools":[{"name":"a","retries":"many","colour":"red",
+                      "members":[{"address":"nowhere"}]}],
+            "routes":[{"name":"r","listener":"missing","pool":"a"}]}"#;
+        let e = spec_from(doc, Format::Json).expect_err("errors");
+        let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+        assert!(paths.contains(&"pools[0].retries"), "{paths:?}");
+        // The rest is validated too: the bad member address and the dangling listener.
+        assert!(paths.contains(&"pools[0].members[0].address"), "{paths:?}");
+        assert!(paths.contains(&"routes[0].listener"), "{paths:?}");
+        assert!(!paths.iter().any(|p| p.starts_with("pools[0].retries.")));
+
+        let doc = br#"{"api_version":"meridian/v1","colour":"red",
+            "pools":[{"name":"a","members":[{"address":"nowhere"}]}]}"#;
+        let e = spec_from(doc, Format::Json).expect_err("errors");
+        let paths: Vec<&str> = e.errors.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["colour", "pools[0].members[0].address"]);
+
+        // A required field at fault: the rest cannot be judged, the type error stands alone.
+        let doc = br#"{"api_version":"meridian/v1","pools":[{"name":7}],
+            "routes":[{"name":"r","listener":"missing","pool":"a"}]}"#;
+        let e = spec_from(doc, Format::Json).expect_err("errors");
+        assert_eq!(e.errors.len(), 1, "{:?}", e.errors);
     }
 
     #[test]

@@ -125,3 +125,103 @@ async fn three_processes_replicate_fail_over_and_catch_up() {
         node.stop().await;
     }
 }
+
+/// The cluster port holds no half-sent request for long and no more connections than its
+/// limit, and keeps serving the cluster meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_port_sheds_stalled_and_excess_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Meridian::start(&dir.path().join("n1")).await;
+    let token = node.token().await;
+    let mut stalled = Vec::new();
+    for _ in 0..300 {
+        let mut tcp = tokio::net::TcpStream::connect(&node.cluster)
+            .await
+            .expect("connect");
+        // A request head that never ends.
+        tcp.write_all(b"POST /cluster/propose HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .expect("write");
+        stalled.push(tcp);
+    }
+    // Past the limit (256), connections are closed at once.
+    let mut closed_at_once = 0;
+    for tcp in stalled.iter_mut().rev().take(60) {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut byte)).await
+        {
+            closed_at_once += 1;
+        }
+    }
+    assert!(
+        closed_at_once >= 40,
+        "{closed_at_once} of the last 60 closed at once"
+    );
+    // The node still takes writes meanwhile (its own path to the state machine).
+    let (status, body) = node
+        .put_config(&token, "api_version = \"meridian/v1\"\n", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The stalled heads are dropped after the header timeout (10 s).
+    let started = std::time::Instant::now();
+    let mut open = 0;
+    for tcp in stalled.iter_mut().take(200) {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut byte)).await {
+            Ok(Ok(0) | Err(_)) => {}
+            _ => open += 1,
+        }
+    }
+    assert_eq!(open, 0, "every stalled connection closed");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// A node that presents the wrong cluster secret is told so and gives up at once, instead of
+/// retrying for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_with_the_wrong_secret_fails_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
+    let secret = dir.path().join("wrong.secret");
+    std::fs::write(
+        &secret,
+        "not the cluster's secret, long enough to be accepted\n",
+    )
+    .expect("write secret");
+    let data = dir.path().join("n2");
+    let config = dir.path().join("n2.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = 2\nname = \"test-2\"\ndata_dir = \"{}\"\nadmin_bind = \"127.0.0.1:0\"\n\
+             cluster_bind = \"127.0.0.1:0\"\ndns_bind = \"127.0.0.1:0\"\njoin = \"{}\"\n\
+             cluster_secret_file = \"{}\"\n",
+            data.display(),
+            seed.cluster,
+            secret.display()
+        ),
+    )
+    .expect("write config");
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("the node gives up well within the minute of retries")
+    .expect("run meridian");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wrong cluster secret"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}

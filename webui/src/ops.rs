@@ -56,6 +56,15 @@ pub fn validate(st: &AppState, spec: &model::ConfigSpec) -> Result<model::Config
 }
 
 /// Saves `object` (create or replace), conditional on `expected` when given.
+/// The current revision when `spec` is the config in force already and the caller's
+/// precondition (if any) names that revision: writing it again would change nothing, so no new
+/// revision is made. A stale precondition still goes on to its 409.
+pub fn unchanged(st: &AppState, spec: &model::ConfigSpec, expected: Option<u64>) -> Option<u64> {
+    let current = st.backend.config();
+    let precondition_holds = expected.is_none_or(|e| e == current.revision);
+    (precondition_holds && current.value.spec == *spec).then_some(current.revision)
+}
+
 pub async fn save(
     st: &AppState,
     origin: Origin,
@@ -65,6 +74,9 @@ pub async fn save(
     let mut spec = st.backend.config().value.spec.clone();
     spec.upsert(&object);
     validate(st, &spec)?;
+    if let Some(revision) = unchanged(st, &spec, expected) {
+        return Ok(revision);
+    }
     st.backend
         .propose(
             Change::Upsert {

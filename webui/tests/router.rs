@@ -1074,3 +1074,35 @@ async fn tsig_keys_are_stored_sealed_listed_without_secrets_and_kept_while_used(
     assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
     assert!(f.backend.lock().tsig_keys.contains_key("k2."));
 }
+
+#[tokio::test]
+async fn writing_the_config_in_force_again_makes_no_revision() {
+    let f = Fixture::new();
+    let t = f.token("operator", Role::Operator, None);
+    let (status, _, body) = f
+        .api(Method::PUT, "/api/v1/config", &t, Some("*"), SPEC)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let revision = f.revision();
+    let proposed = f.backend.lock().proposed.len();
+    // The same document again, unconditionally and conditionally: the same revision back.
+    for if_match in ["*".to_string(), format!("\"{revision}\"")] {
+        let (status, _, body) = f
+            .api(Method::PUT, "/api/v1/config", &t, Some(&if_match), SPEC)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains(&format!("\"revision\":{revision}")), "{body}");
+    }
+    assert_eq!(f.revision(), revision);
+    assert_eq!(
+        f.backend.lock().proposed.len(),
+        proposed,
+        "nothing proposed"
+    );
+    // A stale precondition is still refused.
+    let stale = format!("\"{}\"", revision + 5);
+    let (status, _, _) = f
+        .api(Method::PUT, "/api/v1/config", &t, Some(&stale), SPEC)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}

@@ -26,6 +26,75 @@ use crate::types::{Node, NodeId, Raft, TypeConfig};
 /// Log entries and snapshot chunks are JSON, so allow far more than axum's 2 MiB default.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
+/// Connections served at once; past it a new one is closed at once (peers reconnect). Three to
+/// seven nodes hold a few each.
+const MAX_CONNECTIONS: usize = 256;
+
+/// A request head not in by then ends the connection; an idle kept-alive connection ends then
+/// too (the peers' clients drop theirs sooner, see `network::http_client`).
+pub(crate) const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request whose body has not arrived and been handled by then is answered 408.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `app` on `listener` until `stop` fires: each connection under [`HEADER_TIMEOUT`],
+/// each request under [`REQUEST_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused_logged = None::<std::time::Instant>;
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "cluster rpc accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            if refused_logged.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+                tracing::warn!(%peer, "cluster rpc: {MAX_CONNECTIONS} connections open; refusing more");
+                refused_logged = Some(std::time::Instant::now());
+            }
+            continue;
+        };
+        let svc = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "cluster rpc connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Answers 408 to a request not done within [`REQUEST_TIMEOUT`] (a body sent halfway, say).
+async fn deadline(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request timed out\n").into_response(),
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct RpcState {
     raft: Raft,
@@ -57,7 +126,29 @@ pub(crate) fn router(state: RpcState) -> Router {
             require_secret,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(deadline))
         .with_state(state)
+}
+
+/// Throttles a log line any client can trigger.
+struct LogThrottle(std::sync::atomic::AtomicU64);
+
+static REFUSED_LOG: LogThrottle = LogThrottle(std::sync::atomic::AtomicU64::new(0));
+
+impl LogThrottle {
+    /// True at most once per 10 s.
+    fn due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.0.load(Ordering::Relaxed);
+        (last == 0 || now >= last + 10)
+            && self
+                .0
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -76,6 +167,20 @@ async fn require_secret(State(state): State<RpcState>, req: Request, next: Next)
         None => false,
     };
     if !ok {
+        // Anyone can knock: logged at most every 10 s.
+        if REFUSED_LOG.due() {
+            let peer = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            tracing::warn!(
+                %peer,
+                path = %req.uri().path(),
+                presented = presented.is_some(),
+                "cluster rpc refused: wrong or missing cluster secret (further refusals for 10 s not logged)"
+            );
+        }
         return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
     }
     next.run(req).await

@@ -59,6 +59,10 @@ pub(super) async fn put_config(
     let spec = model::parse::spec_from(&b, format(&headers))?;
     // Validate here for a fast, complete 422; the state machine validates again on apply.
     ops::validate(&st, &spec)?;
+    // The document in force already: no new revision (the answer names the current one).
+    if let Some(revision) = ops::unchanged(&st, &spec, expected) {
+        return Ok(revision_answer(revision));
+    }
     let revision = st
         .backend
         .propose(

@@ -170,6 +170,7 @@ impl webui::Backend for NodeBackend {
 
     fn raft(&self) -> RaftView {
         let s = self.cluster.status();
+        let lost_quorum = s.lost_quorum();
         RaftView {
             node_id: s.node_id,
             state: s.state,
@@ -177,6 +178,8 @@ impl webui::Backend for NodeBackend {
             commit_index: s.commit_index,
             last_applied: s.last_applied,
             leader: s.leader,
+            lost_quorum,
+            quorum_ack_ms: s.quorum_ack_ms,
             members: s.members,
         }
     }
@@ -217,6 +220,12 @@ impl webui::Backend for NodeBackend {
             );
         } else if raft.leader.is_none() {
             alarms.push("Raft: no leader is known; changes cannot be committed".to_string());
+        } else if raft.lost_quorum() {
+            alarms.push(format!(
+                "Raft: this node leads but no majority has answered it for {} s; writes here \
+                 are refused (is it cut off from the other nodes?)",
+                raft.quorum_ack_ms.unwrap_or(0) / 1000
+            ));
         }
         let revision = self.cluster.current().config.revision;
         let serving = self.dataplane.revision();

@@ -386,13 +386,18 @@ async fn join_cluster(
             }
         }
         tracing::info!(%seed, "joined the cluster");
-    }
-    if let Err(e) = cluster
-        .wait_for_leader_timeout(Duration::from_secs(30))
-        .await
-    {
-        // Already a member: keep serving the last applied state while the cluster recovers.
-        tracing::warn!(error = %e, "no Raft leader yet; serving the last applied configuration");
+        // Just joined: the leader is there, and the state follows it.
+        if let Err(e) = cluster
+            .wait_for_leader_timeout(Duration::from_secs(30))
+            .await
+        {
+            tracing::warn!(error = %e, "no Raft leader yet after joining");
+        }
+    } else {
+        // Already a member: serve the last applied state at once; the peers may be down.
+        tracing::info!(
+            "restarted member: serving the last applied state; Raft elects a leader meanwhile"
+        );
     }
     Ok(cluster)
 }

@@ -120,16 +120,49 @@ pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
+/// When each peer last answered a Raft RPC: how a leader tells it still has a majority
+/// (openraft's own `millis_since_quorum_ack` is only as fresh as its last metrics report).
+#[derive(Default, Debug)]
+pub struct Contacts(std::sync::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>);
+
+impl Contacts {
+    fn heard(&self, peer: NodeId) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.insert(peer, std::time::Instant::now());
+    }
+
+    /// How long ago `peer` last answered; `None` if it never has.
+    pub fn since(&self, peer: NodeId) -> Option<Duration> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&peer).map(|t| t.elapsed())
+    }
+}
+
 /// Creates one [`PeerClient`] per replication target.
 #[derive(Clone)]
 pub struct NetworkFactory {
     client: reqwest::Client,
     secret: Arc<str>,
+    contacts: Arc<Contacts>,
 }
 
 impl NetworkFactory {
-    pub fn new(client: reqwest::Client, secret: Arc<str>) -> NetworkFactory {
-        NetworkFactory { client, secret }
+    pub fn new(
+        client: reqwest::Client,
+        secret: Arc<str>,
+        contacts: Arc<Contacts>,
+    ) -> NetworkFactory {
+        NetworkFactory {
+            client,
+            secret,
+            contacts,
+        }
     }
 }
 
@@ -142,6 +175,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             client: self.client.clone(),
             secret: self.secret.clone(),
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -153,6 +187,7 @@ pub struct PeerClient {
     addr: String,
     client: reqwest::Client,
     secret: Arc<str>,
+    contacts: Arc<Contacts>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -196,6 +231,8 @@ impl PeerClient {
             .json()
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // It answered (even a refusal is an answer from a live, authenticated peer).
+        self.contacts.heard(self.target);
         res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

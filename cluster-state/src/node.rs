@@ -65,6 +65,20 @@ pub struct RaftStatus {
     pub last_applied: u64,
     pub leader: Option<u64>,
     pub members: Vec<(u64, String)>,
+    /// On the leader: how long since a majority last acknowledged it, in ms.
+    pub quorum_ack_ms: Option<u64>,
+}
+
+/// A leader that has heard from no majority for this long has lost its quorum: it says so
+/// (alarm, `meridian_raft_has_quorum`) and refuses writes at once instead of holding them until
+/// they time out. Twice the longest election timeout: past it the others have elected anew.
+pub const QUORUM_LOST_MS: u64 = 4_000;
+
+impl RaftStatus {
+    /// This node leads but no majority has acknowledged it for [`QUORUM_LOST_MS`].
+    pub fn lost_quorum(&self) -> bool {
+        self.state == "Leader" && self.quorum_ack_ms.is_some_and(|ms| ms > QUORUM_LOST_MS)
+    }
 }
 
 /// One running cluster member; cheap to share behind `Arc`.
@@ -80,6 +94,8 @@ pub struct ClusterNode {
     /// Set when Raft reported a fatal error: the node is out of service until restarted.
     out_of_service: Arc<AtomicBool>,
     gossip: network::GossipInbox,
+    /// When each peer last answered this node's Raft RPCs.
+    contacts: Arc<network::Contacts>,
     stopped: AtomicBool,
     tasks: Mutex<Tasks>,
 }
@@ -97,15 +113,24 @@ enum Mode {
 
 impl ClusterNode {
     /// Opens the store, builds the Raft node, serves cluster RPC on `rpc_listener`, and when the
-    /// store is pristine initializes a single-node cluster with itself as the only voter. Waits up
-    /// to 10 s for a leader. A brand-new cluster without one is an error; a restarted member
-    /// without one (its peers are down, say) starts anyway and serves its last applied state,
-    /// because an appliance must keep answering while the control plane recovers.
+    /// store is pristine initializes a single-node cluster with itself as the only voter.
+    ///
+    /// A node that is its cluster's only voter waits (up to 10 s) for itself to be elected,
+    /// which takes one election timeout; a brand-new cluster without a leader then is an error.
+    /// A restarted member of a larger cluster does not wait at all: its peers may be down, and
+    /// an appliance must serve its last applied state at once while Raft elects a leader in
+    /// the background.
     pub async fn start(
         cfg: NodeConfig,
         rpc_listener: tokio::net::TcpListener,
     ) -> Result<Arc<ClusterNode>, StartError> {
         let node = Self::launch(cfg, rpc_listener, Mode::Bootstrap).await?;
+        if !node.bootstrapped_now && !node.sole_voter() {
+            tracing::info!(
+                "restarted member: serving the last applied state; Raft elects a leader meanwhile"
+            );
+            return Ok(node);
+        }
         if let Err(e) = node.wait_for_leader().await {
             if node.bootstrapped_now {
                 node.shutdown().await;
@@ -161,6 +186,16 @@ impl ClusterNode {
 
     async fn propose_local(&self, cmd: Command) -> Result<u64, ProposeError> {
         self.check_in_service()?;
+        let status = self.status();
+        if status.lost_quorum() {
+            // Refused before anything is appended: safe to retry, on another node.
+            return Err(ProposeError::Unavailable(format!(
+                "this node leads term {} but no majority has answered it for {} s: the write \
+                 was not appended (safe to retry); the other nodes may have a new leader",
+                status.current_term,
+                status.quorum_ack_ms.unwrap_or(0) / 1000
+            )));
+        }
         let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd))
             .await
             .map_err(|_| ProposeError::Unavailable("timed out waiting for commit".into()))?;
@@ -238,7 +273,37 @@ impl ClusterNode {
                 .nodes()
                 .map(|(id, n)| (*id, n.addr.clone()))
                 .collect(),
+            quorum_ack_ms: self.quorum_ack_ms(&m),
         }
+    }
+
+    /// On the leader: how long since a majority of the voters (itself included) last answered,
+    /// from the times its Raft RPCs were answered; `None` on other nodes.
+    fn quorum_ack_ms(
+        &self,
+        m: &openraft::RaftMetrics<crate::types::NodeId, crate::types::Node>,
+    ) -> Option<u64> {
+        if m.state != openraft::ServerState::Leader {
+            return None;
+        }
+        let mut ages: Vec<u64> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                if id == self.node_id {
+                    0
+                } else {
+                    self.contacts.since(id).map_or(u64::MAX, |d| {
+                        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+                    })
+                }
+            })
+            .collect();
+        ages.sort_unstable();
+        // The majority-th freshest answer: a majority has answered within that long.
+        let majority = ages.len() / 2 + 1;
+        ages.get(majority.saturating_sub(1)).copied()
     }
 
     /// Builds a snapshot now (log compaction then purges older entries) and waits until it is
@@ -339,7 +404,8 @@ impl ClusterNode {
         let (sm, applied) = StateMachine::open(store.clone())?;
         let secret: Arc<str> = Arc::from(cfg.cluster_secret.as_str());
         let http = network::http_client()?;
-        let net = NetworkFactory::new(http.clone(), secret.clone());
+        let contacts = Arc::new(network::Contacts::default());
+        let net = NetworkFactory::new(http.clone(), secret.clone(), contacts.clone());
         let raft_config = raft_config()?;
         let log_store = LogStore::new(store.clone());
         let committed = log_store.committed_index();
@@ -369,6 +435,7 @@ impl ClusterNode {
             http,
             out_of_service,
             gossip,
+            contacts,
             stopped: AtomicBool::new(false),
             tasks: Mutex::new(Tasks {
                 server: Some((stop_tx, server)),
@@ -414,6 +481,13 @@ impl ClusterNode {
             "initialized a new single-node cluster"
         );
         Ok(true)
+    }
+
+    /// Whether this node is the only voter of its cluster (as far as its log says).
+    pub fn sole_voter(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let mut voters = m.membership_config.membership().voter_ids();
+        voters.next() == Some(self.node_id) && voters.next().is_none()
     }
 
     async fn wait_for_leader(&self) -> Result<(), StartError> {

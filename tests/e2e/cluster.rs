@@ -225,3 +225,96 @@ async fn a_join_with_the_wrong_secret_fails_at_once() {
         started.elapsed()
     );
 }
+
+/// A leader whose followers are gone notices within seconds: the quorum gauge drops, and a
+/// write is refused at once (nothing appended) rather than hanging until it times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_lost_its_quorum_says_so_and_refuses_writes_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
+    let token = n1.token().await;
+    let secret = dir.path().join("n1").join("cluster.secret");
+    let join = format!(
+        "join = \"{}\"\ncluster_secret_file = \"{}\"",
+        n1.cluster,
+        secret.display()
+    );
+    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
+    let n3 = Meridian::start_with(&dir.path().join("n3"), 3, "127.0.0.1:0", &join).await;
+    let (status, body) = n1
+        .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(n1
+        .metrics(&token)
+        .await
+        .contains("\nmeridian_raft_has_quorum 1"));
+
+    n2.kill9().await;
+    n3.kill9().await;
+    let lost = eventually(Duration::from_secs(10), || async {
+        n1.metrics(&token)
+            .await
+            .contains("\nmeridian_raft_has_quorum 0")
+    })
+    .await;
+    let lost = lost.expect("the leader notices the lost quorum");
+    assert!(lost < Duration::from_secs(8), "{lost:?}");
+    let started = std::time::Instant::now();
+    let (status, body) = n1
+        .put_config(&token, pool_config(&["127.0.0.1:9002"]), None)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let alarms = n1.status(&token).await["alarms"].to_string();
+    assert!(alarms.contains("no majority"), "{alarms}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "refused at once, not after the write timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+/// A member restarted while its peers are down serves its last applied state at once, instead
+/// of waiting for a leader first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restarted_alone_serves_its_last_state_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
+    let token = n1.token().await;
+    let secret = dir.path().join("n1").join("cluster.secret");
+    let join = format!(
+        "join = \"{}\"\ncluster_secret_file = \"{}\"",
+        n1.cluster,
+        secret.display()
+    );
+    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
+    let n3 = Meridian::start_with(&dir.path().join("n3"), 3, "127.0.0.1:0", &join).await;
+    let (status, body) = n1
+        .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let cluster1 = n1.cluster.clone();
+    n2.stop().await;
+    n3.stop().await;
+    n1.stop().await;
+
+    // The bootstrap node alone, on its old cluster port so that its peers could find it.
+    let started = std::time::Instant::now();
+    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, &cluster1, "").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "ready after {took:?}");
+    let out = tokio::process::Command::new("dig")
+        .args([
+            &format!("@{}", n1.dns.ip()),
+            "-p",
+            &n1.dns.port().to_string(),
+            "app.c.test",
+            "A",
+            "+short",
+        ])
+        .output()
+        .await
+        .expect("dig");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "192.0.2.7");
+    n1.stop().await;
+}

@@ -68,6 +68,10 @@ pub struct RaftView {
     pub last_applied: u64,
     pub leader: Option<u64>,
     pub members: Vec<(u64, String)>,
+    /// Leader only: ms since a majority last acknowledged it.
+    pub quorum_ack_ms: Option<u64>,
+    /// This node leads but has heard from no majority for seconds: writes are refused.
+    pub lost_quorum: bool,
 }
 
 /// Whether this node staples an OCSP response for a certificate (from its OCSP directory).

@@ -14,6 +14,7 @@ pub struct ApiMetrics {
     raft_commit: IntGauge,
     raft_applied: IntGauge,
     raft_leader: IntGauge,
+    raft_quorum: IntGauge,
     revision: IntGauge,
     changes: IntCounterVec,
     logins: IntCounterVec,
@@ -67,6 +68,11 @@ impl ApiMetrics {
                 "meridian_raft_is_leader",
                 "1 when this node is the Raft leader",
             )?,
+            raft_quorum: gauge(
+                registry,
+                "meridian_raft_has_quorum",
+                "1 unless this node leads and no majority has answered it for 4 s (it then refuses writes)",
+            )?,
             revision: gauge(
                 registry,
                 "meridian_config_revision",
@@ -97,6 +103,7 @@ pub async fn metrics(_: ApiUser, State(st): State<AppState>) -> Response {
     m.raft_leader.set(i64::from(
         raft.leader == Some(raft.node_id) && raft.node_id != 0,
     ));
+    m.raft_quorum.set(i64::from(!raft.lost_quorum));
     m.revision.set(to_i64(st.backend.config().revision));
     let now = i64::try_from(model::unix_ms() / 1000).unwrap_or(i64::MAX);
     m.cert_expiry.reset();

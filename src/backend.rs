@@ -34,6 +34,7 @@ fn change_error(e: ProposeError) -> ChangeError {
         ProposeError::Rejected(ApplyError::Refused(why)) => ChangeError::Refused(why),
         ProposeError::NotLeader { leader } => ChangeError::NotLeader { leader },
         ProposeError::Unavailable(why) => ChangeError::Unavailable(why),
+        ProposeError::Unknown(why) => ChangeError::Unknown(why),
     }
 }
 

@@ -13,9 +13,14 @@ pub enum ProposeError {
     /// This node is not the leader; the leader's RPC address when known.
     #[error("not the leader (leader: {})", leader.as_deref().unwrap_or("unknown"))]
     NotLeader { leader: Option<String> },
-    /// Raft fatal error, shutting down, or timed out (the outcome is then unknown).
+    /// Not appended anywhere: no leader, no quorum, shutting down, the leader unreachable.
+    /// Safe to retry.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
+    /// Sent, but not confirmed in time: it may have been committed, or may still be. A retry
+    /// should read the revision first or carry a precondition (If-Match).
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
 }
 
 /// Why a node could not start.

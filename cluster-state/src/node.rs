@@ -198,7 +198,12 @@ impl ClusterNode {
         }
         let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd))
             .await
-            .map_err(|_| ProposeError::Unavailable("timed out waiting for commit".into()))?;
+            .map_err(|_| {
+                ProposeError::Unknown(format!(
+                    "appended but not committed within {} s; it may still be",
+                    PROPOSE_TIMEOUT.as_secs()
+                ))
+            })?;
         match res {
             Ok(resp) => resp.data.result.map_err(ProposeError::Rejected),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -503,8 +508,14 @@ impl ClusterNode {
     /// node has applied it.
     async fn forward(&self, cmd: Command, mut leader: String) -> Result<u64, ProposeError> {
         for _ in 0..2 {
+            // Not connected: nothing was sent. Anything later: the leader may have it.
             let unavailable = |e: reqwest::Error| {
-                ProposeError::Unavailable(format!("forwarding to the leader at {leader}: {e}"))
+                let why = format!("forwarding to the leader at {leader}: {e}");
+                if e.is_connect() {
+                    ProposeError::Unavailable(why)
+                } else {
+                    ProposeError::Unknown(why)
+                }
             };
             let resp = self
                 .http
@@ -517,7 +528,7 @@ impl ClusterNode {
                 .map_err(unavailable)?;
             let status = resp.status();
             if !status.is_success() {
-                return Err(ProposeError::Unavailable(format!(
+                return Err(ProposeError::Unknown(format!(
                     "the leader at {leader} answered http {status}"
                 )));
             }
@@ -531,8 +542,9 @@ impl ClusterNode {
                         .applied_index_at_least(Some(log_index), "forwarded write applied here")
                         .await
                         .map_err(|e| {
-                            ProposeError::Unavailable(format!(
-                                "committed, but not yet applied on this node: {e}"
+                            ProposeError::Unknown(format!(
+                                "committed as revision {revision}, but not yet applied on this \
+                                 node: {e}"
                             ))
                         })?;
                     return Ok(revision);

@@ -227,7 +227,8 @@ async fn a_join_with_the_wrong_secret_fails_at_once() {
 }
 
 /// A leader whose followers are gone notices within seconds: the quorum gauge drops, and a
-/// write is refused at once (nothing appended) rather than hanging until it times out.
+/// write is refused at once (503, nothing appended) rather than hanging until it times out; a
+/// write caught in between is answered 504 (outcome unknown), never 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_lost_its_quorum_says_so_and_refuses_writes_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -252,6 +253,13 @@ async fn a_leader_that_lost_its_quorum_says_so_and_refuses_writes_at_once() {
 
     n2.kill9().await;
     n3.kill9().await;
+    // A write in the first seconds, before the loss is noticed, is appended but cannot commit:
+    // its outcome is unknown (504), not "nothing changed" (503).
+    let (status, body) = n1
+        .put_config(&token, pool_config(&["127.0.0.1:9003"]), None)
+        .await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.to_string().contains("may still be applied"), "{body}");
     let lost = eventually(Duration::from_secs(10), || async {
         n1.metrics(&token)
             .await

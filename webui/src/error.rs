@@ -89,7 +89,14 @@ impl IntoResponse for ApiError {
                 tracing::warn!(error = %why, "cluster unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    json!({"error": "the cluster cannot commit changes right now"}),
+                    json!({"error": "the cluster cannot commit changes right now; nothing was changed"}),
+                )
+            }
+            ApiError::Change(ChangeError::Unknown(why)) => {
+                tracing::warn!(error = %why, "change not confirmed");
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    json!({"error": "the change was sent but not confirmed in time: it may still be applied. Read the config's revision before retrying, or retry with If-Match, which is always safe"}),
                 )
             }
             // The same answer the console gives: 429 with Retry-After.

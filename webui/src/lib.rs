@@ -56,6 +56,9 @@ pub enum ChangeError {
     NotLeader { leader: Option<String> },
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
+    /// Sent but not confirmed in time: it may still be applied.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
 }
 
 /// Raft state shown on the console and exported as metrics.

@@ -66,6 +66,7 @@ revision is. Required: a write without it is refused with 428.";
             PreconditionRequired,
             Throttled,
             Unavailable,
+            Unconfirmed,
         ),
     ),
     tags(
@@ -231,6 +232,7 @@ fn add_shared_responses(doc: &mut Document) {
                 ("401", Unauthorized::response().0),
                 ("429", Throttled::response().0),
                 ("503", Unavailable::response().0),
+                ("504", Unconfirmed::response().0),
             ] {
                 op.responses
                     .responses
@@ -323,4 +325,9 @@ mod responses {
     /// checks are queued (`Retry-After: 1`). Retry, on the leader or with a token.
     #[derive(ToResponse)]
     pub struct Unavailable(ErrorBody);
+
+    /// A change was sent but not confirmed in time: it may still be applied. Read the config's
+    /// revision before retrying, or retry with If-Match, which is always safe.
+    #[derive(ToResponse)]
+    pub struct Unconfirmed(ErrorBody);
 }

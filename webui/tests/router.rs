@@ -810,6 +810,31 @@ async fn cluster_trouble_is_503_without_internal_details() {
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!body.contains("10.9.8.7"), "{body}");
+
+    // A write whose outcome is unknown says so (504), on the API and the console alike.
+    let t = f.token("admin", Role::Admin, None);
+    f.backend.lock().fail_next = Some(ChangeError::Unknown(
+        "forwarding to the leader at 10.9.8.7:9700: timed out".into(),
+    ));
+    let pool = r#"{"name":"q","members":[{"address":"127.0.0.1:9"}]}"#;
+    let (status, _, body) = f
+        .api(Method::PUT, "/api/v1/pools/q", &t, Some("*"), pool)
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(
+        body.contains("may still be applied") && !body.contains("10.9.8.7"),
+        "{body}"
+    );
+    f.backend.lock().fail_next = Some(ChangeError::Unknown("timed out".into()));
+    let (status, body) = f
+        .post(
+            &s,
+            "/console/pools/p/members/state",
+            &[("address", "127.0.0.1:1"), ("state", "disabled")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(body.contains("not confirmed"), "{body}");
 }
 
 #[tokio::test]

@@ -390,6 +390,16 @@ pub fn change_failed(
                 "Try again shortly. Nothing was changed.",
             )
         }
+        ChangeError::Unknown(_) => {
+            tracing::warn!(error = %e, "console change not confirmed");
+            message(
+                StatusCode::GATEWAY_TIMEOUT,
+                chrome,
+                "The change was sent but not confirmed in time",
+                "It may still be applied. Check the history before saving again: a save from \
+                 this page is conditional on the revision it was read at, so it cannot apply twice.",
+            )
+        }
     }
 }
 

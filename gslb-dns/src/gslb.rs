@@ -308,6 +308,8 @@ pub(crate) struct GslbTarget {
     sites: Vec<SiteTarget>,
     /// Whether any site has a capacity (the only case that looks at load).
     capacity: bool,
+    /// Whether the sites are CNAMEs (validation keeps a record to one kind).
+    cname: bool,
     /// Answers given, for round robin's rotation and the weighted policy's turn.
     turn: Arc<AtomicUsize>,
 }
@@ -385,9 +387,7 @@ pub(crate) struct Decision {
 impl GslbTarget {
     /// Whether the sites are CNAMEs (validation keeps a record to one kind).
     pub(crate) fn is_cname(&self) -> bool {
-        self.sites
-            .iter()
-            .any(|s| matches!(s.answer, SiteAnswer::Cname(_)))
+        self.cname
     }
 
     /// What a secondary can answer for this name, which it cannot steer: one A or AAAA per
@@ -439,6 +439,10 @@ impl GslbTarget {
             max_answers: record.max_answers.map_or(usize::MAX, |n| n as usize),
             turn: Arc::default(),
             capacity: record.sites.iter().any(|s| s.capacity.is_some()),
+            cname: record
+                .sites
+                .iter()
+                .any(|s| matches!(s.address, model::SiteAddress::Cname(_))),
             // Disabled and draining sites are never handed out, not even when all are down.
             sites: record
                 .sites

@@ -188,11 +188,10 @@ impl Handler {
         };
         let zone_name = LowerName::new(query.original().name());
         let zone = snapshot.transfer(&zone_name);
-        let allowed = match (zone, sign) {
-            (Some(zone), Some(signing)) => zone.allows(request.src().ip(), &signing.key()),
-            _ => false,
-        };
-        let (Some(zone), Some(signing), true) = (zone, sign, allowed) else {
+        let granted = zone
+            .zip(sign)
+            .filter(|(zone, signing)| zone.allows(request.src().ip(), &signing.key()));
+        let Some((zone, signing)) = granted else {
             self.metrics.transfer(kind, "refused");
             let rcode = if zone.is_some() || snapshot.is_apex(&zone_name) {
                 ResponseCode::Refused
@@ -266,24 +265,7 @@ impl Handler {
     }
 }
 
-/// Throttles a log line that any client can trigger.
-struct LogThrottle(std::sync::atomic::AtomicU64);
-
-static REFUSAL_LOG: LogThrottle = LogThrottle(std::sync::atomic::AtomicU64::new(0));
-
-impl LogThrottle {
-    /// True at most once per 10 s.
-    fn due(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        let now = crate::tsig::now();
-        let last = self.0.load(Ordering::Relaxed);
-        (last == 0 || now >= last + 10)
-            && self
-                .0
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-}
+static REFUSAL_LOG: model::LogThrottle = model::LogThrottle::new();
 
 /// Sends the response `build` makes. With `sign`, signed: as the first message answering the
 /// request, or chained to the prior message's MAC. Returns the MAC it carries.

@@ -60,14 +60,6 @@ impl TsigKeys {
         Ok(TsigKeys { keys: out })
     }
 
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     pub(crate) fn get(&self, name: &LowerName) -> Option<&TSigner> {
         self.keys.get(name)
     }

@@ -71,7 +71,9 @@ fn serve(
 
     let fd = socket.as_raw_fd();
     let mut slots = vec![0u8; BATCH * SLOT];
-    let mut received: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
+    // Per slot: its datagram's length and sender; `None` for one dropped (cut short, or from
+    // no IP address), so slot `i` stays datagram `i`.
+    let mut received: Vec<Option<(usize, SocketAddr)>> = Vec::with_capacity(BATCH);
     let mut replies: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
     let mut to: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
     let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
@@ -92,16 +94,10 @@ fn serve(
                 None,
             ) {
                 Ok(msgs) => {
-                    for msg in msgs {
-                        let src = msg.address.as_ref().and_then(socket_addr);
-                        match src {
-                            Some(src) if !msg.flags.contains(MsgFlags::MSG_TRUNC) => {
-                                received.push((msg.bytes, src));
-                            }
-                            // Cut short, or no sender: a placeholder keeps the slots aligned.
-                            _ => received.push((usize::MAX, SocketAddr::from(([0, 0, 0, 0], 0)))),
-                        }
-                    }
+                    received.extend(msgs.map(|msg| {
+                        let src = msg.address.as_ref().and_then(socket_addr)?;
+                        (!msg.flags.contains(MsgFlags::MSG_TRUNC)).then_some((msg.bytes, src))
+                    }));
                 }
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -112,10 +108,11 @@ fn serve(
             }
         }
         to.clear();
-        for (i, &(n, src)) in received.iter().enumerate() {
-            if n == usize::MAX {
-                continue;
-            }
+        for (i, &(n, src)) in received
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+        {
             let packet = &slots[i * SLOT..i * SLOT + n];
             let out = &mut replies[to.len()];
             let answered = match fast_path(handler, packet, src, out) {

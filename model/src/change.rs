@@ -222,6 +222,34 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Lets a log line that any client can trigger (a refused transfer, a wrong cluster secret)
+/// through at most once every 10 s, so the journal cannot be flooded; metrics count them all.
+pub struct LogThrottle(std::sync::atomic::AtomicU64);
+
+impl LogThrottle {
+    pub const fn new() -> LogThrottle {
+        LogThrottle(std::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// True at most once per 10 s.
+    pub fn due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = unix_ms() / 1000;
+        let last = self.0.load(Ordering::Relaxed);
+        (last == 0 || now >= last + 10)
+            && self
+                .0
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+impl Default for LogThrottle {
+    fn default() -> LogThrottle {
+        LogThrottle::new()
+    }
+}
+
 /// One Raft log entry: a change and where it came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Proposal {
@@ -485,6 +513,13 @@ mod tests {
         assert!(!Role::Viewer.can_change_config());
         assert_eq!(Role::parse("operator"), Some(Role::Operator));
         assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn a_throttled_log_line_goes_through_once_per_window() {
+        let t = LogThrottle::new();
+        assert!(t.due());
+        assert!(!t.due(), "the second within 10 s is held back");
     }
 
     #[test]

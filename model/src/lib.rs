@@ -12,7 +12,7 @@ pub mod spec;
 pub mod typed;
 pub mod validate;
 
-pub use change::{unix_ms, Change, Interface, Origin, Proposal, Role};
+pub use change::{unix_ms, Change, Interface, LogThrottle, Origin, Proposal, Role};
 pub use object::{Object, ObjectKind};
 pub use spec::*;
 pub use typed::*;

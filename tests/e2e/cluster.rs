@@ -26,19 +26,26 @@ sites = [{{ name = "only", address = "192.0.2.7" }}]
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_processes_replicate_fail_over_and_catch_up() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
+/// Nodes 1 (which bootstraps the cluster), 2 and 3 (which join it), with their data under
+/// `dir`, and an admin token of node 1.
+async fn three_nodes(dir: &std::path::Path) -> (Meridian, Meridian, Meridian, String) {
+    let n1 = Meridian::start_with(&dir.join("n1"), 1, "127.0.0.1:0", "").await;
     let token = n1.token().await;
-    let secret = dir.path().join("n1").join("cluster.secret");
+    let secret = dir.join("n1").join("cluster.secret");
     let join = format!(
         "join = \"{}\"\ncluster_secret_file = \"{}\"",
         n1.cluster,
         secret.display()
     );
-    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
-    let n3 = Meridian::start_with(&dir.path().join("n3"), 3, "127.0.0.1:0", &join).await;
+    let n2 = Meridian::start_with(&dir.join("n2"), 2, "127.0.0.1:0", &join).await;
+    let n3 = Meridian::start_with(&dir.join("n3"), 3, "127.0.0.1:0", &join).await;
+    (n1, n2, n3, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_replicate_fail_over_and_catch_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (n1, n2, n3, token) = three_nodes(dir.path()).await;
     // Joining nodes never create a second admin.
     assert!(!dir
         .path()
@@ -232,16 +239,7 @@ async fn a_join_with_the_wrong_secret_fails_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_lost_its_quorum_says_so_and_refuses_writes_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
-    let token = n1.token().await;
-    let secret = dir.path().join("n1").join("cluster.secret");
-    let join = format!(
-        "join = \"{}\"\ncluster_secret_file = \"{}\"",
-        n1.cluster,
-        secret.display()
-    );
-    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
-    let n3 = Meridian::start_with(&dir.path().join("n3"), 3, "127.0.0.1:0", &join).await;
+    let (n1, n2, n3, token) = three_nodes(dir.path()).await;
     let (status, body) = n1
         .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
         .await;
@@ -287,16 +285,7 @@ async fn a_leader_that_lost_its_quorum_says_so_and_refuses_writes_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_restarted_alone_serves_its_last_state_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
-    let token = n1.token().await;
-    let secret = dir.path().join("n1").join("cluster.secret");
-    let join = format!(
-        "join = \"{}\"\ncluster_secret_file = \"{}\"",
-        n1.cluster,
-        secret.display()
-    );
-    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
-    let n3 = Meridian::start_with(&dir.path().join("n3"), 3, "127.0.0.1:0", &join).await;
+    let (n1, n2, n3, token) = three_nodes(dir.path()).await;
     let (status, body) = n1
         .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
         .await;

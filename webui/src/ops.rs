@@ -565,30 +565,30 @@ pub async fn add_tsig_key(
     secret: &str,
 ) -> Result<String, ChangeError> {
     let parsed = model::records::TsigAlgorithm::parse(algorithm);
-    let (record, _) = credentials::tsig_key(
+    let made = credentials::tsig_key(
         name,
         parsed.unwrap_or_default(),
         Some(secret),
         &st.backend.cluster_key(),
         model::unix_ms(),
-    )
-    .map_err(|mut e| {
-        if parsed.is_none() {
-            e.errors.push(model::FieldError {
-                path: "algorithm".into(),
-                message: format!(
-                    "unknown algorithm {algorithm:?}: hmac-sha256, hmac-sha384 or hmac-sha512"
-                ),
-            });
-        }
-        ChangeError::Invalid(e)
-    })?;
+    );
+    // Every problem at once: the name and secret's, and the algorithm's.
+    let mut errors = made
+        .as_ref()
+        .err()
+        .map_or_else(Vec::new, |e| e.errors.clone());
     if parsed.is_none() {
-        return Err(ChangeError::Invalid(model::ValidationErrors::single(
-            "algorithm",
-            format!("unknown algorithm {algorithm:?}: hmac-sha256, hmac-sha384 or hmac-sha512"),
-        )));
+        errors.push(model::FieldError {
+            path: "algorithm".into(),
+            message: format!(
+                "unknown algorithm {algorithm:?}: hmac-sha256, hmac-sha384 or hmac-sha512"
+            ),
+        });
     }
+    let record = match made {
+        Ok((record, _)) if errors.is_empty() => record,
+        _ => return Err(ChangeError::Invalid(model::ValidationErrors { errors })),
+    };
     if st.backend.tsig_keys().contains_key(&record.name) {
         return Err(ChangeError::Refused(format!(
             "a TSIG key named {:?} exists; delete it first to replace it",

@@ -130,26 +130,7 @@ pub(crate) fn router(state: RpcState) -> Router {
         .with_state(state)
 }
 
-/// Throttles a log line any client can trigger.
-struct LogThrottle(std::sync::atomic::AtomicU64);
-
-static REFUSED_LOG: LogThrottle = LogThrottle(std::sync::atomic::AtomicU64::new(0));
-
-impl LogThrottle {
-    /// True at most once per 10 s.
-    fn due(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.0.load(Ordering::Relaxed);
-        (last == 0 || now >= last + 10)
-            && self
-                .0
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-}
+static REFUSED_LOG: model::LogThrottle = model::LogThrottle::new();
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()

@@ -182,7 +182,53 @@ impl webui::Backend for NodeBackend {
             lost_quorum,
             quorum_ack_ms: s.quorum_ack_ms,
             members: s.members,
+            voters: s.voters,
+            peers: s
+                .peers
+                .into_iter()
+                .map(|p| webui::PeerView {
+                    node_id: p.node_id,
+                    lag: p.lag,
+                    last_contact_ms: p.last_contact_ms,
+                })
+                .collect(),
         }
+    }
+
+    fn cluster(&self) -> BoxFuture<'_, webui::ClusterView> {
+        Box::pin(async move {
+            let c = self.cluster.cluster_status().await;
+            webui::ClusterView {
+                asked: c.asked,
+                leader: c.leader,
+                members: c
+                    .members
+                    .into_iter()
+                    .map(|m| webui::MemberView {
+                        node_id: m.node_id,
+                        address: m.address,
+                        role: m.role,
+                        reachable: m.status.is_some(),
+                        error: m.error,
+                        state: m.status.as_ref().map(|s| s.state.clone()),
+                        term: m.status.as_ref().map(|s| s.current_term),
+                        commit_index: m.status.as_ref().map(|s| s.commit_index),
+                        last_applied: m.status.as_ref().map(|s| s.last_applied),
+                        lag: m.lag,
+                        last_contact_ms: m.last_contact_ms,
+                    })
+                    .collect(),
+            }
+        })
+    }
+
+    fn remove_member(&self, node_id: u64) -> BoxFuture<'_, Result<(), ChangeError>> {
+        Box::pin(async move {
+            self.cluster
+                .remove_member(node_id)
+                .await
+                .map_err(change_error)
+        })
     }
 
     fn dns_explain(&self, query: &webui::DnsExplainQuery) -> Result<webui::DnsExplanation, String> {
@@ -228,6 +274,7 @@ impl webui::Backend for NodeBackend {
                 raft.quorum_ack_ms.unwrap_or(0) / 1000
             ));
         }
+        alarms.extend(peer_alarms(&raft));
         let revision = self.cluster.current().config.revision;
         let serving = self.dataplane.revision();
         if serving != revision {
@@ -300,6 +347,39 @@ impl webui::Backend for NodeBackend {
             })
             .collect()
     }
+}
+
+/// A member this many entries behind the leader is lagging.
+const LAG_ALARM_ENTRIES: u64 = 1_000;
+
+/// On the leader: members that stopped answering or fell far behind.
+fn peer_alarms(raft: &cluster_state::RaftStatus) -> Vec<String> {
+    raft.peers
+        .iter()
+        .filter_map(|p| {
+            let role = if raft.is_voter(p.node_id) {
+                "voter"
+            } else {
+                "learner"
+            };
+            match p.last_contact_ms {
+                None => Some(format!(
+                    "Raft: node {} ({role}) has not answered this leader since it took office",
+                    p.node_id
+                )),
+                Some(ms) if ms > cluster_state::QUORUM_LOST_MS => Some(format!(
+                    "Raft: node {} ({role}) has not answered for {} s",
+                    p.node_id,
+                    ms / 1000
+                )),
+                Some(_) if p.lag > LAG_ALARM_ENTRIES => Some(format!(
+                    "Raft: node {} ({role}) is {} log entries behind the leader",
+                    p.node_id, p.lag
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect()
 }
 
 fn config_now(cluster: &ClusterNode) -> Arc<Revisioned<Config>> {

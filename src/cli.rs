@@ -68,10 +68,35 @@ pub enum Command {
         #[arg(value_enum)]
         state: AdminStateArg,
     },
+    /// The Raft cluster: every member's state, and removing a member.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Show the node's revision, Raft state, listeners and health.
     Status {
         #[command(flatten)]
         api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Each member's role, Raft state, term, commit and applied index, replication lag and
+    /// last contact with the leader (asked of every member by the node the API runs on).
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a node out of the cluster: demoted to a learner, then removed. Refused, with the
+    /// reason, when it is the only voter or the voters left would not have a quorum. Stop the
+    /// node's process afterwards.
+    Remove {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The node id to remove.
+        node_id: u64,
     },
 }
 
@@ -338,6 +363,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cert(c) => crate::client::cert(c).await,
         Command::Cache(c) => crate::client::cache(c).await,
         Command::Status { api } => crate::client::status(api).await,
+        Command::Cluster(cmd) => crate::client::cluster(cmd).await,
         Command::Member {
             api,
             pool,

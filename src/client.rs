@@ -215,6 +215,78 @@ pub async fn status(api: ApiArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn cluster(cmd: crate::cli::ClusterCommand) -> anyhow::Result<ExitCode> {
+    use crate::cli::ClusterCommand;
+    match cmd {
+        ClusterCommand::Status { api, json } => {
+            let http = http_client(api.ca_cert.as_deref())?;
+            let resp = authed(http.get(url(&api.api, "/cluster")), &api)?
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            let v: serde_json::Value = resp.json().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            print!("{}", cluster_table(&v));
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Remove { api, node_id } => {
+            let http = http_client(api.ca_cert.as_deref())?;
+            let path = format!("/cluster/nodes/{node_id}");
+            let resp = authed(http.delete(url(&api.api, &path)), &api)?
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            eprintln!("removed node {node_id} from the cluster; stop its process now");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `meridian cluster status` as a table, from the API's JSON.
+fn cluster_table(v: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let num = |m: &serde_json::Value, k: &str| {
+        m[k].as_u64()
+            .map_or_else(|| "-".to_string(), |n| n.to_string())
+    };
+    let mut out = format!(
+        "{:<5} {:<22} {:<8} {:<10} {:>6} {:>8} {:>8} {:>6} {:>9}\n",
+        "NODE", "ADDRESS", "ROLE", "STATE", "TERM", "COMMIT", "APPLIED", "LAG", "CONTACT"
+    );
+    for m in v["members"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let state = m["state"]
+            .as_str()
+            .or_else(|| m["error"].as_str())
+            .unwrap_or("-");
+        let contact = m["last_contact_ms"]
+            .as_u64()
+            .map_or_else(|| "-".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+        let _ = writeln!(
+            out,
+            "{:<5} {:<22} {:<8} {:<10} {:>6} {:>8} {:>8} {:>6} {:>9}",
+            num(m, "node_id"),
+            m["address"].as_str().unwrap_or("?"),
+            m["role"].as_str().unwrap_or("?"),
+            state,
+            num(m, "term"),
+            num(m, "commit_index"),
+            num(m, "last_applied"),
+            num(m, "lag"),
+            contact
+        );
+    }
+    out
+}
+
 pub async fn dns(cmd: DnsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DnsCommand::Explain {

@@ -53,10 +53,15 @@ pub struct Node {
 pub fn init_logging() {
     let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
     // Library internals stay at warn (hyper at error: it warns once per idle client that times
-    // out) unless RUST_LOG names the library.
+    // out; openraft at error) unless RUST_LOG names the library.
     for (lib, level) in [
         ("hickory", "hickory_server=warn"),
-        ("openraft", "openraft=warn"),
+        // openraft logs every failed heartbeat to a down peer (several lines a second); the
+        // cluster layer says once when a peer stops answering and when it is back.
+        (
+            "openraft",
+            "openraft=error,openraft::replication=off,openraft::engine::handler::replication_handler=off",
+        ),
         ("sled", "sled=warn"),
         ("hyper", "hyper=error,hyper_util=error"),
     ] {

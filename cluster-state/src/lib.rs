@@ -12,6 +12,7 @@
 mod command;
 mod error;
 mod log_store;
+mod members;
 mod network;
 mod node;
 mod state_machine;
@@ -25,6 +26,7 @@ pub use command::{
 pub use error::ProposeError;
 pub use error::StartError;
 pub use network::{GossipMessage, JoinRequest, JoinResponse};
-pub use node::{ClusterNode, NodeConfig, RaftStatus};
+pub use members::{ClusterStatus, MemberStatus, PeerStatus, RaftStatus, QUORUM_LOST_MS};
+pub use node::{ClusterNode, NodeConfig};
 pub use state_machine::LoadError;
 pub use store::StoreError;

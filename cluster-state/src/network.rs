@@ -28,6 +28,14 @@ pub(crate) const PATH_SNAPSHOT: &str = "/raft/snapshot";
 pub(crate) const PATH_JOIN: &str = "/cluster/join";
 pub(crate) const PATH_PROPOSE: &str = "/cluster/propose";
 pub(crate) const PATH_GOSSIP: &str = "/cluster/gossip";
+pub(crate) const PATH_STATUS: &str = "/cluster/status";
+pub(crate) const PATH_REMOVE: &str = "/cluster/remove";
+
+/// Body of `/cluster/remove`, sent to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RemoveRequest {
+    pub node_id: u64,
+}
 
 /// A light message between members outside the Raft log (load reports of global rate limits,
 /// say): best effort, never replicated or persisted.
@@ -122,25 +130,41 @@ pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 
 /// When each peer last answered a Raft RPC: how a leader tells it still has a majority
 /// (openraft's own `millis_since_quorum_ack` is only as fresh as its last metrics report).
+/// It also says once when a peer stops answering and once when it is back (openraft itself
+/// would log every failed heartbeat).
 #[derive(Default, Debug)]
-pub struct Contacts(std::sync::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>);
+pub struct Contacts(std::sync::Mutex<ContactBook>);
+
+#[derive(Default, Debug)]
+struct ContactBook {
+    last: std::collections::HashMap<NodeId, std::time::Instant>,
+    silent: std::collections::HashSet<NodeId>,
+}
 
 impl Contacts {
-    fn heard(&self, peer: NodeId) {
-        let mut map = self
-            .0
+    fn book(&self) -> std::sync::MutexGuard<'_, ContactBook> {
+        self.0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.insert(peer, std::time::Instant::now());
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn heard(&self, peer: NodeId, addr: &str) {
+        let mut book = self.book();
+        book.last.insert(peer, std::time::Instant::now());
+        if book.silent.remove(&peer) {
+            tracing::info!(peer, %addr, "cluster peer answers again");
+        }
+    }
+
+    fn failed(&self, peer: NodeId, addr: &str, error: &dyn std::fmt::Display) {
+        if self.book().silent.insert(peer) {
+            tracing::warn!(peer, %addr, %error, "cluster peer does not answer");
+        }
     }
 
     /// How long ago `peer` last answered; `None` if it never has.
     pub fn since(&self, peer: NodeId) -> Option<Duration> {
-        let map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(&peer).map(|t| t.elapsed())
+        self.book().last.get(&peer).map(|t| t.elapsed())
     }
 }
 
@@ -215,6 +239,7 @@ impl PeerClient {
             .send()
             .await
             .map_err(|e| {
+                self.contacts.failed(self.target, &self.addr, &e);
                 if e.is_connect() {
                     RPCError::Unreachable(Unreachable::new(&e))
                 } else {
@@ -232,7 +257,7 @@ impl PeerClient {
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         // It answered (even a refusal is an answer from a live, authenticated peer).
-        self.contacts.heard(self.target);
+        self.contacts.heard(self.target, &self.addr);
         res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -9,15 +9,17 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::SnapshotPolicy;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::command::{Applied, Command};
 use crate::error::{ProposeError, StartError};
 use crate::log_store::LogStore;
+use crate::members::{self, ClusterStatus, Local, RaftStatus};
 use crate::network::{
-    self, GossipMessage, JoinRequest, JoinResponse, NetworkFactory, ProposeAnswer, RpcState,
+    self, GossipMessage, JoinRequest, JoinResponse, NetworkFactory, ProposeAnswer, RemoveRequest,
+    RpcState,
 };
 use crate::state_machine::StateMachine;
 use crate::store::Store;
@@ -53,49 +55,20 @@ impl std::fmt::Debug for NodeConfig {
     }
 }
 
-/// A point-in-time view of this node's Raft state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RaftStatus {
-    pub node_id: u64,
-    /// "Leader", "Follower", "Candidate", "Learner", "Shutdown" or "OutOfService".
-    pub state: String,
-    pub current_term: u64,
-    /// The last committed log index this node knows of.
-    pub commit_index: u64,
-    pub last_applied: u64,
-    pub leader: Option<u64>,
-    pub members: Vec<(u64, String)>,
-    /// On the leader: how long since a majority last acknowledged it, in ms.
-    pub quorum_ack_ms: Option<u64>,
-}
-
-/// A leader that has heard from no majority for this long has lost its quorum: it says so
-/// (alarm, `meridian_raft_has_quorum`) and refuses writes at once instead of holding them until
-/// they time out. Twice the longest election timeout: past it the others have elected anew.
-pub const QUORUM_LOST_MS: u64 = 4_000;
-
-impl RaftStatus {
-    /// This node leads but no majority has acknowledged it for [`QUORUM_LOST_MS`].
-    pub fn lost_quorum(&self) -> bool {
-        self.state == "Leader" && self.quorum_ack_ms.is_some_and(|ms| ms > QUORUM_LOST_MS)
-    }
-}
-
 /// One running cluster member; cheap to share behind `Arc`.
 pub struct ClusterNode {
     node_id: u64,
     rpc_advertise: String,
     secret: Arc<str>,
     raft: Raft,
-    committed: Arc<std::sync::atomic::AtomicU64>,
+    /// Status and membership changes, shared with the RPC server.
+    local: Arc<Local>,
     applied: watch::Receiver<Applied>,
     bootstrapped_now: bool,
     http: reqwest::Client,
     /// Set when Raft reported a fatal error: the node is out of service until restarted.
     out_of_service: Arc<AtomicBool>,
     gossip: network::GossipInbox,
-    /// When each peer last answered this node's Raft RPCs.
-    contacts: Arc<network::Contacts>,
     stopped: AtomicBool,
     tasks: Mutex<Tasks>,
 }
@@ -179,7 +152,7 @@ impl ClusterNode {
         match self.propose_local(cmd.clone()).await {
             Err(ProposeError::NotLeader {
                 leader: Some(leader),
-            }) => self.forward(cmd, leader).await,
+            }) => self.forward(network::PATH_PROPOSE, &cmd, leader).await,
             other => other,
         }
     }
@@ -258,57 +231,59 @@ impl ClusterNode {
     }
 
     pub fn status(&self) -> RaftStatus {
-        let m = self.raft.metrics().borrow().clone();
-        let state = if self.out_of_service.load(Ordering::Relaxed) {
-            "OutOfService".to_string()
-        } else {
-            format!("{:?}", m.state)
-        };
-        let applied = m.last_applied.map(|id| id.index).unwrap_or(0);
-        RaftStatus {
-            node_id: self.node_id,
-            state,
-            current_term: m.current_term,
-            // Applied entries are committed, whatever the store last heard.
-            commit_index: self.committed.load(Ordering::Relaxed).max(applied),
-            last_applied: applied,
-            leader: m.current_leader,
-            members: m
-                .membership_config
-                .nodes()
-                .map(|(id, n)| (*id, n.addr.clone()))
-                .collect(),
-            quorum_ack_ms: self.quorum_ack_ms(&m),
-        }
+        self.local.status()
     }
 
-    /// On the leader: how long since a majority of the voters (itself included) last answered,
-    /// from the times its Raft RPCs were answered; `None` on other nodes.
-    fn quorum_ack_ms(
-        &self,
-        m: &openraft::RaftMetrics<crate::types::NodeId, crate::types::Node>,
-    ) -> Option<u64> {
-        if m.state != openraft::ServerState::Leader {
-            return None;
+    /// Every member's own report (asked over the cluster port, 1 s each, all at once) with
+    /// the leader's view of its replication lag and last contact.
+    pub async fn cluster_status(&self) -> ClusterStatus {
+        let own = self.status();
+        let mut asks = tokio::task::JoinSet::new();
+        for (id, addr) in own.members.iter().filter(|(id, _)| *id != self.node_id) {
+            let req = self
+                .http
+                .get(format!("http://{addr}{}", network::PATH_STATUS))
+                .bearer_auth(&*self.secret)
+                .timeout(Duration::from_secs(1));
+            let id = *id;
+            asks.spawn(async move {
+                let answer = match req.send().await {
+                    Ok(resp) if resp.status().is_success() => resp
+                        .json::<RaftStatus>()
+                        .await
+                        .map_err(|e| format!("unreadable answer: {e}")),
+                    Ok(resp) => Err(format!("answered http {}", resp.status())),
+                    Err(e) if e.is_timeout() => Err("no answer within 1 s".to_string()),
+                    Err(e) if e.is_connect() => Err("unreachable".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (id, answer)
+            });
         }
-        let mut ages: Vec<u64> = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .map(|id| {
-                if id == self.node_id {
-                    0
-                } else {
-                    self.contacts.since(id).map_or(u64::MAX, |d| {
-                        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-                    })
-                }
-            })
-            .collect();
-        ages.sort_unstable();
-        // The majority-th freshest answer: a majority has answered within that long.
-        let majority = ages.len() / 2 + 1;
-        ages.get(majority.saturating_sub(1)).copied()
+        let mut reports = BTreeMap::from([(self.node_id, Ok(own.clone()))]);
+        while let Some(done) = asks.join_next().await {
+            if let Ok((id, answer)) = done {
+                reports.insert(id, answer);
+            }
+        }
+        members::gather(self.node_id, &own, reports)
+    }
+
+    /// Takes node `id` out of the cluster (on the leader, or forwarded to it): demoted to
+    /// learner, then removed. Refused with the reason when it would leave no quorum.
+    pub async fn remove_member(&self, id: u64) -> Result<(), ProposeError> {
+        self.check_in_service()?;
+        let answer = self.local.remove_member(id).await;
+        let outcome = match answer {
+            ProposeAnswer::NotLeader {
+                leader: Some(leader),
+            } => {
+                self.forward(network::PATH_REMOVE, &RemoveRequest { node_id: id }, leader)
+                    .await
+            }
+            other => self.settle(other).await,
+        };
+        outcome.map(|_| ())
     }
 
     /// Builds a snapshot now (log compaction then purges older entries) and waits until it is
@@ -410,6 +385,7 @@ impl ClusterNode {
         let secret: Arc<str> = Arc::from(cfg.cluster_secret.as_str());
         let http = network::http_client()?;
         let contacts = Arc::new(network::Contacts::default());
+        let out_of_service = Arc::new(AtomicBool::new(false));
         let net = NetworkFactory::new(http.clone(), secret.clone(), contacts.clone());
         let raft_config = raft_config()?;
         let log_store = LogStore::new(store.clone());
@@ -418,15 +394,21 @@ impl ClusterNode {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
+        let local = Arc::new(Local {
+            node_id: cfg.node_id,
+            raft: raft.clone(),
+            contacts,
+            committed,
+            out_of_service: out_of_service.clone(),
+        });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let gossip = network::GossipInbox::default();
         let app = network::router(RpcState::new(
-            raft.clone(),
+            local.clone(),
             &cfg.cluster_secret,
             gossip.clone(),
         ));
         let server = tokio::spawn(network::serve(rpc_listener, app, stop_rx));
-        let out_of_service = Arc::new(AtomicBool::new(false));
         let monitor = tokio::spawn(monitor_fatal(raft.clone(), out_of_service.clone()));
 
         let mut node = ClusterNode {
@@ -434,13 +416,12 @@ impl ClusterNode {
             rpc_advertise: cfg.rpc_advertise.clone(),
             secret,
             raft,
-            committed,
+            local,
             applied,
             bootstrapped_now: false,
             http,
             out_of_service,
             gossip,
-            contacts,
             stopped: AtomicBool::new(false),
             tasks: Mutex::new(Tasks {
                 server: Some((stop_tx, server)),
@@ -504,9 +485,14 @@ impl ClusterNode {
             .map_err(|_| StartError::NoLeader(LEADER_TIMEOUT))
     }
 
-    /// Sends a write to the leader at `leader` (following one redirect), then waits until this
-    /// node has applied it.
-    async fn forward(&self, cmd: Command, mut leader: String) -> Result<u64, ProposeError> {
+    /// Sends a request to the leader at `leader` on `path` (following one redirect), then
+    /// waits until this node has applied what it committed.
+    async fn forward<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        mut leader: String,
+    ) -> Result<u64, ProposeError> {
         for _ in 0..2 {
             // Not connected: nothing was sent. Anything later: the leader may have it.
             let unavailable = |e: reqwest::Error| {
@@ -519,9 +505,9 @@ impl ClusterNode {
             };
             let resp = self
                 .http
-                .post(format!("http://{leader}{}", network::PATH_PROPOSE))
+                .post(format!("http://{leader}{path}"))
                 .bearer_auth(&*self.secret)
-                .json(&cmd)
+                .json(body)
                 .timeout(PROPOSE_TIMEOUT)
                 .send()
                 .await
@@ -533,33 +519,39 @@ impl ClusterNode {
                 )));
             }
             match resp.json::<ProposeAnswer>().await.map_err(unavailable)? {
-                ProposeAnswer::Applied {
-                    revision,
-                    log_index,
-                } => {
-                    self.raft
-                        .wait(Some(PROPOSE_TIMEOUT))
-                        .applied_index_at_least(Some(log_index), "forwarded write applied here")
-                        .await
-                        .map_err(|e| {
-                            ProposeError::Unknown(format!(
-                                "committed as revision {revision}, but not yet applied on this \
-                                 node: {e}"
-                            ))
-                        })?;
-                    return Ok(revision);
-                }
-                ProposeAnswer::Rejected(e) => return Err(ProposeError::Rejected(e)),
                 ProposeAnswer::NotLeader { leader: Some(next) } if next != leader => leader = next,
-                ProposeAnswer::NotLeader { leader } => {
-                    return Err(ProposeError::NotLeader { leader })
-                }
-                ProposeAnswer::Unavailable(e) => return Err(ProposeError::Unavailable(e)),
+                answer => return self.settle(answer).await,
             }
         }
         Err(ProposeError::NotLeader {
             leader: Some(leader),
         })
+    }
+
+    /// What the leader's answer means here: once committed, waits until this node applied it
+    /// too, so a caller reads its own write on the node it asked.
+    async fn settle(&self, answer: ProposeAnswer) -> Result<u64, ProposeError> {
+        match answer {
+            ProposeAnswer::Applied {
+                revision,
+                log_index,
+            } => {
+                self.raft
+                    .wait(Some(PROPOSE_TIMEOUT))
+                    .applied_index_at_least(Some(log_index), "forwarded write applied here")
+                    .await
+                    .map_err(|e| {
+                        ProposeError::Unknown(format!(
+                            "committed at log index {log_index}, but not yet applied on this \
+                             node: {e}"
+                        ))
+                    })?;
+                Ok(revision)
+            }
+            ProposeAnswer::Rejected(e) => Err(ProposeError::Rejected(e)),
+            ProposeAnswer::NotLeader { leader } => Err(ProposeError::NotLeader { leader }),
+            ProposeAnswer::Unavailable(e) => Err(ProposeError::Unavailable(e)),
+        }
     }
 
     /// Whether this node's store holds a cluster (it bootstrapped or joined one before).
@@ -625,12 +617,18 @@ impl ClusterNode {
     }
 }
 
+const HEARTBEAT_MS: u64 = 200;
+
 fn raft_config() -> Result<Arc<openraft::Config>, StartError> {
     let config = openraft::Config {
         cluster_name: "meridian".into(),
-        heartbeat_interval: 250,
-        election_timeout_min: 1000,
-        election_timeout_max: 2000,
+        // A follower that heard its leader stands for election after the leader lease
+        // (openraft: election_timeout_max) plus a random election timeout, 1.25–1.5 s; peers
+        // grant votes once their own lease ran out. openraft also sends each AppendEntries
+        // with the heartbeat interval as its timeout, so a slow disk needs it not too short.
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: 500,
+        election_timeout_max: 750,
         install_snapshot_timeout: 5000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
         max_in_snapshot_log_to_keep: 100,

@@ -1,6 +1,11 @@
 //! openraft's state machine (`RaftStateMachine`) and snapshots: applies commands to the
 //! [`Document`], persists it with the last applied log id after every batch, and publishes
 //! [`Applied`] on a watch channel.
+//!
+//! The history (whole specs of the last revisions) and the audit log are most of the document
+//! and grow with use, so they are not rewritten after every batch: each revision record and
+//! audit entry is its own key, written once, deleted when it falls out of retention; the rest
+//! of the document is one key. Snapshots carry the whole document.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -11,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::command::{Applied, Document};
-use crate::store::{Store, StoreError};
+use crate::store::{Space, Store, StoreError};
 use crate::types::{
     Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -19,6 +24,18 @@ use crate::types::{
 const STATE: &str = "state_machine";
 const SNAPSHOT_META: &str = "snapshot_meta";
 const SNAPSHOT_DATA: &str = "snapshot_data";
+/// `sm_history/<revision, 20 digits>`: one `RevisionRecord` each.
+const HISTORY_PREFIX: &str = "sm_history/";
+/// `sm_audit/<index, 20 digits>`: one `AuditEntry` each.
+const AUDIT_PREFIX: &str = "sm_audit/";
+
+fn history_key(revision: u64) -> String {
+    format!("{HISTORY_PREFIX}{revision:020}")
+}
+
+fn audit_key(index: u64) -> String {
+    format!("{AUDIT_PREFIX}{index:020}")
+}
 
 /// What is persisted after each applied batch and shipped in snapshots.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -26,6 +43,25 @@ pub(crate) struct Persisted {
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
     pub doc: Document,
+    /// Set in what is stored under `state_machine` once the history and the audit log live
+    /// under their own keys (earlier releases stored them inline).
+    #[serde(default)]
+    pub split: bool,
+    /// The newest audit entry of the document when it was stored (records are written just
+    /// before it; one newer is from a batch the crash cut short).
+    #[serde(default)]
+    pub audit_to: u64,
+}
+
+/// What of the history and the audit log is already on disk under their own keys.
+#[derive(Debug, Default, Clone, Copy)]
+struct Saved {
+    /// The newest revision record and audit entry written.
+    history_to: u64,
+    audit_to: u64,
+    /// The oldest still kept: records below it are deleted.
+    history_from: u64,
+    audit_from: u64,
 }
 
 /// Errors loading the state machine at start-up.
@@ -40,6 +76,7 @@ pub enum LoadError {
 pub struct StateMachine {
     store: Store,
     state: Persisted,
+    saved: Saved,
     current: Applied,
     tx: watch::Sender<Applied>,
 }
@@ -47,7 +84,23 @@ pub struct StateMachine {
 impl StateMachine {
     /// Loads the persisted state (or the pristine one) and opens the watch channel with it.
     pub fn open(store: Store) -> Result<(StateMachine, watch::Receiver<Applied>), LoadError> {
-        let state: Persisted = store.get_json(STATE)?.unwrap_or_default();
+        let mut state: Persisted = store.get_json(STATE)?.unwrap_or_default();
+        let mut saved = Saved::default();
+        if state.split {
+            state.doc.history = store
+                .prefix_json::<Arc<model::records::RevisionRecord>>(HISTORY_PREFIX)?
+                .into_iter()
+                // Newer than the document only if a crash split a batch: not applied.
+                .filter(|r| r.revision <= state.doc.revision)
+                .collect();
+            let audit_to = state.audit_to;
+            state.doc.audit = store
+                .prefix_json::<Arc<model::records::AuditEntry>>(AUDIT_PREFIX)?
+                .into_iter()
+                .filter(|a| a.index <= audit_to)
+                .collect();
+            saved = Saved::of(&state.doc);
+        }
         let config = state.doc.config().map_err(LoadError::Invalid)?;
         let current = Applied {
             config: Arc::new(model::Revisioned {
@@ -66,14 +119,65 @@ impl StateMachine {
         let sm = StateMachine {
             store,
             state,
+            saved,
             current,
             tx,
         };
         Ok((sm, rx))
     }
 
-    async fn persist(&self) -> Result<(), StoreError> {
-        self.store.put_json(STATE, &self.state)?;
+    /// Writes the document without its history and audit log, plus the revision records and
+    /// audit entries not written yet, atomically; then deletes those out of retention.
+    async fn persist(&mut self) -> Result<(), StoreError> {
+        let history = std::mem::take(&mut self.state.doc.history);
+        let audit = std::mem::take(&mut self.state.doc.audit);
+        self.state.split = true;
+        self.state.audit_to = audit.back().map_or(0, |a| a.index);
+        let core = serde_json::to_vec(&self.state);
+        self.state.doc.history = history;
+        self.state.doc.audit = audit;
+        let core = core.map_err(|source| StoreError::Encode {
+            key: STATE.into(),
+            source,
+        })?;
+        let mut records = Vec::new();
+        let encode = |key: String, v: &dyn erased::Json| -> Result<(String, Vec<u8>), StoreError> {
+            v.to_json()
+                .map(|bytes| (key.clone(), bytes))
+                .map_err(|source| StoreError::Encode { key, source })
+        };
+        for r in self
+            .state
+            .doc
+            .history
+            .iter()
+            .filter(|r| r.revision > self.saved.history_to)
+        {
+            records.push(encode(history_key(r.revision), r.as_ref())?);
+        }
+        for a in self
+            .state
+            .doc
+            .audit
+            .iter()
+            .filter(|a| a.index > self.saved.audit_to)
+        {
+            records.push(encode(audit_key(a.index), a.as_ref())?);
+        }
+        // Records first: sled recovers a prefix of its writes, so a document on disk always
+        // has its records.
+        self.store.put_in(Space::Records, records)?;
+        self.store.put_raw_many(vec![(STATE, core)])?;
+        let now = Saved::of(&self.state.doc);
+        if now.history_from > self.saved.history_from {
+            self.store
+                .remove_prefix_below(HISTORY_PREFIX, Some(&history_key(now.history_from)))?;
+        }
+        if now.audit_from > self.saved.audit_from {
+            self.store
+                .remove_prefix_below(AUDIT_PREFIX, Some(&audit_key(now.audit_from)))?;
+        }
+        self.saved = now;
         self.store.flush().await
     }
 
@@ -187,9 +291,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let config = state.doc.config().map_err(|e| read_err(&e))?;
 
         let meta_bytes = serde_json::to_vec(meta).map_err(|e| sm_write_err(&e))?;
-        self.store
-            .put_raw_many(vec![(SNAPSHOT_META, meta_bytes), (SNAPSHOT_DATA, data)])
-            .map_err(|e| sm_write_err(&e))?;
+        save_snapshot(&self.store, meta_bytes, data).map_err(|e| sm_write_err(&e))?;
         self.current = Applied {
             config: Arc::new(model::Revisioned {
                 revision: state.doc.revision,
@@ -204,6 +306,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             purges: Arc::new(state.doc.purges.iter().cloned().collect()),
         };
         self.state = state;
+        // The snapshot's history and audit log replace whatever this node kept.
+        for prefix in [HISTORY_PREFIX, AUDIT_PREFIX] {
+            self.store
+                .remove_prefix_below(prefix, None)
+                .map_err(|e| sm_write_err(&e))?;
+        }
+        self.saved = Saved::default();
         self.persist().await.map_err(|e| sm_write_err(&e))?;
         self.publish();
         Ok(())
@@ -214,13 +323,55 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+impl Saved {
+    /// What `doc`'s history and audit log span (0 when empty: nothing below to delete).
+    fn of(doc: &Document) -> Saved {
+        Saved {
+            history_to: doc.history.back().map_or(0, |r| r.revision),
+            audit_to: doc.audit.back().map_or(0, |a| a.index),
+            history_from: doc.history.front().map_or(0, |r| r.revision),
+            audit_from: doc.audit.front().map_or(0, |a| a.index),
+        }
+    }
+}
+
+/// Serializing two record types through one closure.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> Result<Vec<u8>, serde_json::Error>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+            serde_json::to_vec(self)
+        }
+    }
+}
+
+/// The snapshot's meta and data, atomically, in their own space; an earlier release's copy in
+/// the meta space goes.
+fn save_snapshot(store: &Store, meta: Vec<u8>, data: Vec<u8>) -> Result<(), StoreError> {
+    store.put_in(
+        Space::Snapshot,
+        vec![(SNAPSHOT_META.into(), meta), (SNAPSHOT_DATA.into(), data)],
+    )?;
+    store.remove(SNAPSHOT_DATA)?;
+    store.remove(SNAPSHOT_META)
+}
+
 fn load_snapshot(store: &Store) -> Result<Option<Snapshot>, StoreError> {
-    let Some(meta) = store.get_json::<SnapshotMeta>(SNAPSHOT_META)? else {
+    // Earlier releases kept it in the meta space.
+    let (meta, data) = match store.get_in(Space::Snapshot, SNAPSHOT_META)? {
+        Some(meta) => (Some(meta), store.get_in(Space::Snapshot, SNAPSHOT_DATA)?),
+        None => (store.get_raw(SNAPSHOT_META)?, store.get_raw(SNAPSHOT_DATA)?),
+    };
+    let (Some(meta), Some(data)) = (meta, data) else {
         return Ok(None);
     };
-    let Some(data) = store.get_raw(SNAPSHOT_DATA)? else {
-        return Ok(None);
-    };
+    let meta: SnapshotMeta = serde_json::from_slice(&meta).map_err(|source| StoreError::Corrupt {
+        key: SNAPSHOT_META.into(),
+        source,
+    })?;
     Ok(Some(Snapshot {
         meta,
         snapshot: Box::new(Cursor::new(data)),
@@ -251,12 +402,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         let meta_bytes = serde_json::to_vec(&meta).map_err(|e| err(&e))?;
-        self.store
-            .put_raw_many(vec![
-                (SNAPSHOT_META, meta_bytes),
-                (SNAPSHOT_DATA, data.clone()),
-            ])
-            .map_err(|e| err(&e))?;
+        save_snapshot(&self.store, meta_bytes, data.clone()).map_err(|e| err(&e))?;
         self.store.flush().await.map_err(|e| err(&e))?;
         Ok(Snapshot {
             meta,

@@ -163,3 +163,64 @@ async fn corrupt_state_is_an_error_not_a_panic() {
         Err(LoadError::Store(StoreError::Corrupt { .. }))
     ));
 }
+
+/// The history and the audit log are stored a record per key: a reopen sees exactly what was
+/// applied, records out of retention are deleted from disk, and a store written by an earlier
+/// release (everything inline) loads and is split on its next write.
+#[tokio::test]
+async fn history_and_audit_are_stored_per_record_and_pruned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let total = crate::command::HISTORY_KEEP as u64 + 20;
+    let (history, audit) = {
+        let (mut sm, _rx) = open(dir.path());
+        populate(&mut sm).await;
+        for i in 0..total {
+            sm.apply(vec![entry(5 + i, EntryPayload::Normal(pool(&format!("p{i}"))))])
+                .await
+                .expect("applies");
+        }
+        assert_eq!(sm.state.doc.history.len(), crate::command::HISTORY_KEEP);
+        let on_disk: Vec<Arc<model::records::RevisionRecord>> =
+            sm.store.prefix_json(HISTORY_PREFIX).expect("history keys");
+        assert_eq!(
+            on_disk.len(),
+            crate::command::HISTORY_KEEP,
+            "pruned records are deleted"
+        );
+        (sm.state.doc.history.clone(), sm.state.doc.audit.clone())
+    };
+    let (sm, rx) = open(dir.path());
+    assert_eq!(sm.state.doc.history, history);
+    assert_eq!(sm.state.doc.audit, audit);
+    assert_eq!(rx.borrow().history.len(), crate::command::HISTORY_KEEP);
+    // What `state_machine` holds is small: no spec of the history in it.
+    let core = sm.store.get_raw(STATE).expect("get").expect("core");
+    let core: serde_json::Value = serde_json::from_slice(&core).expect("json");
+    assert_eq!(core["doc"]["history"].as_array().map(Vec::len), Some(0));
+    assert_eq!(core["split"], true);
+    drop((sm, rx));
+
+    // An earlier release's store: the whole document inline.
+    let legacy_dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (mut sm, _rx) = open(legacy_dir.path());
+        populate(&mut sm).await;
+        let mut inline = sm.state.clone();
+        inline.split = false;
+        sm.store.put_json(STATE, &inline).expect("legacy write");
+        for prefix in [HISTORY_PREFIX, AUDIT_PREFIX] {
+            sm.store.remove_prefix_below(prefix, None).expect("no keys");
+        }
+        sm.store.flush().await.expect("flush");
+    }
+    let (mut sm, _rx) = open(legacy_dir.path());
+    assert_eq!(sm.state.doc.history.len(), 1, "the inline history loads");
+    sm.apply(vec![entry(5, EntryPayload::Normal(pool("after")))])
+        .await
+        .expect("applies");
+    let history = sm.state.doc.history.clone();
+    drop((sm, _rx));
+    let (sm, _rx) = open(legacy_dir.path());
+    assert_eq!(sm.state.doc.history, history, "split on the next write");
+    assert_eq!(sm.state.doc.history.len(), 2);
+}

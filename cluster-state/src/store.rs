@@ -31,11 +31,16 @@ pub enum StoreError {
     },
 }
 
-/// The two key spaces: the log (keys are big-endian indexes) and everything else.
+/// The key spaces: the log (keys are big-endian indexes), the state machine's history and
+/// audit records, the last snapshot, and the small rest (vote, committed index, the document).
+/// Each is its own sled tree: a small record rewritten after every batch must not share a
+/// page with a large one, or each rewrite copies the large one too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Space {
     Log,
     Meta,
+    Records,
+    Snapshot,
 }
 
 pub type Pair = (Vec<u8>, Vec<u8>);
@@ -113,6 +118,40 @@ impl Store {
         self.kv.put_many(Space::Meta, pairs)
     }
 
+    /// Writes several records of `space` atomically.
+    pub fn put_in(&self, space: Space, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v))
+            .collect();
+        self.kv.put_many(space, pairs)
+    }
+
+    pub fn get_in(&self, space: Space, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.kv.get(space, key.as_bytes())
+    }
+
+    /// Every record of [`Space::Records`] whose key starts with `prefix`, decoded, in key order.
+    pub fn prefix_json<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, StoreError> {
+        let (from, to) = prefix_bounds(prefix);
+        self.kv
+            .range(Space::Records, from, to)?
+            .iter()
+            .map(|(k, v)| decode(&String::from_utf8_lossy(k), v))
+            .collect()
+    }
+
+    /// Removes the records of [`Space::Records`] with `prefix <= key < below` (`below` None:
+    /// the whole prefix).
+    pub fn remove_prefix_below(&self, prefix: &str, below: Option<&str>) -> Result<(), StoreError> {
+        let (from, to) = prefix_bounds(prefix);
+        let to = match below {
+            Some(b) => Bound::Excluded(b.as_bytes().to_vec()),
+            None => to,
+        };
+        self.kv.remove_range(Space::Records, from, to)
+    }
+
     pub fn remove(&self, key: &str) -> Result<(), StoreError> {
         self.kv.remove(Space::Meta, key.as_bytes())
     }
@@ -156,6 +195,17 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.kv.flush().await
     }
+}
+
+/// The keys starting with `prefix` (an ASCII prefix ending in '/'): from it to the same with
+/// '/' bumped to '0'.
+fn prefix_bounds(prefix: &str) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let from = prefix.as_bytes().to_vec();
+    let mut to = from.clone();
+    if let Some(last) = to.last_mut() {
+        *last = last.saturating_add(1);
+    }
+    (Bound::Included(from), Bound::Excluded(to))
 }
 
 fn map_bound(b: Bound<u64>) -> Bound<Vec<u8>> {

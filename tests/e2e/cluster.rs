@@ -315,3 +315,140 @@ async fn a_member_restarted_alone_serves_its_last_state_at_once() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "192.0.2.7");
     n1.stop().await;
 }
+
+/// `meridian cluster status` from any node shows every member with the leader's view of it; a
+/// dead member shows as unreachable with an alarm; removal refuses what would lose the quorum
+/// and otherwise shrinks the cluster, the leader included, down to a last voter it keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_shows_every_member_and_removal_keeps_a_quorum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (n1, n2, n3, token) = three_nodes(dir.path()).await;
+
+    let cluster = |node: &Meridian| {
+        let req = node
+            .http
+            .get(node.url("/api/v1/cluster"))
+            .bearer_auth(&token);
+        async move {
+            let resp = req.send().await.expect("cluster status");
+            assert_eq!(resp.status(), 200);
+            resp.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    let remove = |node: &Meridian, id: u64| {
+        let req = node
+            .http
+            .delete(node.url(&format!("/api/v1/cluster/nodes/{id}")))
+            .bearer_auth(&token);
+        async move {
+            let resp = req.send().await.expect("remove");
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let member = |v: &serde_json::Value, id: u64| {
+        v["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["node_id"] == id))
+            .cloned()
+            .unwrap_or_default()
+    };
+
+    // Asked of a follower: all three answer, each with its own term and indexes; the leader's
+    // view gives the followers' lag and last contact.
+    let v = cluster(&n2).await;
+    assert_eq!(v["asked"], 2, "{v}");
+    assert_eq!(v["leader"], 1, "{v}");
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(3), "{v}");
+    for id in 1..=3 {
+        let m = member(&v, id);
+        assert_eq!(m["reachable"], true, "{v}");
+        assert!(m["term"].as_u64().is_some_and(|t| t >= 1), "{v}");
+        assert!(m["commit_index"].as_u64().is_some_and(|c| c >= 1), "{v}");
+    }
+    assert_eq!(member(&v, 1)["role"], "leader");
+    assert_eq!(member(&v, 1)["state"], "Leader");
+    assert_eq!(member(&v, 3)["role"], "voter");
+    assert!(member(&v, 3)["last_contact_ms"].as_u64().is_some(), "{v}");
+
+    // The CLI prints the same as a table.
+    let out = tokio::process::Command::new(BIN)
+        .args(["cluster", "status"])
+        .env("MERIDIAN_API", &n3.admin)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("cluster status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains("leader") && l.contains("Leader")),
+        "{table}"
+    );
+
+    // A dead member: unreachable, with an alarm and a metric on the leader.
+    n3.kill9().await;
+    eventually(Duration::from_secs(15), || async {
+        n1.status(&token).await["alarms"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter().any(|a| {
+                    a.as_str()
+                        .is_some_and(|a| a.contains("node 3") && a.contains("not answered"))
+                })
+            })
+    })
+    .await
+    .expect("an alarm for the silent member");
+    let v = cluster(&n1).await;
+    assert_eq!(member(&v, 3)["reachable"], false, "{v}");
+    assert!(member(&v, 3)["error"].as_str().is_some(), "{v}");
+    let metrics = n1.metrics(&token).await;
+    assert!(
+        metrics.contains("\nmeridian_raft_peer_last_contact_seconds{peer=\"3\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nmeridian_raft_peer_lag_entries{peer=\"2\"} 0"));
+
+    // Removing node 2 would leave 1 and the dead 3: refused with the reason; nothing changes.
+    let (status, body) = remove(&n2, 2).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("quorum")), "{body}");
+    let (status, _) = remove(&n1, 9).await;
+    assert_eq!(status, 404);
+    // A viewer cannot; an admin can remove the dead node, from a follower.
+    let (status, body) = remove(&n2, 3).await;
+    assert_eq!(status, 200, "{body}");
+    for node in [&n1, &n2] {
+        eventually(Duration::from_secs(5), || async {
+            cluster(node).await["members"].as_array().map(Vec::len) == Some(2)
+        })
+        .await
+        .expect("both see two members");
+    }
+    // Writes still commit with two voters.
+    let (status, body) = n2.put_config(&token, pool_config(&["127.0.0.1:9003"]), None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The leader itself can be removed: the other takes over and keeps serving writes.
+    let (status, body) = remove(&n2, 1).await;
+    assert_eq!(status, 200, "{body}");
+    eventually(Duration::from_secs(10), || async {
+        let v = cluster(&n2).await;
+        v["leader"] == 2 && v["members"].as_array().map(Vec::len) == Some(1)
+    })
+    .await
+    .expect("node 2 leads alone");
+    let (status, body) = n2.put_config(&token, pool_config(&["127.0.0.1:9004"]), None).await;
+    assert_eq!(status, 200, "{body}");
+    // The last voter stays.
+    let (status, body) = remove(&n2, 2).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("only voter")), "{body}");
+    for node in [n1, n2] {
+        node.stop().await;
+    }
+}

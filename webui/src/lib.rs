@@ -75,6 +75,53 @@ pub struct RaftView {
     pub quorum_ack_ms: Option<u64>,
     /// This node leads but has heard from no majority for seconds: writes are refused.
     pub lost_quorum: bool,
+    /// The members that vote (the others are learners catching up).
+    pub voters: Vec<u64>,
+    /// On the leader: each other member's replication lag and last contact.
+    pub peers: Vec<PeerView>,
+}
+
+/// The leader's view of one other member.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct PeerView {
+    pub node_id: u64,
+    /// Log entries it lacks of the leader's log.
+    pub lag: u64,
+    /// Milliseconds since it last answered the leader; absent if it never has.
+    pub last_contact_ms: Option<u64>,
+}
+
+/// One member of the cluster as `GET /api/v1/cluster` shows it: its own report (when it
+/// answered) beside the leader's view of it.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct MemberView {
+    pub node_id: u64,
+    /// Where the other nodes reach its cluster port.
+    pub address: String,
+    /// `leader`, `voter` or `learner`.
+    pub role: String,
+    /// Whether it answered the node asked (within 1 s).
+    pub reachable: bool,
+    /// Why it did not answer.
+    pub error: Option<String>,
+    /// Its Raft state as it reports it: `Leader`, `Follower`, `Candidate`, `Learner`, ...
+    pub state: Option<String>,
+    pub term: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub last_applied: Option<u64>,
+    /// Log entries it lacks of the leader's log (the leader's view).
+    pub lag: Option<u64>,
+    /// Milliseconds since it last answered the leader.
+    pub last_contact_ms: Option<u64>,
+}
+
+/// The whole cluster, as gathered by one node from every member.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct ClusterView {
+    /// The node that answered this request.
+    pub asked: u64,
+    pub leader: Option<u64>,
+    pub members: Vec<MemberView>,
 }
 
 /// Whether this node staples an OCSP response for a certificate (from its OCSP directory).
@@ -260,6 +307,41 @@ pub trait Backend: Send + Sync + 'static {
     /// Proposes a change on behalf of `origin`; answers the config revision after it.
     fn propose(&self, change: Change, origin: Origin) -> BoxFuture<'_, Result<u64, ChangeError>>;
     fn raft(&self) -> RaftView;
+    /// Every member's state, asked of each over the cluster port. Without a cluster: this
+    /// node's own view.
+    fn cluster(&self) -> BoxFuture<'_, ClusterView> {
+        let raft = self.raft();
+        Box::pin(async move {
+            ClusterView {
+                asked: raft.node_id,
+                leader: raft.leader,
+                members: raft
+                    .members
+                    .iter()
+                    .map(|(id, address)| MemberView {
+                        node_id: *id,
+                        address: address.clone(),
+                        role: if raft.leader == Some(*id) {
+                            "leader".into()
+                        } else {
+                            "voter".into()
+                        },
+                        reachable: *id == raft.node_id,
+                        ..MemberView::default()
+                    })
+                    .collect(),
+            }
+        })
+    }
+    /// Takes a node out of the cluster (demoted, then removed); refused with the reason when
+    /// the cluster would lose its quorum.
+    fn remove_member(&self, node_id: u64) -> BoxFuture<'_, Result<(), ChangeError>> {
+        Box::pin(async move {
+            Err(ChangeError::Refused(format!(
+                "node {node_id} cannot be removed: this node runs no cluster"
+            )))
+        })
+    }
     fn health(&self) -> Arc<dyn HealthView>;
     fn listeners(&self) -> Vec<ListenerView>;
     /// Conditions an operator must act on (a revision a plane could not apply, a listener that

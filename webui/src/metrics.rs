@@ -19,6 +19,8 @@ pub struct ApiMetrics {
     changes: IntCounterVec,
     logins: IntCounterVec,
     cert_expiry: prometheus::IntGaugeVec,
+    peer_lag: prometheus::IntGaugeVec,
+    peer_contact: prometheus::GaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
@@ -54,7 +56,25 @@ impl ApiMetrics {
             &["certificate"],
         )?;
         registry.register(Box::new(cert_expiry.clone()))?;
+        let peer_lag = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "meridian_raft_peer_lag_entries",
+                "On the leader: log entries each other member lacks",
+            ),
+            &["peer"],
+        )?;
+        registry.register(Box::new(peer_lag.clone()))?;
+        let peer_contact = prometheus::GaugeVec::new(
+            Opts::new(
+                "meridian_raft_peer_last_contact_seconds",
+                "On the leader: seconds since each other member last answered (absent if it never has)",
+            ),
+            &["peer"],
+        )?;
+        registry.register(Box::new(peer_contact.clone()))?;
         Ok(ApiMetrics {
+            peer_lag,
+            peer_contact,
             cert_expiry,
             raft_term: gauge(registry, "meridian_raft_term", "Current Raft term")?,
             raft_commit: gauge(registry, "meridian_raft_commit_index", "Raft commit index")?,
@@ -71,7 +91,7 @@ impl ApiMetrics {
             raft_quorum: gauge(
                 registry,
                 "meridian_raft_has_quorum",
-                "1 unless this node leads and no majority has answered it for 4 s (it then refuses writes)",
+                "1 unless this node leads and no majority has answered it for 3 s (it then refuses writes)",
             )?,
             revision: gauge(
                 registry,
@@ -104,6 +124,18 @@ pub async fn metrics(_: ApiUser, State(st): State<AppState>) -> Response {
         raft.leader == Some(raft.node_id) && raft.node_id != 0,
     ));
     m.raft_quorum.set(i64::from(!raft.lost_quorum));
+    m.peer_lag.reset();
+    m.peer_contact.reset();
+    for p in &raft.peers {
+        let peer = p.node_id.to_string();
+        m.peer_lag.with_label_values(&[&peer]).set(to_i64(p.lag));
+        if let Some(ms) = p.last_contact_ms {
+            #[allow(clippy::cast_precision_loss)]
+            m.peer_contact
+                .with_label_values(&[&peer])
+                .set(ms as f64 / 1000.0);
+        }
+    }
     m.revision.set(to_i64(st.backend.config().revision));
     let now = i64::try_from(model::unix_ms() / 1000).unwrap_or(i64::MAX);
     m.cert_expiry.reset();

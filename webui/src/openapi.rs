@@ -85,6 +85,7 @@ revision is. Required: a write without it is refused with 428.";
         (name = "account", description = "The caller's own account"),
         (name = "tokens", description = "API tokens"),
         (name = "status", description = "This node's status"),
+        (name = "cluster", description = "The Raft cluster: members, their state, removal"),
         (name = "meta", description = "This document"),
     ),
 )]

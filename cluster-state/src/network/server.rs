@@ -8,7 +8,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{
-    GossipMessage, JoinRequest, JoinResponse, ProposeAnswer, PATH_APPEND, PATH_GOSSIP, PATH_JOIN,
-    PATH_PROPOSE, PATH_SNAPSHOT, PATH_VOTE,
+    GossipMessage, JoinRequest, JoinResponse, ProposeAnswer, RemoveRequest, PATH_APPEND,
+    PATH_GOSSIP, PATH_JOIN, PATH_PROPOSE, PATH_REMOVE, PATH_SNAPSHOT, PATH_STATUS, PATH_VOTE,
 };
+use crate::members::Local;
 use crate::command::Command;
 use crate::types::{Node, NodeId, Raft, TypeConfig};
 
@@ -98,14 +99,16 @@ async fn deadline(req: Request, next: Next) -> Response {
 #[derive(Clone)]
 pub(crate) struct RpcState {
     raft: Raft,
+    local: Arc<Local>,
     secret_digest: Arc<[u8; 32]>,
     gossip: super::GossipInbox,
 }
 
 impl RpcState {
-    pub fn new(raft: Raft, secret: &str, gossip: super::GossipInbox) -> RpcState {
+    pub fn new(local: Arc<Local>, secret: &str, gossip: super::GossipInbox) -> RpcState {
         RpcState {
-            raft,
+            raft: local.raft.clone(),
+            local,
             secret_digest: Arc::new(digest(secret.as_bytes())),
             gossip,
         }
@@ -121,6 +124,8 @@ pub(crate) fn router(state: RpcState) -> Router {
         .route(PATH_JOIN, post(join))
         .route(PATH_PROPOSE, post(propose))
         .route(PATH_GOSSIP, post(gossip))
+        .route(PATH_STATUS, get(status))
+        .route(PATH_REMOVE, post(remove))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_secret,
@@ -267,4 +272,14 @@ async fn propose(State(state): State<RpcState>, Json(cmd): Json<Command>) -> Res
 async fn gossip(State(state): State<RpcState>, Json(msg): Json<GossipMessage>) -> Response {
     state.gossip.deliver(msg);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// This node's own Raft state, for another member gathering the cluster's status.
+async fn status(State(state): State<RpcState>) -> Response {
+    Json(state.local.status()).into_response()
+}
+
+/// A member removal forwarded by a follower: done here, as the leader.
+async fn remove(State(state): State<RpcState>, Json(req): Json<RemoveRequest>) -> Response {
+    Json(state.local.remove_member(req.node_id).await).into_response()
 }

@@ -9,6 +9,8 @@ pub struct SledKv {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    records: sled::Tree,
+    snapshot: sled::Tree,
 }
 
 impl SledKv {
@@ -16,13 +18,23 @@ impl SledKv {
         let db = sled::Config::new().path(dir).open().map_err(engine)?;
         let log = db.open_tree("raft_log").map_err(engine)?;
         let meta = db.open_tree("raft_meta").map_err(engine)?;
-        Ok(SledKv { db, log, meta })
+        let records = db.open_tree("sm_records").map_err(engine)?;
+        let snapshot = db.open_tree("snapshot").map_err(engine)?;
+        Ok(SledKv {
+            db,
+            log,
+            meta,
+            records,
+            snapshot,
+        })
     }
 
     fn tree(&self, space: Space) -> &sled::Tree {
         match space {
             Space::Log => &self.log,
             Space::Meta => &self.meta,
+            Space::Records => &self.records,
+            Space::Snapshot => &self.snapshot,
         }
     }
 }

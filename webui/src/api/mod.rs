@@ -29,12 +29,14 @@ use crate::{diff, ops, view, AppState, Change};
 
 mod cache;
 mod certificates;
+mod cluster;
 mod dns;
 mod history;
 mod objects;
 mod users;
 
 use cache::*;
+use cluster::*;
 pub use certificates::Views as CertificateViews;
 use certificates::*;
 use dns::*;
@@ -48,6 +50,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_config, put_config))
         .routes(routes!(status))
+        .routes(routes!(cluster_status))
+        .routes(routes!(remove_member))
         .routes(routes!(list_history))
         .routes(routes!(get_revision))
         .routes(routes!(rollback))

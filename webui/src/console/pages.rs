@@ -1,11 +1,12 @@
 //! The read-only pages: overview, the lists of each object kind, cluster and alarms.
 
 use askama::Template;
-use axum::extract::State;
-use axum::response::Response;
-use model::{HealthState, HealthView};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use model::{HealthState, HealthView, Role};
 
-use super::{render, seg, Chrome};
+use super::{change_failed, csrf, done, render, require, seg, Chrome};
 use crate::auth::ConsoleUser;
 use crate::chart::{self, Line, Unit};
 use crate::AppState;
@@ -832,6 +833,21 @@ pub async fn zones(user: ConsoleUser, State(st): State<AppState>) -> Response {
     })
 }
 
+pub struct MemberRow {
+    pub id: u64,
+    pub address: String,
+    pub role: String,
+    /// `ok`, `warn` or `bad`: answering and current, behind or silent, unreachable.
+    pub health: &'static str,
+    pub state: String,
+    pub term: String,
+    pub commit: String,
+    pub applied: String,
+    pub lag: String,
+    pub contact: String,
+    pub remove_href: String,
+}
+
 #[derive(Template)]
 #[template(path = "cluster.html")]
 struct ClusterTemplate {
@@ -839,25 +855,124 @@ struct ClusterTemplate {
     raft: crate::RaftView,
     leader: String,
     revision: u64,
+    members: Vec<MemberRow>,
+    quorum: String,
 }
 
-impl ClusterTemplate {
-    fn is_leader(&self, id: &u64) -> bool {
-        self.raft.leader == Some(*id)
-    }
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| v.to_string())
+}
+
+pub fn member_rows(view: &crate::ClusterView) -> Vec<MemberRow> {
+    view.members
+        .iter()
+        .map(|m| {
+            let silent = m.last_contact_ms.is_some_and(|ms| ms > 3_000);
+            let behind = m.lag.is_some_and(|l| l > 1_000);
+            MemberRow {
+                id: m.node_id,
+                address: m.address.clone(),
+                role: m.role.clone(),
+                health: if !m.reachable {
+                    "bad"
+                } else if silent || behind {
+                    "warn"
+                } else {
+                    "ok"
+                },
+                state: match (&m.state, &m.error) {
+                    (Some(s), _) => s.clone(),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "–".into(),
+                },
+                term: or_dash(m.term),
+                commit: or_dash(m.commit_index),
+                applied: or_dash(m.last_applied),
+                lag: or_dash(m.lag),
+                contact: m.last_contact_ms.map_or_else(
+                    || "–".to_string(),
+                    |ms| format!("{:.1} s ago", ms as f64 / 1000.0),
+                ),
+                remove_href: format!("/console/cluster/{}/remove", m.node_id),
+            }
+        })
+        .collect()
 }
 
 pub async fn cluster(user: ConsoleUser, State(st): State<AppState>) -> Response {
     let raft = st.backend.raft();
+    let view = st.backend.cluster().await;
+    let voters = view.members.iter().filter(|m| m.role != "learner").count();
+    let answering = view
+        .members
+        .iter()
+        .filter(|m| m.role != "learner" && m.reachable)
+        .count();
     render(&ClusterTemplate {
         chrome: Chrome::new(&st, &user, "cluster"),
         leader: raft
             .leader
             .map(|l| l.to_string())
             .unwrap_or_else(|| "none".into()),
+        quorum: format!(
+            "{answering} of {voters} voters answer; {} needed for a quorum; {} can fail",
+            voters / 2 + 1,
+            voters.saturating_sub(voters / 2 + 1)
+        ),
+        members: member_rows(&view),
         raft,
         revision: st.backend.config().revision,
     })
+}
+
+pub async fn confirm_remove(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    Path(id): Path<u64>,
+) -> Response {
+    if let Err(r) = require(&user, Role::Admin) {
+        return r.into_response();
+    }
+    super::objects::confirm(
+        &st,
+        &user,
+        "cluster",
+        super::objects::Confirm {
+            title: format!("Remove node {id} from the cluster?"),
+            question: format!(
+                "Node {id} is demoted to a learner, then removed; the others stop replicating \
+                 to it. Stop its process afterwards: it keeps its last configuration but no \
+                 longer takes part. Refused if the voters left would not have a quorum."
+            ),
+            action: format!("/console/cluster/{id}/remove"),
+            button: "Remove",
+            back: "/console/cluster".into(),
+            hidden: Vec::new(),
+        },
+    )
+}
+
+pub async fn remove(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    Path(id): Path<u64>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(r) = csrf(&user, &pairs).and_then(|_| require(&user, Role::Admin)) {
+        return r.into_response();
+    }
+    match st.backend.remove_member(id).await {
+        Ok(()) => {
+            tracing::info!(user = %user.session.user, node_id = id, "cluster member removed");
+            done(
+                &st,
+                &user,
+                format!("Removed node {id} from the cluster; stop its process now."),
+                "/console/cluster",
+            )
+        }
+        Err(e) => change_failed(&st, &user, "cluster", e),
+    }
 }
 
 #[derive(Template)]

@@ -1,0 +1,340 @@
+//! What one node knows of its cluster (its own Raft state, and on the leader each peer's
+//! replication and last contact), the whole cluster's status gathered from every member, and
+//! safe removal of a member.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+
+use crate::command::ApplyError;
+use crate::network::{Contacts, ProposeAnswer};
+use crate::types::{NodeId, Raft};
+
+/// A leader that has heard from no majority for this long has lost its quorum: it says so
+/// (alarm, `meridian_raft_has_quorum`) and refuses writes at once instead of holding them until
+/// they time out. Past it the others have elected anew (a follower stands after 1.25–1.5 s).
+pub const QUORUM_LOST_MS: u64 = 3_000;
+
+/// A point-in-time view of this node's Raft state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RaftStatus {
+    pub node_id: u64,
+    /// "Leader", "Follower", "Candidate", "Learner", "Shutdown" or "OutOfService".
+    pub state: String,
+    pub current_term: u64,
+    /// The last committed log index this node knows of.
+    pub commit_index: u64,
+    pub last_applied: u64,
+    /// The last index in this node's log (committed or not).
+    #[serde(default)]
+    pub last_log_index: u64,
+    pub leader: Option<u64>,
+    /// Every member (voters and learners) with its cluster address.
+    pub members: Vec<(u64, String)>,
+    /// The members that vote.
+    #[serde(default)]
+    pub voters: Vec<u64>,
+    /// On the leader: how long since a majority last acknowledged it, in ms.
+    pub quorum_ack_ms: Option<u64>,
+    /// On the leader: each other member's replication state.
+    #[serde(default)]
+    pub peers: Vec<PeerStatus>,
+}
+
+/// The leader's view of one follower or learner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub node_id: u64,
+    /// The last log index known to be in the peer's log.
+    pub matched: Option<u64>,
+    /// Entries the peer lacks of the leader's log.
+    pub lag: u64,
+    /// Milliseconds since the peer last answered a Raft RPC of this node.
+    pub last_contact_ms: Option<u64>,
+}
+
+impl RaftStatus {
+    /// This node leads but no majority has acknowledged it for [`QUORUM_LOST_MS`].
+    pub fn lost_quorum(&self) -> bool {
+        self.state == "Leader" && self.quorum_ack_ms.is_some_and(|ms| ms > QUORUM_LOST_MS)
+    }
+
+    pub fn is_voter(&self, id: u64) -> bool {
+        self.voters.contains(&id)
+    }
+}
+
+/// One member as the whole-cluster status shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub node_id: u64,
+    /// The address other nodes reach its cluster port on.
+    pub address: String,
+    /// "leader", "voter" or "learner", from the membership this node knows.
+    pub role: String,
+    /// Its own report, when it answered.
+    pub status: Option<RaftStatus>,
+    /// Why it did not answer.
+    pub error: Option<String>,
+    /// Entries it lacks of the leader's log (from the leader's replication state).
+    pub lag: Option<u64>,
+    /// Milliseconds since it last answered the leader.
+    pub last_contact_ms: Option<u64>,
+}
+
+/// Every member's state, as gathered by the node asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node that gathered it.
+    pub asked: u64,
+    pub leader: Option<u64>,
+    pub members: Vec<MemberStatus>,
+}
+
+/// The parts of a running node its status and membership changes need; shared by
+/// [`crate::ClusterNode`] and the RPC server.
+pub(crate) struct Local {
+    pub node_id: NodeId,
+    pub raft: Raft,
+    pub contacts: Arc<Contacts>,
+    pub committed: Arc<AtomicU64>,
+    pub out_of_service: Arc<AtomicBool>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Local {
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let state = if self.out_of_service.load(Ordering::Relaxed) {
+            "OutOfService".to_string()
+        } else {
+            format!("{:?}", m.state)
+        };
+        let applied = m.last_applied.map(|id| id.index).unwrap_or(0);
+        let last_log_index = m.last_log_index.unwrap_or(0);
+        let leader = m.state == openraft::ServerState::Leader;
+        let peers = match (&m.replication, leader) {
+            (Some(replication), true) => replication
+                .iter()
+                .filter(|(id, _)| **id != self.node_id)
+                .map(|(id, matched)| {
+                    let matched = matched.map(|l| l.index);
+                    PeerStatus {
+                        node_id: *id,
+                        matched,
+                        lag: last_log_index.saturating_sub(matched.unwrap_or(0)),
+                        last_contact_ms: self.contacts.since(*id).map(millis),
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        RaftStatus {
+            node_id: self.node_id,
+            state,
+            current_term: m.current_term,
+            // Applied entries are committed, whatever the store last heard.
+            commit_index: self.committed.load(Ordering::Relaxed).max(applied),
+            last_applied: applied,
+            last_log_index,
+            leader: m.current_leader,
+            members: m
+                .membership_config
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+            voters: m.membership_config.membership().voter_ids().collect(),
+            quorum_ack_ms: self.quorum_ack_ms(&m),
+            peers,
+        }
+    }
+
+    /// On the leader: how long since a majority of the voters (itself included) last answered,
+    /// from the times its Raft RPCs were answered; `None` on other nodes.
+    fn quorum_ack_ms(&self, m: &openraft::RaftMetrics<NodeId, crate::types::Node>) -> Option<u64> {
+        if m.state != openraft::ServerState::Leader {
+            return None;
+        }
+        let mut ages: Vec<u64> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| self.age(id))
+            .collect();
+        ages.sort_unstable();
+        // The majority-th freshest answer: a majority has answered within that long.
+        let majority = ages.len() / 2 + 1;
+        ages.get(majority.saturating_sub(1)).copied()
+    }
+
+    /// Milliseconds since `id` last answered this node (0 for itself, MAX if never).
+    fn age(&self, id: NodeId) -> u64 {
+        if id == self.node_id {
+            0
+        } else {
+            self.contacts.since(id).map_or(u64::MAX, millis)
+        }
+    }
+
+    /// On the leader: takes `id` out of the cluster, first as a voter (it becomes a learner),
+    /// then as a member. Refused, with the reason, when `id` is not a member, is the only
+    /// voter, or when the voters left would not have a majority answering now.
+    pub async fn remove_member(&self, id: NodeId) -> ProposeAnswer {
+        let status = self.status();
+        if status.state != "Leader" {
+            let leader = status
+                .leader
+                .and_then(|l| status.members.iter().find(|(m, _)| *m == l))
+                .map(|(_, addr)| addr.clone());
+            return ProposeAnswer::NotLeader { leader };
+        }
+        if !status.members.iter().any(|(m, _)| *m == id) {
+            let known: Vec<String> = status.members.iter().map(|(m, _)| m.to_string()).collect();
+            return refused(format!(
+                "node {id} is not a member of this cluster (members: {})",
+                known.join(", ")
+            ));
+        }
+        if status.lost_quorum() {
+            return ProposeAnswer::Unavailable(
+                "this leader has heard from no majority for seconds; no membership change \
+                 can commit (nothing was changed)"
+                    .into(),
+            );
+        }
+        if status.is_voter(id) {
+            if status.voters.len() == 1 {
+                return refused(format!(
+                    "node {id} is the cluster's only voter: removing it would leave no one to \
+                     commit anything"
+                ));
+            }
+            // Joint consensus needs a majority of the voters now, and of those after.
+            let answering_now = status
+                .voters
+                .iter()
+                .filter(|v| self.age(**v) <= QUORUM_LOST_MS)
+                .count();
+            if answering_now < status.voters.len() / 2 + 1 {
+                return refused(format!(
+                    "only {answering_now} of the {} voters answer now: a membership change \
+                     cannot commit without a majority (bring nodes back first)",
+                    status.voters.len()
+                ));
+            }
+            let remaining: Vec<NodeId> = status
+                .voters
+                .iter()
+                .copied()
+                .filter(|v| *v != id)
+                .collect();
+            let answering = remaining
+                .iter()
+                .filter(|v| self.age(**v) <= QUORUM_LOST_MS)
+                .count();
+            let needed = remaining.len() / 2 + 1;
+            if answering < needed {
+                return refused(format!(
+                    "removing node {id} would leave {} voters of which {answering} answer now, \
+                     and {needed} are needed for a quorum: bring the others back first",
+                    remaining.len()
+                ));
+            }
+            let demote = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+            if let Err(e) = self.raft.change_membership(demote, true).await {
+                return membership_error(e);
+            }
+        }
+        match self
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+        {
+            Ok(resp) => {
+                tracing::info!(node_id = id, "node removed from the cluster");
+                ProposeAnswer::Applied {
+                    revision: 0,
+                    log_index: resp.log_id.index,
+                }
+            }
+            Err(e) => membership_error(e),
+        }
+    }
+}
+
+fn refused(why: String) -> ProposeAnswer {
+    ProposeAnswer::Rejected(ApplyError::Refused(why))
+}
+
+fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, crate::types::Node>>) -> ProposeAnswer {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeAnswer::NotLeader {
+            leader: f.leader_node.map(|n| n.addr),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            refused(c.to_string())
+        }
+        other => ProposeAnswer::Unavailable(other.to_string()),
+    }
+}
+
+/// Puts each member's own report (or why it gave none) beside the leader's view of it. The
+/// leader's view comes from its own report, whichever member it is.
+pub(crate) fn gather(
+    asked: NodeId,
+    own: &RaftStatus,
+    reports: std::collections::BTreeMap<NodeId, Result<RaftStatus, String>>,
+) -> ClusterStatus {
+    // The leader of the highest term any member reports.
+    let leader_report = reports
+        .values()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|r| r.state == "Leader")
+        .max_by_key(|r| r.current_term);
+    let leader = leader_report.map(|r| r.node_id).or(own.leader);
+    let members = own
+        .members
+        .iter()
+        .map(|(id, address)| {
+            let report = reports.get(id);
+            let peer = leader_report.and_then(|l| l.peers.iter().find(|p| p.node_id == *id));
+            let role = if Some(*id) == leader {
+                "leader"
+            } else if own.is_voter(*id) {
+                "voter"
+            } else {
+                "learner"
+            };
+            MemberStatus {
+                node_id: *id,
+                address: address.clone(),
+                role: role.to_string(),
+                status: report.and_then(|r| r.as_ref().ok()).cloned(),
+                error: match report {
+                    Some(Err(e)) => Some(e.clone()),
+                    Some(Ok(_)) => None,
+                    None => Some("not asked".into()),
+                },
+                lag: if Some(*id) == leader {
+                    Some(0)
+                } else {
+                    peer.map(|p| p.lag)
+                },
+                last_contact_ms: peer.and_then(|p| p.last_contact_ms),
+            }
+        })
+        .collect();
+    ClusterStatus {
+        asked,
+        leader,
+        members,
+    }
+}

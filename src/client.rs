@@ -262,14 +262,19 @@ fn cluster_table(v: &serde_json::Value) -> String {
         "{:<5} {:<22} {:<8} {:<10} {:>6} {:>8} {:>8} {:>6} {:>9}\n",
         "NODE", "ADDRESS", "ROLE", "STATE", "TERM", "COMMIT", "APPLIED", "LAG", "CONTACT"
     );
-    for m in v["members"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for m in v["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         let state = m["state"]
             .as_str()
             .or_else(|| m["error"].as_str())
             .unwrap_or("-");
-        let contact = m["last_contact_ms"]
-            .as_u64()
-            .map_or_else(|| "-".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+        let contact = m["last_contact_ms"].as_u64().map_or_else(
+            || "-".to_string(),
+            |ms| format!("{:.1}s", ms as f64 / 1000.0),
+        );
         let _ = writeln!(
             out,
             "{:<5} {:<22} {:<8} {:<10} {:>6} {:>8} {:>8} {:>6} {:>9}",

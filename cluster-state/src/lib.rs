@@ -25,8 +25,8 @@ pub use command::{
 };
 pub use error::ProposeError;
 pub use error::StartError;
-pub use network::{GossipMessage, JoinRequest, JoinResponse};
 pub use members::{ClusterStatus, MemberStatus, PeerStatus, RaftStatus, QUORUM_LOST_MS};
+pub use network::{GossipMessage, JoinRequest, JoinResponse};
 pub use node::{ClusterNode, NodeConfig};
 pub use state_machine::LoadError;
 pub use store::StoreError;

@@ -230,12 +230,8 @@ impl Local {
                     status.voters.len()
                 ));
             }
-            let remaining: Vec<NodeId> = status
-                .voters
-                .iter()
-                .copied()
-                .filter(|v| *v != id)
-                .collect();
+            let remaining: Vec<NodeId> =
+                status.voters.iter().copied().filter(|v| *v != id).collect();
             let answering = remaining
                 .iter()
                 .filter(|v| self.age(**v) <= QUORUM_LOST_MS)
@@ -274,14 +270,14 @@ fn refused(why: String) -> ProposeAnswer {
     ProposeAnswer::Rejected(ApplyError::Refused(why))
 }
 
-fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, crate::types::Node>>) -> ProposeAnswer {
+fn membership_error(
+    e: RaftError<NodeId, ClientWriteError<NodeId, crate::types::Node>>,
+) -> ProposeAnswer {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeAnswer::NotLeader {
             leader: f.leader_node.map(|n| n.addr),
         },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            refused(c.to_string())
-        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => refused(c.to_string()),
         other => ProposeAnswer::Unavailable(other.to_string()),
     }
 }

@@ -368,10 +368,11 @@ fn load_snapshot(store: &Store) -> Result<Option<Snapshot>, StoreError> {
     let (Some(meta), Some(data)) = (meta, data) else {
         return Ok(None);
     };
-    let meta: SnapshotMeta = serde_json::from_slice(&meta).map_err(|source| StoreError::Corrupt {
-        key: SNAPSHOT_META.into(),
-        source,
-    })?;
+    let meta: SnapshotMeta =
+        serde_json::from_slice(&meta).map_err(|source| StoreError::Corrupt {
+            key: SNAPSHOT_META.into(),
+            source,
+        })?;
     Ok(Some(Snapshot {
         meta,
         snapshot: Box::new(Cursor::new(data)),

@@ -175,9 +175,12 @@ async fn history_and_audit_are_stored_per_record_and_pruned() {
         let (mut sm, _rx) = open(dir.path());
         populate(&mut sm).await;
         for i in 0..total {
-            sm.apply(vec![entry(5 + i, EntryPayload::Normal(pool(&format!("p{i}"))))])
-                .await
-                .expect("applies");
+            sm.apply(vec![entry(
+                5 + i,
+                EntryPayload::Normal(pool(&format!("p{i}"))),
+            )])
+            .await
+            .expect("applies");
         }
         assert_eq!(sm.state.doc.history.len(), crate::command::HISTORY_KEEP);
         let on_disk: Vec<Arc<model::records::RevisionRecord>> =

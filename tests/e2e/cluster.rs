@@ -343,7 +343,10 @@ async fn cluster_status_shows_every_member_and_removal_keeps_a_quorum() {
         async move {
             let resp = req.send().await.expect("remove");
             let status = resp.status().as_u16();
-            (status, resp.json::<serde_json::Value>().await.unwrap_or_default())
+            (
+                status,
+                resp.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
         }
     };
     let member = |v: &serde_json::Value, id: u64| {
@@ -416,7 +419,10 @@ async fn cluster_status_shows_every_member_and_removal_keeps_a_quorum() {
     // Removing node 2 would leave 1 and the dead 3: refused with the reason; nothing changes.
     let (status, body) = remove(&n2, 2).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("quorum")), "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("quorum")),
+        "{body}"
+    );
     let (status, _) = remove(&n1, 9).await;
     assert_eq!(status, 404);
     // A viewer cannot; an admin can remove the dead node, from a follower.
@@ -430,7 +436,9 @@ async fn cluster_status_shows_every_member_and_removal_keeps_a_quorum() {
         .expect("both see two members");
     }
     // Writes still commit with two voters.
-    let (status, body) = n2.put_config(&token, pool_config(&["127.0.0.1:9003"]), None).await;
+    let (status, body) = n2
+        .put_config(&token, pool_config(&["127.0.0.1:9003"]), None)
+        .await;
     assert_eq!(status, 200, "{body}");
 
     // The leader itself can be removed: the other takes over and keeps serving writes.
@@ -442,12 +450,19 @@ async fn cluster_status_shows_every_member_and_removal_keeps_a_quorum() {
     })
     .await
     .expect("node 2 leads alone");
-    let (status, body) = n2.put_config(&token, pool_config(&["127.0.0.1:9004"]), None).await;
+    let (status, body) = n2
+        .put_config(&token, pool_config(&["127.0.0.1:9004"]), None)
+        .await;
     assert_eq!(status, 200, "{body}");
     // The last voter stays.
     let (status, body) = remove(&n2, 2).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("only voter")), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("only voter")),
+        "{body}"
+    );
     for node in [n1, n2] {
         node.stop().await;
     }

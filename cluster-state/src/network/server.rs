@@ -20,8 +20,8 @@ use super::{
     GossipMessage, JoinRequest, JoinResponse, ProposeAnswer, RemoveRequest, PATH_APPEND,
     PATH_GOSSIP, PATH_JOIN, PATH_PROPOSE, PATH_REMOVE, PATH_SNAPSHOT, PATH_STATUS, PATH_VOTE,
 };
-use crate::members::Local;
 use crate::command::Command;
+use crate::members::Local;
 use crate::types::{Node, NodeId, Raft, TypeConfig};
 
 /// Log entries and snapshot chunks are JSON, so allow far more than axum's 2 MiB default.

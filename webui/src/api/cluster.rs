@@ -59,7 +59,13 @@ pub(super) async fn remove_member(
     Path(node_id): Path<u64>,
 ) -> Result<Json<Removed>, ApiError> {
     user.require(Role::Admin)?;
-    if !st.backend.raft().members.iter().any(|(id, _)| *id == node_id) {
+    if !st
+        .backend
+        .raft()
+        .members
+        .iter()
+        .any(|(id, _)| *id == node_id)
+    {
         return Err(ApiError::NotFound);
     }
     st.backend.remove_member(node_id).await?;

@@ -36,9 +36,9 @@ mod objects;
 mod users;
 
 use cache::*;
-use cluster::*;
 pub use certificates::Views as CertificateViews;
 use certificates::*;
+use cluster::*;
 use dns::*;
 use history::*;
 use objects::*;

@@ -195,6 +195,21 @@ impl webui::Backend for NodeBackend {
         }
     }
 
+    fn read_barrier(&self) -> BoxFuture<'_, Result<(), ChangeError>> {
+        Box::pin(async move { self.cluster.read_barrier().await.map_err(change_error) })
+    }
+
+    fn cluster_ca_fingerprint(&self) -> Option<String> {
+        self.cluster
+            .current()
+            .cluster_ca
+            .map(|ca| ca.fingerprint.clone())
+    }
+
+    fn join_tokens(&self) -> Arc<BTreeMap<String, model::records::JoinTokenRecord>> {
+        self.cluster.current().join_tokens
+    }
+
     fn cluster(&self) -> BoxFuture<'_, webui::ClusterView> {
         Box::pin(async move {
             let c = self.cluster.cluster_status().await;
@@ -204,7 +219,7 @@ impl webui::Backend for NodeBackend {
                 members: c
                     .members
                     .into_iter()
-                    .map(|m| webui::MemberView {
+                    .map(|m| webui::ClusterMemberView {
                         node_id: m.node_id,
                         address: m.address,
                         role: m.role,

@@ -26,6 +26,19 @@ pub enum Command {
         /// Node config file (TOML): node id, data dir, admin/cluster/DNS bind addresses.
         #[arg(long, short = 'c', default_value = "/etc/meridian/meridian.toml")]
         config: PathBuf,
+        /// Join the cluster a member of which serves cluster RPC at this `host:port` (instead
+        /// of the node config's `join`).
+        #[arg(long)]
+        join: Option<String>,
+        /// The join token from `meridian cluster token` (instead of the node config's
+        /// `join_token`).
+        #[arg(
+            long,
+            env = "MERIDIAN_JOIN_TOKEN",
+            hide_env_values = true,
+            requires = "join"
+        )]
+        token: Option<String>,
     },
     /// Read, validate or apply the cluster configuration through the REST API.
     #[command(subcommand)]
@@ -88,6 +101,20 @@ pub enum ClusterCommand {
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Issue a single-use join token (admin). A new node joins with `meridian serve --join
+    /// MEMBER --token TOKEN`; the token also names the cluster CA the member must present.
+    Token {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// How long the token is valid, in seconds (at most a week).
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u64,
+    },
+    /// The join tokens issued: id, expiry, and the node that used each.
+    Tokens {
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Take a node out of the cluster: demoted to a learner, then removed. Refused, with the
     /// reason, when it is the only voter or the voters left would not have a quorum. Stop the
@@ -357,7 +384,11 @@ pub enum TokenCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => crate::demo::run(args).await,
-        Command::Serve { config } => crate::node::serve(&config).await,
+        Command::Serve {
+            config,
+            join,
+            token,
+        } => crate::node::serve(&config, join, token).await,
         Command::Config(c) => crate::client::config(c).await,
         Command::Token(t) => crate::client::token(t).await,
         Command::Cert(c) => crate::client::cert(c).await,

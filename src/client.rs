@@ -235,6 +235,53 @@ pub async fn cluster(cmd: crate::cli::ClusterCommand) -> anyhow::Result<ExitCode
             print!("{}", cluster_table(&v));
             Ok(ExitCode::SUCCESS)
         }
+        ClusterCommand::Token { api, ttl_seconds } => {
+            let http = http_client(api.ca_cert.as_deref())?;
+            let resp = authed(http.post(url(&api.api, "/cluster/join-tokens")), &api)?
+                .json(&serde_json::json!({ "ttl_seconds": ttl_seconds }))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            let v: serde_json::Value = resp.json().await?;
+            let token = v["token"].as_str().unwrap_or_default();
+            eprintln!(
+                "join token {} (single use, valid {ttl_seconds} s); on the new node:\n  meridian serve --config NODE.toml --join <a member's cluster address> --token <the token>",
+                v["id"].as_str().unwrap_or("?")
+            );
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Tokens { api } => {
+            let http = http_client(api.ca_cert.as_deref())?;
+            let resp = authed(http.get(url(&api.api, "/cluster/join-tokens")), &api)?
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", api.api))?;
+            if !resp.status().is_success() {
+                return Ok(report_error(resp).await);
+            }
+            let tokens: Vec<serde_json::Value> = resp.json().await?;
+            println!(
+                "{:<18} {:<8} {:<12} {:<26} USED BY",
+                "ID", "STATE", "ISSUED BY", "EXPIRES (UNIX MS)"
+            );
+            for t in tokens {
+                println!(
+                    "{:<18} {:<8} {:<12} {:<26} {}",
+                    t["id"].as_str().unwrap_or("?"),
+                    t["state"].as_str().unwrap_or("?"),
+                    t["created_by"].as_str().unwrap_or("?"),
+                    t["expires_unix_ms"].as_u64().unwrap_or(0),
+                    t["used_by_node"]
+                        .as_u64()
+                        .map_or_else(|| "-".to_string(), |n| format!("node {n}"))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ClusterCommand::Remove { api, node_id } => {
             let http = http_client(api.ca_cert.as_deref())?;
             let path = format!("/cluster/nodes/{node_id}");

@@ -45,6 +45,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         dns_bind: args.dns,
         cluster_secret_file: None,
         join: None,
+        join_token: None,
         access_log: None,
         access_log_fields: None,
         ocsp_dir: None,

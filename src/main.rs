@@ -6,6 +6,7 @@ mod backend;
 mod certs;
 mod cli;
 mod client;
+mod cluster_tls;
 mod demo;
 mod explain;
 mod geoip;

@@ -78,9 +78,19 @@ pub fn init_logging() {
         .try_init();
 }
 
-pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+pub async fn serve(
+    path: &Path,
+    join: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<ExitCode> {
     init_logging();
-    let cfg = NodeConfig::load(path)?;
+    let mut cfg = NodeConfig::load(path)?;
+    if join.is_some() {
+        cfg.join = join;
+    }
+    if let Some(token) = token {
+        cfg.join_token = Some(crate::node_config::JoinTokenText(token));
+    }
     let node = Node::start(&cfg).await?;
     if node.initial_password.is_some() {
         eprintln!(
@@ -125,7 +135,6 @@ impl Node {
     pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Node> {
         tracing::info!(node = %cfg.name, id = cfg.node_id, data_dir = %cfg.data_dir.display(), "starting");
         create_private_dir(&cfg.data_dir)?;
-        let secret = cluster_secret(cfg)?;
 
         let rpc = TcpListener::bind(cfg.cluster_bind)
             .await
@@ -135,11 +144,15 @@ impl Node {
             .cluster_advertise
             .clone()
             .unwrap_or_else(|| cluster_addr.to_string());
+        let tls_dir = cfg.data_dir.join("cluster-tls");
+        let (secret, tls) = cluster_credentials(cfg, &tls_dir, &advertise).await?;
+        let cluster_tls = tls.is_some();
         let cluster_cfg = cluster_state::NodeConfig {
             node_id: cfg.node_id,
             data_dir: cfg.data_dir.clone(),
             rpc_advertise: advertise,
             cluster_secret: secret.clone(),
+            tls,
         };
         // Seals private keys in the credential store; derived, never written anywhere.
         let cluster_key = Arc::new(credentials::ClusterKey::derive(&secret));
@@ -149,6 +162,16 @@ impl Node {
                 .context("cannot start the cluster state")?,
             Some(seed) => join_cluster(cluster_cfg, rpc, seed).await?,
         };
+        if cluster_tls {
+            cluster.set_enroller(Arc::new(crate::cluster_tls::NodeEnroller {
+                cluster: Arc::downgrade(&cluster),
+                key: cluster_key.clone(),
+                secret: zeroize::Zeroizing::new(secret.clone()),
+            }));
+            if let Err(e) = crate::cluster_tls::publish_ca(&cluster, &tls_dir).await {
+                tracing::warn!(error = %format!("{e:#}"), "the cluster CA is not replicated yet; nodes cannot enroll until it is");
+            }
+        }
 
         let initial_password = ensure_admin(&cluster, &cfg.data_dir).await?;
 
@@ -436,6 +459,73 @@ async fn ensure_admin(cluster: &ClusterNode, data_dir: &Path) -> anyhow::Result<
         return Err(e).context("cannot create the admin user");
     }
     Ok(Some(password))
+}
+
+/// The cluster secret and this node's cluster certificate: loaded; or made with a new cluster
+/// CA on a pristine node that bootstraps; or enrolled for at `join` with a join token or the
+/// shared secret. `None` for a node whose data predates cluster TLS (plaintext RPC).
+async fn cluster_credentials(
+    cfg: &NodeConfig,
+    dir: &Path,
+    advertise: &str,
+) -> anyhow::Result<(String, Option<cluster_state::ClusterTls>)> {
+    if let Some(tls) = crate::cluster_tls::load(dir)? {
+        return Ok((cluster_secret(cfg)?, Some(tls)));
+    }
+    let pristine = !cfg.data_dir.join("raft").exists();
+    if !pristine {
+        if !cfg.cluster_bind.ip().is_loopback() && !cfg.cluster_plaintext_ok {
+            anyhow::bail!(
+                "this node's data predates cluster TLS, so its cluster RPC on {} would cross \
+                 the network unencrypted; keep it on a private network and set \
+                 cluster_plaintext_ok = true, or rebuild the cluster",
+                cfg.cluster_bind
+            );
+        }
+        tracing::warn!(
+            "this node's data predates cluster TLS: cluster RPC stays plaintext (authenticated \
+             by the shared secret); rebuild the cluster to get mutual TLS"
+        );
+        return Ok((cluster_secret(cfg)?, None));
+    }
+    let Some(seed) = &cfg.join else {
+        let secret = cluster_secret(cfg)?;
+        let key = credentials::ClusterKey::derive(&secret);
+        let tls = crate::cluster_tls::bootstrap(dir, cfg.node_id, advertise, &key)?;
+        return Ok((secret, Some(tls)));
+    };
+    if let Some(token) = &cfg.join_token {
+        let (tls, secret) =
+            crate::cluster_tls::enroll(dir, cfg.node_id, advertise, seed, Some(&token.0), None)
+                .await?;
+        write_private_file(&cfg.data_dir.join("cluster.secret"), secret.as_bytes())?;
+        return Ok((secret.to_string(), Some(tls)));
+    }
+    if cfg.cluster_secret_file.is_none() {
+        anyhow::bail!(
+            "join: give join_token (from `meridian cluster token` on a member) or, on a \
+             private network, cluster_secret_file"
+        );
+    }
+    let seed_on_loopback = seed
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+        .is_some_and(|h| {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+    if !seed_on_loopback && !cfg.cluster_plaintext_ok {
+        anyhow::bail!(
+            "join: with the shared secret this node cannot verify the member at {seed}; use a \
+             join token (`meridian cluster token`), or on a private network set \
+             cluster_plaintext_ok = true"
+        );
+    }
+    let secret = cluster_secret(cfg)?;
+    let (tls, _) =
+        crate::cluster_tls::enroll(dir, cfg.node_id, advertise, seed, None, Some(&secret)).await?;
+    Ok((secret, Some(tls)))
 }
 
 fn cluster_secret(cfg: &NodeConfig) -> anyhow::Result<String> {

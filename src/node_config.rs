@@ -32,8 +32,10 @@ pub struct NodeConfig {
     /// `cluster_bind` is a wildcard address.
     #[serde(default)]
     pub cluster_advertise: Option<String>,
-    /// Cluster RPC is authenticated by the shared secret but not encrypted yet. Off loopback it
-    /// must therefore run on a private network, and the operator says so with this setting.
+    /// Cluster RPC is mutual TLS with certificates of the cluster's own CA. Two cases are not:
+    /// a node whose data predates cluster TLS keeps plaintext RPC, and a node joining with the
+    /// shared secret (instead of a join token) does not verify the member it asks. Off
+    /// loopback both need a private network, and the operator says so with this setting.
     #[serde(default)]
     pub cluster_plaintext_ok: bool,
     /// Authoritative DNS, UDP and TCP on the same port.
@@ -47,6 +49,10 @@ pub struct NodeConfig {
     /// member, the setting is ignored.
     #[serde(default)]
     pub join: Option<String>,
+    /// A join token from `meridian cluster token`, for `join`: proves this node may join and
+    /// names the cluster CA the member must present. Single use; afterwards ignored.
+    #[serde(default)]
+    pub join_token: Option<JoinTokenText>,
     /// Access log of the proxy: a file to append JSON lines to, or `-` for standard output.
     /// Off when absent.
     #[serde(default)]
@@ -73,6 +79,17 @@ pub struct NodeConfig {
     /// the GSLB regions holds, by country, continent and coordinates. Read at start.
     #[serde(default)]
     pub geoip_database: Option<PathBuf>,
+}
+
+/// A join token as the node config holds it; never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct JoinTokenText(pub String);
+
+impl std::fmt::Debug for JoinTokenText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 fn default_name() -> String {
@@ -167,12 +184,15 @@ impl NodeConfig {
                 ));
             }
         }
-        if !self.cluster_bind.ip().is_loopback() && !self.cluster_plaintext_ok {
-            errors.push(format!(
-                "cluster_plaintext_ok: cluster RPC on {} would cross the network unencrypted; \
-                 keep it on a private network and set cluster_plaintext_ok = true",
-                self.cluster_bind
-            ));
+        if self.join_token.is_some() && self.join.is_none() {
+            errors.push("join_token: give join (a member's cluster address) too".to_string());
+        }
+        if self.join_token.is_some() && self.cluster_secret_file.is_some() {
+            errors.push(
+                "join_token: a node joining with a token gets the cluster secret from the \
+                 cluster; leave cluster_secret_file out"
+                    .to_string(),
+            );
         }
         if !errors.is_empty() {
             anyhow::bail!("invalid node config:\n  {}", errors.join("\n  "));
@@ -203,12 +223,14 @@ mod tests {
     }
 
     #[test]
-    fn cluster_rpc_off_loopback_needs_an_advertise_address_and_consent() {
+    fn cluster_rpc_off_loopback_needs_an_advertise_address() {
         assert!(parse("cluster_bind = \"127.0.0.1:9700\"").is_ok());
         let e = err("cluster_bind = \"0.0.0.0:9700\"\ncluster_plaintext_ok = true");
         assert!(e.contains("cluster_advertise"), "{e}");
-        let e = err("cluster_bind = \"10.0.0.1:9700\"");
-        assert!(e.contains("cluster_plaintext_ok"), "{e}");
+        // Mutual TLS: a LAN address needs no consent.
+        assert!(parse("cluster_bind = \"10.0.0.1:9700\"").is_ok());
+        let e = err("cluster_bind = \"10.0.0.1:9700\"\njoin_token = \"x\"");
+        assert!(e.contains("join_token: give join"), "{e}");
         assert!(parse(
             "cluster_bind = \"0.0.0.0:9700\"\ncluster_advertise = \"10.0.0.1:9700\"\ncluster_plaintext_ok = true"
         )

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 pub type Command = model::Proposal;
 
 pub use model::records::{
-    AuditEntry, AuthState, CertificateRecord, PurgeRecord, RevisionRecord, TicketKeyRecord,
-    TokenInfo, TsigKeyRecord, UserRecord,
+    AuditEntry, AuthState, CertificateRecord, ClusterCaRecord, JoinTokenRecord, PurgeRecord,
+    RevisionRecord, TicketKeyRecord, TokenInfo, TsigKeyRecord, UserRecord,
 };
 
 /// How many config revisions (each with its whole spec) the history keeps for diff and rollback.
@@ -38,6 +38,10 @@ pub struct Applied {
     pub tsig_keys: Arc<BTreeMap<String, Arc<TsigKeyRecord>>>,
     /// Cache purges, oldest first.
     pub purges: Arc<Vec<PurgeRecord>>,
+    /// The cluster CA (key sealed), once the first node made it.
+    pub cluster_ca: Option<Arc<ClusterCaRecord>>,
+    /// Join tokens by id: issued, used, expired.
+    pub join_tokens: Arc<BTreeMap<String, JoinTokenRecord>>,
 }
 
 /// Why the state machine refused a committed command. Deterministic: every node refuses alike.
@@ -81,6 +85,10 @@ pub(crate) struct Document {
     /// Oldest first, at most [`model::records::PURGES_KEPT`].
     #[serde(default)]
     pub purges: VecDeque<PurgeRecord>,
+    #[serde(default)]
+    pub cluster_ca: Option<Arc<ClusterCaRecord>>,
+    #[serde(default)]
+    pub join_tokens: BTreeMap<String, JoinTokenRecord>,
 }
 
 /// What one successful command changed.
@@ -95,6 +103,8 @@ pub(crate) struct Outcome {
     pub ticket_keys_changed: bool,
     pub tsig_keys_changed: bool,
     pub purges_changed: bool,
+    /// The cluster CA or the join tokens.
+    pub cluster_changed: bool,
 }
 
 impl Document {
@@ -352,7 +362,50 @@ impl Document {
                     ticket_keys_changed: true,
                     tsig_keys_changed: false,
                     purges_changed: false,
+                    cluster_changed: false,
                 })
+            }
+            Change::SetClusterCa { record } => {
+                if let Some(ca) = &self.cluster_ca {
+                    return Err(ApplyError::Refused(format!(
+                        "the cluster already has a CA (sha256 {})",
+                        ca.fingerprint
+                    )));
+                }
+                self.cluster_ca = Some(Arc::new(record.clone()));
+                Ok(self.cluster_outcome())
+            }
+            Change::AddJoinToken { record } => {
+                if self.join_tokens.contains_key(&record.id) {
+                    return Err(ApplyError::Refused(format!(
+                        "join token {} exists",
+                        record.id
+                    )));
+                }
+                let horizon = record.created_unix_ms.saturating_sub(86_400_000);
+                self.join_tokens.retain(|_, t| t.expires_unix_ms > horizon);
+                self.join_tokens.insert(record.id.clone(), record.clone());
+                Ok(self.cluster_outcome())
+            }
+            Change::UseJoinToken {
+                id,
+                node_id,
+                now_unix_ms,
+            } => {
+                let Some(t) = self.join_tokens.get_mut(id) else {
+                    return Err(ApplyError::Refused(format!("no join token {id}")));
+                };
+                if let Some(by) = t.used_by_node {
+                    return Err(ApplyError::Refused(format!(
+                        "join token {id} was already used (by node {by})"
+                    )));
+                }
+                if *now_unix_ms >= t.expires_unix_ms {
+                    return Err(ApplyError::Refused(format!("join token {id} has expired")));
+                }
+                t.used_by_node = Some(*node_id);
+                t.used_unix_ms = Some(*now_unix_ms);
+                Ok(self.cluster_outcome())
             }
             Change::PurgeCache { selector } => {
                 let seq = self.purges.back().map_or(1, |p| p.seq + 1);
@@ -372,6 +425,7 @@ impl Document {
                     ticket_keys_changed: false,
                     tsig_keys_changed: false,
                     purges_changed: true,
+                    cluster_changed: false,
                 })
             }
             Change::Audit { .. } => Ok(Outcome {
@@ -382,6 +436,7 @@ impl Document {
                 ticket_keys_changed: false,
                 tsig_keys_changed: false,
                 purges_changed: false,
+                cluster_changed: false,
             }),
         }
     }
@@ -431,6 +486,7 @@ impl Document {
             ticket_keys_changed: false,
             tsig_keys_changed: false,
             purges_changed: false,
+            cluster_changed: false,
         })
     }
 
@@ -443,6 +499,20 @@ impl Document {
             ticket_keys_changed: false,
             tsig_keys_changed: false,
             purges_changed: false,
+            cluster_changed: false,
+        }
+    }
+
+    fn cluster_outcome(&self) -> Outcome {
+        Outcome {
+            revision: self.revision,
+            config: None,
+            auth_changed: false,
+            certificates_changed: false,
+            ticket_keys_changed: false,
+            tsig_keys_changed: false,
+            purges_changed: false,
+            cluster_changed: true,
         }
     }
 
@@ -455,6 +525,7 @@ impl Document {
             ticket_keys_changed: false,
             tsig_keys_changed: true,
             purges_changed: false,
+            cluster_changed: false,
         }
     }
 
@@ -467,6 +538,7 @@ impl Document {
             ticket_keys_changed: false,
             tsig_keys_changed: false,
             purges_changed: false,
+            cluster_changed: false,
         }
     }
 

@@ -39,6 +39,8 @@ pub enum StartError {
     Raft(String),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("no leader elected within {0:?}")]
     NoLeader(std::time::Duration),
 }

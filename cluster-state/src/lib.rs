@@ -17,6 +17,7 @@ mod network;
 mod node;
 mod state_machine;
 mod store;
+mod tls;
 mod types;
 
 pub use command::{
@@ -26,7 +27,11 @@ pub use command::{
 pub use error::ProposeError;
 pub use error::StartError;
 pub use members::{ClusterStatus, MemberStatus, PeerStatus, RaftStatus, QUORUM_LOST_MS};
-pub use network::{GossipMessage, JoinRequest, JoinResponse};
+pub use network::{
+    enroll, BoxFuture, EnrollRefusal, EnrollRequest, EnrollResponse, Enroller, GossipMessage,
+    JoinRequest, JoinResponse,
+};
 pub use node::{ClusterNode, NodeConfig};
 pub use state_machine::LoadError;
 pub use store::StoreError;
+pub use tls::{enroll_client, ClusterTls, EnrollTrust, TlsError};

@@ -44,6 +44,10 @@ pub struct RaftStatus {
     /// On the leader: each other member's replication state.
     #[serde(default)]
     pub peers: Vec<PeerStatus>,
+    /// When this node's cluster certificate expires (Unix seconds); `None` without cluster
+    /// TLS.
+    #[serde(default)]
+    pub cert_not_after_unix: Option<i64>,
 }
 
 /// The leader's view of one follower or learner.
@@ -104,6 +108,7 @@ pub(crate) struct Local {
     pub contacts: Arc<Contacts>,
     pub committed: Arc<AtomicU64>,
     pub out_of_service: Arc<AtomicBool>,
+    pub cert_not_after_unix: Option<i64>,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -154,6 +159,7 @@ impl Local {
             voters: m.membership_config.membership().voter_ids().collect(),
             quorum_ack_ms: self.quorum_ack_ms(&m),
             peers,
+            cert_not_after_unix: self.cert_not_after_unix,
         }
     }
 
@@ -332,5 +338,27 @@ pub(crate) fn gather(
         asked,
         leader,
         members,
+    }
+}
+
+/// How long a read barrier may take (a heartbeat round, then applying up to the index).
+pub(crate) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// On the leader: the read index, after a heartbeat round confirmed a quorum still follows.
+pub(crate) async fn read_index(raft: &Raft) -> crate::network::ReadIndexAnswer {
+    use crate::network::ReadIndexAnswer;
+    use openraft::error::CheckIsLeaderError;
+    match tokio::time::timeout(READ_TIMEOUT, raft.get_read_log_id()).await {
+        Err(_) => ReadIndexAnswer::Unavailable(format!(
+            "no quorum confirmed the leader within {} s",
+            READ_TIMEOUT.as_secs()
+        )),
+        Ok(Ok((read, _))) => ReadIndexAnswer::Index(read.map_or(0, |l| l.index)),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+            ReadIndexAnswer::NotLeader {
+                leader: f.leader_node.map(|n| n.addr),
+            }
+        }
+        Ok(Err(e)) => ReadIndexAnswer::Unavailable(e.to_string()),
     }
 }

@@ -1,5 +1,7 @@
-//! Raft RPC between nodes: HTTP with JSON bodies, every request carrying the cluster secret as a
-//! bearer token. This file is the client side (`RaftNetworkFactory`); `network/server.rs` serves.
+//! Raft RPC between nodes: HTTP with JSON bodies over mutual TLS (cluster-CA certificates on
+//! both ends; plaintext only for clusters made before cluster TLS), every request also carrying
+//! the cluster secret as a bearer token. This file is the client side (`RaftNetworkFactory`) and
+//! a pristine node's enrollment; `network/server.rs` serves.
 
 mod server;
 
@@ -30,6 +32,129 @@ pub(crate) const PATH_PROPOSE: &str = "/cluster/propose";
 pub(crate) const PATH_GOSSIP: &str = "/cluster/gossip";
 pub(crate) const PATH_STATUS: &str = "/cluster/status";
 pub(crate) const PATH_REMOVE: &str = "/cluster/remove";
+/// On the leader: the read index (the commit index once a quorum confirmed its leadership), for
+/// a follower's linearizable read.
+pub(crate) const PATH_READ_INDEX: &str = "/cluster/read-index";
+
+/// Answer of `/cluster/read-index`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ReadIndexAnswer {
+    Index(u64),
+    NotLeader { leader: Option<String> },
+    Unavailable(String),
+}
+
+/// The one route a node without a cluster certificate may call: it proves a join token (or
+/// the shared secret) and gets its certificate.
+pub(crate) const PATH_ENROLL: &str = "/cluster/enroll";
+
+/// Body of `/cluster/enroll`: who the new node is, where it serves, its CSR, and the token's
+/// id and secret (`mjt1.<id>.<secret>.<ca sha256>`) unless it proves the shared secret as a
+/// bearer token instead.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub node_id: u64,
+    pub rpc_addr: String,
+    pub csr_pem: String,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+// Hand-written so the token never reaches a log line.
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("node_id", &self.node_id)
+            .field("rpc_addr", &self.rpc_addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// What an enrolled node gets: its certificate, the CA, and the cluster secret (which derives
+/// the key that seals credentials).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub cert_pem: String,
+    pub ca_pem: String,
+    pub cluster_secret: String,
+}
+
+impl std::fmt::Debug for EnrollResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollResponse")
+            .field("cluster_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why an enrollment was refused: the HTTP status and the reason the new node is told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollRefusal {
+    pub status: u16,
+    pub error: String,
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Checks a join token (or the shared secret) and signs the new node's CSR; the binary
+/// provides it (it holds the cluster key that opens the CA).
+pub trait Enroller: Send + Sync + 'static {
+    /// `with_secret`: the request carried the cluster secret as its bearer token.
+    fn enroll(
+        &self,
+        req: EnrollRequest,
+        with_secret: bool,
+    ) -> BoxFuture<'_, Result<EnrollResponse, EnrollRefusal>>;
+}
+
+/// Asks the member at `seed` for a certificate. A refusal is final (`Rejected`); a member that
+/// cannot be reached or answers garbage may be asked again (`Unavailable`).
+pub async fn enroll(
+    seed: &str,
+    trust: crate::tls::EnrollTrust,
+    req: &EnrollRequest,
+    secret: Option<&str>,
+) -> Result<EnrollResponse, crate::ProposeError> {
+    use crate::ProposeError;
+    let client =
+        crate::tls::enroll_client(trust).map_err(|e| ProposeError::Unavailable(e.to_string()))?;
+    let mut call = client
+        .post(format!("https://{seed}{PATH_ENROLL}"))
+        .json(req);
+    if let Some(secret) = secret {
+        call = call.bearer_auth(secret);
+    }
+    let resp = call.send().await.map_err(|e| {
+        // A certificate the token does not vouch for is as final as a refusal.
+        let text = format!("{e:?}");
+        if text.contains("not the one the join token names") {
+            ProposeError::Rejected(crate::ApplyError::Refused(format!(
+                "{seed} does not present the cluster CA the join token names"
+            )))
+        } else {
+            ProposeError::Unavailable(format!("enrolling at {seed}: {e}"))
+        }
+    })?;
+    let status = resp.status();
+    if status.is_success() {
+        return resp
+            .json::<EnrollResponse>()
+            .await
+            .map_err(|e| ProposeError::Unavailable(format!("enrollment answer: {e}")));
+    }
+    let refusal = resp.json::<EnrollRefusal>().await.ok();
+    let why = refusal.map_or_else(|| format!("http {status}"), |r| r.error);
+    if status.is_client_error() {
+        Err(ProposeError::Rejected(crate::ApplyError::Refused(format!(
+            "{seed} refused the enrollment: {why}"
+        ))))
+    } else {
+        Err(ProposeError::Unavailable(format!(
+            "{seed} could not enroll this node now: {why}"
+        )))
+    }
+}
 
 /// Body of `/cluster/remove`, sent to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,16 +241,23 @@ enum RpcFailure {
     Status(reqwest::StatusCode),
 }
 
-/// Builds the HTTP client all cluster RPC uses.
-pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+/// Builds the HTTP client all cluster RPC uses: with the node's certificate over TLS when the
+/// cluster has TLS.
+pub(crate) fn http_client(
+    tls: Option<&crate::tls::ClusterTls>,
+) -> Result<reqwest::Client, crate::StartError> {
     // Proxies from the environment must never see cluster traffic or the secret.
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(tls) = tls {
+        builder = builder.use_preconfigured_tls(tls.client_config()?);
+    }
+    Ok(builder
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
         // Sooner than the server ends idle connections, so a request never lands on one it
         // is closing.
         .pool_idle_timeout(server::HEADER_TIMEOUT / 2)
-        .build()
+        .build()?)
 }
 
 /// When each peer last answered a Raft RPC: how a leader tells it still has a majority
@@ -172,6 +304,7 @@ impl Contacts {
 #[derive(Clone)]
 pub struct NetworkFactory {
     client: reqwest::Client,
+    scheme: &'static str,
     secret: Arc<str>,
     contacts: Arc<Contacts>,
 }
@@ -179,11 +312,13 @@ pub struct NetworkFactory {
 impl NetworkFactory {
     pub fn new(
         client: reqwest::Client,
+        scheme: &'static str,
         secret: Arc<str>,
         contacts: Arc<Contacts>,
     ) -> NetworkFactory {
         NetworkFactory {
             client,
+            scheme,
             secret,
             contacts,
         }
@@ -196,6 +331,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
         PeerClient {
             target,
+            url: format!("{}://{}", self.scheme, node.addr),
             addr: node.addr.clone(),
             client: self.client.clone(),
             secret: self.secret.clone(),
@@ -208,6 +344,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 pub struct PeerClient {
     target: NodeId,
+    /// `scheme://host:port`
+    url: String,
     addr: String,
     client: reqwest::Client,
     secret: Arc<str>,
@@ -229,7 +367,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!("http://{}{}", self.addr, path);
+        let url = format!("{}{}", self.url, path);
         let resp = self
             .client
             .post(url)

@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub rpc_advertise: String,
     /// Every RPC must carry it as `Authorization: Bearer <secret>`.
     pub cluster_secret: String,
+    /// This node's cluster certificate: RPC is mutual TLS. `None` only for a cluster made
+    /// before cluster TLS, whose RPC stays plaintext.
+    pub tls: Option<crate::tls::ClusterTls>,
 }
 
 // Hand-written so the cluster secret never reaches a log line.
@@ -51,6 +54,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("data_dir", &self.data_dir)
             .field("rpc_advertise", &self.rpc_advertise)
             .field("cluster_secret", &"<redacted>")
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -60,6 +64,9 @@ pub struct ClusterNode {
     node_id: u64,
     rpc_advertise: String,
     secret: Arc<str>,
+    /// `https` with cluster TLS, else `http`.
+    scheme: &'static str,
+    enroller: Arc<std::sync::OnceLock<Arc<dyn network::Enroller>>>,
     raft: Raft,
     /// Status and membership changes, shared with the RPC server.
     local: Arc<Local>,
@@ -124,6 +131,16 @@ impl ClusterNode {
         rpc_listener: tokio::net::TcpListener,
     ) -> Result<Arc<ClusterNode>, StartError> {
         Self::launch(cfg, rpc_listener, Mode::Join).await
+    }
+
+    /// Who answers `/cluster/enroll` on this node (set once, after start).
+    pub fn set_enroller(&self, enroller: Arc<dyn network::Enroller>) {
+        let _ = self.enroller.set(enroller);
+    }
+
+    /// Whether cluster RPC is mutual TLS.
+    pub fn tls(&self) -> bool {
+        self.scheme == "https"
     }
 
     /// True when this start initialized a brand-new cluster.
@@ -192,6 +209,62 @@ impl ClusterNode {
         }
     }
 
+    /// A linearizable read: returns once this node has applied everything committed before
+    /// the call, as confirmed by the leader with a quorum (the read index; asked of the
+    /// leader over the cluster port on a follower). Without a quorum it fails rather than let
+    /// a stale state be read.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        use network::ReadIndexAnswer;
+        self.check_in_service()?;
+        let status = self.status();
+        if status.lost_quorum() {
+            return Err(ProposeError::Unavailable(
+                "this node leads but no majority answers it: a read could be stale".into(),
+            ));
+        }
+        let mut answer = members::read_index(&self.raft).await;
+        if let ReadIndexAnswer::NotLeader {
+            leader: Some(leader),
+        } = &answer
+        {
+            let asked = self
+                .http
+                .post(format!(
+                    "{}://{leader}{}",
+                    self.scheme,
+                    network::PATH_READ_INDEX
+                ))
+                .bearer_auth(&*self.secret)
+                .timeout(members::READ_TIMEOUT)
+                .send()
+                .await;
+            answer = match asked {
+                Ok(resp) if resp.status().is_success() => resp
+                    .json::<ReadIndexAnswer>()
+                    .await
+                    .unwrap_or_else(|e| ReadIndexAnswer::Unavailable(e.to_string())),
+                Ok(resp) => ReadIndexAnswer::Unavailable(format!(
+                    "the leader at {leader} answered http {}",
+                    resp.status()
+                )),
+                Err(e) => {
+                    ReadIndexAnswer::Unavailable(format!("asking the leader at {leader}: {e}"))
+                }
+            };
+        }
+        match answer {
+            ReadIndexAnswer::Index(index) => self
+                .raft
+                .wait(Some(members::READ_TIMEOUT))
+                .applied_index_at_least(Some(index), "read index applied here")
+                .await
+                .map(|_| ())
+                .map_err(|e| ProposeError::Unavailable(format!("read index {index}: {e}"))),
+            ReadIndexAnswer::NotLeader { leader } => Err(ProposeError::NotLeader { leader }),
+            ReadIndexAnswer::Unavailable(why) => Err(ProposeError::Unavailable(why)),
+        }
+    }
+
     /// Gossip messages of `topic` from the other members (a later call replaces the earlier
     /// subscriber).
     pub fn gossip_subscribe(&self, topic: &str) -> tokio::sync::mpsc::Receiver<GossipMessage> {
@@ -217,7 +290,7 @@ impl ClusterNode {
         for addr in peers {
             let req = self
                 .http
-                .post(format!("http://{addr}{}", network::PATH_GOSSIP))
+                .post(format!("{}://{addr}{}", self.scheme, network::PATH_GOSSIP))
                 .bearer_auth(&*self.secret)
                 .timeout(Duration::from_millis(500))
                 .json(&msg);
@@ -242,7 +315,7 @@ impl ClusterNode {
         for (id, addr) in own.members.iter().filter(|(id, _)| *id != self.node_id) {
             let req = self
                 .http
-                .get(format!("http://{addr}{}", network::PATH_STATUS))
+                .get(format!("{}://{addr}{}", self.scheme, network::PATH_STATUS))
                 .bearer_auth(&*self.secret)
                 .timeout(Duration::from_secs(1));
             let id = *id;
@@ -383,10 +456,15 @@ impl ClusterNode {
         let store = Store::open_sled(&dir)?;
         let (sm, applied) = StateMachine::open(store.clone())?;
         let secret: Arc<str> = Arc::from(cfg.cluster_secret.as_str());
-        let http = network::http_client()?;
+        let http = network::http_client(cfg.tls.as_ref())?;
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        let acceptor = match &cfg.tls {
+            Some(tls) => Some(tokio_rustls::TlsAcceptor::from(tls.server_config()?)),
+            None => None,
+        };
         let contacts = Arc::new(network::Contacts::default());
         let out_of_service = Arc::new(AtomicBool::new(false));
-        let net = NetworkFactory::new(http.clone(), secret.clone(), contacts.clone());
+        let net = NetworkFactory::new(http.clone(), scheme, secret.clone(), contacts.clone());
         let raft_config = raft_config()?;
         let log_store = LogStore::new(store.clone());
         let committed = log_store.committed_index();
@@ -400,21 +478,27 @@ impl ClusterNode {
             contacts,
             committed,
             out_of_service: out_of_service.clone(),
+            cert_not_after_unix: cfg.tls.as_ref().and_then(|t| t.not_after_unix),
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let gossip = network::GossipInbox::default();
-        let app = network::router(RpcState::new(
+        let rpc_state = RpcState::new(
             local.clone(),
             &cfg.cluster_secret,
             gossip.clone(),
-        ));
-        let server = tokio::spawn(network::serve(rpc_listener, app, stop_rx));
+            cfg.tls.is_some(),
+        );
+        let enroller = rpc_state.enroller.clone();
+        let app = network::router(rpc_state);
+        let server = tokio::spawn(network::serve(rpc_listener, app, acceptor, stop_rx));
         let monitor = tokio::spawn(monitor_fatal(raft.clone(), out_of_service.clone()));
 
         let mut node = ClusterNode {
             node_id: cfg.node_id,
             rpc_advertise: cfg.rpc_advertise.clone(),
             secret,
+            scheme,
+            enroller,
             raft,
             local,
             applied,
@@ -505,7 +589,7 @@ impl ClusterNode {
             };
             let resp = self
                 .http
-                .post(format!("http://{leader}{path}"))
+                .post(format!("{}://{leader}{path}", self.scheme))
                 .bearer_auth(&*self.secret)
                 .json(body)
                 .timeout(PROPOSE_TIMEOUT)
@@ -580,7 +664,7 @@ impl ClusterNode {
         let unavailable = |e: reqwest::Error| ProposeError::Unavailable(e.to_string());
         let resp = self
             .http
-            .post(format!("http://{target}{}", network::PATH_JOIN))
+            .post(format!("{}://{target}{}", self.scheme, network::PATH_JOIN))
             .bearer_auth(&*self.secret)
             .json(&body)
             // Adding a learner waits for it to catch up, which can take a while.

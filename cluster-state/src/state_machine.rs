@@ -114,6 +114,8 @@ impl StateMachine {
             ticket_keys: Arc::new(state.doc.ticket_keys.iter().cloned().collect()),
             tsig_keys: Arc::new(state.doc.tsig_keys.clone()),
             purges: Arc::new(state.doc.purges.iter().cloned().collect()),
+            cluster_ca: state.doc.cluster_ca.clone(),
+            join_tokens: Arc::new(state.doc.join_tokens.clone()),
         };
         let (tx, rx) = watch::channel(current.clone());
         let sm = StateMachine {
@@ -235,6 +237,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         if outcome.tsig_keys_changed {
                             self.current.tsig_keys = Arc::new(self.state.doc.tsig_keys.clone());
                         }
+                        if outcome.cluster_changed {
+                            self.current.cluster_ca = self.state.doc.cluster_ca.clone();
+                            self.current.join_tokens = Arc::new(self.state.doc.join_tokens.clone());
+                        }
                         if outcome.ticket_keys_changed {
                             self.current.ticket_keys =
                                 Arc::new(self.state.doc.ticket_keys.iter().cloned().collect());
@@ -304,6 +310,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             ticket_keys: Arc::new(state.doc.ticket_keys.iter().cloned().collect()),
             tsig_keys: Arc::new(state.doc.tsig_keys.clone()),
             purges: Arc::new(state.doc.purges.iter().cloned().collect()),
+            cluster_ca: state.doc.cluster_ca.clone(),
+            join_tokens: Arc::new(state.doc.join_tokens.clone()),
         };
         self.state = state;
         // The snapshot's history and audit log replace whatever this node kept.

@@ -26,6 +26,7 @@ async fn config(dir: &Path, node_id: u64) -> (NodeConfig, TcpListener) {
         data_dir: dir.to_path_buf(),
         rpc_advertise: addr.to_string(),
         cluster_secret: SECRET.to_string(),
+        tls: None,
     };
     (cfg, listener)
 }

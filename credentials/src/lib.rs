@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod chain;
+pub mod cluster_pki;
 mod keys;
 mod open;
 mod pem;
@@ -34,8 +35,8 @@ pub use chain::CLOCK_SKEW_SECS;
 pub use open::{ca_roots, expires_in, open, open_client};
 pub use record::{attach, generate, import, self_signed, SELF_SIGNED_DAYS};
 pub use seal::{
-    new_ticket_key, new_tsig_secret, open_ticket_key, open_tsig_key, seal, tsig_key, unseal,
-    ClusterKey, TSIG_MIN_SECRET,
+    new_ticket_key, new_tsig_secret, open_ticket_key, open_tsig_key, seal, seal_ca_key, tsig_key,
+    unseal, unseal_ca_key, ClusterKey, TSIG_MIN_SECRET,
 };
 
 /// Why a stored record could not be sealed or opened. Messages name the record, never its key.

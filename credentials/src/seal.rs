@@ -147,6 +147,17 @@ pub fn open_tsig_key(r: &TsigKeyRecord, k: &ClusterKey) -> Result<Zeroizing<Vec<
     unseal_for(&r.secret, k, TSIG_AAD)
 }
 
+const CA_AAD: &[u8] = b"meridian cluster ca key v1";
+
+/// Seals the cluster CA's private key (its own label: it opens as nothing else).
+pub fn seal_ca_key(key_der: &[u8], k: &ClusterKey) -> Result<SealedKey, Error> {
+    seal_for(key_der, k, CA_AAD)
+}
+
+pub fn unseal_ca_key(s: &SealedKey, k: &ClusterKey) -> Result<Zeroizing<Vec<u8>>, Error> {
+    unseal_for(s, k, CA_AAD)
+}
+
 fn seal_for(key_der: &[u8], k: &ClusterKey, aad: &'static [u8]) -> Result<SealedKey, Error> {
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new()

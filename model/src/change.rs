@@ -89,6 +89,21 @@ pub enum Change {
     RotateTicketKey {
         record: crate::records::TicketKeyRecord,
     },
+    /// Records the cluster CA, once: refused when the cluster has one.
+    SetClusterCa {
+        record: crate::records::ClusterCaRecord,
+    },
+    /// Adds a join token; tokens expired more than a day before `record.created_unix_ms` go.
+    AddJoinToken {
+        record: crate::records::JoinTokenRecord,
+    },
+    /// Spends a join token for `node_id`: refused when it is unknown, used, or expired at
+    /// `now_unix_ms` (the proposer's clock, so that every node decides alike).
+    UseJoinToken {
+        id: String,
+        node_id: u64,
+        now_unix_ms: u64,
+    },
     /// Removes cached responses on every node.
     PurgeCache {
         selector: crate::records::PurgeSelector,
@@ -333,6 +348,13 @@ impl Change {
             Change::PurgeCache { selector } => {
                 format!("purge cache {} {:?}", selector.kind(), selector.value())
             }
+            Change::SetClusterCa { record } => {
+                format!("create the cluster CA (sha256 {})", record.fingerprint)
+            }
+            Change::AddJoinToken { record } => format!("issue join token {}", record.id),
+            Change::UseJoinToken { id, node_id, .. } => {
+                format!("node {node_id} joins with token {id}")
+            }
             Change::Audit { action, detail, .. } => {
                 if detail.is_empty() {
                     action.clone()
@@ -467,6 +489,24 @@ impl fmt::Debug for Change {
             Change::PurgeCache { selector } => f
                 .debug_struct("PurgeCache")
                 .field("selector", selector)
+                .finish(),
+            Change::SetClusterCa { record } => f
+                .debug_struct("SetClusterCa")
+                .field("record", record)
+                .finish(),
+            Change::AddJoinToken { record } => f
+                .debug_struct("AddJoinToken")
+                .field("id", &record.id)
+                .finish(),
+            Change::UseJoinToken {
+                id,
+                node_id,
+                now_unix_ms,
+            } => f
+                .debug_struct("UseJoinToken")
+                .field("id", id)
+                .field("node_id", node_id)
+                .field("now_unix_ms", now_unix_ms)
                 .finish(),
             Change::Audit {
                 action,

@@ -262,6 +262,45 @@ pub const TICKET_KEYS_KEPT: usize = 3;
 /// (`session_ticket_rotation_hours`).
 pub const DEFAULT_TICKET_ROTATION_HOURS: u32 = 6;
 
+/// The cluster's own CA: it signs each node's certificate for mutual TLS between nodes. Made
+/// by the first node; its key is sealed with the cluster key and never leaves the nodes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCaRecord {
+    pub cert_pem: String,
+    pub key: SealedKey,
+    /// SHA-256 of the CA certificate (DER), hex: what a join token pins.
+    pub fingerprint: String,
+    pub created_unix_ms: u64,
+}
+
+// Hand-written: the sealed key stays out of log lines.
+impl fmt::Debug for ClusterCaRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterCaRecord")
+            .field("fingerprint", &self.fingerprint)
+            .field("key", &"<sealed>")
+            .finish()
+    }
+}
+
+/// A single-use join token: only the SHA-256 of its secret is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JoinTokenRecord {
+    /// Public id (hex), the token's first part.
+    pub id: String,
+    /// SHA-256 of the secret part, hex.
+    #[schema(ignore)]
+    #[serde(default)]
+    pub secret_sha256: String,
+    pub created_unix_ms: u64,
+    pub expires_unix_ms: u64,
+    /// Who issued it.
+    pub created_by: String,
+    /// The node that joined with it, once used.
+    pub used_by_node: Option<u64>,
+    pub used_unix_ms: Option<u64>,
+}
+
 /// A private key encrypted with the cluster key (ChaCha20-Poly1305), base64.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedKey {

@@ -146,10 +146,8 @@ async fn the_cluster_port_sheds_stalled_and_excess_connections() {
         let mut tcp = tokio::net::TcpStream::connect(&node.cluster)
             .await
             .expect("connect");
-        // A request head that never ends.
-        tcp.write_all(b"POST /cluster/propose HTTP/1.1\r\nhost: x\r\n")
-            .await
-            .expect("write");
+        // A TLS handshake that never ends: a record header announcing 512 bytes, then nothing.
+        tcp.write_all(b"\x16\x03\x01\x02\x00").await.expect("write");
         stalled.push(tcp);
     }
     // Past the limit (256), connections are closed at once.
@@ -171,7 +169,7 @@ async fn the_cluster_port_sheds_stalled_and_excess_connections() {
         .put_config(&token, "api_version = \"meridian/v1\"\n", None)
         .await;
     assert_eq!(status, 200, "{body}");
-    // The stalled heads are dropped after the header timeout (10 s).
+    // The stalled handshakes are dropped after the handshake timeout (10 s).
     let started = std::time::Instant::now();
     let mut open = 0;
     for tcp in stalled.iter_mut().take(200) {
@@ -462,6 +460,176 @@ async fn cluster_status_shows_every_member_and_removal_keeps_a_quorum() {
             .as_str()
             .is_some_and(|e| e.contains("only voter")),
         "{body}"
+    );
+    for node in [n1, n2] {
+        node.stop().await;
+    }
+}
+
+/// Runs a pristine node that must fail to join `seed` with `token`; its stderr.
+async fn join_refused(dir: &std::path::Path, node_id: u64, seed: &str, token: &str) -> String {
+    let data = dir.join(format!("n{node_id}"));
+    let config = dir.join(format!("n{node_id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = {node_id}\ndata_dir = \"{}\"\nadmin_bind = \"127.0.0.1:0\"\n\
+             cluster_bind = \"127.0.0.1:0\"\ndns_bind = \"127.0.0.1:0\"\n",
+            data.display()
+        ),
+    )
+    .expect("write config");
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--join", seed, "--token", token])
+            .env("RUST_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("a refused join ends at once")
+    .expect("run meridian");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// A node joins with a single-use join token and nothing else: it checks the member against the
+/// CA the token names, gets its certificate and the cluster secret, and talks mutual TLS. A
+/// reused, wrong, expired or forged token is refused with the reason and the cluster is
+/// unchanged; the cluster port refuses a client without a cluster certificate, secret or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_with_single_use_tokens_over_mutual_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
+    let token = n1.token().await;
+    let issue = |ttl: u64| {
+        let api = n1.admin.clone();
+        let token = token.clone();
+        async move {
+            let out = tokio::process::Command::new(BIN)
+                .args(["cluster", "token", "--ttl-seconds", &ttl.to_string()])
+                .env("MERIDIAN_API", &api)
+                .env("MERIDIAN_TOKEN", &token)
+                .output()
+                .await
+                .expect("cluster token");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    };
+    let join_token = issue(600).await;
+    assert!(join_token.starts_with("mjt1."), "{join_token}");
+
+    let extra = format!("join = \"{}\"\njoin_token = \"{join_token}\"", n1.cluster);
+    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &extra).await;
+    let st = n2.status(&token).await;
+    assert_eq!(
+        st["raft"]["members"].as_array().map(Vec::len),
+        Some(2),
+        "{st}"
+    );
+    // It got the cluster secret (credentials open on it) and its own certificate.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("n2").join("cluster.secret")).expect("secret"),
+        std::fs::read_to_string(dir.path().join("n1").join("cluster.secret")).expect("secret")
+    );
+    assert!(dir.path().join("n2/cluster-tls/node.pem").exists());
+    let (status, body) = n2
+        .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rev = body["revision"].as_u64().expect("revision");
+    eventually(Duration::from_secs(5), || async {
+        n1.get_config(&token).await.1 == rev
+    })
+    .await
+    .expect("replicated over mutual TLS");
+
+    // Reused, wrong, expired, forged: refused, each saying why.
+    let stderr = join_refused(dir.path(), 3, &n1.cluster, &join_token).await;
+    assert!(stderr.contains("already used"), "{stderr}");
+    let parts: Vec<&str> = join_token.split('.').collect();
+    let fresh = issue(600).await;
+    let fresh_parts: Vec<&str> = fresh.split('.').collect();
+    let wrong = format!(
+        "mjt1.{}.{}.{}",
+        fresh_parts[1],
+        "0".repeat(32),
+        fresh_parts[3]
+    );
+    let stderr = join_refused(dir.path(), 4, &n1.cluster, &wrong).await;
+    assert!(stderr.contains("wrong secret"), "{stderr}");
+    let forged = format!(
+        "mjt1.{}.{}.{}",
+        fresh_parts[1],
+        fresh_parts[2],
+        "0".repeat(64)
+    );
+    let stderr = join_refused(dir.path(), 5, &n1.cluster, &forged).await;
+    assert!(
+        stderr.contains("does not present the cluster CA"),
+        "{stderr}"
+    );
+    let short = issue(1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stderr = join_refused(dir.path(), 6, &n1.cluster, &short).await;
+    assert!(stderr.contains("expired"), "{stderr}");
+    let st = n1.status(&token).await;
+    assert_eq!(
+        st["raft"]["members"].as_array().map(Vec::len),
+        Some(2),
+        "{st}"
+    );
+
+    // The tokens as listed: the first used by node 2, never a secret.
+    let resp = n1
+        .http
+        .get(n1.url("/api/v1/cluster/join-tokens"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("tokens");
+    let listed = resp.text().await.expect("text");
+    let tokens: serde_json::Value = serde_json::from_str(&listed).expect("json");
+    let first = tokens
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["id"] == parts[1]))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(first["state"], "used", "{listed}");
+    assert_eq!(first["used_by_node"], 2, "{listed}");
+    assert!(!listed.contains(parts[2]) && !listed.contains(fresh_parts[2]));
+
+    // The cluster port: TLS only, and Raft RPC needs a cluster certificate even with the
+    // secret.
+    let secret =
+        std::fs::read_to_string(dir.path().join("n1").join("cluster.secret")).expect("secret");
+    let anonymous = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let resp = anonymous
+        .post(format!("https://{}/raft/vote", n1.cluster))
+        .bearer_auth(secret.trim())
+        .body("{}")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), 401);
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/cluster/status", n1.cluster))
+        .bearer_auth(secret.trim())
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()),
+        "plaintext is not served"
     );
     for node in [n1, n2] {
         node.stop().await;

@@ -94,7 +94,7 @@ pub struct PeerView {
 /// One member of the cluster as `GET /api/v1/cluster` shows it: its own report (when it
 /// answered) beside the leader's view of it.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct MemberView {
+pub struct ClusterMemberView {
     pub node_id: u64,
     /// Where the other nodes reach its cluster port.
     pub address: String,
@@ -121,7 +121,7 @@ pub struct ClusterView {
     /// The node that answered this request.
     pub asked: u64,
     pub leader: Option<u64>,
-    pub members: Vec<MemberView>,
+    pub members: Vec<ClusterMemberView>,
 }
 
 /// Whether this node staples an OCSP response for a certificate (from its OCSP directory).
@@ -274,6 +274,14 @@ pub trait Backend: Send + Sync + 'static {
     fn tsig_keys(&self) -> Arc<BTreeMap<String, Arc<model::records::TsigKeyRecord>>> {
         Arc::default()
     }
+    /// SHA-256 of the cluster CA, when the cluster has one (join tokens name it).
+    fn cluster_ca_fingerprint(&self) -> Option<String> {
+        None
+    }
+    /// Join tokens issued, by id (secrets hashed).
+    fn join_tokens(&self) -> Arc<BTreeMap<String, model::records::JoinTokenRecord>> {
+        Arc::default()
+    }
     /// This node's response cache.
     fn cache(&self) -> CacheView {
         CacheView::default()
@@ -307,6 +315,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Proposes a change on behalf of `origin`; answers the config revision after it.
     fn propose(&self, change: Change, origin: Origin) -> BoxFuture<'_, Result<u64, ChangeError>>;
     fn raft(&self) -> RaftView;
+    /// Waits until this node has applied everything committed before the call (a read index
+    /// confirmed by the leader's quorum), so that an API read that follows is linearizable.
+    fn read_barrier(&self) -> BoxFuture<'_, Result<(), ChangeError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Every member's state, asked of each over the cluster port. Without a cluster: this
     /// node's own view.
     fn cluster(&self) -> BoxFuture<'_, ClusterView> {
@@ -318,7 +331,7 @@ pub trait Backend: Send + Sync + 'static {
                 members: raft
                     .members
                     .iter()
-                    .map(|(id, address)| MemberView {
+                    .map(|(id, address)| ClusterMemberView {
                         node_id: *id,
                         address: address.clone(),
                         role: if raft.leader == Some(*id) {
@@ -327,7 +340,7 @@ pub trait Backend: Send + Sync + 'static {
                             "voter".into()
                         },
                         reachable: *id == raft.node_id,
-                        ..MemberView::default()
+                        ..ClusterMemberView::default()
                     })
                     .collect(),
             }

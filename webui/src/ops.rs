@@ -639,3 +639,49 @@ pub async fn purge_cache(
         .await?;
     Ok(Purged { here })
 }
+
+/// The longest a join token may live.
+pub const JOIN_TOKEN_MAX_SECONDS: u64 = 7 * 86_400;
+
+/// Issues a single-use join token valid `ttl_seconds`; answers its record and its text (shown
+/// once: only the secret's hash is kept).
+pub async fn issue_join_token(
+    st: &AppState,
+    origin: Origin,
+    ttl_seconds: u64,
+) -> Result<(model::records::JoinTokenRecord, zeroize::Zeroizing<String>), ChangeError> {
+    if ttl_seconds == 0 || ttl_seconds > JOIN_TOKEN_MAX_SECONDS {
+        return Err(ChangeError::Invalid(model::ValidationErrors::single(
+            "ttl_seconds",
+            format!("from 1 to {JOIN_TOKEN_MAX_SECONDS} (a week)"),
+        )));
+    }
+    let Some(pin) = st.backend.cluster_ca_fingerprint() else {
+        return Err(ChangeError::Refused(
+            "this cluster has no CA (it predates cluster TLS, or its first node has not \
+             recorded it yet): nodes join it with the shared secret"
+                .into(),
+        ));
+    };
+    let (token, text) = credentials::cluster_pki::new_join_token(&pin)
+        .map_err(|e| ChangeError::Unavailable(e.to_string()))?;
+    let now = model::unix_ms();
+    let record = model::records::JoinTokenRecord {
+        id: token.id.clone(),
+        secret_sha256: credentials::cluster_pki::secret_hash(&token.secret),
+        created_unix_ms: now,
+        expires_unix_ms: now.saturating_add(ttl_seconds.saturating_mul(1000)),
+        created_by: origin.user.clone(),
+        used_by_node: None,
+        used_unix_ms: None,
+    };
+    st.backend
+        .propose(
+            Change::AddJoinToken {
+                record: record.clone(),
+            },
+            origin,
+        )
+        .await?;
+    Ok((record, text))
+}

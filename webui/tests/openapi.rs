@@ -25,6 +25,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/config"),
     ("PUT", "/config"),
     ("GET", "/status"),
+    ("GET", "/cluster"),
+    ("DELETE", "/cluster/nodes/{node_id}"),
+    ("GET", "/cluster/join-tokens"),
+    ("POST", "/cluster/join-tokens"),
     ("GET", "/cache"),
     ("POST", "/cache/purge"),
     ("GET", "/history"),
@@ -473,6 +477,7 @@ fn fill(path: &str, token_id: &str) -> String {
         ("{address}", "127.0.0.1:1"),
         ("{record}", "www.example.com."),
         ("{site}", "s1"),
+        ("{node_id}", "2"),
     ] {
         if path.contains(param) {
             out = out.replace(param, value);
@@ -528,6 +533,7 @@ async fn sample_body(f: &Fixture, doc: &Value, op: &Op<'_>, path: &str) -> Strin
         }
         ("POST", "/api/v1/certificates/{name}/revoke") => json!({"reason": "superseded"}),
         ("POST", "/api/v1/cache/purge") => json!({"prefix": "site.test/assets/"}),
+        ("POST", "/api/v1/cluster/join-tokens") => json!({"ttl_seconds": 600}),
         ("POST", "/api/v1/dns/tsig-keys") => {
             json!({"name": "xfr.example.org", "secret": "c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IDMyYg=="})
         }

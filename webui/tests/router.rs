@@ -1131,3 +1131,65 @@ async fn writing_the_config_in_force_again_makes_no_revision() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn join_tokens_are_issued_once_by_admins_and_listed_without_secrets() {
+    let f = Fixture::new();
+    let admin = f.token("admin", Role::Admin, None);
+    let operator = f.token("operator", Role::Operator, None);
+    let (status, _, body) = f
+        .api(
+            Method::POST,
+            "/api/v1/cluster/join-tokens",
+            &operator,
+            None,
+            "{}",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, body) = f
+        .api(
+            Method::POST,
+            "/api/v1/cluster/join-tokens",
+            &admin,
+            None,
+            r#"{"ttl_seconds": 0}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("ttl_seconds"), "{body}");
+
+    let (status, _, body) = f
+        .api(
+            Method::POST,
+            "/api/v1/cluster/join-tokens",
+            &admin,
+            None,
+            r#"{"ttl_seconds": 600}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let issued: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let token = issued["token"].as_str().expect("token");
+    let parts = credentials::cluster_pki::parse_token(token).expect("a join token");
+    assert_eq!(parts.ca_sha256, "ab".repeat(32), "it names the cluster CA");
+    let stored = f.backend.lock().join_tokens.clone();
+    let record = stored.get(&parts.id).expect("stored");
+    assert_eq!(
+        record.secret_sha256,
+        credentials::cluster_pki::secret_hash(&parts.secret)
+    );
+    let ttl = record.expires_unix_ms - record.created_unix_ms;
+    assert_eq!(ttl, 600_000);
+    assert!(!format!("{:?}", f.backend.lock().proposed).contains(parts.secret.as_str()));
+
+    let (status, _, body) = f
+        .api(Method::GET, "/api/v1/cluster/join-tokens", &admin, None, "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(listed[0]["id"], parts.id.as_str());
+    assert_eq!(listed[0]["state"], "unused");
+    assert_eq!(listed[0]["created_by"], "admin");
+    assert!(!body.contains(parts.secret.as_str()) && !body.contains(&record.secret_sha256));
+}

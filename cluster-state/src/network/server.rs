@@ -1,5 +1,6 @@
-//! The cluster RPC server: an axum router for Raft messages and `/cluster/join`, behind a
-//! bearer-secret check compared in constant time.
+//! The cluster RPC server: an axum router for Raft messages and the cluster routes, behind
+//! mutual TLS (a cluster-CA client certificate) and a bearer-secret check compared in constant
+//! time. `/cluster/enroll` alone takes a connection without a certificate.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use subtle::ConstantTimeEq;
 
 use super::{
     GossipMessage, JoinRequest, JoinResponse, ProposeAnswer, RemoveRequest, PATH_APPEND,
-    PATH_GOSSIP, PATH_JOIN, PATH_PROPOSE, PATH_REMOVE, PATH_SNAPSHOT, PATH_STATUS, PATH_VOTE,
+    PATH_ENROLL, PATH_GOSSIP, PATH_JOIN, PATH_PROPOSE, PATH_READ_INDEX, PATH_REMOVE, PATH_SNAPSHOT,
+    PATH_STATUS, PATH_VOTE,
 };
 use crate::command::Command;
 use crate::members::Local;
@@ -43,11 +45,9 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut refused_logged = None::<std::time::Instant>;
     loop {
@@ -71,20 +71,49 @@ pub(crate) async fn serve(
             }
             continue;
         };
-        let svc = TowerToHyperService::new(
-            app.clone()
-                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
-        );
+        let app = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(tcp), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "cluster rpc connection ended with an error");
+            let Some(acceptor) = tls else {
+                return serve_connection(tcp, app, PeerCert(false), peer).await;
+            };
+            match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    // rustls verified it against the cluster CA when one was presented.
+                    let verified = stream.get_ref().1.peer_certificates().is_some();
+                    serve_connection(stream, app, PeerCert(verified), peer).await;
+                }
+                Ok(Err(e)) => {
+                    if REFUSED_LOG.due() {
+                        tracing::warn!(%peer, error = %e, "cluster rpc: TLS handshake failed (further refusals for 10 s not logged)");
+                    }
+                }
+                Err(_) => tracing::debug!(%peer, "cluster rpc: TLS handshake timed out"),
             }
         });
+    }
+}
+
+/// Whether the connection presented a client certificate the cluster CA signed.
+#[derive(Clone, Copy, Debug)]
+struct PeerCert(bool);
+
+async fn serve_connection<I>(io: I, app: Router, cert: PeerCert, peer: std::net::SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let svc = TowerToHyperService::new(app.layer(axum::Extension(cert)));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "cluster rpc connection ended with an error");
     }
 }
 
@@ -102,15 +131,20 @@ pub(crate) struct RpcState {
     local: Arc<Local>,
     secret_digest: Arc<[u8; 32]>,
     gossip: super::GossipInbox,
+    /// Cluster TLS is on: every route but enrollment needs a cluster certificate.
+    tls: bool,
+    pub enroller: Arc<std::sync::OnceLock<Arc<dyn super::Enroller>>>,
 }
 
 impl RpcState {
-    pub fn new(local: Arc<Local>, secret: &str, gossip: super::GossipInbox) -> RpcState {
+    pub fn new(local: Arc<Local>, secret: &str, gossip: super::GossipInbox, tls: bool) -> RpcState {
         RpcState {
             raft: local.raft.clone(),
             local,
             secret_digest: Arc::new(digest(secret.as_bytes())),
             gossip,
+            tls,
+            enroller: Arc::default(),
         }
     }
 }
@@ -126,6 +160,8 @@ pub(crate) fn router(state: RpcState) -> Router {
         .route(PATH_GOSSIP, post(gossip))
         .route(PATH_STATUS, get(status))
         .route(PATH_REMOVE, post(remove))
+        .route(PATH_ENROLL, post(enroll))
+        .route(PATH_READ_INDEX, post(read_index))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_secret,
@@ -142,7 +178,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// Hashing both sides first makes the comparison constant-time in the secret's length too.
-async fn require_secret(State(state): State<RpcState>, req: Request, next: Next) -> Response {
+fn secret_presented(state: &RpcState, req: &Request) -> (bool, bool) {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -152,16 +188,48 @@ async fn require_secret(State(state): State<RpcState>, req: Request, next: Next)
         Some(token) => bool::from(digest(token.as_bytes()).ct_eq(&*state.secret_digest)),
         None => false,
     };
+    (presented.is_some(), ok)
+}
+
+/// Every route but enrollment: a cluster certificate (with cluster TLS) and the secret.
+async fn require_secret(State(state): State<RpcState>, mut req: Request, next: Next) -> Response {
+    let cert = req.extensions().get::<PeerCert>().is_some_and(|c| c.0);
+    if req.uri().path() == PATH_ENROLL {
+        let (presented, with_secret) = secret_presented(&state, &req);
+        if presented && !with_secret {
+            if REFUSED_LOG.due() {
+                tracing::warn!(peer = %peer_of(&req), "enrollment refused: wrong cluster secret (further refusals for 10 s not logged)");
+            }
+            let refusal = super::EnrollRefusal {
+                status: 401,
+                error: "wrong cluster secret".into(),
+            };
+            return (StatusCode::UNAUTHORIZED, Json(refusal)).into_response();
+        }
+        req.extensions_mut().insert(WithSecret(with_secret));
+        return next.run(req).await;
+    }
+    if state.tls && !cert {
+        if REFUSED_LOG.due() {
+            tracing::warn!(
+                peer = %peer_of(&req),
+                path = %req.uri().path(),
+                "cluster rpc refused: no cluster certificate (further refusals for 10 s not logged)"
+            );
+        }
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a client certificate from the cluster CA is required\n",
+        )
+            .into_response();
+    }
+    let (presented, ok) = secret_presented(&state, &req);
+    let presented = presented.then_some(());
     if !ok {
         // Anyone can knock: logged at most every 10 s.
         if REFUSED_LOG.due() {
-            let peer = req
-                .extensions()
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.to_string())
-                .unwrap_or_else(|| "unknown".into());
             tracing::warn!(
-                %peer,
+                peer = %peer_of(&req),
                 path = %req.uri().path(),
                 presented = presented.is_some(),
                 "cluster rpc refused: wrong or missing cluster secret (further refusals for 10 s not logged)"
@@ -170,6 +238,40 @@ async fn require_secret(State(state): State<RpcState>, req: Request, next: Next)
         return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
     }
     next.run(req).await
+}
+
+fn peer_of(req: &Request) -> String {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether an enrollment carried the cluster secret as its bearer token.
+#[derive(Clone, Copy, Debug)]
+struct WithSecret(bool);
+
+/// A pristine node asks for its certificate with a join token or the shared secret.
+async fn enroll(
+    State(state): State<RpcState>,
+    axum::Extension(WithSecret(with_secret)): axum::Extension<WithSecret>,
+    Json(req): Json<super::EnrollRequest>,
+) -> Response {
+    let Some(enroller) = state.enroller.get() else {
+        let refusal = super::EnrollRefusal {
+            status: 503,
+            error: "this member cannot enroll nodes yet".into(),
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(refusal)).into_response();
+    };
+    match enroller.enroll(req, with_secret).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(refusal) => (
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::FORBIDDEN),
+            Json(refusal),
+        )
+            .into_response(),
+    }
 }
 
 async fn append(
@@ -282,4 +384,9 @@ async fn status(State(state): State<RpcState>) -> Response {
 /// A member removal forwarded by a follower: done here, as the leader.
 async fn remove(State(state): State<RpcState>, Json(req): Json<RemoveRequest>) -> Response {
     Json(state.local.remove_member(req.node_id).await).into_response()
+}
+
+/// A follower's linearizable read: this node's read index, once a quorum confirmed it leads.
+async fn read_index(State(state): State<RpcState>) -> Response {
+    Json(crate::members::read_index(&state.raft).await).into_response()
 }

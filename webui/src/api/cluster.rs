@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::auth::ApiUser;
 use crate::error::ApiError;
-use crate::openapi::{Conflict, Forbidden, NotFound, Unavailable, Unconfirmed};
+use crate::openapi::{Conflict, Forbidden, Invalid, NotFound, Unavailable, Unconfirmed};
 use crate::{AppState, ClusterView};
 
 /// The cluster's members
@@ -72,4 +72,127 @@ pub(super) async fn remove_member(
     tracing::info!(user = %user.user, node_id, "cluster member removed");
     st.metrics.change("cluster");
     Ok(Json(Removed { removed: node_id }))
+}
+
+/// What a join token is asked for with.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewJoinToken {
+    /// How long it is valid, in seconds: 1 to 604800 (a week); default 3600.
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A join token just issued: `token` is shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedJoinToken {
+    pub id: String,
+    /// `mjt1.<id>.<secret>.<cluster CA sha256>`: give it to `meridian serve --join MEMBER
+    /// --token TOKEN`.
+    pub token: String,
+    pub expires_unix_ms: u64,
+}
+
+/// A join token as listed (never its secret).
+#[derive(Serialize, ToSchema)]
+pub struct JoinTokenView {
+    pub id: String,
+    pub created_by: String,
+    pub created_unix_ms: u64,
+    pub expires_unix_ms: u64,
+    /// `unused`, `used` or `expired`.
+    pub state: String,
+    pub used_by_node: Option<u64>,
+    pub used_unix_ms: Option<u64>,
+}
+
+/// Issues a join token
+///
+/// Role: admin. Single use, valid `ttl_seconds` (default an hour, at most a week). A new node
+/// proves it to join (`meridian serve --join MEMBER --token TOKEN`), and checks the member
+/// against the cluster CA the token names. Only the secret's SHA-256 is kept.
+#[utoipa::path(
+    post,
+    path = "/cluster/join-tokens",
+    tag = "cluster",
+    extensions(("x-meridian-role" = json!("admin"))),
+    request_body = NewJoinToken,
+    responses(
+        (status = 201, description = "Issued", body = IssuedJoinToken),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub(super) async fn create_join_token(
+    user: ApiUser,
+    State(st): State<AppState>,
+    b: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    user.require(Role::Admin)?;
+    let bytes = super::body(b)?;
+    let req: NewJoinToken = if bytes.is_empty() {
+        NewJoinToken { ttl_seconds: None }
+    } else {
+        super::json_body(&bytes)?
+    };
+    let (record, text) =
+        crate::ops::issue_join_token(&st, user.origin(), req.ttl_seconds.unwrap_or(3600)).await?;
+    st.metrics.change("cluster");
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(IssuedJoinToken {
+            id: record.id,
+            token: text.to_string(),
+            expires_unix_ms: record.expires_unix_ms,
+        }),
+    )
+        .into_response())
+}
+
+/// Lists join tokens
+///
+/// Role: admin. Every token issued in the last day or still valid, with who issued it and the
+/// node that used it; never a secret.
+#[utoipa::path(
+    get,
+    path = "/cluster/join-tokens",
+    tag = "cluster",
+    extensions(("x-meridian-role" = json!("admin"))),
+    responses(
+        (status = 200, description = "The tokens", body = Vec<JoinTokenView>),
+        (status = 403, response = Forbidden),
+    ),
+)]
+pub(super) async fn list_join_tokens(
+    user: ApiUser,
+    State(st): State<AppState>,
+) -> Result<Json<Vec<JoinTokenView>>, ApiError> {
+    user.require(Role::Admin)?;
+    Ok(Json(join_token_views(&st)))
+}
+
+pub fn join_token_views(st: &AppState) -> Vec<JoinTokenView> {
+    let now = model::unix_ms();
+    st.backend
+        .join_tokens()
+        .values()
+        .map(|t| JoinTokenView {
+            id: t.id.clone(),
+            created_by: t.created_by.clone(),
+            created_unix_ms: t.created_unix_ms,
+            expires_unix_ms: t.expires_unix_ms,
+            state: if t.used_by_node.is_some() {
+                "used"
+            } else if now >= t.expires_unix_ms {
+                "expired"
+            } else {
+                "unused"
+            }
+            .into(),
+            used_by_node: t.used_by_node,
+            used_unix_ms: t.used_unix_ms,
+        })
+        .collect()
 }

@@ -52,6 +52,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(status))
         .routes(routes!(cluster_status))
         .routes(routes!(remove_member))
+        .routes(routes!(list_join_tokens, create_join_token))
         .routes(routes!(list_history))
         .routes(routes!(get_revision))
         .routes(routes!(rollback))

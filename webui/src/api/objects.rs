@@ -6,21 +6,32 @@ use super::*;
 /// The whole configuration
 ///
 /// Role: viewer. The `ETag` is the revision; send it back in `If-Match` to make a write
-/// conditional on nothing having changed since.
+/// conditional on nothing having changed since. Linearizable: the node answers once it has
+/// applied everything committed before the request (503 without a quorum).
 #[utoipa::path(
     get,
     path = "/config",
     tag = "config",
     extensions(("x-meridian-role" = json!("viewer"))),
-    responses((status = 200, description = "The configuration document", body = ConfigSpec,
-        headers(
-            ("ETag" = String, description = "The config revision, quoted: `\"17\"`"),
-            ("X-Meridian-Revision" = u64, description = "The config revision"),
-        ))),
+    responses(
+        (status = 200, description = "The configuration document", body = ConfigSpec,
+            headers(
+                ("ETag" = String, description = "The config revision, quoted: `\"17\"`"),
+                ("X-Meridian-Revision" = u64, description = "The config revision"),
+            )),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
 )]
-pub(super) async fn get_config(_: ApiUser, State(st): State<AppState>) -> Response {
+pub(super) async fn get_config(
+    _: ApiUser,
+    State(st): State<AppState>,
+) -> Result<Response, ApiError> {
+    st.backend.read_barrier().await?;
     let cfg = st.backend.config();
-    with_revision(Json(&cfg.value.spec).into_response(), cfg.revision)
+    Ok(with_revision(
+        Json(&cfg.value.spec).into_response(),
+        cfg.revision,
+    ))
 }
 
 /// Replaces the whole configuration
@@ -90,12 +101,15 @@ pub(super) async fn put_config(
     tag = "objects",
     extensions(("x-meridian-role" = json!("viewer"))),
     params(("kind" = String, Path, description = "The object kind")),
-    responses((status = 200, description = "Every object of this kind",
-        body = Vec<serde_json::Value>,
-        headers(
-            ("ETag" = String, description = "The config revision, quoted: `\"17\"`"),
-            ("X-Meridian-Revision" = u64, description = "The config revision"),
-        ))),
+    responses(
+        (status = 200, description = "Every object of this kind",
+            body = Vec<serde_json::Value>,
+            headers(
+                ("ETag" = String, description = "The config revision, quoted: `\"17\"`"),
+                ("X-Meridian-Revision" = u64, description = "The config revision"),
+            )),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
 )]
 pub(super) async fn list_objects(
     _: ApiUser,
@@ -103,6 +117,7 @@ pub(super) async fn list_objects(
     Path(k): Path<String>,
 ) -> Result<Response, ApiError> {
     let k = kind(&k)?;
+    st.backend.read_barrier().await?;
     let cfg = st.backend.config();
     Ok(with_revision(
         Json(cfg.value.spec.list_json(k)).into_response(),
@@ -129,6 +144,7 @@ pub(super) async fn list_objects(
                 ("X-Meridian-Revision" = u64, description = "The config revision"),
             )),
         (status = 404, response = NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
     ),
 )]
 pub(super) async fn get_object(
@@ -137,6 +153,7 @@ pub(super) async fn get_object(
     Path((k, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let k = kind(&k)?;
+    st.backend.read_barrier().await?;
     let cfg = st.backend.config();
     let obj = cfg.value.spec.get(k, &name).ok_or(ApiError::NotFound)?;
     Ok(with_revision(

@@ -29,6 +29,7 @@ pub struct State {
     pub fail_next: Option<ChangeError>,
     pub certificates: BTreeMap<String, Arc<CertificateRecord>>,
     pub tsig_keys: BTreeMap<String, Arc<model::records::TsigKeyRecord>>,
+    pub join_tokens: BTreeMap<String, model::records::JoinTokenRecord>,
 }
 
 pub struct Memory(pub Mutex<State>);
@@ -126,8 +127,14 @@ impl Memory {
                 s.auth = Arc::new(auth);
                 return Ok(s.revision);
             }
-            Change::Audit { .. } | Change::RotateTicketKey { .. } | Change::PurgeCache { .. } => {
-                return Ok(s.revision)
+            Change::Audit { .. }
+            | Change::RotateTicketKey { .. }
+            | Change::PurgeCache { .. }
+            | Change::SetClusterCa { .. }
+            | Change::UseJoinToken { .. } => return Ok(s.revision),
+            Change::AddJoinToken { record } => {
+                s.join_tokens.insert(record.id.clone(), record.clone());
+                return Ok(s.revision);
             }
             Change::PutTsigKey { record } => {
                 s.tsig_keys
@@ -251,6 +258,12 @@ impl Backend for Memory {
     fn tsig_keys(&self) -> Arc<BTreeMap<String, Arc<model::records::TsigKeyRecord>>> {
         Arc::new(self.lock().tsig_keys.clone())
     }
+    fn cluster_ca_fingerprint(&self) -> Option<String> {
+        Some("ab".repeat(32))
+    }
+    fn join_tokens(&self) -> Arc<BTreeMap<String, model::records::JoinTokenRecord>> {
+        Arc::new(self.lock().join_tokens.clone())
+    }
     fn cluster_key(&self) -> Arc<credentials::ClusterKey> {
         Arc::new(credentials::ClusterKey::derive("router tests"))
     }
@@ -275,7 +288,17 @@ impl Backend for Memory {
         Box::pin(async move { result })
     }
     fn raft(&self) -> RaftView {
-        RaftView::default()
+        RaftView {
+            node_id: 1,
+            state: "Leader".into(),
+            leader: Some(1),
+            members: vec![(1, "127.0.0.1:9700".into()), (2, "127.0.0.1:9701".into())],
+            voters: vec![1, 2],
+            ..RaftView::default()
+        }
+    }
+    fn remove_member(&self, _node_id: u64) -> BoxFuture<'_, Result<(), ChangeError>> {
+        Box::pin(async { Ok(()) })
     }
     fn health(&self) -> Arc<dyn HealthView> {
         Arc::new(NoHealth)

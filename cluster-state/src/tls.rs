@@ -1,0 +1,247 @@
+//! Mutual TLS between nodes: each node's certificate is signed by the cluster CA, serves the
+//! cluster port and authenticates the node's own requests. TLS 1.3 only, ring as the provider.
+//!
+//! Also the client a pristine node enrolls with: it checks the server against the CA a join
+//! token pins, or (joining with the shared secret, loopback and private networks only) does not
+//! check it at all.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// This node's cluster credentials: the CA, its own certificate and key (PEM).
+#[derive(Clone)]
+pub struct ClusterTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: Zeroizing<String>,
+    /// When the node certificate expires (Unix seconds), for status and alarms.
+    pub not_after_unix: Option<i64>,
+}
+
+// Hand-written so the key never reaches a log line.
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterTls")
+            .field("not_after_unix", &self.not_after_unix)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cluster TLS: {0}")]
+    Pem(String),
+    #[error("cluster TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("cluster TLS: {0}")]
+    Verifier(String),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem(format!("{what}: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem(format!("{what}: no certificate")));
+    }
+    Ok(certs)
+}
+
+impl ClusterTls {
+    fn roots(&self) -> Result<RootCertStore, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for c in certs(&self.ca_pem, "cluster CA")? {
+            roots.add(c)?;
+        }
+        Ok(roots)
+    }
+
+    /// The node certificate followed by the CA, so that a joining node can find the CA its
+    /// token pins.
+    fn chain(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let mut chain = certs(&self.cert_pem, "node certificate")?;
+        chain.extend(certs(&self.ca_pem, "cluster CA")?);
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|e| TlsError::Pem(format!("node key: {e}")))?;
+        Ok((chain, key))
+    }
+
+    /// The cluster port: a client certificate from the cluster CA is asked for and verified
+    /// when given; a connection without one reaches only the enrollment route.
+    pub(crate) fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let (chain, key) = self.chain()?;
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
+        Ok(Arc::new(config))
+    }
+
+    /// Requests to other nodes: their certificate must chain to the cluster CA and name the
+    /// address dialed; ours goes along.
+    pub(crate) fn client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let (chain, key) = self.chain()?;
+        Ok(rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(chain, key)?)
+    }
+}
+
+/// SHA-256 of a certificate's DER, hex.
+fn fingerprint(der: &[u8]) -> String {
+    let d: [u8; 32] = Sha256::digest(der).into();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a pristine node checks the member it enrolls with.
+#[derive(Debug, Clone)]
+pub enum EnrollTrust {
+    /// The server's chain must hold a CA with this SHA-256 (from the join token), and the
+    /// server's certificate must chain to it and name the address dialed.
+    PinnedCa(String),
+    /// Not checked: joining with the shared secret, on loopback or a private network only.
+    Unverified,
+}
+
+/// The client a pristine node enrolls with.
+pub fn enroll_client(trust: EnrollTrust) -> Result<reqwest::Client, TlsError> {
+    let verifier: Arc<dyn ServerCertVerifier> = match trust {
+        EnrollTrust::PinnedCa(pin) => Arc::new(PinnedCa {
+            pin: pin.to_ascii_lowercase(),
+        }),
+        EnrollTrust::Unverified => Arc::new(Unverified),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .no_proxy()
+        .use_preconfigured_tls(config)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))
+}
+
+#[derive(Debug)]
+struct PinnedCa {
+    pin: String,
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(ca) = intermediates.iter().find(|c| fingerprint(c) == self.pin) else {
+            return Err(rustls::Error::General(
+                "the member's cluster CA is not the one the join token names".into(),
+            ));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        webpki.verify_server_cert(end_entity, &[], server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct Unverified;
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        PinnedCa { pin: String::new() }.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        PinnedCa { pin: String::new() }.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        PinnedCa { pin: String::new() }.supported_verify_schemes()
+    }
+}

@@ -3,6 +3,8 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
+#[path = "e2e/linearizable.rs"]
+mod linearizable;
 #[path = "e2e/netns.rs"]
 mod netns;
 
@@ -16,6 +18,8 @@ mod cache;
 mod cli;
 #[path = "e2e/cluster.rs"]
 mod cluster;
+#[path = "e2e/faults.rs"]
+mod faults;
 #[path = "e2e/flow.rs"]
 mod flow;
 #[path = "e2e/geoip.rs"]

@@ -109,13 +109,34 @@ pub(crate) struct Local {
     pub committed: Arc<AtomicU64>,
     pub out_of_service: Arc<AtomicBool>,
     pub cert_not_after_unix: Option<i64>,
+    /// When a leader last sent this node AppendEntries (heartbeats included).
+    pub leader_heard: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A follower that has not heard its leader for this long does not forward writes to it: it
+/// refuses them at once (the leader heartbeats every 200 ms).
+pub const LEADER_SILENT_MS: u64 = 1_000;
+
 impl Local {
+    pub fn heard_leader(&self) {
+        *self
+            .leader_heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
+    }
+
+    /// Milliseconds since a leader last sent AppendEntries here; `None` if none ever did.
+    pub fn leader_silent_ms(&self) -> Option<u64> {
+        self.leader_heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|t| millis(t.elapsed()))
+    }
+
     pub fn status(&self) -> RaftStatus {
         let m = self.raft.metrics().borrow().clone();
         let state = if self.out_of_service.load(Ordering::Relaxed) {

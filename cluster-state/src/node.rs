@@ -68,6 +68,8 @@ pub struct ClusterNode {
     scheme: &'static str,
     enroller: Arc<std::sync::OnceLock<Arc<dyn network::Enroller>>>,
     raft: Raft,
+    /// The last leader this node knew (id, cluster address), for errors while none is known.
+    last_leader: Arc<Mutex<Option<(u64, String)>>>,
     /// Status and membership changes, shared with the RPC server.
     local: Arc<Local>,
     applied: watch::Receiver<Applied>,
@@ -169,8 +171,41 @@ impl ClusterNode {
         match self.propose_local(cmd.clone()).await {
             Err(ProposeError::NotLeader {
                 leader: Some(leader),
-            }) => self.forward(network::PATH_PROPOSE, &cmd, leader).await,
+            }) => {
+                // A leader silent for a second is cut off from this node, or gone: the write
+                // would only hang until it times out.
+                match self.local.leader_silent_ms() {
+                    Some(ms) if ms > members::LEADER_SILENT_MS => {
+                        Err(ProposeError::Unavailable(format!(
+                            "the leader at {leader} has not been heard from for {ms} ms (this \
+                             node may be cut off from it); nothing was appended (safe to retry)"
+                        )))
+                    }
+                    _ => self.forward(network::PATH_PROPOSE, &cmd, leader).await,
+                }
+            }
+            Err(ProposeError::NotLeader { leader: None }) => {
+                Err(ProposeError::Unavailable(self.no_leader()))
+            }
             other => other,
+        }
+    }
+
+    /// Why a write cannot go anywhere now, naming the last leader this node knew.
+    fn no_leader(&self) -> String {
+        let last = self
+            .last_leader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match last {
+            Some((id, addr)) => format!(
+                "no leader is known to this node (it cannot reach a majority; the last leader \
+                 it knew is node {id} at {addr}); nothing was appended (safe to retry)"
+            ),
+            None => {
+                "no leader is known to this node; nothing was appended (safe to retry)".to_string()
+            }
         }
     }
 
@@ -479,6 +514,7 @@ impl ClusterNode {
             committed,
             out_of_service: out_of_service.clone(),
             cert_not_after_unix: cfg.tls.as_ref().and_then(|t| t.not_after_unix),
+            leader_heard: Mutex::new(None),
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let gossip = network::GossipInbox::default();
@@ -491,7 +527,12 @@ impl ClusterNode {
         let enroller = rpc_state.enroller.clone();
         let app = network::router(rpc_state);
         let server = tokio::spawn(network::serve(rpc_listener, app, acceptor, stop_rx));
-        let monitor = tokio::spawn(monitor_fatal(raft.clone(), out_of_service.clone()));
+        let last_leader = Arc::new(Mutex::new(None));
+        let monitor = tokio::spawn(monitor_fatal(
+            raft.clone(),
+            out_of_service.clone(),
+            last_leader.clone(),
+        ));
 
         let mut node = ClusterNode {
             node_id: cfg.node_id,
@@ -500,6 +541,7 @@ impl ClusterNode {
             scheme,
             enroller,
             raft,
+            last_leader,
             local,
             applied,
             bootstrapped_now: false,
@@ -587,22 +629,36 @@ impl ClusterNode {
                     ProposeError::Unknown(why)
                 }
             };
-            let resp = self
-                .http
-                .post(format!("{}://{leader}{path}", self.scheme))
-                .bearer_auth(&*self.secret)
-                .json(body)
-                .timeout(PROPOSE_TIMEOUT)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            let status = resp.status();
-            if !status.is_success() {
-                return Err(ProposeError::Unknown(format!(
-                    "the leader at {leader} answered http {status}"
-                )));
-            }
-            match resp.json::<ProposeAnswer>().await.map_err(unavailable)? {
+            let call = async {
+                let resp = self
+                    .http
+                    .post(format!("{}://{leader}{path}", self.scheme))
+                    .bearer_auth(&*self.secret)
+                    .json(body)
+                    .timeout(PROPOSE_TIMEOUT)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                let status = resp.status();
+                if !status.is_success() {
+                    return Err(ProposeError::Unknown(format!(
+                        "the leader at {leader} answered http {status}"
+                    )));
+                }
+                resp.json::<ProposeAnswer>().await.map_err(unavailable)
+            };
+            // A leader that stops heartbeating while the write is in flight is cut off or
+            // gone: answer now (outcome unknown) rather than at the timeout.
+            let answer = tokio::select! {
+                answer = call => answer?,
+                ms = self.leader_goes_silent() => {
+                    return Err(ProposeError::Unknown(format!(
+                        "the leader at {leader} went silent ({ms} ms without a heartbeat) \
+                         while the write was in flight; it may still be applied"
+                    )))
+                }
+            };
+            match answer {
                 ProposeAnswer::NotLeader { leader: Some(next) } if next != leader => leader = next,
                 answer => return self.settle(answer).await,
             }
@@ -610,6 +666,19 @@ impl ClusterNode {
         Err(ProposeError::NotLeader {
             leader: Some(leader),
         })
+    }
+
+    /// Resolves (with the silence in ms) once no leader has sent AppendEntries here for
+    /// [`members::LEADER_SILENT_MS`].
+    async fn leader_goes_silent(&self) -> u64 {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(ms) = self.local.leader_silent_ms() {
+                if ms > members::LEADER_SILENT_MS {
+                    return ms;
+                }
+            }
+        }
     }
 
     /// What the leader's answer means here: once committed, waits until this node applied it
@@ -728,11 +797,23 @@ fn raft_config() -> Result<Arc<openraft::Config>, StartError> {
 
 /// Watches Raft's metrics; a fatal error takes the node out of service (proposals then fail
 /// with `Unavailable`) until the process is restarted.
-async fn monitor_fatal(raft: Raft, out_of_service: Arc<AtomicBool>) {
+async fn monitor_fatal(
+    raft: Raft,
+    out_of_service: Arc<AtomicBool>,
+    last_leader: Arc<Mutex<Option<(u64, String)>>>,
+) {
     let mut metrics = raft.metrics();
     loop {
         let fatal = {
             let m = metrics.borrow_and_update();
+            if let Some(id) = m.current_leader {
+                if let Some((_, node)) = m.membership_config.nodes().find(|(n, _)| **n == id) {
+                    *last_leader
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((id, node.addr.clone()));
+                }
+            }
             match &m.running_state {
                 // A normal stop (shutdown) is not a failure.
                 Err(openraft::error::Fatal::Stopped) => {

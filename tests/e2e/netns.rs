@@ -97,6 +97,31 @@ impl Lan {
         ]);
     }
 
+    /// Restores what [`Lan::cut`] took.
+    pub fn heal(&self, host: &Host, to: Ipv4Addr) {
+        ip(&[
+            "netns",
+            "exec",
+            &host.ns,
+            "ip",
+            "route",
+            "del",
+            "prohibit",
+            &format!("{to}/32"),
+        ]);
+    }
+
+    /// Cuts `a` and `b` off from each other, both ways.
+    pub fn partition(&self, a: &Host, b: &Host) {
+        self.cut(a, b.ip);
+        self.cut(b, a.ip);
+    }
+
+    pub fn unpartition(&self, a: &Host, b: &Host) {
+        self.heal(a, b.ip);
+        self.heal(b, a.ip);
+    }
+
     /// A new namespace on the LAN, with loopback up and the next address.
     pub fn host(&mut self) -> Host {
         let i = self.namespaces.len();

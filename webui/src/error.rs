@@ -89,7 +89,7 @@ impl IntoResponse for ApiError {
                 tracing::warn!(error = %why, "cluster unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    json!({"error": "the cluster cannot commit changes right now; nothing was changed"}),
+                    json!({"error": "the cluster cannot commit changes right now; nothing was changed", "detail": why}),
                 )
             }
             ApiError::Change(ChangeError::Unknown(why)) => {

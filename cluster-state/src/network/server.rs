@@ -278,6 +278,7 @@ async fn append(
     State(state): State<RpcState>,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Response {
+    state.local.heard_leader();
     Json(state.raft.append_entries(req).await).into_response()
 }
 

@@ -231,6 +231,7 @@ impl webui::Backend for NodeBackend {
                         last_applied: m.status.as_ref().map(|s| s.last_applied),
                         lag: m.lag,
                         last_contact_ms: m.last_contact_ms,
+                        cert_not_after_unix: m.status.as_ref().and_then(|s| s.cert_not_after_unix),
                     })
                     .collect(),
             }
@@ -290,6 +291,20 @@ impl webui::Backend for NodeBackend {
             ));
         }
         alarms.extend(peer_alarms(&raft));
+        if let Some(not_after) = raft.cert_not_after_unix {
+            let left = not_after - i64::try_from(model::unix_ms() / 1000).unwrap_or(i64::MAX);
+            if left < 30 * 86_400 {
+                alarms.push(format!(
+                    "Cluster TLS: this node's certificate {} (node.pem in <data_dir>/cluster-tls); \
+                     enroll the node again before it does",
+                    if left <= 0 {
+                        "has expired".to_string()
+                    } else {
+                        format!("expires in {} days", left / 86_400)
+                    }
+                ));
+            }
+        }
         let revision = self.cluster.current().config.revision;
         let serving = self.dataplane.revision();
         if serving != revision {

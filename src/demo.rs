@@ -312,6 +312,8 @@ Meridian demo is running: one node, data in {data}
   API token   MERIDIAN_API={admin_url} MERIDIAN_PASSWORD=<password> meridian token create
   Config      MERIDIAN_API={admin_url} MERIDIAN_TOKEN=<token> meridian config get
   Drain       MERIDIAN_TOKEN=<token> meridian member --pool mesh --address {EAST}:{port} draining
+  Cluster     MERIDIAN_TOKEN=<token> meridian cluster status   (members, lag, certificate expiry; /console/cluster)
+  Join token  MERIDIAN_TOKEN=<token> meridian cluster token    (a second node: meridian serve --join {cluster} --token <it>)
   Pages       {admin_url}/console/pools/mesh (live counters, Drain/Disable), /console/history
               (diff, rollback), /console/audit, /console/users (viewer and operator roles)
 
@@ -325,6 +327,7 @@ Stop with Ctrl-C; run again on the same folder to keep the config.
         dns_ip = node.dns.ip(),
         dns_port = node.dns.port(),
         port = args.backend_port,
+        cluster = node.cluster_addr,
     );
 }
 

@@ -346,3 +346,98 @@ async fn a_node_joining_after_compaction_receives_a_snapshot() {
     n2.shutdown().await;
     n1.shutdown().await;
 }
+
+/// A member that was down while the others took a snapshot past its last entry comes back on
+/// its address and catches up. (openraft postpones purging entries a lagging member's
+/// replication still has in flight, so it often catches up from the log; a node that joins
+/// after the purge gets the snapshot, above.) Also: a stopped node's open connections stop
+/// serving, so the restarted node on the same port answers, not the stopped one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_down_through_a_snapshot_catches_up() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "openraft=info,cluster_state=debug",
+            ))
+            .try_init();
+    }
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let (cfg1, l1) = config(dirs[0].path(), 1).await;
+    let leader_addr = cfg1.rpc_advertise.clone();
+    let n1 = ClusterNode::start(cfg1, l1).await.expect("starts");
+    let mut followers = Vec::new();
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        let (cfg, l) = config(dir.path(), i as u64 + 1).await;
+        let addr = cfg.rpc_advertise.clone();
+        let node = ClusterNode::start_for_join(cfg, l).await.expect("starts");
+        node.join(&leader_addr).await.expect("joins");
+        followers.push((node, addr));
+    }
+    let (n3, addr3) = followers.pop().expect("node 3");
+    let (n2, _) = followers.pop().expect("node 2");
+    let rev = n1
+        .propose(upsert(None, pool("web", 8080)))
+        .await
+        .expect("committed");
+    let mut rx3 = n3.subscribe();
+    wait_for_revision(&mut rx3, rev).await;
+    n3.shutdown().await;
+    drop((n3, rx3));
+
+    // Well past the 100 entries kept after a snapshot.
+    for i in 0..150 {
+        let cmd = Command::from(Change::SetUser {
+            name: format!("user{i}"),
+            password_hash: "$argon2id$x".into(),
+            role: model::Role::Admin,
+            disabled: false,
+        });
+        n1.propose(cmd).await.expect("committed by nodes 1 and 2");
+    }
+    let snap = n1.trigger_snapshot().await.expect("snapshot built");
+    assert!(snap > 150);
+
+    let l3 = {
+        let mut tries = 0;
+        loop {
+            match TcpListener::bind(&addr3).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("rebinding {addr3}: {e}"),
+            }
+        }
+    };
+    let cfg3 = NodeConfig {
+        node_id: 3,
+        data_dir: dirs[2].path().to_path_buf(),
+        rpc_advertise: addr3,
+        cluster_secret: SECRET.to_string(),
+        tls: None,
+    };
+    let n3 = ClusterNode::start(cfg3, l3).await.expect("restarts");
+    assert!(!n3.bootstrapped_now());
+    let mut rx3 = n3.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        rx3.wait_for(|a| a.auth.users.len() == 150),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "caught up in time: leader {:?}, node 3 {:?}",
+            n1.status(),
+            n3.status()
+        )
+    })
+    .expect("watch open");
+    assert_eq!(n3.current().config.value, n1.current().config.value);
+    n3.shutdown().await;
+    n2.shutdown().await;
+    n1.shutdown().await;
+}

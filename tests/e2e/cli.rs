@@ -221,7 +221,7 @@ async fn help_explains_every_subcommand() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for sub in [
-        "demo", "serve", "config", "token", "status", "member", "site", "dns",
+        "demo", "serve", "config", "token", "status", "member", "site", "dns", "cluster",
     ] {
         assert!(text.contains(sub), "{sub} missing from --help:\n{text}");
     }

@@ -113,6 +113,8 @@ pub struct ClusterMemberView {
     pub lag: Option<u64>,
     /// Milliseconds since it last answered the leader.
     pub last_contact_ms: Option<u64>,
+    /// When its cluster certificate expires (Unix seconds); absent without cluster TLS.
+    pub cert_not_after_unix: Option<i64>,
 }
 
 /// The whole cluster, as gathered by one node from every member.

@@ -1192,4 +1192,35 @@ async fn join_tokens_are_issued_once_by_admins_and_listed_without_secrets() {
     assert_eq!(listed[0]["state"], "unused");
     assert_eq!(listed[0]["created_by"], "admin");
     assert!(!body.contains(parts.secret.as_str()) && !body.contains(&record.secret_sha256));
+
+    // The console: an admin issues one and sees it once; the page lists them, and the members
+    // with their certificate expiry column.
+    let s = f.login("admin");
+    let (status, page) = f
+        .post(&s, "/console/cluster/join-tokens", &[("ttl_minutes", "15")])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{page}");
+    let shown = page
+        .split("id=\"join-token\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the token shown");
+    let shown = credentials::cluster_pki::parse_token(shown).expect("a join token");
+    let (status, page) = f.get(&s, "/console/cluster").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(&shown.id) && page.contains(&parts.id),
+        "{page}"
+    );
+    assert!(!page.contains(shown.secret.as_str()));
+    assert!(page.contains("Certificate expires"));
+    let viewer = f.login("viewer");
+    let (status, _) = f
+        .post(
+            &viewer,
+            "/console/cluster/join-tokens",
+            &[("ttl_minutes", "15")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -41,7 +41,8 @@ pub(crate) const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves `app` on `listener` until `stop` fires: each connection under [`HEADER_TIMEOUT`],
-/// each request under [`REQUEST_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once.
+/// each request under [`REQUEST_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once. When it stops,
+/// every open connection is closed too: none may go on serving a stopped Raft node.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -50,9 +51,12 @@ pub(crate) async fn serve(
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut refused_logged = None::<std::time::Instant>;
+    // Dropped on return: aborts every connection task.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             _ = &mut stop => return,
+            Some(_) = connections.join_next() => continue,
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
@@ -75,7 +79,7 @@ pub(crate) async fn serve(
             .clone()
             .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
         let tls = tls.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             let Some(acceptor) = tls else {
                 return serve_connection(tcp, app, PeerCert(false), peer).await;

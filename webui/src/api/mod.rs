@@ -38,6 +38,7 @@ mod users;
 use cache::*;
 pub use certificates::Views as CertificateViews;
 use certificates::*;
+pub use cluster::join_token_views;
 use cluster::*;
 use dns::*;
 use history::*;

@@ -49,6 +49,10 @@ pub fn routes() -> Router<AppState> {
         .route("/console/zones/tsig", post(pages::tsig_key))
         .route("/console/cluster", get(pages::cluster))
         .route(
+            "/console/cluster/join-tokens",
+            post(pages::issue_join_token),
+        )
+        .route(
             "/console/cluster/{id}/remove",
             get(pages::confirm_remove).post(pages::remove),
         )

@@ -845,7 +845,16 @@ pub struct MemberRow {
     pub applied: String,
     pub lag: String,
     pub contact: String,
+    pub cert_expires: String,
     pub remove_href: String,
+}
+
+pub struct JoinTokenRow {
+    pub id: String,
+    pub state: String,
+    pub created_by: String,
+    pub expires: String,
+    pub used_by: String,
 }
 
 #[derive(Template)]
@@ -857,6 +866,10 @@ struct ClusterTemplate {
     revision: u64,
     members: Vec<MemberRow>,
     quorum: String,
+    join_tokens: Vec<JoinTokenRow>,
+    /// A join token just issued: shown this once.
+    new_token: String,
+    tls: bool,
 }
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {
@@ -893,6 +906,10 @@ pub fn member_rows(view: &crate::ClusterView) -> Vec<MemberRow> {
                     || "–".to_string(),
                     |ms| format!("{:.1} s ago", ms as f64 / 1000.0),
                 ),
+                cert_expires: m
+                    .cert_not_after_unix
+                    .and_then(|t| u64::try_from(t).ok())
+                    .map_or_else(|| "–".to_string(), |t| super::time(t * 1000)),
                 remove_href: format!("/console/cluster/{}/remove", m.node_id),
             }
         })
@@ -900,6 +917,10 @@ pub fn member_rows(view: &crate::ClusterView) -> Vec<MemberRow> {
 }
 
 pub async fn cluster(user: ConsoleUser, State(st): State<AppState>) -> Response {
+    render(&cluster_page(&st, &user, String::new()).await)
+}
+
+async fn cluster_page(st: &AppState, user: &ConsoleUser, new_token: String) -> ClusterTemplate {
     let raft = st.backend.raft();
     let view = st.backend.cluster().await;
     let voters = view.members.iter().filter(|m| m.role != "learner").count();
@@ -908,8 +929,27 @@ pub async fn cluster(user: ConsoleUser, State(st): State<AppState>) -> Response 
         .iter()
         .filter(|m| m.role != "learner" && m.reachable)
         .count();
-    render(&ClusterTemplate {
-        chrome: Chrome::new(&st, &user, "cluster"),
+    let join_tokens = if user.role >= Role::Admin {
+        crate::api::join_token_views(st)
+            .into_iter()
+            .map(|t| JoinTokenRow {
+                id: t.id,
+                state: t.state,
+                created_by: t.created_by,
+                expires: super::time(t.expires_unix_ms),
+                used_by: t
+                    .used_by_node
+                    .map_or_else(|| "–".to_string(), |n| format!("node {n}")),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    ClusterTemplate {
+        chrome: Chrome::new(st, user, "cluster"),
+        join_tokens,
+        new_token,
+        tls: st.backend.cluster_ca_fingerprint().is_some(),
         leader: raft
             .leader
             .map(|l| l.to_string())
@@ -922,7 +962,40 @@ pub async fn cluster(user: ConsoleUser, State(st): State<AppState>) -> Response 
         members: member_rows(&view),
         raft,
         revision: st.backend.config().revision,
-    })
+    }
+}
+
+/// Issues a join token from the console (admin); the page shows it this once.
+pub async fn issue_join_token(
+    user: ConsoleUser,
+    State(st): State<AppState>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(r) = csrf(&user, &pairs).and_then(|_| require(&user, Role::Admin)) {
+        return r.into_response();
+    }
+    let minutes = super::field(&pairs, "ttl_minutes").trim();
+    let ttl = match minutes.parse::<u64>() {
+        Ok(m) => m.saturating_mul(60),
+        Err(_) => {
+            return super::message(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                Some(Chrome::new(&st, &user, "cluster")),
+                "Join token not issued",
+                &format!("{minutes:?} is not a number of minutes"),
+            )
+        }
+    };
+    match crate::ops::issue_join_token(&st, user.origin(), ttl).await {
+        Ok((_, text)) => {
+            st.metrics.change("cluster");
+            super::with_status(
+                render(&cluster_page(&st, &user, text.to_string()).await),
+                axum::http::StatusCode::CREATED,
+            )
+        }
+        Err(e) => change_failed(&st, &user, "cluster", e),
+    }
 }
 
 pub async fn confirm_remove(

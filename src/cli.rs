@@ -84,6 +84,27 @@ pub enum Command {
     /// The Raft cluster: every member's state, and removing a member.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Write a backup of the cluster (admin): the config, users and tokens, certificates and
+    /// TSIG keys, keys still sealed with the cluster key. Consistent: taken after everything
+    /// committed before it.
+    Backup {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The file to write (mode 0600).
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
+    /// Seed a new cluster from a backup, on its first node: an empty data dir, no `join`, and
+    /// `cluster_secret_file` set to the old cluster's secret (the sealed keys open only with
+    /// it). Exits when done; then run `meridian serve` with the same config.
+    Restore {
+        /// Node config file of the new cluster's first node.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The backup `meridian backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Show the node's revision, Raft state, listeners and health.
     Status {
         #[command(flatten)]
@@ -395,6 +416,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cache(c) => crate::client::cache(c).await,
         Command::Status { api } => crate::client::status(api).await,
         Command::Cluster(cmd) => crate::client::cluster(cmd).await,
+        Command::Backup { api, out } => crate::client::backup(api, &out).await,
+        Command::Restore { config, from } => crate::node::restore(&config, &from).await,
         Command::Member {
             api,
             pool,

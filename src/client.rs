@@ -339,6 +339,30 @@ fn cluster_table(v: &serde_json::Value) -> String {
     out
 }
 
+pub async fn backup(api: ApiArgs, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let http = http_client(api.ca_cert.as_deref())?;
+    let resp = authed(http.get(url(&api.api, "/backup")), &api)?
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", api.api))?;
+    if !resp.status().is_success() {
+        return Ok(report_error(resp).await);
+    }
+    let bytes = resp.bytes().await?;
+    let backup: model::records::Backup =
+        serde_json::from_slice(&bytes).context("the API answered something not a backup")?;
+    crate::node::write_private_file(out, &bytes)?;
+    eprintln!(
+        "wrote {} (revision {}, {} users, {} certificates, {} TSIG keys; keys sealed with the cluster key)",
+        out.display(),
+        backup.revision,
+        backup.auth.users.len(),
+        backup.certificates.len(),
+        backup.tsig_keys.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn dns(cmd: DnsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DnsCommand::Explain {

@@ -461,6 +461,70 @@ async fn ensure_admin(cluster: &ClusterNode, data_dir: &Path) -> anyhow::Result<
     Ok(Some(password))
 }
 
+/// `meridian restore`: seeds a new cluster from a backup on its first node, then stops.
+pub async fn restore(config: &Path, from: &Path) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let backup: model::records::Backup = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a Meridian backup", from.display()))?;
+    if backup.format != model::records::BACKUP_FORMAT {
+        anyhow::bail!(
+            "{} is a backup of format {:?}; this release reads {}",
+            from.display(),
+            backup.format,
+            model::records::BACKUP_FORMAT
+        );
+    }
+    let cfg = NodeConfig::load(config)?;
+    if cfg.join.is_some() {
+        anyhow::bail!("restore seeds a new cluster on its first node: remove `join`");
+    }
+    if cfg.data_dir.join("raft").exists() {
+        anyhow::bail!(
+            "restore seeds a new cluster: {} already holds one; give an empty data_dir",
+            cfg.data_dir.display()
+        );
+    }
+    // The sealed keys open only with the old cluster's secret: check before anything starts.
+    create_private_dir(&cfg.data_dir)?;
+    let key = credentials::ClusterKey::derive(&cluster_secret(&cfg)?);
+    let sealed_ok = backup
+        .certificates
+        .values()
+        .all(|c| credentials::unseal(&c.key, &key).is_ok())
+        && backup
+            .tsig_keys
+            .values()
+            .all(|t| credentials::open_tsig_key(t, &key).is_ok());
+    if !sealed_ok {
+        anyhow::bail!(
+            "the backup's keys do not open with this node's cluster secret: set \
+             cluster_secret_file to the old cluster's cluster.secret"
+        );
+    }
+    let node = Node::start(&cfg).await?;
+    let revision = node
+        .cluster
+        .propose(model::Change::Restore {
+            backup: Box::new(backup.clone()),
+        })
+        .await
+        .context("cannot restore the backup")?;
+    // The backup's users replace the admin made at this first start.
+    let _ = std::fs::remove_file(cfg.data_dir.join(INITIAL_PASSWORD_FILE));
+    node.shutdown().await;
+    println!(
+        "restored the backup of revision {} ({} users, {} certificates, {} TSIG keys) as revision \
+         {revision}; start the node with `meridian serve --config {}`",
+        backup.revision,
+        backup.auth.users.len(),
+        backup.certificates.len(),
+        backup.tsig_keys.len(),
+        config.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The cluster secret and this node's cluster certificate: loaded; or made with a new cluster
 /// CA on a pristine node that bootstraps; or enrolled for at `join` with a join token or the
 /// shared secret. `None` for a node whose data predates cluster TLS (plaintext RPC).

@@ -365,6 +365,52 @@ impl Document {
                     cluster_changed: false,
                 })
             }
+            Change::Restore { backup } => {
+                if backup.format != model::records::BACKUP_FORMAT {
+                    return Err(ApplyError::Refused(format!(
+                        "unknown backup format {:?} (this release reads {})",
+                        backup.format,
+                        model::records::BACKUP_FORMAT
+                    )));
+                }
+                if !backup
+                    .auth
+                    .users
+                    .values()
+                    .any(|u| u.role == model::Role::Admin && !u.disabled)
+                {
+                    return Err(ApplyError::Refused(
+                        "the backup has no enabled admin: nobody could manage the cluster".into(),
+                    ));
+                }
+                let saved = (
+                    std::mem::take(&mut self.certificates),
+                    std::mem::take(&mut self.tsig_keys),
+                );
+                self.certificates = backup
+                    .certificates
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+                    .collect();
+                self.tsig_keys = backup
+                    .tsig_keys
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+                    .collect();
+                match self.commit_spec(backup.spec.clone()) {
+                    Ok(mut outcome) => {
+                        self.auth = backup.auth.clone();
+                        outcome.auth_changed = true;
+                        outcome.certificates_changed = true;
+                        outcome.tsig_keys_changed = true;
+                        Ok(outcome)
+                    }
+                    Err(e) => {
+                        (self.certificates, self.tsig_keys) = saved;
+                        Err(e)
+                    }
+                }
+            }
             Change::SetClusterCa { record } => {
                 if let Some(ca) = &self.cluster_ca {
                     return Err(ApplyError::Refused(format!(

@@ -89,6 +89,11 @@ pub enum Change {
     RotateTicketKey {
         record: crate::records::TicketKeyRecord,
     },
+    /// Seeds a cluster from a backup: the config, users and tokens, certificates and TSIG keys
+    /// (still sealed) replace this cluster's, as a new revision.
+    Restore {
+        backup: Box<crate::records::Backup>,
+    },
     /// Records the cluster CA, once: refused when the cluster has one.
     SetClusterCa {
         record: crate::records::ClusterCaRecord,
@@ -351,6 +356,10 @@ impl Change {
             Change::SetClusterCa { record } => {
                 format!("create the cluster CA (sha256 {})", record.fingerprint)
             }
+            Change::Restore { backup } => format!(
+                "restore the backup of revision {} taken at {} ms",
+                backup.revision, backup.created_unix_ms
+            ),
             Change::AddJoinToken { record } => format!("issue join token {}", record.id),
             Change::UseJoinToken { id, node_id, .. } => {
                 format!("node {node_id} joins with token {id}")
@@ -370,6 +379,7 @@ impl Change {
         matches!(
             self,
             Change::ReplaceConfig { .. }
+                | Change::Restore { .. }
                 | Change::Upsert { .. }
                 | Change::Delete { .. }
                 | Change::Rollback { .. }
@@ -489,6 +499,11 @@ impl fmt::Debug for Change {
             Change::PurgeCache { selector } => f
                 .debug_struct("PurgeCache")
                 .field("selector", selector)
+                .finish(),
+            Change::Restore { backup } => f
+                .debug_struct("Restore")
+                .field("revision", &backup.revision)
+                .field("created_unix_ms", &backup.created_unix_ms)
                 .finish(),
             Change::SetClusterCa { record } => f
                 .debug_struct("SetClusterCa")

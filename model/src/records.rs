@@ -283,6 +283,24 @@ impl fmt::Debug for ClusterCaRecord {
     }
 }
 
+/// What `meridian backup` writes and `meridian restore` seeds a new cluster with: the config,
+/// users and tokens (hashes only), and the credential store (keys sealed with the cluster key,
+/// so the new cluster needs the old one's cluster secret to use them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    /// `meridian-backup/1`.
+    pub format: String,
+    pub created_unix_ms: u64,
+    /// The config revision it was taken at.
+    pub revision: u64,
+    pub spec: crate::ConfigSpec,
+    pub auth: AuthState,
+    pub certificates: BTreeMap<String, CertificateRecord>,
+    pub tsig_keys: BTreeMap<String, TsigKeyRecord>,
+}
+
+pub const BACKUP_FORMAT: &str = "meridian-backup/1";
+
 /// A single-use join token: only the SHA-256 of its secret is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JoinTokenRecord {

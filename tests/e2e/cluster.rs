@@ -635,3 +635,120 @@ async fn nodes_join_with_single_use_tokens_over_mutual_tls() {
         node.stop().await;
     }
 }
+
+/// `meridian backup` writes the config, users, tokens and credentials (keys still sealed);
+/// `meridian restore` seeds a new cluster from it, which serves the same config and takes the
+/// old tokens; without the old cluster's secret the restore is refused before anything starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_seeds_a_new_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = Meridian::start(&dir.path().join("n1")).await;
+    let token = n1.token().await;
+    let (status, body) = n1
+        .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let secret = "c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IDMyYg==";
+    let resp = n1
+        .http
+        .post(n1.url("/api/v1/dns/tsig-keys"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "xfr.c.test", "secret": secret}))
+        .send()
+        .await
+        .expect("tsig key");
+    assert_eq!(resp.status(), 201);
+
+    let file = dir.path().join("cluster.backup");
+    let out = tokio::process::Command::new(BIN)
+        .args(["backup", "--out"])
+        .arg(&file)
+        .env("MERIDIAN_API", &n1.admin)
+        .env("MERIDIAN_TOKEN", &token)
+        .output()
+        .await
+        .expect("backup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).expect("backup written");
+    assert!(text.contains("meridian-backup/1") && text.contains("xfr.c.test"));
+    assert!(!text.contains(secret), "secrets stay sealed");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    let old_secret = dir.path().join("n1").join("cluster.secret");
+    n1.stop().await;
+
+    let restore = |name: &str, extra: String| {
+        let data = dir.path().join(name);
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "node_id = 1\ndata_dir = \"{}\"\nadmin_bind = \"127.0.0.1:0\"\n\
+                 cluster_bind = \"127.0.0.1:0\"\ndns_bind = \"127.0.0.1:0\"\n{extra}\n",
+                data.display()
+            ),
+        )
+        .expect("config");
+        let file = file.clone();
+        async move {
+            tokio::process::Command::new(BIN)
+                .args(["restore", "--config"])
+                .arg(&config)
+                .arg("--from")
+                .arg(&file)
+                .env("RUST_LOG", "warn")
+                .output()
+                .await
+                .expect("restore")
+        }
+    };
+    // Another cluster's secret: refused, nothing made.
+    let out = restore("wrong", String::new()).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("do not open"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("wrong").join("raft").exists());
+
+    let with_secret = format!("cluster_secret_file = \"{}\"", old_secret.display());
+    let out = restore("n2", with_secret.clone()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n2 = Meridian::start_with(&dir.path().join("n2"), 1, "127.0.0.1:0", &with_secret).await;
+    // The old token works: users and tokens came along.
+    let (spec, _) = n2.get_config(&token).await;
+    assert_eq!(spec["pools"][0]["members"][0]["address"], "127.0.0.1:9001");
+    assert_eq!(
+        n2.dns_a("app.c.test").await,
+        vec!["192.0.2.7".parse::<std::net::IpAddr>().expect("ip")]
+    );
+    let keys = n2
+        .http
+        .get(n2.url("/api/v1/dns/tsig-keys"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("keys")
+        .text()
+        .await
+        .expect("text");
+    assert!(keys.contains("xfr.c.test"), "{keys}");
+    assert!(!dir
+        .path()
+        .join("n2")
+        .join("initial-admin-password")
+        .exists());
+    n2.stop().await;
+}

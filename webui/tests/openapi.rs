@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/cluster/nodes/{node_id}"),
     ("GET", "/cluster/join-tokens"),
     ("POST", "/cluster/join-tokens"),
+    ("GET", "/backup"),
     ("GET", "/cache"),
     ("POST", "/cache/purge"),
     ("GET", "/history"),

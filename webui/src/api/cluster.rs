@@ -196,3 +196,50 @@ pub fn join_token_views(st: &AppState) -> Vec<JoinTokenView> {
         })
         .collect()
 }
+
+/// A backup of the cluster
+///
+/// Role: admin. A consistent snapshot (read after everything committed before the request):
+/// the config, users and tokens (hashes only), certificates and TSIG keys with their keys
+/// still sealed by the cluster key. `meridian restore` seeds a new cluster from it; that
+/// cluster needs this one's cluster secret to use the sealed keys.
+#[utoipa::path(
+    get,
+    path = "/backup",
+    tag = "cluster",
+    extensions(("x-meridian-role" = json!("admin"))),
+    responses(
+        (status = 200, description = "The backup", body = serde_json::Value),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub(super) async fn backup(
+    user: ApiUser,
+    State(st): State<AppState>,
+) -> Result<Json<model::records::Backup>, ApiError> {
+    user.require(Role::Admin)?;
+    st.backend.read_barrier().await?;
+    let config = st.backend.config();
+    let backup = model::records::Backup {
+        format: model::records::BACKUP_FORMAT.into(),
+        created_unix_ms: model::unix_ms(),
+        revision: config.revision,
+        spec: config.value.spec.clone(),
+        auth: (*st.backend.auth()).clone(),
+        certificates: st
+            .backend
+            .certificates()
+            .iter()
+            .map(|(k, v)| (k.clone(), (**v).clone()))
+            .collect(),
+        tsig_keys: st
+            .backend
+            .tsig_keys()
+            .iter()
+            .map(|(k, v)| (k.clone(), (**v).clone()))
+            .collect(),
+    };
+    tracing::info!(user = %user.user, revision = backup.revision, "backup taken");
+    Ok(Json(backup))
+}

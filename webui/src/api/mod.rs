@@ -54,6 +54,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cluster_status))
         .routes(routes!(remove_member))
         .routes(routes!(list_join_tokens, create_join_token))
+        .routes(routes!(backup))
         .routes(routes!(list_history))
         .routes(routes!(get_revision))
         .routes(routes!(rollback))

@@ -131,6 +131,7 @@ impl Memory {
             | Change::RotateTicketKey { .. }
             | Change::PurgeCache { .. }
             | Change::SetClusterCa { .. }
+            | Change::Restore { .. }
             | Change::UseJoinToken { .. } => return Ok(s.revision),
             Change::AddJoinToken { record } => {
                 s.join_tokens.insert(record.id.clone(), record.clone());

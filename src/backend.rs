@@ -20,6 +20,8 @@ pub struct NodeBackend {
     pub dns_answers: Arc<arc_swap::ArcSwap<gslb_dns::ZonesSnapshot>>,
     pub dns_metrics: gslb_dns::DnsMetrics,
     pub cluster_key: Arc<credentials::ClusterKey>,
+    /// A witness serves no traffic: no data-plane alarms.
+    pub witness: bool,
 }
 
 fn change_error(e: ProposeError) -> ChangeError {
@@ -307,7 +309,7 @@ impl webui::Backend for NodeBackend {
         }
         let revision = self.cluster.current().config.revision;
         let serving = self.dataplane.revision();
-        if serving != revision {
+        if serving != revision && !self.witness {
             alarms.push(format!(
                 "Proxy: serving revision {serving}, the cluster is at revision {revision}"
             ));
@@ -325,7 +327,9 @@ impl webui::Backend for NodeBackend {
         }
         alarms.extend(self.dns_alarm.get());
         let config = config_now(&self.cluster);
-        alarms.extend(down_alarms(&config, self.site_health.as_ref()));
+        if !self.witness {
+            alarms.extend(down_alarms(&config, self.site_health.as_ref()));
+        }
         alarms.extend(certificate_alarms(
             &config,
             &self.cluster.current().certificates,

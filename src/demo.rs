@@ -46,6 +46,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         cluster_secret_file: None,
         join: None,
         join_token: None,
+        witness: false,
         access_log: None,
         access_log_fields: None,
         ocsp_dir: None,

@@ -21,6 +21,10 @@ pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 
 /// A running node.
 pub struct Node {
+    /// A witness: votes, serves no traffic.
+    pub witness: bool,
+    /// The empty config a witness's planes follow (kept open while the node runs).
+    _witness_config: Option<watch::Sender<Arc<Revisioned<Config>>>>,
     /// `http://` or `https://` and the console's address.
     pub admin_url: String,
     pub dns: SocketAddr,
@@ -153,6 +157,7 @@ impl Node {
             rpc_advertise: advertise,
             cluster_secret: secret.clone(),
             tls,
+            witness: cfg.witness,
         };
         // Seals private keys in the credential store; derived, never written anywhere.
         let cluster_key = Arc::new(credentials::ClusterKey::derive(&secret));
@@ -176,7 +181,15 @@ impl Node {
         let initial_password = ensure_admin(&cluster, &cfg.data_dir).await?;
 
         let registry = prometheus::Registry::new();
-        let config_rx = follow_config(&cluster);
+        // A witness's planes follow an empty config: it binds no listener, probes nothing and
+        // answers no zone, whatever the cluster config says.
+        let (witness_tx, config_rx) = if cfg.witness {
+            tracing::info!("witness: votes in the cluster, serves no traffic");
+            let (tx, rx) = witness_config()?;
+            (Some(tx), rx)
+        } else {
+            (None, follow_config(&cluster))
+        };
         let lb_metrics = lb::LbMetrics::new(&registry)?;
         let access_log = open_access_log(cfg, &lb_metrics)?;
         let dataplane = Arc::new(lb::DataPlane::spawn_with(
@@ -199,14 +212,25 @@ impl Node {
             crate::tickets::spawn(cluster.clone(), cluster_key.clone(), dataplane.certs());
         let purges_task = follow_purges(&cluster, dataplane.cache());
         let (tsig_keys, tsig_task) = follow_tsig_keys(&cluster, cluster_key.clone());
-        let (limits_send, limits_receive) =
-            crate::global_limits::spawn(cluster.clone(), dataplane.clone());
         let site_health =
             crate::site_health::SiteHealth::new(cluster.node_id(), dataplane.health());
-        let (health_send, health_receive) =
-            crate::site_health::spawn(cluster.clone(), site_health.clone());
+        // A witness takes no share of global limits and casts no site-health vote: it serves
+        // and probes nothing.
+        let (limits_send, limits_receive, health_send, health_receive) = if cfg.witness {
+            let idle = || tokio::spawn(async {});
+            (idle(), idle(), idle(), idle())
+        } else {
+            let (ls, lr) = crate::global_limits::spawn(cluster.clone(), dataplane.clone());
+            let (hs, hr) = crate::site_health::spawn(cluster.clone(), site_health.clone());
+            (ls, lr, hs, hr)
+        };
 
-        let (udp, tcp) = bind_dns(cfg.dns_bind).await?;
+        let dns_bind = if cfg.witness {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            cfg.dns_bind
+        };
+        let (udp, tcp) = bind_dns(dns_bind).await?;
         let dns_metrics = gslb_dns::DnsMetrics::new(&registry)?;
         let dns = udp[0].local_addr()?;
         let geoip: Option<Arc<dyn gslb_dns::GeoLocator>> = match &cfg.geoip_database {
@@ -237,6 +261,7 @@ impl Node {
                 dns_answers: dns_server.snapshot(),
                 dns_metrics,
                 cluster_key: cluster_key.clone(),
+                witness: cfg.witness,
             }),
             registry,
         )?;
@@ -264,6 +289,8 @@ impl Node {
         });
 
         Ok(Node {
+            witness: cfg.witness,
+            _witness_config: witness_tx,
             admin_url,
             dns,
             cluster_addr,
@@ -286,6 +313,9 @@ impl Node {
     /// Waits until the data plane serves the applied revision with its listeners bound, so the
     /// ready line means what it says. A listener that cannot bind is an alarm, not a wait.
     pub async fn wait_serving(&self) {
+        if self.witness {
+            return;
+        }
         let revision = self.cluster.current().config.revision;
         if !self
             .dataplane
@@ -366,6 +396,18 @@ fn open_access_log(
 
 /// Republishes each applied revision as the config the planes follow. Auth-only changes do not
 /// wake the planes.
+type ConfigChannel = (
+    watch::Sender<Arc<Revisioned<Config>>>,
+    watch::Receiver<Arc<Revisioned<Config>>>,
+);
+
+/// The config a witness's planes follow: empty, for as long as the sender is kept.
+fn witness_config() -> anyhow::Result<ConfigChannel> {
+    let spec = model::parse::from_toml("api_version = \"meridian/v1\"\n")?;
+    let value = model::validate(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(watch::channel(Arc::new(Revisioned { revision: 0, value })))
+}
+
 fn follow_config(cluster: &ClusterNode) -> watch::Receiver<Arc<Revisioned<Config>>> {
     let mut applied = cluster.subscribe();
     let (tx, rx) = watch::channel(applied.borrow_and_update().config.clone());

@@ -53,6 +53,11 @@ pub struct NodeConfig {
     /// names the cluster CA the member must present. Single use; afterwards ignored.
     #[serde(default)]
     pub join_token: Option<JoinTokenText>,
+    /// A witness votes in the cluster but serves no traffic: no proxy listener, no DNS (its
+    /// DNS socket is on loopback and answers nothing), no health probes. Two appliances and a
+    /// small witness tolerate the loss of one.
+    #[serde(default)]
+    pub witness: bool,
     /// Access log of the proxy: a file to append JSON lines to, or `-` for standard output.
     /// Off when absent.
     #[serde(default)]

@@ -48,6 +48,9 @@ pub struct RaftStatus {
     /// TLS.
     #[serde(default)]
     pub cert_not_after_unix: Option<i64>,
+    /// A witness: votes, serves no traffic.
+    #[serde(default)]
+    pub witness: bool,
 }
 
 /// The leader's view of one follower or learner.
@@ -111,6 +114,7 @@ pub(crate) struct Local {
     pub cert_not_after_unix: Option<i64>,
     /// When a leader last sent this node AppendEntries (heartbeats included).
     pub leader_heard: std::sync::Mutex<Option<std::time::Instant>>,
+    pub witness: bool,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -181,6 +185,7 @@ impl Local {
             quorum_ack_ms: self.quorum_ack_ms(&m),
             peers,
             cert_not_after_unix: self.cert_not_after_unix,
+            witness: self.witness,
         }
     }
 
@@ -329,8 +334,13 @@ pub(crate) fn gather(
         .map(|(id, address)| {
             let report = reports.get(id);
             let peer = leader_report.and_then(|l| l.peers.iter().find(|p| p.node_id == *id));
+            let witness = report
+                .and_then(|r| r.as_ref().ok())
+                .is_some_and(|r| r.witness);
             let role = if Some(*id) == leader {
                 "leader"
+            } else if witness {
+                "witness"
             } else if own.is_voter(*id) {
                 "voter"
             } else {

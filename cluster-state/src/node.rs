@@ -44,6 +44,8 @@ pub struct NodeConfig {
     /// This node's cluster certificate: RPC is mutual TLS. `None` only for a cluster made
     /// before cluster TLS, whose RPC stays plaintext.
     pub tls: Option<crate::tls::ClusterTls>,
+    /// This node votes but serves no traffic (shown in the cluster's status).
+    pub witness: bool,
 }
 
 // Hand-written so the cluster secret never reaches a log line.
@@ -515,6 +517,7 @@ impl ClusterNode {
             out_of_service: out_of_service.clone(),
             cert_not_after_unix: cfg.tls.as_ref().and_then(|t| t.not_after_unix),
             leader_heard: Mutex::new(None),
+            witness: cfg.witness,
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let gossip = network::GossipInbox::default();

@@ -27,6 +27,7 @@ async fn config(dir: &Path, node_id: u64) -> (NodeConfig, TcpListener) {
         rpc_advertise: addr.to_string(),
         cluster_secret: SECRET.to_string(),
         tls: None,
+        witness: false,
     };
     (cfg, listener)
 }
@@ -419,6 +420,7 @@ async fn a_member_down_through_a_snapshot_catches_up() {
         rpc_advertise: addr3,
         cluster_secret: SECRET.to_string(),
         tls: None,
+        witness: false,
     };
     let n3 = ClusterNode::start(cfg3, l3).await.expect("restarts");
     assert!(!n3.bootstrapped_now());

@@ -752,3 +752,73 @@ async fn a_backup_seeds_a_new_cluster() {
         .exists());
     n2.stop().await;
 }
+
+/// Two appliances and a witness: the witness votes but serves no traffic, shows as a witness,
+/// and with it the surviving appliance keeps taking writes when the other dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_votes_but_serves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
+    let token = n1.token().await;
+    let join = format!(
+        "join = \"{}\"\ncluster_secret_file = \"{}\"",
+        n1.cluster,
+        dir.path().join("n1").join("cluster.secret").display()
+    );
+    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
+    let w = Meridian::start_with(
+        &dir.path().join("w"),
+        3,
+        "127.0.0.1:0",
+        &format!("{join}\nwitness = true"),
+    )
+    .await;
+    let (status, body) = n1
+        .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let app = vec!["192.0.2.7".parse::<std::net::IpAddr>().expect("ip")];
+    eventually(Duration::from_secs(5), || async {
+        n2.dns_a("app.c.test").await == app
+    })
+    .await
+    .expect("an appliance answers");
+    // The witness has the config but answers no query, and says what it is.
+    assert_eq!(w.get_config(&token).await.0["pools"][0]["name"], "p");
+    assert!(w.dns_a("app.c.test").await.is_empty());
+    let v: serde_json::Value = w
+        .http
+        .get(w.url("/api/v1/cluster"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("cluster")
+        .json()
+        .await
+        .expect("json");
+    let role = v["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["node_id"] == 3))
+        .map(|m| m["role"].clone());
+    assert_eq!(role, Some(serde_json::json!("witness")), "{v}");
+    assert!(
+        w.status(&token).await["alarms"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| !a.to_string().contains("Proxy"))),
+        "no data-plane alarm on a witness"
+    );
+
+    // One appliance dies: the other and the witness are a majority.
+    n1.kill9().await;
+    eventually(Duration::from_secs(20), || async {
+        n2.put_config(&token, pool_config(&["127.0.0.1:9002"]), None)
+            .await
+            .0
+            == 200
+    })
+    .await
+    .expect("writes go on with the witness's vote");
+    for node in [n2, w] {
+        node.stop().await;
+    }
+}

@@ -216,6 +216,7 @@ impl webui::Backend for NodeBackend {
         Box::pin(async move {
             let c = self.cluster.cluster_status().await;
             webui::ClusterView {
+                schema: self.cluster.current().schema,
                 asked: c.asked,
                 leader: c.leader,
                 members: c
@@ -234,6 +235,7 @@ impl webui::Backend for NodeBackend {
                         lag: m.lag,
                         last_contact_ms: m.last_contact_ms,
                         cert_not_after_unix: m.status.as_ref().and_then(|s| s.cert_not_after_unix),
+                        schema_supported: m.status.as_ref().map(|s| s.schema_supported),
                     })
                     .collect(),
             }

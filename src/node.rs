@@ -49,6 +49,8 @@ pub struct Node {
     tsig_task: tokio::task::JoinHandle<()>,
     /// Cluster-wide rate limits' and site health's gossip.
     limits_tasks: [tokio::task::JoinHandle<()>; 4],
+    /// On the leader: raises the validation schema once every member supports more.
+    schema_task: tokio::task::JoinHandle<()>,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). hickory-server logs every query at
@@ -288,6 +290,7 @@ impl Node {
             }
         });
 
+        let schema_task = tokio::spawn(raise_schema(cluster.clone()));
         Ok(Node {
             witness: cfg.witness,
             _witness_config: witness_tx,
@@ -307,6 +310,7 @@ impl Node {
             purges_task,
             tsig_task,
             limits_tasks: [limits_send, limits_receive, health_send, health_receive],
+            schema_task,
         })
     }
 
@@ -357,6 +361,7 @@ impl Node {
         self.tickets_task.abort();
         self.purges_task.abort();
         self.tsig_task.abort();
+        self.schema_task.abort();
         for t in &self.limits_tasks {
             t.abort();
         }
@@ -400,6 +405,39 @@ type ConfigChannel = (
     watch::Sender<Arc<Revisioned<Config>>>,
     watch::Receiver<Arc<Revisioned<Config>>>,
 );
+
+/// On the leader, every 5 s: when every member answers and runs a release that applies a newer
+/// validation schema than the one in force, proposes the newest they all know. A rolling
+/// upgrade thus switches rules only once no node is left that would apply them differently.
+async fn raise_schema(cluster: Arc<ClusterNode>) {
+    loop {
+        let status = cluster.status();
+        let in_force = cluster.current().schema;
+        if status.leader == Some(status.node_id) && in_force < model::SCHEMA_SUPPORTED {
+            let members = cluster.cluster_status().await.members;
+            let supported: Option<Vec<u32>> = members
+                .iter()
+                .map(|m| m.status.as_ref().map(|s| s.schema_supported))
+                .collect();
+            if let Some(target) = supported.and_then(|s| s.into_iter().min()) {
+                if target > in_force {
+                    match cluster
+                        .propose(model::Change::SetSchema { version: target })
+                        .await
+                    {
+                        Ok(_) => tracing::info!(
+                            from = in_force,
+                            to = target,
+                            "raised the cluster's validation schema (every member supports it)"
+                        ),
+                        Err(e) => tracing::debug!(error = %e, "schema not raised yet"),
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
 
 /// The config a witness's planes follow: empty, for as long as the sender is kept.
 fn witness_config() -> anyhow::Result<ConfigChannel> {

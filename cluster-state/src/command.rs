@@ -42,6 +42,8 @@ pub struct Applied {
     pub cluster_ca: Option<Arc<ClusterCaRecord>>,
     /// Join tokens by id: issued, used, expired.
     pub join_tokens: Arc<BTreeMap<String, JoinTokenRecord>>,
+    /// The validation rules in force in the cluster.
+    pub schema: u32,
 }
 
 /// Why the state machine refused a committed command. Deterministic: every node refuses alike.
@@ -89,6 +91,10 @@ pub(crate) struct Document {
     pub cluster_ca: Option<Arc<ClusterCaRecord>>,
     #[serde(default)]
     pub join_tokens: BTreeMap<String, JoinTokenRecord>,
+    /// The validation rules in force (`model::validate_at`); 0 in documents from before it
+    /// was recorded, which is version 1.
+    #[serde(default)]
+    pub schema: u32,
 }
 
 /// What one successful command changed.
@@ -365,6 +371,17 @@ impl Document {
                     cluster_changed: false,
                 })
             }
+            Change::SetSchema { version } => {
+                // The state machine stops before this on a node that does not know `version`.
+                if *version <= self.schema() {
+                    return Err(ApplyError::Refused(format!(
+                        "the validation schema is already {}",
+                        self.schema()
+                    )));
+                }
+                self.schema = *version;
+                Ok(self.cluster_outcome())
+            }
             Change::Restore { backup } => {
                 if backup.format != model::records::BACKUP_FORMAT {
                     return Err(ApplyError::Refused(format!(
@@ -489,7 +506,12 @@ impl Document {
 
     /// Validates the stored spec again, e.g. after loading it from disk.
     pub fn config(&self) -> Result<model::Config, model::ValidationErrors> {
-        model::validate(&self.spec)
+        model::validate_at(&self.spec, self.schema())
+    }
+
+    /// The validation rules in force.
+    pub fn schema(&self) -> u32 {
+        self.schema.max(1)
     }
 
     fn check_revision(&self, expected: Option<u64>) -> Result<(), ApplyError> {
@@ -505,7 +527,8 @@ impl Document {
     /// Makes `spec` the config as the next revision: refused changes, user and token changes do
     /// not use up revision numbers.
     fn commit_spec(&mut self, spec: model::ConfigSpec) -> Result<Outcome, ApplyError> {
-        let mut config = model::validate(&spec).map_err(ApplyError::Invalid);
+        // By the rules in force, not this release's newest: every node decides alike.
+        let mut config = model::validate_at(&spec, self.schema()).map_err(ApplyError::Invalid);
         let mut missing = model::validate::certificate_errors(&spec, |c| {
             model::records::certificate_usable(&self.certificates, c)
         });

@@ -427,3 +427,55 @@ fn secondaries_need_a_stored_tsig_key_which_then_cannot_be_deleted() {
     assert!(doc.tsig_keys.is_empty());
     assert!(doc.apply(7, &delete).is_err(), "gone already");
 }
+
+/// A log written under the old rules applies identically after a rule is tightened: entries
+/// are applied by the schema in force (recorded in the log by `SetSchema`), not by the newest
+/// rules this release knows.
+#[test]
+fn entries_apply_by_the_schema_in_force() {
+    let spec = model::parse::from_toml(
+        r#"api_version = "meridian/v1"
+[[zones]]
+name = "example.org"
+soa = { mname = "ns1", rname = "hostmaster" }
+records = [
+  { name = "www", type = "A", value = "192.0.2.1" },
+  { name = "www", type = "A", value = "192.0.2.1" },
+]
+"#,
+    )
+    .expect("parses");
+    let replace = |spec: &model::ConfigSpec| -> Command {
+        Change::ReplaceConfig {
+            expected_revision: None,
+            spec: spec.clone(),
+        }
+        .into()
+    };
+    // A document from before the schema was recorded is at version 1: the duplicate, allowed
+    // then, still applies.
+    let mut doc = Document::default();
+    assert_eq!(doc.schema(), 1);
+    doc.apply(2, &replace(&spec)).expect("schema 1 applies it");
+    assert_eq!(doc.revision, 1);
+    // Replaying the same log on a fresh node gives the same document.
+    let mut replay = Document::default();
+    replay.apply(2, &replace(&spec)).expect("applies");
+    assert_eq!(replay.spec, doc.spec);
+
+    let raise: Command = Change::SetSchema { version: 2 }.into();
+    doc.apply(3, &raise).expect("raised");
+    assert_eq!(doc.schema(), 2);
+    assert!(
+        doc.config().is_err(),
+        "the stored config no longer passes schema 2"
+    );
+    match doc.apply(4, &replace(&spec)) {
+        Err(ApplyError::Invalid(e)) => {
+            assert_eq!(e.errors[0].path, "zones[0].records[1]", "{e:?}")
+        }
+        other => panic!("schema 2 refuses the duplicate: {other:?}"),
+    }
+    assert_eq!(doc.revision, 1, "nothing applied");
+    assert!(matches!(doc.apply(5, &raise), Err(ApplyError::Refused(_))));
+}

@@ -51,6 +51,9 @@ pub struct RaftStatus {
     /// A witness: votes, serves no traffic.
     #[serde(default)]
     pub witness: bool,
+    /// The newest validation schema this node's release applies.
+    #[serde(default)]
+    pub schema_supported: u32,
 }
 
 /// The leader's view of one follower or learner.
@@ -186,6 +189,7 @@ impl Local {
             peers,
             cert_not_after_unix: self.cert_not_after_unix,
             witness: self.witness,
+            schema_supported: model::SCHEMA_SUPPORTED,
         }
     }
 

@@ -116,6 +116,7 @@ impl StateMachine {
             purges: Arc::new(state.doc.purges.iter().cloned().collect()),
             cluster_ca: state.doc.cluster_ca.clone(),
             join_tokens: Arc::new(state.doc.join_tokens.clone()),
+            schema: state.doc.schema(),
         };
         let (tx, rx) = watch::channel(current.clone());
         let sm = StateMachine {
@@ -188,6 +189,16 @@ impl StateMachine {
     }
 }
 
+/// The schema a `SetSchema` entry raises to, when this release does not know it.
+fn unknown_schema(cmd: &crate::command::Command) -> Option<u32> {
+    match &cmd.change {
+        model::Change::SetSchema { version } if *version > model::SCHEMA_SUPPORTED => {
+            Some(*version)
+        }
+        _ => None,
+    }
+}
+
 fn sm_write_err(e: &(impl std::error::Error + 'static)) -> StorageError {
     StorageIOError::write_state_machine(e).into()
 }
@@ -215,6 +226,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     self.state.last_membership = StoredMembership::new(Some(entry.log_id), m);
                     Ok(self.state.doc.revision)
                 }
+                EntryPayload::Normal(cmd) if unknown_schema(&cmd).is_some() => {
+                    // Applying the rest by rules this release lacks would make this node
+                    // disagree with the others: stop instead, and say why.
+                    let version = unknown_schema(&cmd).unwrap_or_default();
+                    let why = format!(
+                        "log entry {} raises the validation schema to {version}, and this \
+                         release applies up to {}: upgrade this node",
+                        entry.log_id.index,
+                        model::SCHEMA_SUPPORTED
+                    );
+                    tracing::error!("{why}");
+                    return Err(sm_write_err(&std::io::Error::other(why)));
+                }
                 EntryPayload::Normal(cmd) => match self.state.doc.apply(entry.log_id.index, &cmd) {
                     Ok(outcome) => {
                         if let Some(config) = outcome.config {
@@ -238,6 +262,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             self.current.tsig_keys = Arc::new(self.state.doc.tsig_keys.clone());
                         }
                         if outcome.cluster_changed {
+                            self.current.schema = self.state.doc.schema();
                             self.current.cluster_ca = self.state.doc.cluster_ca.clone();
                             self.current.join_tokens = Arc::new(self.state.doc.join_tokens.clone());
                         }
@@ -312,6 +337,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             purges: Arc::new(state.doc.purges.iter().cloned().collect()),
             cluster_ca: state.doc.cluster_ca.clone(),
             join_tokens: Arc::new(state.doc.join_tokens.clone()),
+            schema: state.doc.schema(),
         };
         self.state = state;
         // The snapshot's history and audit log replace whatever this node kept.

@@ -227,3 +227,26 @@ async fn history_and_audit_are_stored_per_record_and_pruned() {
     assert_eq!(sm.state.doc.history, history, "split on the next write");
     assert_eq!(sm.state.doc.history.len(), 2);
 }
+
+/// A node whose release does not know the schema an entry raises to stops instead of applying
+/// it (and everything after) by rules it lacks.
+#[tokio::test]
+async fn an_unknown_schema_stops_the_node_instead_of_diverging() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sm, _rx) = open(dir.path());
+    populate(&mut sm).await;
+    let before = sm.state.doc.clone();
+    let future = Command::from(Change::SetSchema {
+        version: model::SCHEMA_SUPPORTED + 1,
+    });
+    let result = sm
+        .apply(vec![
+            entry(5, EntryPayload::Normal(future)),
+            entry(6, EntryPayload::Normal(pool("after"))),
+        ])
+        .await;
+    let e = result.expect_err("a fatal storage error");
+    assert!(e.to_string().contains("upgrade this node"), "{e}");
+    assert_eq!(sm.state.doc.spec, before.spec, "nothing applied");
+    assert_eq!(sm.state.doc.schema(), before.schema());
+}

@@ -94,6 +94,12 @@ pub enum Change {
     Restore {
         backup: Box<crate::records::Backup>,
     },
+    /// Raises the validation rules in force (`model::SCHEMA_SUPPORTED`): the leader proposes it
+    /// once every member runs a release that knows `version`. A node that does not know it
+    /// stops rather than apply entries by rules it does not have.
+    SetSchema {
+        version: u32,
+    },
     /// Records the cluster CA, once: refused when the cluster has one.
     SetClusterCa {
         record: crate::records::ClusterCaRecord,
@@ -356,6 +362,7 @@ impl Change {
             Change::SetClusterCa { record } => {
                 format!("create the cluster CA (sha256 {})", record.fingerprint)
             }
+            Change::SetSchema { version } => format!("raise the validation schema to {version}"),
             Change::Restore { backup } => format!(
                 "restore the backup of revision {} taken at {} ms",
                 backup.revision, backup.created_unix_ms
@@ -499,6 +506,10 @@ impl fmt::Debug for Change {
             Change::PurgeCache { selector } => f
                 .debug_struct("PurgeCache")
                 .field("selector", selector)
+                .finish(),
+            Change::SetSchema { version } => f
+                .debug_struct("SetSchema")
+                .field("version", version)
                 .finish(),
             Change::Restore { backup } => f
                 .debug_struct("Restore")

@@ -16,7 +16,7 @@ pub use change::{unix_ms, Change, Interface, LogThrottle, Origin, Proposal, Role
 pub use object::{Object, ObjectKind};
 pub use spec::*;
 pub use typed::*;
-pub use validate::{validate, FieldError, ValidationErrors};
+pub use validate::{validate, validate_at, FieldError, ValidationErrors, SCHEMA_SUPPORTED};
 
 #[cfg(test)]
 mod proptests;

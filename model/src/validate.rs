@@ -58,8 +58,24 @@ impl Errors {
     }
 }
 
-/// Validates the whole document.
+/// The newest validation rules this release knows. Rules are versioned so that every node
+/// applies a replicated entry by the rules in force in the cluster (`schema` of the replicated
+/// document), whatever release it runs; a tightened rule only applies from the version that
+/// introduced it.
+///
+/// - 1: the rules up to 2026-12.
+/// - 2: a zone may not list the same record (name, type, value) twice (RFC 2181 §5: an RRset
+///   holds no duplicates).
+pub const SCHEMA_SUPPORTED: u32 = 2;
+
+/// Validates the whole document by the newest rules (what the API checks a change against).
 pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
+    validate_at(spec, SCHEMA_SUPPORTED)
+}
+
+/// Validates the whole document by the rules of `schema` (what the state machine applies a
+/// replicated change by).
+pub fn validate_at(spec: &ConfigSpec, schema: u32) -> Result<Config, ValidationErrors> {
     let mut e = Errors::default();
     if spec.api_version != API_VERSION {
         e.push(
@@ -75,7 +91,7 @@ pub fn validate(spec: &ConfigSpec) -> Result<Config, ValidationErrors> {
     let listeners = listeners(spec, &mut e);
     let pools = pools(spec, &health_checks, &mut e);
     let routes = routes(spec, &mut e);
-    let zones = zones(spec, &mut e);
+    let zones = zones(spec, schema, &mut e);
     shadowed_records(&zones, &mut e);
     cname_loops(&zones, &mut e);
     let regions = regions(spec, &mut e);
@@ -1191,7 +1207,7 @@ fn in_zone(name: &str, origin: &str) -> bool {
     name == origin || name.ends_with(&format!(".{origin}"))
 }
 
-fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
+fn zones(spec: &ConfigSpec, schema: u32, e: &mut Errors) -> Vec<Zone> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, z) in spec.zones.iter().enumerate() {
@@ -1216,9 +1232,23 @@ fn zones(spec: &ConfigSpec, e: &mut Errors) -> Vec<Zone> {
         let mut records = Vec::new();
         let mut cname_owners = HashSet::new();
         let mut other_owners = HashSet::new();
+        let mut listed = std::collections::HashMap::new();
         for (j, r) in z.records.iter().enumerate() {
             let rp = format!("{p}.records[{j}]");
             let name = owner_name(&r.name, &origin);
+            if schema >= 2 {
+                let key = (
+                    name.clone(),
+                    format!("{:?}", r.rtype),
+                    r.value.trim().to_ascii_lowercase(),
+                );
+                if let Some(first) = listed.insert(key, j) {
+                    e.push(
+                        rp.clone(),
+                        format!("the same record as {p}.records[{first}]"),
+                    );
+                }
+            }
             // A wildcard owner (`*.example.com`) answers names that do not exist below its parent.
             let checked = name.strip_prefix("*.").unwrap_or(&name);
             if !is_hostname(checked) || !in_zone(checked, &origin) {
@@ -1912,3 +1942,33 @@ fn spiffe_id_pattern(id: &str) -> Result<(), String> {
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    /// A rule tightened in schema 2 does not apply to a document validated by schema 1.
+    #[test]
+    fn a_duplicate_record_is_refused_from_schema_2_only() {
+        let spec = crate::parse::from_toml(
+            r#"api_version = "meridian/v1"
+[[zones]]
+name = "example.org"
+soa = { mname = "ns1", rname = "hostmaster" }
+records = [
+  { name = "www", type = "A", value = "192.0.2.1" },
+  { name = "www.example.org.", type = "A", value = "192.0.2.1" },
+]
+"#,
+        )
+        .expect("parses");
+        if let Err(e) = validate_at(&spec, 1) {
+            panic!("{e:?}");
+        }
+        let errors = validate_at(&spec, 2).expect_err("refused").errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "zones[0].records[1]");
+        assert!(errors[0].message.contains("zones[0].records[0]"));
+        assert!(validate(&spec).is_err(), "the API checks the newest rules");
+    }
+}

@@ -355,6 +355,15 @@ async fn cluster_status_shows_every_member_and_removal_keeps_a_quorum() {
             .unwrap_or_default()
     };
 
+    // Every member runs this release, so the leader raises the validation schema to the
+    // newest it knows (within its 5 s check).
+    let newest = serde_json::json!(model::SCHEMA_SUPPORTED);
+    eventually(Duration::from_secs(15), || async {
+        cluster(&n2).await["schema"] == newest
+    })
+    .await
+    .expect("the schema in force is raised");
+
     // Asked of a follower: all three answer, each with its own term and indexes; the leader's
     // view gives the followers' lag and last contact.
     let v = cluster(&n2).await;
@@ -370,6 +379,7 @@ async fn cluster_status_shows_every_member_and_removal_keeps_a_quorum() {
     assert_eq!(member(&v, 1)["role"], "leader");
     assert_eq!(member(&v, 1)["state"], "Leader");
     assert_eq!(member(&v, 3)["role"], "voter");
+    assert_eq!(member(&v, 3)["schema_supported"], newest);
     assert!(member(&v, 3)["last_contact_ms"].as_u64().is_some(), "{v}");
 
     // The CLI prints the same as a table.

@@ -115,6 +115,8 @@ pub struct ClusterMemberView {
     pub last_contact_ms: Option<u64>,
     /// When its cluster certificate expires (Unix seconds); absent without cluster TLS.
     pub cert_not_after_unix: Option<i64>,
+    /// The newest validation schema its release applies.
+    pub schema_supported: Option<u32>,
 }
 
 /// The whole cluster, as gathered by one node from every member.
@@ -123,6 +125,8 @@ pub struct ClusterView {
     /// The node that answered this request.
     pub asked: u64,
     pub leader: Option<u64>,
+    /// The validation schema in force; raised by the leader once every member supports more.
+    pub schema: u32,
     pub members: Vec<ClusterMemberView>,
 }
 
@@ -328,6 +332,7 @@ pub trait Backend: Send + Sync + 'static {
         let raft = self.raft();
         Box::pin(async move {
             ClusterView {
+                schema: model::SCHEMA_SUPPORTED,
                 asked: raft.node_id,
                 leader: raft.leader,
                 members: raft

@@ -867,6 +867,8 @@ struct ClusterTemplate {
     members: Vec<MemberRow>,
     quorum: String,
     join_tokens: Vec<JoinTokenRow>,
+    schema: u32,
+    schema_supported: u32,
     /// A join token just issued: shown this once.
     new_token: String,
     tls: bool,
@@ -960,6 +962,8 @@ async fn cluster_page(st: &AppState, user: &ConsoleUser, new_token: String) -> C
             voters.saturating_sub(voters / 2 + 1)
         ),
         members: member_rows(&view),
+        schema: view.schema,
+        schema_supported: model::SCHEMA_SUPPORTED,
         raft,
         revision: st.backend.config().revision,
     }

@@ -132,6 +132,7 @@ impl Memory {
             | Change::PurgeCache { .. }
             | Change::SetClusterCa { .. }
             | Change::Restore { .. }
+            | Change::SetSchema { .. }
             | Change::UseJoinToken { .. } => return Ok(s.revision),
             Change::AddJoinToken { record } => {
                 s.join_tokens.insert(record.id.clone(), record.clone());

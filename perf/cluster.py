@@ -43,11 +43,13 @@ def log(msg):
 
 
 class Node:
+    storage = "sled"
+
     def __init__(self, binary, base, node_id, extra="", cluster_bind="127.0.0.1:0"):
         self.binary, self.base, self.node_id = binary, base, node_id
         self.data = os.path.join(base, f"n{node_id}")
         self.conf = self.data + ".toml"
-        self.extra = extra
+        self.extra = extra + f'\nstorage = "{Node.storage}"'
         self.start(cluster_bind)
 
     def start(self, cluster_bind):
@@ -234,7 +236,9 @@ def main():
     ap.add_argument("--writers", default="16,32", help="writer counts, comma-separated")
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--results", default=os.path.join(here, "RESULTS.md"))
+    ap.add_argument("--storage", default="sled", choices=["sled", "redb"])
     args = ap.parse_args()
+    Node.storage = args.storage
     writer_counts = [int(w) for w in args.writers.split(",")]
     pools = max(writer_counts)
 
@@ -322,7 +326,7 @@ def main():
 ## Cluster: propagation, write throughput, leader-loss recovery ({date})
 
 `{cmd.strip()}`; three `meridian serve` processes ({os.path.basename(os.path.dirname(os.path.abspath(args.bin)))} build) on loopback, default Raft
-timeouts; {os.cpu_count()} cores shared by the nodes and the client.
+timeouts, storage {args.storage}; {os.cpu_count()} cores shared by the nodes and the client.
 
 | measure | result | target |
 |---|---|---|

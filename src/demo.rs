@@ -47,6 +47,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         join: None,
         join_token: None,
         witness: false,
+        storage: cluster_state::StorageKind::default(),
         access_log: None,
         access_log_fields: None,
         ocsp_dir: None,

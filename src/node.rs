@@ -160,6 +160,7 @@ impl Node {
             cluster_secret: secret.clone(),
             tls,
             witness: cfg.witness,
+            storage: cfg.storage,
         };
         // Seals private keys in the credential store; derived, never written anywhere.
         let cluster_key = Arc::new(credentials::ClusterKey::derive(&secret));

@@ -58,6 +58,10 @@ pub struct NodeConfig {
     /// small witness tolerate the loss of one.
     #[serde(default)]
     pub witness: bool,
+    /// The engine of the Raft log and state under `<data_dir>/raft`: `sled` (default) or
+    /// `redb`. Fixed for the life of the data directory (the other engine's files are refused).
+    #[serde(default)]
+    pub storage: cluster_state::StorageKind,
     /// Access log of the proxy: a file to append JSON lines to, or `-` for standard output.
     /// Off when absent.
     #[serde(default)]

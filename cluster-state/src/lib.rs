@@ -33,5 +33,5 @@ pub use network::{
 };
 pub use node::{ClusterNode, NodeConfig};
 pub use state_machine::LoadError;
-pub use store::StoreError;
+pub use store::{StorageKind, StoreError};
 pub use tls::{enroll_client, ClusterTls, EnrollTrust, TlsError};

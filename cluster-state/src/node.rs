@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub tls: Option<crate::tls::ClusterTls>,
     /// This node votes but serves no traffic (shown in the cluster's status).
     pub witness: bool,
+    /// The storage engine under `data_dir/raft`.
+    pub storage: crate::store::StorageKind,
 }
 
 // Hand-written so the cluster secret never reaches a log line.
@@ -490,7 +492,7 @@ impl ClusterNode {
             path: dir.clone(),
             source,
         })?;
-        let store = Store::open_sled(&dir)?;
+        let store = Store::open(cfg.storage, &dir)?;
         let (sm, applied) = StateMachine::open(store.clone())?;
         let secret: Arc<str> = Arc::from(cfg.cluster_secret.as_str());
         let http = network::http_client(cfg.tls.as_ref())?;

@@ -3,7 +3,20 @@
 //!
 //! **Architecture Invariant:** nothing outside this module names sled.
 
+mod redb_kv;
 mod sled_kv;
+
+/// Which engine holds a node's log and state: chosen in the node config, fixed for the life of
+/// its data directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// sled 0.34 (the default).
+    #[default]
+    Sled,
+    /// redb.
+    Redb,
+}
 
 use std::future::Future;
 use std::ops::Bound;
@@ -79,6 +92,25 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the sled database in `dir`.
+    /// Opens (or creates) the store of `kind` in `dir`; a directory holding the other engine's
+    /// files is refused rather than silently started empty.
+    pub fn open(kind: StorageKind, dir: &Path) -> Result<Store, StoreError> {
+        let has_redb = dir.join(redb_kv::FILE).exists();
+        let has_sled = dir.join("conf").exists() || dir.join("db").exists();
+        match kind {
+            StorageKind::Sled if has_redb => Err(StoreError::Engine(format!(
+                "{} holds a redb store but the node config asks for sled (storage = \"sled\")",
+                dir.display()
+            ))),
+            StorageKind::Redb if has_sled => Err(StoreError::Engine(format!(
+                "{} holds a sled store but the node config asks for redb (storage = \"redb\")",
+                dir.display()
+            ))),
+            StorageKind::Sled => Store::open_sled(dir),
+            StorageKind::Redb => Ok(Store::new(Arc::new(redb_kv::RedbKv::open(dir)?))),
+        }
+    }
+
     pub fn open_sled(dir: &Path) -> Result<Store, StoreError> {
         Ok(Store::new(Arc::new(sled_kv::SledKv::open(dir)?)))
     }

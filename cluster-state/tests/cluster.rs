@@ -28,6 +28,7 @@ async fn config(dir: &Path, node_id: u64) -> (NodeConfig, TcpListener) {
         cluster_secret: SECRET.to_string(),
         tls: None,
         witness: false,
+        storage: cluster_state::StorageKind::default(),
     };
     (cfg, listener)
 }
@@ -421,6 +422,7 @@ async fn a_member_down_through_a_snapshot_catches_up() {
         cluster_secret: SECRET.to_string(),
         tls: None,
         witness: false,
+        storage: cluster_state::StorageKind::default(),
     };
     let n3 = ClusterNode::start(cfg3, l3).await.expect("restarts");
     assert!(!n3.bootstrapped_now());

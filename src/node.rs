@@ -410,6 +410,8 @@ type ConfigChannel = (
 /// On the leader, every 5 s: when every member answers and runs a release that applies a newer
 /// validation schema than the one in force, proposes the newest they all know. A rolling
 /// upgrade thus switches rules only once no node is left that would apply them differently.
+static SCHEMA_LOG: model::LogThrottle = model::LogThrottle::new();
+
 async fn raise_schema(cluster: Arc<ClusterNode>) {
     loop {
         let status = cluster.status();
@@ -431,7 +433,11 @@ async fn raise_schema(cluster: Arc<ClusterNode>) {
                             to = target,
                             "raised the cluster's validation schema (every member supports it)"
                         ),
-                        Err(e) => tracing::debug!(error = %e, "schema not raised yet"),
+                        Err(e) => {
+                            if SCHEMA_LOG.due() {
+                                tracing::warn!(error = %e, to = target, "the validation schema is not raised (further notices for 10 s not logged)");
+                            }
+                        }
                     }
                 }
             }

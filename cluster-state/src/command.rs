@@ -379,6 +379,18 @@ impl Document {
                         self.schema()
                     )));
                 }
+                // The config in force must pass the new rules, or no node could load it.
+                if let Err(e) = model::validate_at(&self.spec, *version) {
+                    return Err(ApplyError::Refused(format!(
+                        "the config in force breaks the rules of schema {version} ({}); fix \
+                         it, and the schema is raised",
+                        e.errors
+                            .iter()
+                            .map(|f| format!("{}: {}", f.path, f.message))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )));
+                }
                 self.schema = *version;
                 Ok(self.cluster_outcome())
             }

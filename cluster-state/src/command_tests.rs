@@ -463,19 +463,26 @@ records = [
     replay.apply(2, &replace(&spec)).expect("applies");
     assert_eq!(replay.spec, doc.spec);
 
+    // The config in force breaks schema 2: not raised (every node refuses alike), so no node
+    // is left with a config it cannot load.
     let raise: Command = Change::SetSchema { version: 2 }.into();
-    doc.apply(3, &raise).expect("raised");
+    match doc.apply(3, &raise) {
+        Err(ApplyError::Refused(why)) => assert!(why.contains("zones[0].records[1]"), "{why}"),
+        other => panic!("refused while the config breaks the rules: {other:?}"),
+    }
+    assert_eq!(doc.schema(), 1);
+    let mut fixed = spec.clone();
+    fixed.zones[0].records.pop();
+    doc.apply(4, &replace(&fixed)).expect("fixed");
+    doc.apply(5, &raise).expect("raised");
     assert_eq!(doc.schema(), 2);
-    assert!(
-        doc.config().is_err(),
-        "the stored config no longer passes schema 2"
-    );
-    match doc.apply(4, &replace(&spec)) {
+    assert!(doc.config().is_ok());
+    match doc.apply(6, &replace(&spec)) {
         Err(ApplyError::Invalid(e)) => {
             assert_eq!(e.errors[0].path, "zones[0].records[1]", "{e:?}")
         }
         other => panic!("schema 2 refuses the duplicate: {other:?}"),
     }
-    assert_eq!(doc.revision, 1, "nothing applied");
-    assert!(matches!(doc.apply(5, &raise), Err(ApplyError::Refused(_))));
+    assert_eq!(doc.revision, 2, "nothing applied");
+    assert!(matches!(doc.apply(7, &raise), Err(ApplyError::Refused(_))));
 }

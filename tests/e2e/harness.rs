@@ -292,15 +292,24 @@ impl Meridian {
         (status, resp.json().await.unwrap_or_default())
     }
 
-    /// GET /api/v1/config; returns the spec and the revision.
+    /// GET /api/v1/config; returns the spec and the revision. Reads are linearizable, so a
+    /// node that knows no leader yet (just restarted, an election under way) answers 503:
+    /// retried for up to 10 s, as a client would.
     pub async fn get_config(&self, token: &str) -> (serde_json::Value, u64) {
-        let resp = self
-            .http
-            .get(self.url("/api/v1/config"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("get config");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let resp = loop {
+            let resp = self
+                .http
+                .get(self.url("/api/v1/config"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("get config");
+            if resp.status() != 503 || std::time::Instant::now() > deadline {
+                break resp;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert_eq!(resp.status(), 200);
         let rev = resp
             .headers()

@@ -281,7 +281,7 @@ impl webui::Backend for NodeBackend {
     fn alarms(&self) -> Vec<String> {
         let mut alarms = Vec::new();
         let raft = self.cluster.status();
-        if raft.state == "OutOfService" {
+        if raft.out_of_service {
             alarms.push(
                 "Raft: this node hit a fatal error and is out of service; restart it".to_string(),
             );

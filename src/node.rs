@@ -347,12 +347,7 @@ impl Node {
 
     /// Resolves when the cluster state hit a fatal error.
     pub async fn out_of_service(&self) {
-        loop {
-            if self.cluster.status().state == "OutOfService" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        self.cluster.wait_out_of_service().await;
     }
 
     pub async fn shutdown(self) {

@@ -54,6 +54,9 @@ pub struct RaftStatus {
     /// The newest validation schema this node's release applies.
     #[serde(default)]
     pub schema_supported: u32,
+    /// Raft hit a fatal error here: the node is out of service until restarted.
+    #[serde(default)]
+    pub out_of_service: bool,
 }
 
 /// The leader's view of one follower or learner.
@@ -106,6 +109,38 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
 }
 
+/// Set once Raft hit a fatal error (or stopped): the node is out of service until restarted.
+/// Read as a flag on every request; awaited through a watch by whoever must act on it.
+#[derive(Debug)]
+pub(crate) struct OutOfService {
+    flag: AtomicBool,
+    tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl OutOfService {
+    pub fn new() -> OutOfService {
+        OutOfService {
+            flag: AtomicBool::new(false),
+            tx: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Sets it; answers whether it already was.
+    pub fn set(&self) -> bool {
+        let was = self.flag.swap(true, Ordering::SeqCst);
+        self.tx.send_replace(true);
+        was
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+}
+
 /// The parts of a running node its status and membership changes need; shared by
 /// [`crate::ClusterNode`] and the RPC server.
 pub(crate) struct Local {
@@ -113,7 +148,7 @@ pub(crate) struct Local {
     pub raft: Raft,
     pub contacts: Arc<Contacts>,
     pub committed: Arc<AtomicU64>,
-    pub out_of_service: Arc<AtomicBool>,
+    pub out_of_service: Arc<OutOfService>,
     pub cert_not_after_unix: Option<i64>,
     /// When a leader last sent this node AppendEntries (heartbeats included).
     pub leader_heard: std::sync::Mutex<Option<std::time::Instant>>,
@@ -146,7 +181,8 @@ impl Local {
 
     pub fn status(&self) -> RaftStatus {
         let m = self.raft.metrics().borrow().clone();
-        let state = if self.out_of_service.load(Ordering::Relaxed) {
+        let out_of_service = self.out_of_service.is_set();
+        let state = if out_of_service {
             "OutOfService".to_string()
         } else {
             format!("{:?}", m.state)
@@ -190,6 +226,7 @@ impl Local {
             cert_not_after_unix: self.cert_not_after_unix,
             witness: self.witness,
             schema_supported: model::SCHEMA_SUPPORTED,
+            out_of_service,
         }
     }
 

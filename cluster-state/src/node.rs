@@ -80,7 +80,7 @@ pub struct ClusterNode {
     bootstrapped_now: bool,
     http: reqwest::Client,
     /// Set when Raft reported a fatal error: the node is out of service until restarted.
-    out_of_service: Arc<AtomicBool>,
+    out_of_service: Arc<members::OutOfService>,
     gossip: network::GossipInbox,
     stopped: AtomicBool,
     tasks: Mutex<Tasks>,
@@ -137,6 +137,12 @@ impl ClusterNode {
         rpc_listener: tokio::net::TcpListener,
     ) -> Result<Arc<ClusterNode>, StartError> {
         Self::launch(cfg, rpc_listener, Mode::Join).await
+    }
+
+    /// Resolves once Raft hit a fatal error and the node went out of service.
+    pub async fn wait_out_of_service(&self) {
+        let mut rx = self.out_of_service.subscribe();
+        let _ = rx.wait_for(|out| *out).await;
     }
 
     /// Who answers `/cluster/enroll` on this node (set once, after start).
@@ -502,7 +508,7 @@ impl ClusterNode {
             None => None,
         };
         let contacts = Arc::new(network::Contacts::default());
-        let out_of_service = Arc::new(AtomicBool::new(false));
+        let out_of_service = Arc::new(members::OutOfService::new());
         let net = NetworkFactory::new(http.clone(), scheme, secret.clone(), contacts.clone());
         let raft_config = raft_config()?;
         let log_store = LogStore::new(store.clone());
@@ -759,7 +765,7 @@ impl ClusterNode {
     }
 
     fn check_in_service(&self) -> Result<(), ProposeError> {
-        if self.out_of_service.load(Ordering::Relaxed) {
+        if self.out_of_service.is_set() {
             return Err(ProposeError::Unavailable("node is out of service".into()));
         }
         if self.stopped.load(Ordering::Relaxed) {
@@ -769,7 +775,7 @@ impl ClusterNode {
     }
 
     fn take_out_of_service(&self, fatal: &openraft::error::Fatal<u64>) {
-        if !self.out_of_service.swap(true, Ordering::SeqCst) {
+        if !self.out_of_service.set() {
             tracing::error!(error = %fatal, "raft fatal error: node taken out of service");
         }
     }
@@ -804,7 +810,7 @@ fn raft_config() -> Result<Arc<openraft::Config>, StartError> {
 /// with `Unavailable`) until the process is restarted.
 async fn monitor_fatal(
     raft: Raft,
-    out_of_service: Arc<AtomicBool>,
+    out_of_service: Arc<members::OutOfService>,
     last_leader: Arc<Mutex<Option<(u64, String)>>>,
 ) {
     let mut metrics = raft.metrics();
@@ -822,7 +828,7 @@ async fn monitor_fatal(
             match &m.running_state {
                 // A normal stop (shutdown) is not a failure.
                 Err(openraft::error::Fatal::Stopped) => {
-                    out_of_service.store(true, Ordering::SeqCst);
+                    out_of_service.set();
                     tracing::info!("raft stopped");
                     return;
                 }
@@ -831,7 +837,7 @@ async fn monitor_fatal(
             }
         };
         if let Some(f) = fatal {
-            out_of_service.store(true, Ordering::SeqCst);
+            out_of_service.set();
             tracing::error!(error = %f, "raft fatal error: node taken out of service");
             return;
         }

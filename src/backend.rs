@@ -385,9 +385,6 @@ impl webui::Backend for NodeBackend {
     }
 }
 
-/// A member this many entries behind the leader is lagging.
-const LAG_ALARM_ENTRIES: u64 = 1_000;
-
 /// On the leader: members that stopped answering or fell far behind.
 fn peer_alarms(raft: &cluster_state::RaftStatus) -> Vec<String> {
     raft.peers
@@ -408,7 +405,7 @@ fn peer_alarms(raft: &cluster_state::RaftStatus) -> Vec<String> {
                     p.node_id,
                     ms / 1000
                 )),
-                Some(_) if p.lag > LAG_ALARM_ENTRIES => Some(format!(
+                Some(_) if p.lag > model::records::PEER_LAG_ALARM_ENTRIES => Some(format!(
                     "Raft: node {} ({role}) is {} log entries behind the leader",
                     p.node_id, p.lag
                 )),

@@ -68,7 +68,7 @@ fn save(dir: &Path, ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Resu
 }
 
 /// The host part of `host:port` (brackets of an IPv6 address removed).
-fn host_of(addr: &str) -> &str {
+pub fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':')
         .map_or(addr, |(h, _)| h)
         .trim_start_matches('[')

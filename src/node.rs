@@ -653,14 +653,11 @@ async fn cluster_credentials(
              private network, cluster_secret_file"
         );
     }
-    let seed_on_loopback = seed
-        .rsplit_once(':')
-        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
-        .is_some_and(|h| {
-            h == "localhost"
-                || h.parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
+    let seed_host = crate::cluster_tls::host_of(seed);
+    let seed_on_loopback = seed_host == "localhost"
+        || seed_host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     if !seed_on_loopback && !cfg.cluster_plaintext_ok {
         anyhow::bail!(
             "join: with the shared secret this node cannot verify the member at {seed}; use a \

@@ -361,14 +361,8 @@ impl Document {
                 self.ticket_keys.push_front(Arc::new(record.clone()));
                 self.ticket_keys.truncate(model::records::TICKET_KEYS_KEPT);
                 Ok(Outcome {
-                    revision: self.revision,
-                    config: None,
-                    auth_changed: false,
-                    certificates_changed: false,
                     ticket_keys_changed: true,
-                    tsig_keys_changed: false,
-                    purges_changed: false,
-                    cluster_changed: false,
+                    ..self.unchanged()
                 })
             }
             Change::SetSchema { version } => {
@@ -493,26 +487,11 @@ impl Document {
                     self.purges.pop_front();
                 }
                 Ok(Outcome {
-                    revision: self.revision,
-                    config: None,
-                    auth_changed: false,
-                    certificates_changed: false,
-                    ticket_keys_changed: false,
-                    tsig_keys_changed: false,
                     purges_changed: true,
-                    cluster_changed: false,
+                    ..self.unchanged()
                 })
             }
-            Change::Audit { .. } => Ok(Outcome {
-                revision: self.revision,
-                config: None,
-                auth_changed: false,
-                certificates_changed: false,
-                ticket_keys_changed: false,
-                tsig_keys_changed: false,
-                purges_changed: false,
-                cluster_changed: false,
-            }),
+            Change::Audit { .. } => Ok(self.unchanged()),
         }
     }
 
@@ -560,66 +539,50 @@ impl Document {
         self.spec = spec;
         self.revision += 1;
         Ok(Outcome {
-            revision: self.revision,
             config: Some(config),
+            ..self.unchanged()
+        })
+    }
+
+    /// At the current revision, nothing changed; each helper below sets its one flag.
+    fn unchanged(&self) -> Outcome {
+        Outcome {
+            revision: self.revision,
+            config: None,
             auth_changed: false,
             certificates_changed: false,
             ticket_keys_changed: false,
             tsig_keys_changed: false,
             purges_changed: false,
             cluster_changed: false,
-        })
+        }
     }
 
     fn auth_outcome(&self) -> Outcome {
         Outcome {
-            revision: self.revision,
-            config: None,
             auth_changed: true,
-            certificates_changed: false,
-            ticket_keys_changed: false,
-            tsig_keys_changed: false,
-            purges_changed: false,
-            cluster_changed: false,
+            ..self.unchanged()
         }
     }
 
     fn cluster_outcome(&self) -> Outcome {
         Outcome {
-            revision: self.revision,
-            config: None,
-            auth_changed: false,
-            certificates_changed: false,
-            ticket_keys_changed: false,
-            tsig_keys_changed: false,
-            purges_changed: false,
             cluster_changed: true,
+            ..self.unchanged()
         }
     }
 
     fn tsig_keys_outcome(&self) -> Outcome {
         Outcome {
-            revision: self.revision,
-            config: None,
-            auth_changed: false,
-            certificates_changed: false,
-            ticket_keys_changed: false,
             tsig_keys_changed: true,
-            purges_changed: false,
-            cluster_changed: false,
+            ..self.unchanged()
         }
     }
 
     fn certificates_outcome(&self) -> Outcome {
         Outcome {
-            revision: self.revision,
-            config: None,
-            auth_changed: false,
             certificates_changed: true,
-            ticket_keys_changed: false,
-            tsig_keys_changed: false,
-            purges_changed: false,
-            cluster_changed: false,
+            ..self.unchanged()
         }
     }
 

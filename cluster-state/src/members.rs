@@ -18,7 +18,7 @@ use crate::types::{NodeId, Raft};
 /// A leader that has heard from no majority for this long has lost its quorum: it says so
 /// (alarm, `meridian_raft_has_quorum`) and refuses writes at once instead of holding them until
 /// they time out. Past it the others have elected anew (a follower stands after 1.25–1.5 s).
-pub const QUORUM_LOST_MS: u64 = 3_000;
+pub const QUORUM_LOST_MS: u64 = model::records::PEER_SILENT_MS;
 
 /// A point-in-time view of this node's Raft state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +228,16 @@ impl Local {
             schema_supported: model::SCHEMA_SUPPORTED,
             out_of_service,
         }
+    }
+
+    /// On a leader that has lost its quorum: its term and how long no majority has answered
+    /// (ms). The per-request check: it builds no status.
+    pub fn quorum_lost(&self) -> Option<(u64, u64)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        self.quorum_ack_ms(&m)
+            .filter(|ms| *ms > QUORUM_LOST_MS)
+            .map(|ms| (m.current_term, ms))
     }
 
     /// On the leader: how long since a majority of the voters (itself included) last answered,

@@ -221,14 +221,12 @@ impl ClusterNode {
 
     async fn propose_local(&self, cmd: Command) -> Result<u64, ProposeError> {
         self.check_in_service()?;
-        let status = self.status();
-        if status.lost_quorum() {
+        if let Some((term, ms)) = self.local.quorum_lost() {
             // Refused before anything is appended: safe to retry, on another node.
             return Err(ProposeError::Unavailable(format!(
-                "this node leads term {} but no majority has answered it for {} s: the write \
-                 was not appended (safe to retry); the other nodes may have a new leader",
-                status.current_term,
-                status.quorum_ack_ms.unwrap_or(0) / 1000
+                "this node leads term {term} but no majority has answered it for {} s: the \
+                 write was not appended (safe to retry); the other nodes may have a new leader",
+                ms / 1000
             )));
         }
         let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd))
@@ -261,8 +259,7 @@ impl ClusterNode {
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
         use network::ReadIndexAnswer;
         self.check_in_service()?;
-        let status = self.status();
-        if status.lost_quorum() {
+        if self.local.quorum_lost().is_some() {
             return Err(ProposeError::Unavailable(
                 "this node leads but no majority answers it: a read could be stale".into(),
             ));

@@ -144,11 +144,6 @@ impl StateMachine {
             source,
         })?;
         let mut records = Vec::new();
-        let encode = |key: String, v: &dyn erased::Json| -> Result<(String, Vec<u8>), StoreError> {
-            v.to_json()
-                .map(|bytes| (key.clone(), bytes))
-                .map_err(|source| StoreError::Encode { key, source })
-        };
         for r in self
             .state
             .doc
@@ -156,7 +151,7 @@ impl StateMachine {
             .iter()
             .filter(|r| r.revision > self.saved.history_to)
         {
-            records.push(encode(history_key(r.revision), r.as_ref())?);
+            records.push(encode_record(history_key(r.revision), r.as_ref())?);
         }
         for a in self
             .state
@@ -165,7 +160,7 @@ impl StateMachine {
             .iter()
             .filter(|a| a.index > self.saved.audit_to)
         {
-            records.push(encode(audit_key(a.index), a.as_ref())?);
+            records.push(encode_record(audit_key(a.index), a.as_ref())?);
         }
         // Records first: sled recovers a prefix of its writes, so a document on disk always
         // has its records.
@@ -190,11 +185,14 @@ impl StateMachine {
 }
 
 /// The schema a `SetSchema` entry raises to, when this release does not know it.
-fn unknown_schema(cmd: &crate::command::Command) -> Option<u32> {
-    match &cmd.change {
-        model::Change::SetSchema { version } if *version > model::SCHEMA_SUPPORTED => {
-            Some(*version)
-        }
+fn unknown_schema(payload: &EntryPayload<TypeConfig>) -> Option<u32> {
+    match payload {
+        EntryPayload::Normal(cmd) => match &cmd.change {
+            model::Change::SetSchema { version } if *version > model::SCHEMA_SUPPORTED => {
+                Some(*version)
+            }
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -218,6 +216,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut responses = Vec::new();
         let mut changed = false;
         for entry in entries {
+            if let Some(version) = unknown_schema(&entry.payload) {
+                // Applying it (and what follows) by rules this release lacks would make this
+                // node disagree with the others: stop instead, and say why.
+                let why = format!(
+                    "log entry {} raises the validation schema to {version}, and this release \
+                     applies up to {}: upgrade this node",
+                    entry.log_id.index,
+                    model::SCHEMA_SUPPORTED
+                );
+                tracing::error!("{why}");
+                return Err(sm_write_err(&std::io::Error::other(why)));
+            }
             self.state.last_applied = Some(entry.log_id);
             let entry_is_command = matches!(entry.payload, EntryPayload::Normal(_));
             let result = match entry.payload {
@@ -225,19 +235,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Membership(m) => {
                     self.state.last_membership = StoredMembership::new(Some(entry.log_id), m);
                     Ok(self.state.doc.revision)
-                }
-                EntryPayload::Normal(cmd) if unknown_schema(&cmd).is_some() => {
-                    // Applying the rest by rules this release lacks would make this node
-                    // disagree with the others: stop instead, and say why.
-                    let version = unknown_schema(&cmd).unwrap_or_default();
-                    let why = format!(
-                        "log entry {} raises the validation schema to {version}, and this \
-                         release applies up to {}: upgrade this node",
-                        entry.log_id.index,
-                        model::SCHEMA_SUPPORTED
-                    );
-                    tracing::error!("{why}");
-                    return Err(sm_write_err(&std::io::Error::other(why)));
                 }
                 EntryPayload::Normal(cmd) => match self.state.doc.apply(entry.log_id.index, &cmd) {
                     Ok(outcome) => {
@@ -369,16 +366,11 @@ impl Saved {
     }
 }
 
-/// Serializing two record types through one closure.
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> Result<Vec<u8>, serde_json::Error>;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-            serde_json::to_vec(self)
-        }
+/// A history or audit record as stored under `key`.
+fn encode_record<T: Serialize>(key: String, record: &T) -> Result<(String, Vec<u8>), StoreError> {
+    match serde_json::to_vec(record) {
+        Ok(bytes) => Ok((key, bytes)),
+        Err(source) => Err(StoreError::Encode { key, source }),
     }
 }
 

@@ -123,13 +123,15 @@ pub enum EnrollTrust {
 
 /// The client a pristine node enrolls with.
 pub fn enroll_client(trust: EnrollTrust) -> Result<reqwest::Client, TlsError> {
-    let verifier: Arc<dyn ServerCertVerifier> = match trust {
-        EnrollTrust::PinnedCa(pin) => Arc::new(PinnedCa {
-            pin: pin.to_ascii_lowercase(),
-        }),
-        EnrollTrust::Unverified => Arc::new(Unverified),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let verifier = Arc::new(EnrollVerifier {
+        pin: match trust {
+            EnrollTrust::PinnedCa(pin) => Some(pin.to_ascii_lowercase()),
+            EnrollTrust::Unverified => None,
+        },
+        provider: provider.clone(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
@@ -143,12 +145,15 @@ pub fn enroll_client(trust: EnrollTrust) -> Result<reqwest::Client, TlsError> {
         .map_err(|e| TlsError::Verifier(e.to_string()))
 }
 
+/// [`EnrollTrust`] as rustls applies it; the handshake's signatures are checked either way.
 #[derive(Debug)]
-struct PinnedCa {
-    pin: String,
+struct EnrollVerifier {
+    /// `None`: any certificate.
+    pin: Option<String>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-impl ServerCertVerifier for PinnedCa {
+impl ServerCertVerifier for EnrollVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -157,7 +162,10 @@ impl ServerCertVerifier for PinnedCa {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(ca) = intermediates.iter().find(|c| fingerprint(c) == self.pin) else {
+        let Some(pin) = &self.pin else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let Some(ca) = intermediates.iter().find(|c| fingerprint(c) == *pin) else {
             return Err(rustls::Error::General(
                 "the member's cluster CA is not the one the join token names".into(),
             ));
@@ -166,7 +174,7 @@ impl ServerCertVerifier for PinnedCa {
         roots.add(ca.clone().into_owned())?;
         let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
-            provider(),
+            self.provider.clone(),
         )
         .build()
         .map_err(|e| rustls::Error::General(e.to_string()))?;
@@ -183,7 +191,7 @@ impl ServerCertVerifier for PinnedCa {
             message,
             cert,
             dss,
-            &provider().signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -197,51 +205,13 @@ impl ServerCertVerifier for PinnedCa {
             message,
             cert,
             dss,
-            &provider().signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
+        self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-#[derive(Debug)]
-struct Unverified;
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        PinnedCa { pin: String::new() }.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        PinnedCa { pin: String::new() }.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        PinnedCa { pin: String::new() }.supported_verify_schemes()
     }
 }

@@ -283,6 +283,13 @@ impl fmt::Debug for ClusterCaRecord {
     }
 }
 
+/// A cluster member the leader has not heard from for this long is silent (alarm, console);
+/// a leader that has heard from no majority for this long has lost its quorum.
+pub const PEER_SILENT_MS: u64 = 3_000;
+
+/// A cluster member this many log entries behind the leader is lagging (alarm, console).
+pub const PEER_LAG_ALARM_ENTRIES: u64 = 1_000;
+
 /// What `meridian backup` writes and `meridian restore` seeds a new cluster with: the config,
 /// users and tokens (hashes only), and the credential store (keys sealed with the cluster key,
 /// so the new cluster needs the old one's cluster secret to use them).

@@ -228,14 +228,13 @@ async fn require_secret(State(state): State<RpcState>, mut req: Request, next: N
             .into_response();
     }
     let (presented, ok) = secret_presented(&state, &req);
-    let presented = presented.then_some(());
     if !ok {
         // Anyone can knock: logged at most every 10 s.
         if REFUSED_LOG.due() {
             tracing::warn!(
                 peer = %peer_of(&req),
                 path = %req.uri().path(),
-                presented = presented.is_some(),
+                presented,
                 "cluster rpc refused: wrong or missing cluster secret (further refusals for 10 s not logged)"
             );
         }

@@ -882,8 +882,12 @@ pub fn member_rows(view: &crate::ClusterView) -> Vec<MemberRow> {
     view.members
         .iter()
         .map(|m| {
-            let silent = m.last_contact_ms.is_some_and(|ms| ms > 3_000);
-            let behind = m.lag.is_some_and(|l| l > 1_000);
+            let silent = m
+                .last_contact_ms
+                .is_some_and(|ms| ms > model::records::PEER_SILENT_MS);
+            let behind = m
+                .lag
+                .is_some_and(|l| l > model::records::PEER_LAG_ALARM_ENTRIES);
             MemberRow {
                 id: m.node_id,
                 address: m.address.clone(),

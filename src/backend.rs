@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cluster_state::{ApplyError, ClusterNode, ProposeError};
+use cluster_state::ClusterNode;
 use std::collections::BTreeMap;
 
 use model::records::{AuditEntry, AuthState, CertificateRecord, RevisionRecord};
@@ -22,22 +22,6 @@ pub struct NodeBackend {
     pub cluster_key: Arc<credentials::ClusterKey>,
     /// A witness serves no traffic: no data-plane alarms.
     pub witness: bool,
-}
-
-fn change_error(e: ProposeError) -> ChangeError {
-    match e {
-        ProposeError::Rejected(ApplyError::StaleRevision { expected, current }) => {
-            ChangeError::Stale { expected, current }
-        }
-        ProposeError::Rejected(ApplyError::Invalid(v)) => ChangeError::Invalid(v),
-        ProposeError::Rejected(ApplyError::NotFound { kind, name }) => {
-            ChangeError::NotFound { kind, name }
-        }
-        ProposeError::Rejected(ApplyError::Refused(why)) => ChangeError::Refused(why),
-        ProposeError::NotLeader { leader } => ChangeError::NotLeader { leader },
-        ProposeError::Unavailable(why) => ChangeError::Unavailable(why),
-        ProposeError::Unknown(why) => ChangeError::Unknown(why),
-    }
 }
 
 impl webui::Backend for NodeBackend {
@@ -167,7 +151,6 @@ impl webui::Backend for NodeBackend {
             self.cluster
                 .propose(model::Proposal { change, origin })
                 .await
-                .map_err(change_error)
         })
     }
 
@@ -198,7 +181,7 @@ impl webui::Backend for NodeBackend {
     }
 
     fn read_barrier(&self) -> BoxFuture<'_, Result<(), ChangeError>> {
-        Box::pin(async move { self.cluster.read_barrier().await.map_err(change_error) })
+        Box::pin(async move { self.cluster.read_barrier().await })
     }
 
     fn cluster_ca_fingerprint(&self) -> Option<String> {
@@ -243,12 +226,7 @@ impl webui::Backend for NodeBackend {
     }
 
     fn remove_member(&self, node_id: u64) -> BoxFuture<'_, Result<(), ChangeError>> {
-        Box::pin(async move {
-            self.cluster
-                .remove_member(node_id)
-                .await
-                .map_err(change_error)
-        })
+        Box::pin(async move { self.cluster.remove_member(node_id).await })
     }
 
     fn dns_explain(&self, query: &webui::DnsExplainQuery) -> Result<webui::DnsExplanation, String> {

@@ -158,7 +158,7 @@ pub async fn enroll(
     let answer: EnrollResponse = loop {
         match cluster_state::enroll(seed, trust.clone(), &body, secret).await {
             Ok(a) => break a,
-            Err(e @ cluster_state::ProposeError::Rejected(_)) => {
+            Err(e @ cluster_state::ChangeError::Rejected(_)) => {
                 return Err(e).with_context(|| format!("cannot join the cluster at {seed}"))
             }
             Err(e) if Instant::now() < deadline => {
@@ -245,7 +245,7 @@ impl NodeEnroller {
                 };
                 match cluster.propose(spend).await {
                     Ok(_) => {}
-                    Err(cluster_state::ProposeError::Rejected(e)) => {
+                    Err(cluster_state::ChangeError::Rejected(e)) => {
                         return Err(refuse(403, e.to_string()))
                     }
                     Err(e) => return Err(refuse(503, e.to_string())),

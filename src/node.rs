@@ -484,7 +484,7 @@ async fn join_cluster(
                 // A refusal (the wrong cluster secret) is final: no point asking again.
                 Err(e)
                     if Instant::now() < deadline
-                        && !matches!(e, cluster_state::ProposeError::Rejected(_)) =>
+                        && !matches!(e, cluster_state::ChangeError::Rejected(_)) =>
                 {
                     tracing::warn!(%seed, error = %e, "join failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;

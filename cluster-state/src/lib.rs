@@ -21,12 +21,12 @@ mod tls;
 mod types;
 
 pub use command::{
-    Applied, ApplyError, AuditEntry, AuthState, Command, RevisionRecord, TokenInfo, UserRecord,
-    AUDIT_MAX, HISTORY_KEEP,
+    Applied, AuditEntry, AuthState, Command, RevisionRecord, TokenInfo, UserRecord, AUDIT_MAX,
+    HISTORY_KEEP,
 };
-pub use error::ProposeError;
 pub use error::StartError;
 pub use members::{ClusterStatus, MemberStatus, PeerStatus, RaftStatus, QUORUM_LOST_MS};
+pub use model::{ChangeError, Refusal};
 pub use network::{
     enroll, BoxFuture, EnrollRefusal, EnrollRequest, EnrollResponse, Enroller, GossipMessage,
     JoinRequest, JoinResponse,

@@ -11,9 +11,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
-use crate::command::ApplyError;
 use crate::network::{Contacts, ProposeAnswer};
 use crate::types::{NodeId, Raft};
+use model::Refusal;
 
 /// A leader that has heard from no majority for this long has lost its quorum: it says so
 /// (alarm, `meridian_raft_has_quorum`) and refuses writes at once instead of holding them until
@@ -350,7 +350,7 @@ impl Local {
 }
 
 fn refused(why: String) -> ProposeAnswer {
-    ProposeAnswer::Rejected(ApplyError::Refused(why))
+    ProposeAnswer::Rejected(Refusal::NotAllowed(why))
 }
 
 fn membership_error(

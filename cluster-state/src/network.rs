@@ -115,10 +115,10 @@ pub async fn enroll(
     trust: crate::tls::EnrollTrust,
     req: &EnrollRequest,
     secret: Option<&str>,
-) -> Result<EnrollResponse, crate::ProposeError> {
-    use crate::ProposeError;
+) -> Result<EnrollResponse, crate::ChangeError> {
+    use crate::ChangeError;
     let client =
-        crate::tls::enroll_client(trust).map_err(|e| ProposeError::Unavailable(e.to_string()))?;
+        crate::tls::enroll_client(trust).map_err(|e| ChangeError::Unavailable(e.to_string()))?;
     let mut call = client
         .post(format!("https://{seed}{PATH_ENROLL}"))
         .json(req);
@@ -129,11 +129,11 @@ pub async fn enroll(
         // A certificate the token does not vouch for is as final as a refusal.
         let text = format!("{e:?}");
         if text.contains("not the one the join token names") {
-            ProposeError::Rejected(crate::ApplyError::Refused(format!(
+            ChangeError::Rejected(model::Refusal::NotAllowed(format!(
                 "{seed} does not present the cluster CA the join token names"
             )))
         } else {
-            ProposeError::Unavailable(format!("enrolling at {seed}: {e}"))
+            ChangeError::Unavailable(format!("enrolling at {seed}: {e}"))
         }
     })?;
     let status = resp.status();
@@ -141,16 +141,16 @@ pub async fn enroll(
         return resp
             .json::<EnrollResponse>()
             .await
-            .map_err(|e| ProposeError::Unavailable(format!("enrollment answer: {e}")));
+            .map_err(|e| ChangeError::Unavailable(format!("enrollment answer: {e}")));
     }
     let refusal = resp.json::<EnrollRefusal>().await.ok();
     let why = refusal.map_or_else(|| format!("http {status}"), |r| r.error);
     if status.is_client_error() {
-        Err(ProposeError::Rejected(crate::ApplyError::Refused(format!(
+        Err(ChangeError::Rejected(model::Refusal::NotAllowed(format!(
             "{seed} refused the enrollment: {why}"
         ))))
     } else {
-        Err(ProposeError::Unavailable(format!(
+        Err(ChangeError::Unavailable(format!(
             "{seed} could not enroll this node now: {why}"
         )))
     }
@@ -227,7 +227,7 @@ pub(crate) enum ProposeAnswer {
         revision: u64,
         log_index: u64,
     },
-    Rejected(crate::command::ApplyError),
+    Rejected(model::Refusal),
     NotLeader {
         leader: Option<String>,
     },

@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::command::{Applied, Command};
-use crate::error::{ProposeError, StartError};
+use crate::error::StartError;
 use crate::log_store::LogStore;
 use crate::members::{self, ClusterStatus, Local, RaftStatus};
 use crate::network::{
@@ -24,6 +24,7 @@ use crate::network::{
 use crate::state_machine::StateMachine;
 use crate::store::Store;
 use crate::types::{Node, Raft};
+use model::ChangeError;
 
 /// How long `start` waits for a leader and `propose` waits for a commit.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -176,17 +177,17 @@ impl ClusterNode {
     /// follower the write is forwarded to the leader, and this returns once the entry is also
     /// applied here, so a caller reads its own write on the node it asked.
     /// A timeout leaves the outcome unknown: the entry may still commit later.
-    pub async fn propose(&self, cmd: impl Into<Command>) -> Result<u64, ProposeError> {
+    pub async fn propose(&self, cmd: impl Into<Command>) -> Result<u64, ChangeError> {
         let cmd = cmd.into();
         match self.propose_local(cmd.clone()).await {
-            Err(ProposeError::NotLeader {
+            Err(ChangeError::NotLeader {
                 leader: Some(leader),
             }) => {
                 // A leader silent for a second is cut off from this node, or gone: the write
                 // would only hang until it times out.
                 match self.local.leader_silent_ms() {
                     Some(ms) if ms > members::LEADER_SILENT_MS => {
-                        Err(ProposeError::Unavailable(format!(
+                        Err(ChangeError::Unavailable(format!(
                             "the leader at {leader} has not been heard from for {ms} ms (this \
                              node may be cut off from it); nothing was appended (safe to retry)"
                         )))
@@ -194,11 +195,20 @@ impl ClusterNode {
                     _ => self.forward(network::PATH_PROPOSE, &cmd, leader).await,
                 }
             }
-            Err(ProposeError::NotLeader { leader: None }) => {
-                Err(ProposeError::Unavailable(self.no_leader()))
+            Err(ChangeError::NotLeader { leader: None }) => {
+                Err(ChangeError::Unavailable(self.no_leader()))
             }
             other => other,
         }
+    }
+
+    /// The index of the last log entry this node applied.
+    fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |id| id.index)
     }
 
     /// Why a write cannot go anywhere now, naming the last leader this node knew.
@@ -219,35 +229,37 @@ impl ClusterNode {
         }
     }
 
-    async fn propose_local(&self, cmd: Command) -> Result<u64, ProposeError> {
+    async fn propose_local(&self, cmd: Command) -> Result<u64, ChangeError> {
         self.check_in_service()?;
         if let Some((term, ms)) = self.local.quorum_lost() {
             // Refused before anything is appended: safe to retry, on another node.
-            return Err(ProposeError::Unavailable(format!(
+            return Err(ChangeError::Unavailable(format!(
                 "this node leads term {term} but no majority has answered it for {} s: the \
                  write was not appended (safe to retry); the other nodes may have a new leader",
                 ms / 1000
             )));
         }
+        let after_index = self.applied_index();
         let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd))
             .await
-            .map_err(|_| {
-                ProposeError::Unknown(format!(
+            .map_err(|_| ChangeError::Unknown {
+                detail: format!(
                     "appended but not committed within {} s; it may still be",
                     PROPOSE_TIMEOUT.as_secs()
-                ))
+                ),
+                after_index: Some(after_index),
             })?;
         match res {
-            Ok(resp) => resp.data.result.map_err(ProposeError::Rejected),
+            Ok(resp) => resp.data.result.map_err(ChangeError::Rejected),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ProposeError::NotLeader {
+                Err(ChangeError::NotLeader {
                     leader: f.leader_node.map(|n| n.addr),
                 })
             }
-            Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
+            Err(RaftError::APIError(e)) => Err(ChangeError::Unavailable(e.to_string())),
             Err(RaftError::Fatal(f)) => {
                 self.take_out_of_service(&f);
-                Err(ProposeError::Unavailable(f.to_string()))
+                Err(ChangeError::Unavailable(f.to_string()))
             }
         }
     }
@@ -256,11 +268,11 @@ impl ClusterNode {
     /// the call, as confirmed by the leader with a quorum (the read index; asked of the
     /// leader over the cluster port on a follower). Without a quorum it fails rather than let
     /// a stale state be read.
-    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+    pub async fn read_barrier(&self) -> Result<(), ChangeError> {
         use network::ReadIndexAnswer;
         self.check_in_service()?;
         if self.local.quorum_lost().is_some() {
-            return Err(ProposeError::Unavailable(
+            return Err(ChangeError::Unavailable(
                 "this node leads but no majority answers it: a read could be stale".into(),
             ));
         }
@@ -301,9 +313,9 @@ impl ClusterNode {
                 .applied_index_at_least(Some(index), "read index applied here")
                 .await
                 .map(|_| ())
-                .map_err(|e| ProposeError::Unavailable(format!("read index {index}: {e}"))),
-            ReadIndexAnswer::NotLeader { leader } => Err(ProposeError::NotLeader { leader }),
-            ReadIndexAnswer::Unavailable(why) => Err(ProposeError::Unavailable(why)),
+                .map_err(|e| ChangeError::Unavailable(format!("read index {index}: {e}"))),
+            ReadIndexAnswer::NotLeader { leader } => Err(ChangeError::NotLeader { leader }),
+            ReadIndexAnswer::Unavailable(why) => Err(ChangeError::Unavailable(why)),
         }
     }
 
@@ -386,7 +398,7 @@ impl ClusterNode {
 
     /// Takes node `id` out of the cluster (on the leader, or forwarded to it): demoted to
     /// learner, then removed. Refused with the reason when it would leave no quorum.
-    pub async fn remove_member(&self, id: u64) -> Result<(), ProposeError> {
+    pub async fn remove_member(&self, id: u64) -> Result<(), ChangeError> {
         self.check_in_service()?;
         let answer = self.local.remove_member(id).await;
         let outcome = match answer {
@@ -403,12 +415,12 @@ impl ClusterNode {
 
     /// Builds a snapshot now (log compaction then purges older entries) and waits until it is
     /// built; returns the last log index it covers. Raft also does this every 1000 entries.
-    pub async fn trigger_snapshot(&self) -> Result<u64, ProposeError> {
+    pub async fn trigger_snapshot(&self) -> Result<u64, ChangeError> {
         self.check_in_service()?;
         let target = self.status().last_applied;
         if let Err(f) = self.raft.trigger().snapshot().await {
             self.take_out_of_service(&f);
-            return Err(ProposeError::Unavailable(f.to_string()));
+            return Err(ChangeError::Unavailable(f.to_string()));
         }
         let m = self
             .raft
@@ -418,7 +430,7 @@ impl ClusterNode {
                 "snapshot built",
             )
             .await
-            .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
+            .map_err(|e| ChangeError::Unavailable(e.to_string()))?;
         Ok(m.snapshot.map(|s| s.index).unwrap_or(0))
     }
 
@@ -429,7 +441,7 @@ impl ClusterNode {
 
     /// Asks the leader reachable at `leader_rpc` (`host:port`) to add this node as a voter.
     /// Follows one redirect when `leader_rpc` is a follower that knows the leader.
-    pub async fn join(&self, leader_rpc: &str) -> Result<(), ProposeError> {
+    pub async fn join(&self, leader_rpc: &str) -> Result<(), ChangeError> {
         self.check_in_service()?;
         let mut target = leader_rpc.to_string();
         for _ in 0..2 {
@@ -439,12 +451,12 @@ impl ClusterNode {
                     leader: Some(leader),
                 } if leader != target => target = leader,
                 JoinResponse::NotLeader { leader } => {
-                    return Err(ProposeError::NotLeader { leader })
+                    return Err(ChangeError::NotLeader { leader })
                 }
-                JoinResponse::Failed { error } => return Err(ProposeError::Unavailable(error)),
+                JoinResponse::Failed { error } => return Err(ChangeError::Unavailable(error)),
             }
         }
-        Err(ProposeError::NotLeader {
+        Err(ChangeError::NotLeader {
             leader: Some(target),
         })
     }
@@ -626,15 +638,20 @@ impl ClusterNode {
         path: &str,
         body: &B,
         mut leader: String,
-    ) -> Result<u64, ProposeError> {
+    ) -> Result<u64, ChangeError> {
+        // If the leader appends the write, it does so after everything applied here now.
+        let after_index = Some(self.applied_index());
         for _ in 0..2 {
             // Not connected: nothing was sent. Anything later: the leader may have it.
             let unavailable = |e: reqwest::Error| {
-                let why = format!("forwarding to the leader at {leader}: {e}");
+                let detail = format!("forwarding to the leader at {leader}: {e}");
                 if e.is_connect() {
-                    ProposeError::Unavailable(why)
+                    ChangeError::Unavailable(detail)
                 } else {
-                    ProposeError::Unknown(why)
+                    ChangeError::Unknown {
+                        detail,
+                        after_index,
+                    }
                 }
             };
             let call = async {
@@ -649,9 +666,10 @@ impl ClusterNode {
                     .map_err(unavailable)?;
                 let status = resp.status();
                 if !status.is_success() {
-                    return Err(ProposeError::Unknown(format!(
-                        "the leader at {leader} answered http {status}"
-                    )));
+                    return Err(ChangeError::Unknown {
+                        detail: format!("the leader at {leader} answered http {status}"),
+                        after_index,
+                    });
                 }
                 resp.json::<ProposeAnswer>().await.map_err(unavailable)
             };
@@ -660,10 +678,13 @@ impl ClusterNode {
             let answer = tokio::select! {
                 answer = call => answer?,
                 ms = self.leader_goes_silent() => {
-                    return Err(ProposeError::Unknown(format!(
-                        "the leader at {leader} went silent ({ms} ms without a heartbeat) \
-                         while the write was in flight; it may still be applied"
-                    )))
+                    return Err(ChangeError::Unknown {
+                        detail: format!(
+                            "the leader at {leader} went silent ({ms} ms without a heartbeat) \
+                             while the write was in flight; it may still be applied"
+                        ),
+                        after_index,
+                    })
                 }
             };
             match answer {
@@ -671,7 +692,7 @@ impl ClusterNode {
                 answer => return self.settle(answer).await,
             }
         }
-        Err(ProposeError::NotLeader {
+        Err(ChangeError::NotLeader {
             leader: Some(leader),
         })
     }
@@ -691,7 +712,7 @@ impl ClusterNode {
 
     /// What the leader's answer means here: once committed, waits until this node applied it
     /// too, so a caller reads its own write on the node it asked.
-    async fn settle(&self, answer: ProposeAnswer) -> Result<u64, ProposeError> {
+    async fn settle(&self, answer: ProposeAnswer) -> Result<u64, ChangeError> {
         match answer {
             ProposeAnswer::Applied {
                 revision,
@@ -701,44 +722,45 @@ impl ClusterNode {
                     .wait(Some(PROPOSE_TIMEOUT))
                     .applied_index_at_least(Some(log_index), "forwarded write applied here")
                     .await
-                    .map_err(|e| {
-                        ProposeError::Unknown(format!(
+                    .map_err(|e| ChangeError::Unknown {
+                        detail: format!(
                             "committed at log index {log_index}, but not yet applied on this \
                              node: {e}"
-                        ))
+                        ),
+                        after_index: Some(log_index.saturating_sub(1)),
                     })?;
                 Ok(revision)
             }
-            ProposeAnswer::Rejected(e) => Err(ProposeError::Rejected(e)),
-            ProposeAnswer::NotLeader { leader } => Err(ProposeError::NotLeader { leader }),
-            ProposeAnswer::Unavailable(e) => Err(ProposeError::Unavailable(e)),
+            ProposeAnswer::Rejected(e) => Err(ChangeError::Rejected(e)),
+            ProposeAnswer::NotLeader { leader } => Err(ChangeError::NotLeader { leader }),
+            ProposeAnswer::Unavailable(e) => Err(ChangeError::Unavailable(e)),
         }
     }
 
     /// Whether this node's store holds a cluster (it bootstrapped or joined one before).
-    pub async fn is_initialized(&self) -> Result<bool, ProposeError> {
+    pub async fn is_initialized(&self) -> Result<bool, ChangeError> {
         self.raft
             .is_initialized()
             .await
-            .map_err(|e| ProposeError::Unavailable(e.to_string()))
+            .map_err(|e| ChangeError::Unavailable(e.to_string()))
     }
 
     /// Waits until some node is known to lead (after a join, say).
-    pub async fn wait_for_leader_timeout(&self, timeout: Duration) -> Result<(), ProposeError> {
+    pub async fn wait_for_leader_timeout(&self, timeout: Duration) -> Result<(), ChangeError> {
         self.raft
             .wait(Some(timeout))
             .metrics(|m| m.current_leader.is_some(), "a leader is known")
             .await
             .map(|_| ())
-            .map_err(|e| ProposeError::Unavailable(e.to_string()))
+            .map_err(|e| ChangeError::Unavailable(e.to_string()))
     }
 
-    async fn join_once(&self, target: &str) -> Result<JoinResponse, ProposeError> {
+    async fn join_once(&self, target: &str) -> Result<JoinResponse, ChangeError> {
         let body = JoinRequest {
             node_id: self.node_id,
             rpc_addr: self.rpc_advertise.clone(),
         };
-        let unavailable = |e: reqwest::Error| ProposeError::Unavailable(e.to_string());
+        let unavailable = |e: reqwest::Error| ChangeError::Unavailable(e.to_string());
         let resp = self
             .http
             .post(format!("{}://{target}{}", self.scheme, network::PATH_JOIN))
@@ -752,21 +774,21 @@ impl ClusterNode {
         let status = resp.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             // Definitive: asking again will not help.
-            return Err(ProposeError::Rejected(crate::ApplyError::Refused(format!(
+            return Err(ChangeError::Rejected(model::Refusal::NotAllowed(format!(
                 "join refused by {target}: wrong cluster secret"
             ))));
         }
         resp.json::<JoinResponse>()
             .await
-            .map_err(|e| ProposeError::Unavailable(format!("join answer (http {status}): {e}")))
+            .map_err(|e| ChangeError::Unavailable(format!("join answer (http {status}): {e}")))
     }
 
-    fn check_in_service(&self) -> Result<(), ProposeError> {
+    fn check_in_service(&self) -> Result<(), ChangeError> {
         if self.out_of_service.is_set() {
-            return Err(ProposeError::Unavailable("node is out of service".into()));
+            return Err(ChangeError::Unavailable("node is out of service".into()));
         }
         if self.stopped.load(Ordering::Relaxed) {
-            return Err(ProposeError::Unavailable("node is shutting down".into()));
+            return Err(ChangeError::Unavailable("node is shutting down".into()));
         }
         Ok(())
     }

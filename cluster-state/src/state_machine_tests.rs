@@ -89,10 +89,7 @@ async fn apply_publishes_and_persists() {
         let responses = populate(&mut sm).await;
         let results: Vec<_> = responses.into_iter().map(|r| r.result).collect();
         assert_eq!(results[..3], [Ok(0), Ok(1), Ok(1)]);
-        assert!(matches!(
-            results[3],
-            Err(crate::ApplyError::NotFound { .. })
-        ));
+        assert!(matches!(results[3], Err(model::Refusal::NotFound { .. })));
         let published = rx.borrow().clone();
         assert_eq!(published.config.revision, 1);
         assert_eq!(published.auth.users.len(), 1);

@@ -4,7 +4,8 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{ApplyError, Command};
+use crate::command::Command;
+use model::Refusal;
 
 /// Raft node ids are the operator-assigned node ids.
 pub type NodeId = u64;
@@ -16,7 +17,7 @@ pub type Node = openraft::BasicNode;
 /// command was refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Response {
-    pub result: Result<u64, ApplyError>,
+    pub result: Result<u64, Refusal>,
 }
 
 openraft::declare_raft_types!(

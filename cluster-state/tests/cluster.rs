@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_state::{ApplyError, ClusterNode, Command, NodeConfig, ProposeError};
+use cluster_state::{ChangeError, ClusterNode, Command, NodeConfig, Refusal};
 use model::Change;
 use tokio::net::TcpListener;
 
@@ -120,7 +120,7 @@ async fn refused_commands_change_nothing() {
     let stale = node.propose(upsert(Some(rev - 1), pool("api", 8081))).await;
     assert!(matches!(
         stale,
-        Err(ProposeError::Rejected(ApplyError::StaleRevision { expected, current }))
+        Err(ChangeError::Rejected(Refusal::StaleRevision { expected, current }))
             if expected == rev - 1 && current == rev
     ));
 
@@ -135,7 +135,7 @@ async fn refused_commands_change_nothing() {
     let invalid = node.propose(upsert(Some(rev), route)).await;
     assert!(matches!(
         invalid,
-        Err(ProposeError::Rejected(ApplyError::Invalid(_)))
+        Err(ChangeError::Rejected(Refusal::Invalid(_)))
     ));
 
     let delete = Command::from(Change::Delete {
@@ -145,7 +145,7 @@ async fn refused_commands_change_nothing() {
     });
     assert!(matches!(
         node.propose(delete).await,
-        Err(ProposeError::Rejected(ApplyError::NotFound { .. }))
+        Err(ChangeError::Rejected(Refusal::NotFound { .. }))
     ));
 
     let after = node.current();
@@ -286,7 +286,7 @@ async fn a_joined_node_replicates_proposals() {
         .is_some());
     // Refusals travel back from the leader unchanged.
     match n2.propose(upsert(Some(rev1), pool("late", 1))).await {
-        Err(ProposeError::Rejected(ApplyError::StaleRevision { expected, current })) => {
+        Err(ChangeError::Rejected(Refusal::StaleRevision { expected, current })) => {
             assert_eq!((expected, current), (rev1, rev3))
         }
         other => panic!("expected a stale revision, got {other:?}"),
@@ -296,7 +296,7 @@ async fn a_joined_node_replicates_proposals() {
     let (cfg3, l3) = config(dir3.path(), 2).await;
     let n3 = ClusterNode::start_for_join(cfg3, l3).await.expect("starts");
     match n3.join(&leader_addr).await {
-        Err(ProposeError::Unavailable(e)) => assert!(e.contains("already belongs"), "{e}"),
+        Err(ChangeError::Unavailable(e)) => assert!(e.contains("already belongs"), "{e}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     n3.shutdown().await;

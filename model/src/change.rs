@@ -276,6 +276,72 @@ impl Default for LogThrottle {
     }
 }
 
+/// Why a committed change was refused. Decided from the entry and the state alone, so every
+/// node refuses alike. Forwarded writes carry it between nodes of possibly different releases,
+/// so the serialized names never change.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Refusal {
+    #[error("stale revision: expected {expected}, current {current}")]
+    StaleRevision { expected: u64, current: u64 },
+    #[error("invalid configuration: {0}")]
+    Invalid(crate::ValidationErrors),
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        kind: crate::ObjectKind,
+        name: String,
+    },
+    /// A change the current state does not allow (deleting the last admin, rolling back to a
+    /// revision the history no longer keeps, a certificate in use, ...).
+    #[serde(rename = "Refused")]
+    #[error("{0}")]
+    NotAllowed(String),
+}
+
+/// Why a change did not take effect, as the console, the API and the CLI get it from the
+/// cluster: refused by the rules, or not (or not knowingly) committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// Committed but refused by the state machine, or refused before proposing by the same
+    /// rules.
+    #[error(transparent)]
+    Rejected(#[from] Refusal),
+    /// This node is not the leader; the leader's cluster address when known.
+    #[error("not the leader (leader: {})", leader.as_deref().unwrap_or("unknown"))]
+    NotLeader { leader: Option<String> },
+    /// Not appended anywhere: no leader, no quorum, shutting down, the leader unreachable.
+    /// Safe to retry.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    /// Sent, but not confirmed in time: it may have been committed, or may still be. If it is,
+    /// its log entry comes after `after_index` (the audit log lists entries by index); a retry
+    /// should read the revision first or carry a precondition (If-Match).
+    #[error("outcome unknown: {detail}")]
+    Unknown {
+        detail: String,
+        after_index: Option<u64>,
+    },
+}
+
+impl ChangeError {
+    /// The refusal of an invalid config.
+    pub fn invalid(errors: crate::ValidationErrors) -> ChangeError {
+        ChangeError::Rejected(Refusal::Invalid(errors))
+    }
+
+    /// A refusal by the current state, with the reason.
+    pub fn not_allowed(why: impl Into<String>) -> ChangeError {
+        ChangeError::Rejected(Refusal::NotAllowed(why.into()))
+    }
+
+    /// An outcome nobody can know yet, without a log position.
+    pub fn unknown(detail: impl Into<String>) -> ChangeError {
+        ChangeError::Unknown {
+            detail: detail.into(),
+            after_index: None,
+        }
+    }
+}
+
 /// One Raft log entry: a change and where it came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Proposal {

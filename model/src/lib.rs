@@ -5,6 +5,7 @@
 //! so the API, the CLI and the Raft state machine all validate the same way.
 
 pub mod change;
+pub mod document;
 pub mod object;
 pub mod parse;
 pub mod records;
@@ -12,7 +13,10 @@ pub mod spec;
 pub mod typed;
 pub mod validate;
 
-pub use change::{unix_ms, Change, Interface, LogThrottle, Origin, Proposal, Role};
+pub use change::{
+    unix_ms, Change, ChangeError, Interface, LogThrottle, Origin, Proposal, Refusal, Role,
+};
+pub use document::{Document, Outcome, AUDIT_MAX, DEFAULT_AUDIT_RETENTION_DAYS, HISTORY_KEEP};
 pub use object::{Object, ObjectKind};
 pub use spec::*;
 pub use typed::*;

@@ -242,6 +242,7 @@ async fn a_leader_that_lost_its_quorum_says_so_and_refuses_writes_at_once() {
         .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
         .await;
     assert_eq!(status, 200, "{body}");
+    let committed = body["revision"].as_u64().expect("revision");
     assert!(n1
         .metrics(&token)
         .await
@@ -256,6 +257,9 @@ async fn a_leader_that_lost_its_quorum_says_so_and_refuses_writes_at_once() {
         .await;
     assert_eq!(status, 504, "{body}");
     assert!(body.to_string().contains("may still be applied"), "{body}");
+    // It names the log position after which the write would be: past the committed one.
+    let after = body["after_index"].as_u64().expect("after_index");
+    assert!(after >= committed, "{body}");
     let lost = eventually(Duration::from_secs(10), || async {
         n1.metrics(&token)
             .await

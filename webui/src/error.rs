@@ -7,7 +7,7 @@ use axum::Json;
 use model::ValidationErrors;
 use serde_json::json;
 
-use crate::ChangeError;
+use crate::{ChangeError, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -63,22 +63,27 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"error": format!("request body larger than {} bytes", crate::MAX_BODY_BYTES)}),
             ),
-            ApiError::Invalid(e) | ApiError::Change(ChangeError::Invalid(e)) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"error": "invalid configuration", "errors": e.errors}),
-            ),
-            ApiError::Change(ChangeError::Stale { expected, current }) => (
+            ApiError::Invalid(e) | ApiError::Change(ChangeError::Rejected(Refusal::Invalid(e))) => {
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"error": "invalid configuration", "errors": e.errors}),
+                )
+            }
+            ApiError::Change(ChangeError::Rejected(Refusal::StaleRevision {
+                expected,
+                current,
+            })) => (
                 StatusCode::CONFLICT,
                 json!({
                     "error": format!("stale revision: If-Match was {expected}, the current revision is {current}"),
                     "current_revision": current,
                 }),
             ),
-            ApiError::Change(ChangeError::NotFound { kind, name }) => (
+            ApiError::Change(ChangeError::Rejected(Refusal::NotFound { kind, name })) => (
                 StatusCode::NOT_FOUND,
                 json!({"error": format!("{kind}/{name} does not exist")}),
             ),
-            ApiError::Change(ChangeError::Refused(why)) => {
+            ApiError::Change(ChangeError::Rejected(Refusal::NotAllowed(why))) => {
                 (StatusCode::CONFLICT, json!({ "error": why }))
             }
             ApiError::Change(ChangeError::NotLeader { leader }) => (
@@ -92,11 +97,21 @@ impl IntoResponse for ApiError {
                     json!({"error": "the cluster cannot commit changes right now; nothing was changed", "detail": why}),
                 )
             }
-            ApiError::Change(ChangeError::Unknown(why)) => {
-                tracing::warn!(error = %why, "change not confirmed");
+            ApiError::Change(ChangeError::Unknown {
+                detail,
+                after_index,
+            }) => {
+                tracing::warn!(error = %detail, "change not confirmed");
+                let check = match after_index {
+                    Some(i) => format!(" If it was, it is in the audit log after log index {i} (GET /api/v1/audit?after_index={i})."),
+                    None => String::new(),
+                };
                 (
                     StatusCode::GATEWAY_TIMEOUT,
-                    json!({"error": "the change was sent but not confirmed in time: it may still be applied. Read the config's revision before retrying, or retry with If-Match, which is always safe"}),
+                    json!({
+                        "error": format!("the change was sent but not confirmed in time: it may still be applied.{check} Read the config's revision before retrying, or retry with If-Match, which is always safe"),
+                        "after_index": after_index,
+                    }),
                 )
             }
             // The same answer the console gives: 429 with Retry-After.

@@ -29,8 +29,8 @@ use axum::Router;
 use std::collections::BTreeMap;
 
 use model::records::{AuditEntry, AuthState, CertificateRecord, RevisionRecord};
-pub use model::Change;
-use model::{Config, HealthView, ObjectKind, Origin, Revisioned, ValidationErrors};
+pub use model::{Change, ChangeError, Refusal};
+use model::{Config, HealthView, Origin, Revisioned};
 use serde::Serialize;
 
 pub use error::ApiError;
@@ -39,27 +39,6 @@ pub use serve::{serve, serve_tls};
 
 /// Largest request body the API accepts; bigger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Why a change was not made.
-#[derive(Debug, thiserror::Error)]
-pub enum ChangeError {
-    #[error("stale revision: expected {expected}, current is {current}")]
-    Stale { expected: u64, current: u64 },
-    #[error("invalid configuration")]
-    Invalid(ValidationErrors),
-    #[error("{kind}/{name} does not exist")]
-    NotFound { kind: ObjectKind, name: String },
-    /// The current state does not allow it (the last admin, a revision no longer kept, ...).
-    #[error("{0}")]
-    Refused(String),
-    #[error("this node is not the leader")]
-    NotLeader { leader: Option<String> },
-    #[error("cluster unavailable: {0}")]
-    Unavailable(String),
-    /// Sent but not confirmed in time: it may still be applied.
-    #[error("outcome unknown: {0}")]
-    Unknown(String),
-}
 
 /// Raft state shown on the console and exported as metrics.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
@@ -357,7 +336,7 @@ pub trait Backend: Send + Sync + 'static {
     /// the cluster would lose its quorum.
     fn remove_member(&self, node_id: u64) -> BoxFuture<'_, Result<(), ChangeError>> {
         Box::pin(async move {
-            Err(ChangeError::Refused(format!(
+            Err(ChangeError::not_allowed(format!(
                 "node {node_id} cannot be removed: this node runs no cluster"
             )))
         })

@@ -264,6 +264,11 @@ mod responses {
         current_revision: Option<u64>,
         /// 503 from a node that is not the leader: the leader's address, when known.
         leader: Option<String>,
+        /// 503: why the cluster cannot commit now.
+        detail: Option<String>,
+        /// 504: the write, if it was applied, is at a log index above this one; the audit log
+        /// lists entries by index (`GET /audit?after_index=N`).
+        after_index: Option<u64>,
     }
 
     /// The change is committed; the body, `ETag` and `X-Meridian-Revision` carry the config
@@ -327,8 +332,9 @@ mod responses {
     #[derive(ToResponse)]
     pub struct Unavailable(ErrorBody);
 
-    /// A change was sent but not confirmed in time: it may still be applied. Read the config's
-    /// revision before retrying, or retry with If-Match, which is always safe.
+    /// A change was sent but not confirmed in time: it may still be applied, at a log index
+    /// above `after_index` (see the audit log). Read the config's revision before retrying, or
+    /// retry with If-Match, which is always safe.
     #[derive(ToResponse)]
     pub struct Unconfirmed(ErrorBody);
 }

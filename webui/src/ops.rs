@@ -18,21 +18,24 @@ pub fn valid_user_name(name: &str) -> bool {
 
 pub const MIN_PASSWORD: usize = 12;
 
-/// Validates a whole config as the state machine will: the spec itself, and the certificates its
-/// listeners name against the credential store. Every error is listed.
+/// Validates a whole config as the state machine will (`model::document::validate_stored`:
+/// the spec itself, by this release's newest rules, and the certificates and TSIG keys it names
+/// against the stores), plus what only this node can promise. Every error is listed.
 pub fn validate(st: &AppState, spec: &model::ConfigSpec) -> Result<model::Config, ChangeError> {
     let certs = st.backend.certificates();
-    let mut missing = model::validate::certificate_errors(spec, |name| {
-        model::records::certificate_usable(&certs, name)
+    let tsig_keys = st.backend.tsig_keys();
+    let stored = model::document::validate_stored(spec, model::SCHEMA_SUPPORTED, &certs, |k| {
+        tsig_keys.contains_key(k)
     });
     // `ktls = "on"` is a promise this node must keep: refused where the kernel cannot.
+    let mut local = Vec::new();
     if st.backend.kernel_tls().is_none() {
         for (i, l) in spec.listeners.iter().enumerate() {
             if l.tls
                 .as_ref()
                 .is_some_and(|t| t.ktls == model::KtlsMode::On)
             {
-                missing.push(model::FieldError {
+                local.push(model::FieldError {
                     path: format!("listeners[{i}].tls.ktls"),
                     message: format!(
                         "listener {:?} asks for kernel TLS, but this node's kernel has none \
@@ -43,49 +46,60 @@ pub fn validate(st: &AppState, spec: &model::ConfigSpec) -> Result<model::Config
             }
         }
     }
-    match (model::validate(spec), missing.is_empty()) {
-        (Ok(config), true) => Ok(config),
-        (Ok(_), false) => Err(ChangeError::Invalid(model::ValidationErrors {
-            errors: missing,
+    match stored {
+        Ok(config) if local.is_empty() => Ok(config),
+        Ok(_) => Err(ChangeError::invalid(model::ValidationErrors {
+            errors: local,
         })),
-        (Err(mut e), _) => {
-            e.errors.extend(missing);
-            Err(ChangeError::Invalid(e))
+        Err(mut e) => {
+            e.errors.extend(local);
+            Err(ChangeError::invalid(e))
         }
     }
 }
 
-/// Saves `object` (create or replace), conditional on `expected` when given.
-/// The current revision when `spec` is the config in force already and the caller's
-/// precondition (if any) names that revision: writing it again would change nothing, so no new
-/// revision is made. A stale precondition still goes on to its 409.
-pub fn unchanged(st: &AppState, spec: &model::ConfigSpec, expected: Option<u64>) -> Option<u64> {
+/// Proposes a config change (replace, upsert, delete, rollback) once it has been applied here
+/// with the state machine's own function and validated: a refusal (every validation error, a
+/// stale precondition, an unknown object) comes back at once. A change that would leave the
+/// config as it is makes no new revision: the answer is the current one.
+pub async fn propose_config(
+    st: &AppState,
+    origin: Origin,
+    change: Change,
+) -> Result<u64, ChangeError> {
     let current = st.backend.config();
-    let precondition_holds = expected.is_none_or(|e| e == current.revision);
-    (precondition_holds && current.value.spec == *spec).then_some(current.revision)
+    let history = st.backend.history();
+    let Some(spec) = model::document::next_spec(
+        &current.value.spec,
+        current.revision,
+        history.iter(),
+        &change,
+    )?
+    else {
+        return Err(ChangeError::not_allowed(format!(
+            "{} is not a change to the config",
+            change.summary()
+        )));
+    };
+    validate(st, &spec)?;
+    if spec == current.value.spec {
+        return Ok(current.revision);
+    }
+    st.backend.propose(change, origin).await
 }
 
+/// Saves `object` (create or replace), conditional on `expected` when given.
 pub async fn save(
     st: &AppState,
     origin: Origin,
     expected: Option<u64>,
     object: Object,
 ) -> Result<u64, ChangeError> {
-    let mut spec = st.backend.config().value.spec.clone();
-    spec.upsert(&object);
-    validate(st, &spec)?;
-    if let Some(revision) = unchanged(st, &spec, expected) {
-        return Ok(revision);
-    }
-    st.backend
-        .propose(
-            Change::Upsert {
-                expected_revision: expected,
-                object,
-            },
-            origin,
-        )
-        .await
+    let change = Change::Upsert {
+        expected_revision: expected,
+        object,
+    };
+    propose_config(st, origin, change).await
 }
 
 /// Replaces (or adds) zone `name` with a zone file, validated like any other change; the
@@ -98,7 +112,7 @@ pub async fn import_zone(
     text: &str,
 ) -> Result<u64, ChangeError> {
     let zone = st.backend.import_zone(name, text).map_err(|problems| {
-        ChangeError::Invalid(model::ValidationErrors {
+        ChangeError::invalid(model::ValidationErrors {
             errors: problems
                 .into_iter()
                 .map(|message| model::FieldError {
@@ -140,24 +154,12 @@ pub async fn delete(
     kind: ObjectKind,
     name: &str,
 ) -> Result<u64, ChangeError> {
-    let mut spec = st.backend.config().value.spec.clone();
-    if !spec.delete(kind, name) {
-        return Err(ChangeError::NotFound {
-            kind,
-            name: name.to_string(),
-        });
-    }
-    model::validate(&spec).map_err(ChangeError::Invalid)?;
-    st.backend
-        .propose(
-            Change::Delete {
-                expected_revision: expected,
-                kind,
-                name: name.to_string(),
-            },
-            origin,
-        )
-        .await
+    let change = Change::Delete {
+        expected_revision: expected,
+        kind,
+        name: name.to_string(),
+    };
+    propose_config(st, origin, change).await
 }
 
 /// Sets the admin state of one pool member. Conditional on the revision it read, so a
@@ -171,13 +173,13 @@ pub async fn member_state(
 ) -> Result<u64, ChangeError> {
     let base = st.backend.config();
     let Some(Object::Pools(mut p)) = base.value.spec.get(ObjectKind::Pools, pool) else {
-        return Err(ChangeError::NotFound {
+        return Err(ChangeError::Rejected(model::Refusal::NotFound {
             kind: ObjectKind::Pools,
             name: pool.to_string(),
-        });
+        }));
     };
     let Some(m) = p.members.iter_mut().find(|m| m.address == address) else {
-        return Err(ChangeError::Refused(format!(
+        return Err(ChangeError::not_allowed(format!(
             "{address} is not a member of pool {pool}"
         )));
     };
@@ -203,13 +205,13 @@ pub async fn site_state(
         .find(|g| model::validate::fqdn(&g.name) == want)
         .cloned()
     else {
-        return Err(ChangeError::NotFound {
+        return Err(ChangeError::Rejected(model::Refusal::NotFound {
             kind: ObjectKind::GslbRecords,
             name: record.to_string(),
-        });
+        }));
     };
     let Some(s) = g.sites.iter_mut().find(|s| s.name == site) else {
-        return Err(ChangeError::Refused(format!(
+        return Err(ChangeError::not_allowed(format!(
             "{site} is not a site of {record}"
         )));
     };
@@ -223,15 +225,11 @@ pub async fn rollback(
     expected: Option<u64>,
     to_revision: u64,
 ) -> Result<u64, ChangeError> {
-    st.backend
-        .propose(
-            Change::Rollback {
-                expected_revision: expected,
-                to_revision,
-            },
-            origin,
-        )
-        .await
+    let change = Change::Rollback {
+        expected_revision: expected,
+        to_revision,
+    };
+    propose_config(st, origin, change).await
 }
 
 /// Hashes a password off the async threads (argon2 takes tens of milliseconds).
@@ -272,7 +270,7 @@ pub async fn create_user(
     }
     password_errors("password", password, &mut errors);
     if !errors.errors.is_empty() {
-        return Err(ChangeError::Invalid(errors));
+        return Err(ChangeError::invalid(errors));
     }
     let password_hash = hash(password.to_string()).await?;
     st.backend
@@ -300,14 +298,14 @@ pub async fn update_user(
     disabled: Option<bool>,
 ) -> Result<(), ChangeError> {
     if !st.backend.auth().users.contains_key(name) {
-        return Err(ChangeError::Refused(format!("no user named {name:?}")));
+        return Err(ChangeError::not_allowed(format!("no user named {name:?}")));
     }
     let password_hash = match password {
         Some(p) => {
             let mut errors = model::ValidationErrors { errors: Vec::new() };
             password_errors("password", p, &mut errors);
             if !errors.errors.is_empty() {
-                return Err(ChangeError::Invalid(errors));
+                return Err(ChangeError::invalid(errors));
             }
             Some(hash(p.to_string()).await?)
         }
@@ -368,7 +366,7 @@ pub async fn create_token(
         });
     }
     if !errors.errors.is_empty() {
-        return Err(ChangeError::Invalid(errors));
+        return Err(ChangeError::invalid(errors));
     }
     let token = crate::auth::new_token();
     let id = crate::auth::token_id(&token);
@@ -464,7 +462,7 @@ pub async fn put_certificate(
             ),
         )),
     }
-    .map_err(ChangeError::Invalid)?;
+    .map_err(ChangeError::invalid)?;
     let mut record = record;
     if let Some(old) = st.backend.certificates().get(name) {
         record.created_unix_ms = old.created_unix_ms;
@@ -484,14 +482,14 @@ pub async fn generate_certificate(
     sans: &[String],
 ) -> Result<String, ChangeError> {
     if st.backend.certificates().contains_key(name) {
-        return Err(ChangeError::Invalid(model::ValidationErrors::single(
+        return Err(ChangeError::invalid(model::ValidationErrors::single(
             "name",
             format!("a certificate named {name:?} exists"),
         )));
     }
     let (_, now_ms) = now();
     let record = credentials::generate(name, common_name, sans, now_ms, &st.backend.cluster_key())
-        .map_err(ChangeError::Invalid)?;
+        .map_err(ChangeError::invalid)?;
     let csr = record.csr_pem.clone().unwrap_or_default();
     st.backend
         .propose(Change::PutCertificate { record }, origin)
@@ -506,7 +504,7 @@ pub async fn revoke_certificate(
     reason: &str,
 ) -> Result<(), ChangeError> {
     if reason.trim().is_empty() {
-        return Err(ChangeError::Invalid(model::ValidationErrors::single(
+        return Err(ChangeError::invalid(model::ValidationErrors::single(
             "reason",
             "say why the certificate is revoked",
         )));
@@ -587,10 +585,10 @@ pub async fn add_tsig_key(
     }
     let record = match made {
         Ok((record, _)) if errors.is_empty() => record,
-        _ => return Err(ChangeError::Invalid(model::ValidationErrors { errors })),
+        _ => return Err(ChangeError::invalid(model::ValidationErrors { errors })),
     };
     if st.backend.tsig_keys().contains_key(&record.name) {
-        return Err(ChangeError::Refused(format!(
+        return Err(ChangeError::not_allowed(format!(
             "a TSIG key named {:?} exists; delete it first to replace it",
             record.name
         )));
@@ -605,7 +603,9 @@ pub async fn add_tsig_key(
 pub async fn delete_tsig_key(st: &AppState, origin: Origin, name: &str) -> Result<(), ChangeError> {
     let name = model::validate::tsig_key_name(name).unwrap_or_else(|| name.to_string());
     if !st.backend.tsig_keys().contains_key(&name) {
-        return Err(ChangeError::Refused(format!("no TSIG key named {name:?}")));
+        return Err(ChangeError::not_allowed(format!(
+            "no TSIG key named {name:?}"
+        )));
     }
     st.backend
         .propose(Change::DeleteTsigKey { name }, origin)
@@ -628,7 +628,7 @@ pub async fn purge_cache(
 ) -> Result<Purged, ChangeError> {
     let value = selector.value();
     if value.is_empty() || value.len() > 2048 || value.chars().any(char::is_control) {
-        return Err(ChangeError::Invalid(model::ValidationErrors::single(
+        return Err(ChangeError::invalid(model::ValidationErrors::single(
             selector.kind(),
             "give 1 to 2048 printable characters",
         )));
@@ -651,16 +651,15 @@ pub async fn issue_join_token(
     ttl_seconds: u64,
 ) -> Result<(model::records::JoinTokenRecord, zeroize::Zeroizing<String>), ChangeError> {
     if ttl_seconds == 0 || ttl_seconds > JOIN_TOKEN_MAX_SECONDS {
-        return Err(ChangeError::Invalid(model::ValidationErrors::single(
+        return Err(ChangeError::invalid(model::ValidationErrors::single(
             "ttl_seconds",
             format!("from 1 to {JOIN_TOKEN_MAX_SECONDS} (a week)"),
         )));
     }
     let Some(pin) = st.backend.cluster_ca_fingerprint() else {
-        return Err(ChangeError::Refused(
+        return Err(ChangeError::not_allowed(
             "this cluster has no CA (it predates cluster TLS, or its first node has not \
-             recorded it yet): nodes join it with the shared secret"
-                .into(),
+             recorded it yet): nodes join it with the shared secret",
         ));
     };
     let (token, text) = credentials::cluster_pki::new_join_token(&pin)

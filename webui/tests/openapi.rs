@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use model::records::{AuditEntry, AuthState, TokenInfo, UserRecord};
+use model::records::{AuthState, TokenInfo, UserRecord};
 use model::{Origin, Role};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -154,7 +154,7 @@ impl Fixture {
             .insert(spare_token_id.clone(), token_info(Role::Viewer));
         {
             let mut s = backend.lock();
-            s.auth = Arc::new(auth);
+            s.doc.auth = auth;
             // A certificate no listener uses, so that it can be rotated, revoked and deleted.
             let seeded = credentials::self_signed(
                 "seeded",
@@ -163,7 +163,7 @@ impl Fixture {
                 &backend.cluster_key(),
             )
             .expect("certificate");
-            s.certificates.insert("seeded".into(), Arc::new(seeded));
+            s.doc.certificates.insert("seeded".into(), Arc::new(seeded));
             // A TSIG key no zone uses, so that it can be deleted.
             let (key, _) = credentials::tsig_key(
                 "seeded.test",
@@ -173,15 +173,7 @@ impl Fixture {
                 1,
             )
             .expect("tsig key");
-            s.tsig_keys.insert(key.name.clone(), Arc::new(key));
-            s.audit.push(Arc::new(AuditEntry {
-                index: 1,
-                origin: Origin::system(),
-                action: "replace the whole configuration".into(),
-                success: true,
-                error: None,
-                revision: Some(1),
-            }));
+            s.doc.tsig_keys.insert(key.name.clone(), Arc::new(key));
         }
         let state = AppState::new(backend, prometheus::Registry::new()).expect("state");
         Fixture {

@@ -68,10 +68,10 @@ impl Fixture {
                 },
             );
         }
-        backend.lock().auth = Arc::new(AuthState {
+        backend.lock().doc.auth = AuthState {
             users,
             tokens: BTreeMap::new(),
-        });
+        };
         let state = AppState::new(backend.clone(), prometheus::Registry::new()).expect("state");
         Fixture { state, backend }
     }
@@ -100,7 +100,7 @@ impl Fixture {
                 expires_unix_ms,
             },
         );
-        self.backend.lock().auth = Arc::new(auth);
+        self.backend.lock().doc.auth = auth;
         secret
     }
 
@@ -166,7 +166,7 @@ impl Fixture {
     }
 
     fn revision(&self) -> u64 {
-        self.backend.lock().revision
+        self.backend.lock().doc.revision
     }
 }
 
@@ -679,7 +679,7 @@ async fn expired_tokens_and_tokens_of_disabled_users_are_refused() {
     if let Some(u) = auth.users.get_mut("viewer") {
         u.disabled = true;
     }
-    f.backend.lock().auth = Arc::new(auth);
+    f.backend.lock().doc.auth = auth;
     let (status, _, _) = f.api(Method::GET, "/api/v1/config", &t, None, "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The same goes for a console session of a disabled user.
@@ -813,9 +813,10 @@ async fn cluster_trouble_is_503_without_internal_details() {
 
     // A write whose outcome is unknown says so (504), on the API and the console alike.
     let t = f.token("admin", Role::Admin, None);
-    f.backend.lock().fail_next = Some(ChangeError::Unknown(
-        "forwarding to the leader at 10.9.8.7:9700: timed out".into(),
-    ));
+    f.backend.lock().fail_next = Some(ChangeError::Unknown {
+        detail: "forwarding to the leader at 10.9.8.7:9700: timed out".into(),
+        after_index: Some(41),
+    });
     let pool = r#"{"name":"q","members":[{"address":"127.0.0.1:9"}]}"#;
     let (status, _, body) = f
         .api(Method::PUT, "/api/v1/pools/q", &t, Some("*"), pool)
@@ -825,7 +826,30 @@ async fn cluster_trouble_is_503_without_internal_details() {
         body.contains("may still be applied") && !body.contains("10.9.8.7"),
         "{body}"
     );
-    f.backend.lock().fail_next = Some(ChangeError::Unknown("timed out".into()));
+    // It names the log position after which the write would be, and the audit log shows
+    // exactly the entries after it.
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["after_index"], 41, "{body}");
+    assert!(body.contains("/api/v1/audit?after_index=41"), "{body}");
+    let audit_after = |after: Option<u64>| {
+        let path = match after {
+            Some(i) => format!("/api/v1/audit?after_index={i}"),
+            None => "/api/v1/audit".to_string(),
+        };
+        let (f, t) = (&f, &t);
+        async move {
+            let (status, _, audit) = f.api(Method::GET, &path, t, None, "").await;
+            assert_eq!(status, StatusCode::OK, "{audit}");
+            serde_json::from_str::<Vec<serde_json::Value>>(&audit).expect("json")
+        }
+    };
+    let all = audit_after(None).await;
+    let newest = all[0]["index"].as_u64().expect("index");
+    let after = audit_after(Some(newest - 1)).await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["index"].as_u64(), Some(newest));
+    assert!(audit_after(Some(newest)).await.is_empty());
+    f.backend.lock().fail_next = Some(ChangeError::unknown("timed out"));
     let (status, body) = f
         .post(
             &s,
@@ -892,7 +916,7 @@ async fn certificates_are_uploaded_generated_and_revoked_from_the_console() {
         html.contains("BEGIN CERTIFICATE"),
         "the certificate typed is kept"
     );
-    assert!(f.backend.lock().certificates.is_empty());
+    assert!(f.backend.lock().doc.certificates.is_empty());
 
     let (status, _) = f
         .post(
@@ -987,7 +1011,7 @@ async fn tsig_keys_are_stored_sealed_listed_without_secrets_and_kept_while_used(
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(body.contains("xfr.example.com."), "{body}");
-    let stored = f.backend.lock().tsig_keys.clone();
+    let stored = f.backend.lock().doc.tsig_keys.clone();
     let record = stored.get("xfr.example.com.").expect("stored");
     assert_eq!(record.algorithm, model::records::TsigAlgorithm::HmacSha512);
     let key = credentials::ClusterKey::derive("router tests");
@@ -1081,7 +1105,7 @@ async fn tsig_keys_are_stored_sealed_listed_without_secrets_and_kept_while_used(
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
-    assert!(f.backend.lock().tsig_keys.is_empty());
+    assert!(f.backend.lock().doc.tsig_keys.is_empty());
 
     // The console's add form stores one too.
     let (status, location) = f
@@ -1097,7 +1121,7 @@ async fn tsig_keys_are_stored_sealed_listed_without_secrets_and_kept_while_used(
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
-    assert!(f.backend.lock().tsig_keys.contains_key("k2."));
+    assert!(f.backend.lock().doc.tsig_keys.contains_key("k2."));
 }
 
 #[tokio::test]
@@ -1173,7 +1197,7 @@ async fn join_tokens_are_issued_once_by_admins_and_listed_without_secrets() {
     let token = issued["token"].as_str().expect("token");
     let parts = credentials::cluster_pki::parse_token(token).expect("a join token");
     assert_eq!(parts.ca_sha256, "ab".repeat(32), "it names the cluster CA");
-    let stored = f.backend.lock().join_tokens.clone();
+    let stored = f.backend.lock().doc.join_tokens.clone();
     let record = stored.get(&parts.id).expect("stored");
     assert_eq!(
         record.secret_sha256,

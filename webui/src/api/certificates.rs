@@ -146,7 +146,7 @@ pub(super) async fn import_certificate(
     user.require(Role::Operator)?;
     let req: NewCertificate = json_body(&body(b)?)?;
     if st.backend.certificates().contains_key(&req.name) {
-        return Err(ApiError::Change(crate::ChangeError::Refused(format!(
+        return Err(ApiError::Change(crate::ChangeError::not_allowed(format!(
             "a certificate named {:?} exists; PUT /api/v1/certificates/{} replaces it",
             req.name, req.name
         ))));
@@ -236,10 +236,9 @@ fn check_precondition(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError
     if let Some(expected) = if_match(headers)?.expected() {
         let current = st.backend.config().revision;
         if expected != current {
-            return Err(ApiError::Change(crate::ChangeError::Stale {
-                expected,
-                current,
-            }));
+            return Err(ApiError::Change(crate::ChangeError::Rejected(
+                model::Refusal::StaleRevision { expected, current },
+            )));
         }
     }
     Ok(())

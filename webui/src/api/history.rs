@@ -140,12 +140,18 @@ pub(super) struct AuditQuery {
     #[serde(default)]
     #[param(example = "jsonl")]
     format: String,
+    /// Only entries at a log index above this one: where a write answered 504 (outcome
+    /// unknown) would be, if it was applied.
+    #[serde(default)]
+    #[param(example = 120)]
+    after_index: Option<u64>,
 }
 
 /// The audit log
 ///
 /// Role: viewer. Every command the cluster committed, applied or refused, and events such as
-/// logins: newest first, or with `?format=jsonl` exported oldest first as JSON lines.
+/// logins: newest first, or with `?format=jsonl` exported oldest first as JSON lines;
+/// `?after_index=N` keeps the entries after log index N.
 #[utoipa::path(
     get,
     path = "/audit",
@@ -166,7 +172,11 @@ pub(super) async fn audit(
     State(st): State<AppState>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
-    let log = st.backend.audit();
+    let mut log = st.backend.audit();
+    if let Some(after) = q.after_index {
+        let newer: Vec<_> = log.iter().filter(|e| e.index > after).cloned().collect();
+        log = std::sync::Arc::new(newer);
+    }
     match q.format.as_str() {
         "" | "json" => Ok(Json(log.iter().rev().collect::<Vec<_>>()).into_response()),
         "jsonl" => Ok(crate::console::audit_jsonl(&log)),

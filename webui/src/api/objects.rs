@@ -68,22 +68,12 @@ pub(super) async fn put_config(
     let expected = if_match(&headers)?.expected();
     let b = body(b)?;
     let spec = model::parse::spec_from(&b, format(&headers))?;
-    // Validate here for a fast, complete 422; the state machine validates again on apply.
-    ops::validate(&st, &spec)?;
-    // The document in force already: no new revision (the answer names the current one).
-    if let Some(revision) = ops::unchanged(&st, &spec, expected) {
-        return Ok(revision_answer(revision));
-    }
-    let revision = st
-        .backend
-        .propose(
-            Change::ReplaceConfig {
-                expected_revision: expected,
-                spec,
-            },
-            user.origin(),
-        )
-        .await?;
+    // Validated here for a fast, complete 422; the state machine validates again on apply.
+    let change = Change::ReplaceConfig {
+        expected_revision: expected,
+        spec,
+    };
+    let revision = ops::propose_config(&st, user.origin(), change).await?;
     st.metrics.change("config");
     Ok(revision_answer(revision))
 }

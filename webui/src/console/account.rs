@@ -16,7 +16,7 @@ use super::{
     ago, change_failed, csrf, done, field, render, require, seg, time, with_status, Chrome,
 };
 use crate::auth::{ConsoleUser, Denied};
-use crate::{ops, AppState, ChangeError};
+use crate::{ops, AppState, ChangeError, Refusal};
 
 pub struct UserRow {
     pub name: String,
@@ -164,7 +164,7 @@ pub async fn create_user(
             format!("Created user {name} with the {role} role."),
             "/console/users",
         ),
-        Err(ChangeError::Invalid(e)) => {
+        Err(ChangeError::Rejected(Refusal::Invalid(e))) => {
             let mut page = users_page(&st, &user);
             page.user_errors = by_field(&e);
             page.new_user = name;
@@ -305,7 +305,7 @@ pub async fn create_token(
             page.secret = secret;
             with_status(render(&page), StatusCode::CREATED)
         }
-        Err(ChangeError::Invalid(e)) => {
+        Err(ChangeError::Rejected(Refusal::Invalid(e))) => {
             page.token_errors = by_field(&e);
             with_status(render(&page), StatusCode::UNPROCESSABLE_ENTITY)
         }
@@ -476,7 +476,7 @@ pub async fn change_password(
         Ok(()) => {
             axum::response::IntoResponse::into_response(axum::response::Redirect::to("/login"))
         }
-        Err(ChangeError::Invalid(e)) => {
+        Err(ChangeError::Rejected(Refusal::Invalid(e))) => {
             let mut errors = by_field(&e);
             if let Some(m) = errors.remove("password") {
                 errors.insert("new".into(), m);

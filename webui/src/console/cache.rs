@@ -11,7 +11,7 @@ use model::Role;
 
 use super::{change_failed, csrf, done, field, render, require, with_status, Chrome};
 use crate::auth::ConsoleUser;
-use crate::{ops, AppState, ChangeError};
+use crate::{ops, AppState, ChangeError, Refusal};
 
 #[derive(Template)]
 #[template(path = "cache.html")]
@@ -81,7 +81,7 @@ pub async fn purge(
             ),
             "/console/cache",
         ),
-        Err(ChangeError::Invalid(v)) => {
+        Err(ChangeError::Rejected(Refusal::Invalid(v))) => {
             let msg = v
                 .errors
                 .iter()

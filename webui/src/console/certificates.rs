@@ -14,7 +14,7 @@ use model::Role;
 use super::objects::{confirm, Confirm};
 use super::{change_failed, csrf, done, field, render, require, seg, time, with_status, Chrome};
 use crate::auth::ConsoleUser;
-use crate::{ops, AppState, ChangeError};
+use crate::{ops, AppState, ChangeError, Refusal};
 
 pub struct CertRow {
     pub name: String,
@@ -196,7 +196,7 @@ fn refused(
     pairs: &[(String, String)],
     form: &str,
 ) -> Response {
-    let ChangeError::Invalid(v) = e else {
+    let ChangeError::Rejected(Refusal::Invalid(v)) = e else {
         return change_failed(st, user, "certificates", e);
     };
     let mut p = page(st, user);

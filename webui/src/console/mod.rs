@@ -27,7 +27,7 @@ use axum::Router;
 use model::Role;
 
 use crate::auth::ConsoleUser;
-use crate::{AppState, ChangeError};
+use crate::{AppState, ChangeError, Refusal};
 
 pub use history::audit_jsonl;
 pub use login::LoginRequired;
@@ -353,7 +353,7 @@ pub fn change_failed(
 ) -> Response {
     let chrome = Some(Chrome::new(st, user, nav));
     match e {
-        ChangeError::Invalid(v) => {
+        ChangeError::Rejected(Refusal::Invalid(v)) => {
             let text = v
                 .errors
                 .iter()
@@ -373,7 +373,7 @@ pub fn change_failed(
                 &text,
             )
         }
-        ChangeError::Stale { current, .. } => message(
+        ChangeError::Rejected(Refusal::StaleRevision { current, .. }) => message(
             StatusCode::CONFLICT,
             chrome,
             "The configuration changed meanwhile",
@@ -382,13 +382,15 @@ pub fn change_failed(
                  check their change, and try again. Nothing was changed."
             ),
         ),
-        ChangeError::NotFound { kind, name } => message(
+        ChangeError::Rejected(Refusal::NotFound { kind, name }) => message(
             StatusCode::NOT_FOUND,
             chrome,
             "Not found",
             &format!("{kind}/{name} does not exist."),
         ),
-        ChangeError::Refused(why) => message(StatusCode::CONFLICT, chrome, "Not applied", &why),
+        ChangeError::Rejected(Refusal::NotAllowed(why)) => {
+            message(StatusCode::CONFLICT, chrome, "Not applied", &why)
+        }
         ChangeError::NotLeader { .. } | ChangeError::Unavailable(_) => {
             tracing::warn!(error = %e, "console change not committed");
             message(
@@ -398,7 +400,7 @@ pub fn change_failed(
                 "Try again shortly. Nothing was changed.",
             )
         }
-        ChangeError::Unknown(_) => {
+        ChangeError::Unknown { .. } => {
             tracing::warn!(error = %e, "console change not confirmed");
             message(
                 StatusCode::GATEWAY_TIMEOUT,

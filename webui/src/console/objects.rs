@@ -16,7 +16,7 @@ use super::{
 };
 use crate::auth::ConsoleUser;
 use crate::forms::{self, Values};
-use crate::{ops, AppState, ChangeError};
+use crate::{ops, AppState, ChangeError, Refusal};
 
 /// Singular, for titles.
 fn noun(kind: ObjectKind) -> &'static str {
@@ -311,7 +311,7 @@ async fn submit(
             format!("{what} (revision {rev})."),
             &format!("/console/{}/{}", kind.as_str(), seg(&typed_name)),
         ),
-        Err(ChangeError::Invalid(v)) => {
+        Err(ChangeError::Rejected(Refusal::Invalid(v))) => {
             let prefix = format!("{}[{}]", kind.as_str(), candidate_pos.unwrap_or(usize::MAX));
             for fe in v.errors {
                 let rel = forms::relative_path(&fe.path, &prefix);
@@ -326,7 +326,7 @@ async fn submit(
             }
             refused(errors, general, StatusCode::UNPROCESSABLE_ENTITY)
         }
-        Err(ChangeError::Stale { current, .. }) => {
+        Err(ChangeError::Rejected(Refusal::StaleRevision { current, .. })) => {
             general.push(format!(
                 "Someone else saved revision {current} after you opened this form, so nothing was \
                  changed. Open the page again to see their change; what you typed is below."
@@ -531,7 +531,7 @@ async fn set_state(
             st,
             user,
             nav,
-            ChangeError::Refused("state must be enabled, disabled, draining or force_up".into()),
+            ChangeError::not_allowed("state must be enabled, disabled, draining or force_up"),
         );
     };
     let (result, what, back) = match target {

@@ -1,16 +1,14 @@
-//! What the router tests share: an in-memory `Backend` that applies changes the way the
-//! replicated state machine does (revisions, If-Match, history, users and tokens) and records
-//! every proposal in an audit log.
+//! What the router tests share: an in-memory `Backend` that applies changes with the replicated
+//! state machine's own function (`model::Document::apply`: revisions, If-Match, history, users,
+//! tokens, the audit log) and records every proposal.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use model::records::{
-    AuditEntry, AuthState, CertificateRecord, RevisionRecord, TokenInfo, UserRecord,
-};
-use model::{Config, HealthView, Origin, Revisioned};
+use model::records::{AuditEntry, AuthState, CertificateRecord, RevisionRecord};
+use model::{Config, HealthView, Origin, Proposal, Revisioned};
 use webui::{Backend, BoxFuture, Change, ChangeError, ListenerView, RaftView};
 
 /// The password of every test user.
@@ -18,18 +16,12 @@ pub const PASSWORD: &str = "correct horse battery";
 
 #[derive(Default)]
 pub struct State {
-    pub spec: model::ConfigSpec,
-    pub revision: u64,
-    pub config: Option<Arc<Revisioned<Config>>>,
-    pub auth: Arc<AuthState>,
-    pub history: Vec<Arc<RevisionRecord>>,
-    pub audit: Vec<Arc<AuditEntry>>,
+    /// The replicated document, changed by the cluster's own apply function.
+    pub doc: model::Document,
+    /// Every proposal through the `Backend`, applied or refused (not the fixtures' seeding).
     pub proposed: Vec<(Change, Origin)>,
     /// The next proposal fails like this, without being applied.
     pub fail_next: Option<ChangeError>,
-    pub certificates: BTreeMap<String, Arc<CertificateRecord>>,
-    pub tsig_keys: BTreeMap<String, Arc<model::records::TsigKeyRecord>>,
-    pub join_tokens: BTreeMap<String, model::records::JoinTokenRecord>,
 }
 
 pub struct Memory(pub Mutex<State>);
@@ -47,186 +39,19 @@ impl Memory {
         self.0.lock().expect("lock")
     }
 
+    /// Applies `change` as the state machine does (each proposal is the next log entry).
     pub fn apply(&self, change: &Change, origin: &Origin) -> Result<u64, ChangeError> {
         let mut s = self.lock();
         if let Some(e) = s.fail_next.take() {
             return Err(e);
         }
-        let check = |expected: &Option<u64>, current: u64| match expected {
-            Some(e) if *e != current => Err(ChangeError::Stale {
-                expected: *e,
-                current,
-            }),
-            _ => Ok(()),
-        };
-        let mut spec = s.spec.clone();
-        match change {
-            Change::ReplaceConfig {
-                expected_revision,
-                spec: new,
-            } => {
-                check(expected_revision, s.revision)?;
-                spec = new.clone();
-            }
-            Change::Upsert {
-                expected_revision,
-                object,
-            } => {
-                check(expected_revision, s.revision)?;
-                spec.upsert(object);
-            }
-            Change::Delete {
-                expected_revision,
-                kind,
-                name,
-            } => {
-                check(expected_revision, s.revision)?;
-                if !spec.delete(*kind, name) {
-                    return Err(ChangeError::NotFound {
-                        kind: *kind,
-                        name: name.clone(),
-                    });
-                }
-            }
-            Change::Rollback {
-                expected_revision,
-                to_revision,
-            } => {
-                check(expected_revision, s.revision)?;
-                let r = s
-                    .history
-                    .iter()
-                    .find(|r| r.revision == *to_revision)
-                    .ok_or_else(|| ChangeError::Refused("not kept".into()))?;
-                spec = model::ConfigSpec::clone(&r.spec);
-            }
-            Change::AddToken {
-                id,
-                name,
-                user,
-                role,
-                expires_unix_ms,
-            } => {
-                let mut auth = AuthState::clone(&s.auth);
-                auth.tokens.insert(
-                    id.clone(),
-                    TokenInfo {
-                        name: name.clone(),
-                        user: user.clone(),
-                        role: *role,
-                        created_unix_ms: origin.at_unix_ms,
-                        expires_unix_ms: *expires_unix_ms,
-                    },
-                );
-                s.auth = Arc::new(auth);
-                return Ok(s.revision);
-            }
-            Change::RevokeToken { id } => {
-                let mut auth = AuthState::clone(&s.auth);
-                auth.tokens.remove(id);
-                s.auth = Arc::new(auth);
-                return Ok(s.revision);
-            }
-            Change::Audit { .. }
-            | Change::RotateTicketKey { .. }
-            | Change::PurgeCache { .. }
-            | Change::SetClusterCa { .. }
-            | Change::Restore { .. }
-            | Change::SetSchema { .. }
-            | Change::UseJoinToken { .. } => return Ok(s.revision),
-            Change::AddJoinToken { record } => {
-                s.join_tokens.insert(record.id.clone(), record.clone());
-                return Ok(s.revision);
-            }
-            Change::PutTsigKey { record } => {
-                s.tsig_keys
-                    .insert(record.name.clone(), Arc::new(record.clone()));
-                return Ok(s.revision);
-            }
-            Change::DeleteTsigKey { name } => {
-                let used = s.spec.zones.iter().any(|z| {
-                    z.secondaries.iter().any(|sec| {
-                        model::validate::tsig_key_name(&sec.tsig_key).as_deref() == Some(name)
-                    })
-                });
-                if used {
-                    return Err(ChangeError::Refused(format!("{name} is in use")));
-                }
-                s.tsig_keys.remove(name);
-                return Ok(s.revision);
-            }
-            Change::PutCertificate { record } => {
-                s.certificates
-                    .insert(record.name.clone(), Arc::new(record.clone()));
-                return Ok(s.revision);
-            }
-            Change::RevokeCertificate { name, reason } => {
-                let used = s.spec.listeners.iter().any(|l| {
-                    l.tls
-                        .as_ref()
-                        .is_some_and(|t| t.certificates.iter().any(|c| c == name))
-                });
-                if used {
-                    return Err(ChangeError::Refused(format!("{name} is in use")));
-                }
-                let Some(old) = s.certificates.get(name) else {
-                    return Err(ChangeError::Refused("no such certificate".into()));
-                };
-                let mut record = CertificateRecord::clone(old);
-                record.revoked = Some(model::records::Revocation {
-                    reason: reason.clone(),
-                    at_unix_ms: origin.at_unix_ms,
-                    by: origin.user.clone(),
-                });
-                s.certificates.insert(name.clone(), Arc::new(record));
-                return Ok(s.revision);
-            }
-            Change::DeleteCertificate { name } => {
-                let used = s.spec.listeners.iter().any(|l| {
-                    l.tls
-                        .as_ref()
-                        .is_some_and(|t| t.certificates.iter().any(|c| c == name))
-                });
-                if used || s.certificates.remove(name).is_none() {
-                    return Err(ChangeError::Refused(format!("{name} is in use or missing")));
-                }
-                return Ok(s.revision);
-            }
-            Change::SetUser {
-                name,
-                password_hash,
-                role,
-                disabled,
-            } => {
-                let mut auth = AuthState::clone(&s.auth);
-                auth.users.insert(
-                    name.clone(),
-                    UserRecord {
-                        password_hash: password_hash.clone(),
-                        role: *role,
-                        disabled: *disabled,
-                    },
-                );
-                s.auth = Arc::new(auth);
-                return Ok(s.revision);
-            }
-            Change::UpdateUser { .. } | Change::DeleteUser { .. } => return Ok(s.revision),
-        }
-        let config = model::validate(&spec).map_err(ChangeError::Invalid)?;
-        s.revision += 1;
-        let rev = s.revision;
-        s.spec = spec.clone();
-        s.config = Some(Arc::new(Revisioned {
-            revision: rev,
-            value: config,
-        }));
-        s.history.push(Arc::new(RevisionRecord {
-            revision: rev,
+        let index = s.doc.audit.back().map_or(1, |e| e.index + 1);
+        let proposal = Proposal {
+            change: change.clone(),
             origin: origin.clone(),
-            summary: change.summary(),
-            spec: Arc::new(spec),
-        }));
-        Ok(rev)
+        };
+        let outcome = s.doc.apply(index, &proposal)?;
+        Ok(outcome.revision)
     }
 }
 
@@ -246,47 +71,39 @@ impl Backend for Memory {
         })
     }
     fn config(&self) -> Arc<Revisioned<Config>> {
-        self.lock().config.clone().expect("seeded")
+        let s = self.lock();
+        Arc::new(Revisioned {
+            revision: s.doc.revision,
+            value: s.doc.config().expect("the applied config is valid"),
+        })
     }
     fn auth(&self) -> Arc<AuthState> {
-        self.lock().auth.clone()
+        Arc::new(self.lock().doc.auth.clone())
     }
     fn history(&self) -> Arc<Vec<Arc<RevisionRecord>>> {
-        Arc::new(self.lock().history.clone())
+        Arc::new(self.lock().doc.history.iter().cloned().collect())
     }
     fn certificates(&self) -> Arc<BTreeMap<String, Arc<CertificateRecord>>> {
-        Arc::new(self.lock().certificates.clone())
+        Arc::new(self.lock().doc.certificates.clone())
     }
     fn tsig_keys(&self) -> Arc<BTreeMap<String, Arc<model::records::TsigKeyRecord>>> {
-        Arc::new(self.lock().tsig_keys.clone())
+        Arc::new(self.lock().doc.tsig_keys.clone())
     }
     fn cluster_ca_fingerprint(&self) -> Option<String> {
         Some("ab".repeat(32))
     }
     fn join_tokens(&self) -> Arc<BTreeMap<String, model::records::JoinTokenRecord>> {
-        Arc::new(self.lock().join_tokens.clone())
+        Arc::new(self.lock().doc.join_tokens.clone())
     }
     fn cluster_key(&self) -> Arc<credentials::ClusterKey> {
         Arc::new(credentials::ClusterKey::derive("router tests"))
     }
     fn audit(&self) -> Arc<Vec<Arc<AuditEntry>>> {
-        Arc::new(self.lock().audit.clone())
+        Arc::new(self.lock().doc.audit.iter().cloned().collect())
     }
     fn propose(&self, change: Change, origin: Origin) -> BoxFuture<'_, Result<u64, ChangeError>> {
         let result = self.apply(&change, &origin);
-        {
-            let mut s = self.lock();
-            let index = s.audit.len() as u64 + 1;
-            s.audit.push(Arc::new(AuditEntry {
-                index,
-                origin: origin.clone(),
-                action: change.summary(),
-                success: result.is_ok(),
-                error: result.as_ref().err().map(|e| e.to_string()),
-                revision: None,
-            }));
-            s.proposed.push((change, origin));
-        }
+        self.lock().proposed.push((change, origin));
         Box::pin(async move { result })
     }
     fn raft(&self) -> RaftView {

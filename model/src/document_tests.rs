@@ -1,13 +1,12 @@
 use super::*;
-use model::Change;
 
-fn pool(name: &str) -> model::Object {
-    model::Object::Pools(model::PoolSpec {
+fn pool(name: &str) -> crate::Object {
+    crate::Object::Pools(crate::PoolSpec {
         name: name.into(),
-        members: vec![model::MemberSpec {
+        members: vec![crate::MemberSpec {
             address: "127.0.0.1:8080".into(),
             weight: 1,
-            state: model::AdminState::Enabled,
+            state: crate::AdminState::Enabled,
         }],
         health_check: None,
         timeout_ms: 1000,
@@ -15,8 +14,8 @@ fn pool(name: &str) -> model::Object {
     })
 }
 
-fn route_to(pool: &str) -> model::Object {
-    model::Object::Routes(model::RouteSpec {
+fn route_to(pool: &str) -> crate::Object {
+    crate::Object::Routes(crate::RouteSpec {
         name: "r".into(),
         listener: "missing".into(),
         host: None,
@@ -26,7 +25,7 @@ fn route_to(pool: &str) -> model::Object {
     })
 }
 
-fn upsert(expected_revision: Option<u64>, object: model::Object) -> Command {
+fn upsert(expected_revision: Option<u64>, object: crate::Object) -> Proposal {
     Change::Upsert {
         expected_revision,
         object,
@@ -41,7 +40,7 @@ fn each_config_change_is_the_next_revision() {
     assert_eq!(out.revision, 1);
     assert!(out.config.is_some_and(|c| c.pools.len() == 1));
     assert_eq!(doc.revision, 1);
-    assert!(doc.spec.get(model::ObjectKind::Pools, "p").is_some());
+    assert!(doc.spec.get(crate::ObjectKind::Pools, "p").is_some());
 }
 
 #[test]
@@ -54,7 +53,7 @@ fn stale_revision_changes_nothing() {
         .expect_err("stale");
     assert_eq!(
         err,
-        ApplyError::StaleRevision {
+        Refusal::StaleRevision {
             expected: 7,
             current: 1
         }
@@ -75,11 +74,11 @@ fn invalid_upsert_changes_nothing() {
     let err = doc
         .apply(2, &upsert(None, route_to("nope")))
         .expect_err("invalid");
-    let ApplyError::Invalid(errors) = err else {
+    let Refusal::Invalid(errors) = err else {
         panic!("expected Invalid, got {err:?}");
     };
     assert!(errors.errors.iter().any(|e| e.path == "routes[0].pool"));
-    assert_eq!(doc.spec, model::ConfigSpec::default());
+    assert_eq!(doc.spec, crate::ConfigSpec::default());
     assert_eq!(
         (doc.revision, doc.history.len(), doc.audit.len()),
         (0, 0, 1)
@@ -90,16 +89,16 @@ fn invalid_upsert_changes_nothing() {
 fn delete_missing_is_not_found_and_delete_existing_bumps_revision() {
     let mut doc = Document::default();
     let del = |name: &str| {
-        Command::from(Change::Delete {
+        Proposal::from(Change::Delete {
             expected_revision: None,
-            kind: model::ObjectKind::Pools,
+            kind: crate::ObjectKind::Pools,
             name: name.into(),
         })
     };
     assert_eq!(
         doc.apply(1, &del("p")).expect_err("missing"),
-        ApplyError::NotFound {
-            kind: model::ObjectKind::Pools,
+        Refusal::NotFound {
+            kind: crate::ObjectKind::Pools,
             name: "p".into()
         }
     );
@@ -113,25 +112,25 @@ fn delete_missing_is_not_found_and_delete_existing_bumps_revision() {
 fn auth_commands_keep_the_revision() {
     let mut doc = Document::default();
     doc.apply(2, &upsert(None, pool("p"))).expect("applies");
-    let set = Command::from(Change::SetUser {
+    let set = Proposal::from(Change::SetUser {
         name: "admin".into(),
         password_hash: "$argon2id$secret".into(),
-        role: model::Role::Admin,
+        role: crate::Role::Admin,
         disabled: false,
     });
     let out = doc.apply(3, &set).expect("applies");
     assert_eq!((out.revision, out.auth_changed), (1, true));
     assert!(out.config.is_none());
-    let add = Command::from(Change::AddToken {
+    let add = Proposal::from(Change::AddToken {
         id: "ab".into(),
         name: "ci".into(),
         user: "admin".into(),
-        role: model::Role::Admin,
+        role: crate::Role::Admin,
         expires_unix_ms: None,
     });
     doc.apply(4, &add).expect("applies");
     assert_eq!(doc.auth.tokens.len(), 1);
-    doc.apply(5, &Command::from(Change::RevokeToken { id: "ab".into() }))
+    doc.apply(5, &Proposal::from(Change::RevokeToken { id: "ab".into() }))
         .expect("applies");
     assert!(doc.auth.tokens.is_empty());
     assert_eq!(doc.revision, 1);
@@ -146,26 +145,26 @@ fn auth_commands_keep_the_revision() {
 #[test]
 fn replace_config_validates_the_whole_spec() {
     let mut doc = Document::default();
-    let mut spec = model::ConfigSpec::default();
+    let mut spec = crate::ConfigSpec::default();
     spec.upsert(&route_to("nope"));
-    let cmd = Command::from(Change::ReplaceConfig {
+    let cmd = Proposal::from(Change::ReplaceConfig {
         expected_revision: Some(0),
         spec,
     });
-    assert!(matches!(doc.apply(1, &cmd), Err(ApplyError::Invalid(_))));
-    let cmd = Command::from(Change::ReplaceConfig {
+    assert!(matches!(doc.apply(1, &cmd), Err(Refusal::Invalid(_))));
+    let cmd = Proposal::from(Change::ReplaceConfig {
         expected_revision: Some(0),
-        spec: model::ConfigSpec::default(),
+        spec: crate::ConfigSpec::default(),
     });
     assert_eq!(doc.apply(2, &cmd).expect("applies").revision, 1);
 }
 
 #[test]
 fn debug_never_shows_password_hashes() {
-    let set = Command::from(Change::SetUser {
+    let set = Proposal::from(Change::SetUser {
         name: "admin".into(),
         password_hash: "$argon2id$v=19$secret".into(),
-        role: model::Role::Admin,
+        role: crate::Role::Admin,
         disabled: false,
     });
     assert!(!format!("{set:?}").contains("argon2"));
@@ -174,7 +173,7 @@ fn debug_never_shows_password_hashes() {
         "admin".into(),
         UserRecord {
             password_hash: "$argon2id$v=19$secret".into(),
-            role: model::Role::Admin,
+            role: crate::Role::Admin,
             disabled: false,
         },
     );
@@ -183,14 +182,14 @@ fn debug_never_shows_password_hashes() {
 
 #[test]
 fn apply_error_round_trips_through_json() {
-    let err = ApplyError::Invalid(model::ValidationErrors::single("pools[0].name", "bad"));
+    let err = Refusal::Invalid(crate::ValidationErrors::single("pools[0].name", "bad"));
     let json = serde_json::to_string(&err).expect("serializes");
-    let back: ApplyError = serde_json::from_str(&json).expect("deserializes");
+    let back: Refusal = serde_json::from_str(&json).expect("deserializes");
     assert_eq!(back, err);
 }
 
-fn user(name: &str, role: model::Role) -> Command {
-    Command::from(Change::SetUser {
+fn user(name: &str, role: crate::Role) -> Proposal {
+    Proposal::from(Change::SetUser {
         name: name.into(),
         password_hash: "$argon2id$x".into(),
         role,
@@ -202,7 +201,7 @@ fn user(name: &str, role: model::Role) -> Command {
 fn history_keeps_who_did_what_and_rollback_is_a_new_revision() {
     let mut doc = Document::default();
     let mut cmd = upsert(None, pool("p"));
-    cmd.origin = model::Origin::new("alice", model::Interface::Console, Some("192.0.2.7".into()));
+    cmd.origin = crate::Origin::new("alice", crate::Interface::Console, Some("192.0.2.7".into()));
     doc.apply(5, &cmd).expect("applies");
     doc.apply(6, &upsert(None, pool("q"))).expect("applies");
     assert_eq!(doc.history.len(), 2);
@@ -211,7 +210,7 @@ fn history_keeps_who_did_what_and_rollback_is_a_new_revision() {
     assert_eq!(first.summary, "save pools/p");
     assert_eq!(first.spec.pools.len(), 1);
 
-    let back = Command::from(Change::Rollback {
+    let back = Proposal::from(Change::Rollback {
         expected_revision: Some(2),
         to_revision: 1,
     });
@@ -220,11 +219,11 @@ fn history_keeps_who_did_what_and_rollback_is_a_new_revision() {
     assert_eq!(doc.spec.pools.len(), 1);
     assert_eq!(doc.history[2].summary, "roll back to revision 1");
 
-    let gone = Command::from(Change::Rollback {
+    let gone = Proposal::from(Change::Rollback {
         expected_revision: None,
         to_revision: 99,
     });
-    assert!(matches!(doc.apply(8, &gone), Err(ApplyError::Refused(_))));
+    assert!(matches!(doc.apply(8, &gone), Err(Refusal::NotAllowed(_))));
     assert_eq!(doc.revision, 3);
 }
 
@@ -241,28 +240,28 @@ fn history_is_bounded() {
 #[test]
 fn the_last_admin_cannot_be_removed_demoted_or_disabled() {
     let mut doc = Document::default();
-    doc.apply(1, &user("root", model::Role::Admin))
+    doc.apply(1, &user("root", crate::Role::Admin))
         .expect("applies");
-    let del = Command::from(Change::DeleteUser {
+    let del = Proposal::from(Change::DeleteUser {
         name: "root".into(),
     });
-    assert!(matches!(doc.apply(2, &del), Err(ApplyError::Refused(_))));
-    let demote = Command::from(Change::UpdateUser {
+    assert!(matches!(doc.apply(2, &del), Err(Refusal::NotAllowed(_))));
+    let demote = Proposal::from(Change::UpdateUser {
         name: "root".into(),
         password_hash: None,
-        role: Some(model::Role::Viewer),
+        role: Some(crate::Role::Viewer),
         disabled: None,
     });
-    assert!(matches!(doc.apply(3, &demote), Err(ApplyError::Refused(_))));
-    doc.apply(4, &user("second", model::Role::Admin))
+    assert!(matches!(doc.apply(3, &demote), Err(Refusal::NotAllowed(_))));
+    doc.apply(4, &user("second", crate::Role::Admin))
         .expect("applies");
     doc.apply(5, &demote).expect("another admin exists now");
-    assert_eq!(doc.auth.users["root"].role, model::Role::Viewer);
-    let add = Command::from(Change::AddToken {
+    assert_eq!(doc.auth.users["root"].role, crate::Role::Viewer);
+    let add = Proposal::from(Change::AddToken {
         id: "t".into(),
         name: "ci".into(),
         user: "root".into(),
-        role: model::Role::Viewer,
+        role: crate::Role::Viewer,
         expires_unix_ms: None,
     });
     doc.apply(6, &add).expect("applies");
@@ -275,7 +274,7 @@ fn audit_entries_age_out_by_the_time_in_the_log() {
     let mut doc = Document::default();
     let day = 86_400_000;
     let at = |ms: u64, i: u64, doc: &mut Document| {
-        let mut c = Command::from(Change::Audit {
+        let mut c = Proposal::from(Change::Audit {
             action: "login".into(),
             detail: "admin".into(),
             success: true,
@@ -298,19 +297,19 @@ fn audit_entries_age_out_by_the_time_in_the_log() {
 fn users_stored_before_roles_existed_are_admins() {
     let old = r#"{"users":{"admin":"$argon2id$x"},"tokens":{"ab":{"name":"ci","user":"admin"}}}"#;
     let auth: AuthState = serde_json::from_str(old).expect("reads");
-    assert_eq!(auth.users["admin"].role, model::Role::Admin);
-    assert_eq!(auth.tokens["ab"].role, model::Role::Admin);
+    assert_eq!(auth.users["admin"].role, crate::Role::Admin);
+    assert_eq!(auth.tokens["ab"].role, crate::Role::Admin);
     let back: AuthState =
         serde_json::from_str(&serde_json::to_string(&auth).expect("json")).expect("reads");
     assert_eq!(back, auth);
 }
 
-fn ticket_key(id: &str, at: u64) -> Command {
+fn ticket_key(id: &str, at: u64) -> Proposal {
     Change::RotateTicketKey {
-        record: model::records::TicketKeyRecord {
+        record: crate::records::TicketKeyRecord {
             id: id.into(),
             created_unix_ms: at,
-            key: model::records::SealedKey {
+            key: crate::records::SealedKey {
                 nonce: "n".into(),
                 ciphertext: "c".into(),
             },
@@ -335,7 +334,7 @@ fn ticket_keys_are_kept_newest_first_and_bounded() {
     // A repeated id (a retried proposal) is refused and changes nothing.
     let before = doc.ticket_keys.clone();
     let err = doc.apply(9, &ticket_key("c", 9)).expect_err("duplicate");
-    assert!(matches!(err, ApplyError::Refused(_)), "{err}");
+    assert!(matches!(err, Refusal::NotAllowed(_)), "{err}");
     assert_eq!(doc.ticket_keys, before);
     // Audited without the key.
     let last = doc.audit.back().expect("audited");
@@ -347,10 +346,10 @@ fn ticket_keys_are_kept_newest_first_and_bounded() {
     assert!(!last.action.contains("ciphertext"));
 }
 
-fn zone_with_secondary(key: &str) -> model::Object {
-    model::Object::Zones(model::ZoneSpec {
+fn zone_with_secondary(key: &str) -> crate::Object {
+    crate::Object::Zones(crate::ZoneSpec {
         name: "example.test".into(),
-        soa: model::SoaSpec {
+        soa: crate::SoaSpec {
             mname: "ns1.example.test".into(),
             rname: "hostmaster.example.test".into(),
             refresh: 3600,
@@ -361,7 +360,7 @@ fn zone_with_secondary(key: &str) -> model::Object {
         },
         ns: vec!["ns1.example.test".into()],
         records: Vec::new(),
-        secondaries: vec![model::SecondarySpec {
+        secondaries: vec![crate::SecondarySpec {
             address: "192.0.2.53".into(),
             tsig_key: key.into(),
             notify: true,
@@ -369,12 +368,12 @@ fn zone_with_secondary(key: &str) -> model::Object {
     })
 }
 
-fn tsig_key(name: &str) -> Command {
+fn tsig_key(name: &str) -> Proposal {
     Change::PutTsigKey {
-        record: model::records::TsigKeyRecord {
+        record: crate::records::TsigKeyRecord {
             name: name.into(),
-            algorithm: model::records::TsigAlgorithm::HmacSha256,
-            secret: model::records::SealedKey {
+            algorithm: crate::records::TsigAlgorithm::HmacSha256,
+            secret: crate::records::SealedKey {
                 nonce: "n".into(),
                 ciphertext: "c".into(),
             },
@@ -390,7 +389,7 @@ fn secondaries_need_a_stored_tsig_key_which_then_cannot_be_deleted() {
     let err = doc
         .apply(1, &upsert(None, zone_with_secondary("Xfr.Example.Test")))
         .expect_err("no such key yet");
-    let ApplyError::Invalid(errors) = err else {
+    let Refusal::Invalid(errors) = err else {
         panic!("expected a validation error, got {err:?}");
     };
     assert_eq!(errors.errors[0].path, "zones[0].secondaries[0].tsig_key");
@@ -404,7 +403,7 @@ fn secondaries_need_a_stored_tsig_key_which_then_cannot_be_deleted() {
     doc.apply(3, &upsert(None, zone_with_secondary("Xfr.Example.Test")))
         .expect("the key exists now");
 
-    let delete: Command = Change::DeleteTsigKey {
+    let delete: Proposal = Change::DeleteTsigKey {
         name: "xfr.example.test.".into(),
     }
     .into();
@@ -416,7 +415,7 @@ fn secondaries_need_a_stored_tsig_key_which_then_cannot_be_deleted() {
         5,
         &Change::Delete {
             expected_revision: None,
-            kind: model::ObjectKind::Zones,
+            kind: crate::ObjectKind::Zones,
             name: "example.test".into(),
         }
         .into(),
@@ -433,7 +432,7 @@ fn secondaries_need_a_stored_tsig_key_which_then_cannot_be_deleted() {
 /// rules this release knows.
 #[test]
 fn entries_apply_by_the_schema_in_force() {
-    let spec = model::parse::from_toml(
+    let spec = crate::parse::from_toml(
         r#"api_version = "meridian/v1"
 [[zones]]
 name = "example.org"
@@ -445,7 +444,7 @@ records = [
 "#,
     )
     .expect("parses");
-    let replace = |spec: &model::ConfigSpec| -> Command {
+    let replace = |spec: &crate::ConfigSpec| -> Proposal {
         Change::ReplaceConfig {
             expected_revision: None,
             spec: spec.clone(),
@@ -465,9 +464,9 @@ records = [
 
     // The config in force breaks schema 2: not raised (every node refuses alike), so no node
     // is left with a config it cannot load.
-    let raise: Command = Change::SetSchema { version: 2 }.into();
+    let raise: Proposal = Change::SetSchema { version: 2 }.into();
     match doc.apply(3, &raise) {
-        Err(ApplyError::Refused(why)) => assert!(why.contains("zones[0].records[1]"), "{why}"),
+        Err(Refusal::NotAllowed(why)) => assert!(why.contains("zones[0].records[1]"), "{why}"),
         other => panic!("refused while the config breaks the rules: {other:?}"),
     }
     assert_eq!(doc.schema(), 1);
@@ -478,11 +477,71 @@ records = [
     assert_eq!(doc.schema(), 2);
     assert!(doc.config().is_ok());
     match doc.apply(6, &replace(&spec)) {
-        Err(ApplyError::Invalid(e)) => {
+        Err(Refusal::Invalid(e)) => {
             assert_eq!(e.errors[0].path, "zones[0].records[1]", "{e:?}")
         }
         other => panic!("schema 2 refuses the duplicate: {other:?}"),
     }
     assert_eq!(doc.revision, 2, "nothing applied");
-    assert!(matches!(doc.apply(7, &raise), Err(ApplyError::Refused(_))));
+    assert!(matches!(doc.apply(7, &raise), Err(Refusal::NotAllowed(_))));
+}
+
+#[test]
+fn next_spec_is_what_apply_commits_and_only_for_config_changes() {
+    let mut doc = Document::default();
+    doc.apply(1, &upsert(None, pool("p"))).expect("applies");
+    let change = upsert(Some(1), pool("q")).change;
+    let next = next_spec(&doc.spec, doc.revision, &doc.history, &change)
+        .expect("precondition holds")
+        .expect("a config change");
+    doc.apply(2, &change.clone().into()).expect("applies");
+    assert_eq!(next, doc.spec);
+    // Rolling back finds the kept revision; one the history never had is refused.
+    let back = Change::Rollback {
+        expected_revision: None,
+        to_revision: 1,
+    };
+    let spec = next_spec(&doc.spec, doc.revision, &doc.history, &back)
+        .expect("kept")
+        .expect("a config change");
+    assert!(spec.get(crate::ObjectKind::Pools, "q").is_none());
+    let gone = Change::Rollback {
+        expected_revision: None,
+        to_revision: 99,
+    };
+    assert!(matches!(
+        next_spec(&doc.spec, doc.revision, &doc.history, &gone),
+        Err(Refusal::NotAllowed(_))
+    ));
+    let user = Change::DeleteUser { name: "x".into() };
+    assert_eq!(
+        next_spec(&doc.spec, doc.revision, &doc.history, &user),
+        Ok(None)
+    );
+}
+
+#[test]
+fn validate_stored_lists_spec_errors_beside_missing_certificates() {
+    let spec: crate::ConfigSpec = crate::parse::from_toml(
+        r#"
+        api_version = "meridian/v1"
+
+        [[listeners]]
+        name = "web"
+        bind = "127.0.0.1:8443"
+        tls = { certificates = ["absent"] }
+
+        [[routes]]
+        name = "r"
+        listener = "web"
+        path_prefix = "/"
+        pool = "nowhere"
+        "#,
+    )
+    .expect("parses");
+    let errors = validate_stored(&spec, crate::SCHEMA_SUPPORTED, &BTreeMap::new(), |_| false)
+        .expect_err("invalid");
+    let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.iter().any(|p| p.starts_with("routes[0]")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.starts_with("listeners[0].tls")), "{paths:?}");
 }

@@ -41,8 +41,9 @@ fn read(dir: &Path, name: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// The credentials in `dir`, when this node has them.
+/// The credentials in `dir`, when this node has them. A renewal cut short is finished first.
 pub fn load(dir: &Path) -> anyhow::Result<Option<ClusterTls>> {
+    finish_renewal(dir)?;
     let (Some(ca_pem), Some(cert_pem), Some(key_pem)) = (
         read(dir, CA_PEM)?,
         read(dir, NODE_PEM)?,
@@ -50,12 +51,11 @@ pub fn load(dir: &Path) -> anyhow::Result<Option<ClusterTls>> {
     ) else {
         return Ok(None);
     };
-    Ok(Some(ClusterTls {
-        not_after_unix: credentials::cluster_pki::not_after(&cert_pem),
-        ca_pem,
-        cert_pem,
-        key_pem: Zeroizing::new(key_pem),
-    }))
+    let key_pem = Zeroizing::new(key_pem);
+    let not_after = credentials::cluster_pki::not_after(&cert_pem);
+    let tls = ClusterTls::new(ca_pem, &cert_pem, &key_pem, not_after)
+        .with_context(|| format!("the cluster credentials in {}", dir.display()))?;
+    Ok(Some(tls))
 }
 
 fn save(dir: &Path, ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<ClusterTls> {
@@ -65,6 +65,106 @@ fn save(dir: &Path, ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Resu
     // Last: its presence says the set is complete.
     write_private_file(&dir.join(NODE_PEM), cert_pem.as_bytes())?;
     load(dir)?.context("cluster credentials just written are not readable")
+}
+
+/// A renewal writes the new pair beside the old (`*.new`, synced), then renames the key and
+/// then the certificate into place. Cut short between the renames, the certificate's rename is
+/// left: this does it, so the key and certificate on disk always match.
+fn finish_renewal(dir: &Path) -> anyhow::Result<()> {
+    let pending = dir.join(format!("{NODE_PEM}.new"));
+    if !pending.exists() {
+        return Ok(());
+    }
+    let key = dir.join(format!("{NODE_KEY}.new"));
+    if key.exists() {
+        std::fs::rename(&key, dir.join(NODE_KEY)).context("finishing a certificate renewal")?;
+    }
+    std::fs::rename(&pending, dir.join(NODE_PEM)).context("finishing a certificate renewal")?;
+    tracing::info!("finished a cluster certificate renewal cut short");
+    Ok(())
+}
+
+/// Renew the node certificate when it has fewer days left than this (the node config's
+/// `cluster_cert_renew_days`).
+pub const RENEW_BEFORE_DAYS: u32 = 60;
+/// How often the certificate's expiry is checked (the first check comes soon after start).
+const RENEW_CHECK: Duration = Duration::from_secs(6 * 3600);
+const RENEW_FIRST_CHECK: Duration = Duration::from_secs(5);
+
+/// Keeps this node's cluster certificate valid without a restart: when it has fewer than
+/// `before_days` left, makes a new key, signs a certificate for it with the cluster CA (in the
+/// replicated document, its key sealed by the cluster key every member holds, so no other node
+/// is asked), writes the pair, and puts it in use for the cluster port and every peer request
+/// at once. A failure is logged and tried again at the next check; the alarm for an expiring
+/// certificate stays until a renewal succeeds.
+pub async fn keep_renewed(
+    cluster: Weak<ClusterNode>,
+    tls: ClusterTls,
+    dir: std::path::PathBuf,
+    node_id: u64,
+    advertise: String,
+    key: Arc<credentials::ClusterKey>,
+    before_days: u32,
+) {
+    tokio::time::sleep(RENEW_FIRST_CHECK).await;
+    loop {
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        let ca = cluster.current().cluster_ca.clone();
+        drop(cluster);
+        let now_s = i64::try_from(model::unix_ms() / 1000).unwrap_or(i64::MAX);
+        let left_s = tls.not_after_unix().map_or(0, |t| t - now_s);
+        let due = left_s < i64::from(before_days) * 86_400;
+        match ca {
+            Some(ca) if due => match renew(&tls, &dir, node_id, &advertise, &ca, &key) {
+                Ok(not_after) => tracing::info!(
+                    not_after_unix = not_after,
+                    "renewed this node's cluster certificate (it had {} days left)",
+                    left_s / 86_400
+                ),
+                Err(e) => tracing::error!(
+                    error = %format!("{e:#}"),
+                    "cannot renew this node's cluster certificate; retrying in 6 h"
+                ),
+            },
+            Some(_) => {}
+            // Not replicated yet (a new cluster): look again shortly.
+            None => {
+                tokio::time::sleep(RENEW_FIRST_CHECK).await;
+                continue;
+            }
+        }
+        tokio::time::sleep(RENEW_CHECK).await;
+    }
+}
+
+/// One renewal: the new pair is checked, made durable, then put in use. Answers its expiry.
+fn renew(
+    tls: &ClusterTls,
+    dir: &Path,
+    node_id: u64,
+    advertise: &str,
+    ca: &ClusterCaRecord,
+    key: &credentials::ClusterKey,
+) -> anyhow::Result<i64> {
+    let req = credentials::cluster_pki::node_request(node_id)?;
+    let cert = credentials::cluster_pki::sign_node(
+        ca,
+        key,
+        &req.csr_pem,
+        node_id,
+        host_of(advertise),
+        model::unix_ms(),
+    )?;
+    let not_after = credentials::cluster_pki::not_after(&cert);
+    // Refused here (key mismatch, unreadable PEM) before anything is written.
+    ClusterTls::new(tls.ca_pem.clone(), &cert, &req.key_pem, not_after)?;
+    write_private_file(&dir.join(format!("{NODE_KEY}.new")), req.key_pem.as_bytes())?;
+    write_private_file(&dir.join(format!("{NODE_PEM}.new")), cert.as_bytes())?;
+    finish_renewal(dir)?;
+    tls.renew(&cert, &req.key_pem, not_after)?;
+    not_after.context("the renewed certificate has no expiry")
 }
 
 /// The host part of `host:port` (brackets of an IPv6 address removed).
@@ -303,5 +403,50 @@ mod tests {
         assert_eq!(host_of("10.0.0.1:9700"), "10.0.0.1");
         assert_eq!(host_of("[::1]:9700"), "::1");
         assert_eq!(host_of("adc-1.lan:9700"), "adc-1.lan");
+    }
+
+    #[test]
+    fn a_renewal_replaces_the_pair_in_use_and_one_cut_short_is_finished_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = credentials::ClusterKey::derive("renewal test");
+        let tls = bootstrap(dir.path(), 1, "127.0.0.1:9700", &key).expect("bootstrap");
+        let ca = pending_ca(dir.path()).expect("read").expect("ca record");
+        let first = tls.fingerprint().expect("fingerprint");
+
+        renew(&tls, dir.path(), 1, "127.0.0.1:9700", &ca, &key).expect("renew");
+        let second = tls.fingerprint().expect("fingerprint");
+        assert_ne!(
+            first, second,
+            "the running credentials use the new certificate"
+        );
+        let loaded = load(dir.path()).expect("load").expect("credentials");
+        assert_eq!(loaded.fingerprint().as_ref(), Some(&second));
+        assert!(!dir.path().join("node.pem.new").exists());
+
+        // Cut short after the key's rename: the new key is in place, the certificate not yet.
+        let req = credentials::cluster_pki::node_request(1).expect("request");
+        let cert = credentials::cluster_pki::sign_node(
+            &ca,
+            &key,
+            &req.csr_pem,
+            1,
+            "127.0.0.1",
+            model::unix_ms(),
+        )
+        .expect("sign");
+        write_private_file(&dir.path().join(NODE_KEY), req.key_pem.as_bytes()).expect("key");
+        write_private_file(&dir.path().join("node.pem.new"), cert.as_bytes()).expect("pem");
+        let loaded = load(dir.path())
+            .expect("load finishes the renewal")
+            .expect("credentials");
+        let third = ClusterTls::new(tls.ca_pem.clone(), &cert, &req.key_pem, None)
+            .expect("pair")
+            .fingerprint();
+        assert_eq!(loaded.fingerprint(), third);
+
+        // A certificate with a key that is not its own is refused, and nothing changes.
+        let other = credentials::cluster_pki::node_request(1).expect("request");
+        assert!(tls.renew(&cert, &other.key_pem, None).is_err());
+        assert_eq!(tls.fingerprint(), Some(second));
     }
 }

@@ -42,6 +42,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         cluster_bind: args.cluster,
         cluster_advertise: None,
         cluster_plaintext_ok: false,
+        cluster_cert_renew_days: None,
         dns_bind: args.dns,
         cluster_secret_file: None,
         join: None,

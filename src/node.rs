@@ -51,6 +51,8 @@ pub struct Node {
     limits_tasks: [tokio::task::JoinHandle<()>; 4],
     /// On the leader: raises the validation schema once every member supports more.
     schema_task: tokio::task::JoinHandle<()>,
+    /// Renews the node's cluster certificate before it expires (nodes with cluster TLS).
+    renew_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). hickory-server logs every query at
@@ -152,11 +154,11 @@ impl Node {
             .unwrap_or_else(|| cluster_addr.to_string());
         let tls_dir = cfg.data_dir.join("cluster-tls");
         let (secret, tls) = cluster_credentials(cfg, &tls_dir, &advertise).await?;
-        let cluster_tls = tls.is_some();
+        let cluster_tls = tls.clone();
         let cluster_cfg = cluster_state::NodeConfig {
             node_id: cfg.node_id,
             data_dir: cfg.data_dir.clone(),
-            rpc_advertise: advertise,
+            rpc_advertise: advertise.clone(),
             cluster_secret: secret.clone(),
             tls,
             witness: cfg.witness,
@@ -170,7 +172,18 @@ impl Node {
                 .context("cannot start the cluster state")?,
             Some(seed) => join_cluster(cluster_cfg, rpc, seed).await?,
         };
-        if cluster_tls {
+        let mut renew_task = None;
+        if let Some(tls) = cluster_tls {
+            renew_task = Some(tokio::spawn(crate::cluster_tls::keep_renewed(
+                Arc::downgrade(&cluster),
+                tls,
+                tls_dir.clone(),
+                cfg.node_id,
+                advertise,
+                cluster_key.clone(),
+                cfg.cluster_cert_renew_days
+                    .unwrap_or(crate::cluster_tls::RENEW_BEFORE_DAYS),
+            )));
             cluster.set_enroller(Arc::new(crate::cluster_tls::NodeEnroller {
                 cluster: Arc::downgrade(&cluster),
                 key: cluster_key.clone(),
@@ -312,6 +325,7 @@ impl Node {
             tsig_task,
             limits_tasks: [limits_send, limits_receive, health_send, health_receive],
             schema_task,
+            renew_task,
         })
     }
 
@@ -358,6 +372,9 @@ impl Node {
         self.purges_task.abort();
         self.tsig_task.abort();
         self.schema_task.abort();
+        if let Some(t) = &self.renew_task {
+            t.abort();
+        }
         for t in &self.limits_tasks {
             t.abort();
         }

@@ -38,6 +38,10 @@ pub struct NodeConfig {
     /// loopback both need a private network, and the operator says so with this setting.
     #[serde(default)]
     pub cluster_plaintext_ok: bool,
+    /// Renew this node's cluster certificate (valid 825 days) when it has fewer days left than
+    /// this, in place, without a restart. Default 60; 1 to 825.
+    #[serde(default)]
+    pub cluster_cert_renew_days: Option<u32>,
     /// Authoritative DNS, UDP and TCP on the same port.
     pub dns_bind: SocketAddr,
     /// File holding the cluster secret; created (mode 0600) in the data dir when absent. Every
@@ -192,6 +196,15 @@ impl NodeConfig {
                     "cluster_advertise: {adv:?} is not a host:port other nodes can dial"
                 ));
             }
+        }
+        let lifetime = credentials::cluster_pki::NODE_DAYS;
+        if self
+            .cluster_cert_renew_days
+            .is_some_and(|d| d == 0 || i64::from(d) > lifetime)
+        {
+            errors.push(format!(
+                "cluster_cert_renew_days: 1 to {lifetime} (the days a node certificate is valid)"
+            ));
         }
         if self.join_token.is_some() && self.join.is_none() {
             errors.push("join_token: give join (a member's cluster address) too".to_string());

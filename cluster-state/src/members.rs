@@ -149,7 +149,8 @@ pub(crate) struct Local {
     pub contacts: Arc<Contacts>,
     pub committed: Arc<AtomicU64>,
     pub out_of_service: Arc<OutOfService>,
-    pub cert_not_after_unix: Option<i64>,
+    /// This node's cluster credentials (their expiry changes when renewed).
+    pub tls: Option<crate::tls::ClusterTls>,
     /// When a leader last sent this node AppendEntries (heartbeats included).
     pub leader_heard: std::sync::Mutex<Option<std::time::Instant>>,
     pub witness: bool,
@@ -223,7 +224,7 @@ impl Local {
             voters: m.membership_config.membership().voter_ids().collect(),
             quorum_ack_ms: self.quorum_ack_ms(&m),
             peers,
-            cert_not_after_unix: self.cert_not_after_unix,
+            cert_not_after_unix: self.tls.as_ref().and_then(|t| t.not_after_unix()),
             witness: self.witness,
             schema_supported: model::SCHEMA_SUPPORTED,
             out_of_service,

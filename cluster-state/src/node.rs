@@ -532,7 +532,7 @@ impl ClusterNode {
             contacts,
             committed,
             out_of_service: out_of_service.clone(),
-            cert_not_after_unix: cfg.tls.as_ref().and_then(|t| t.not_after_unix),
+            tls: cfg.tls.clone(),
             leader_heard: Mutex::new(None),
             witness: cfg.witness,
         });

@@ -5,33 +5,73 @@
 //! token pins, or (joining with the shared secret, loopback and private networks only) does not
 //! check it at all.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
-/// This node's cluster credentials: the CA, its own certificate and key (PEM).
+/// This node's cluster credentials: the CA, and its own certificate and key as every
+/// connection presents them. Clones share the certificate: [`ClusterTls::renew`] replaces it
+/// for the cluster port and every peer request at once (new handshakes use the new one; open
+/// connections keep theirs).
 #[derive(Clone)]
 pub struct ClusterTls {
     pub ca_pem: String,
-    pub cert_pem: String,
-    pub key_pem: Zeroizing<String>,
-    /// When the node certificate expires (Unix seconds), for status and alarms.
-    pub not_after_unix: Option<i64>,
+    identity: Arc<Identity>,
+}
+
+/// The node certificate (followed by the CA, so that a joining node can find the CA its token
+/// pins) and key, as both the cluster port and the node's own requests present them.
+struct Identity {
+    current: RwLock<Arc<CertifiedKey>>,
+    /// When the node certificate expires (Unix seconds); `i64::MIN` when unknown.
+    not_after_unix: AtomicI64,
 }
 
 // Hand-written so the key never reaches a log line.
 impl std::fmt::Debug for ClusterTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterTls")
-            .field("not_after_unix", &self.not_after_unix)
-            .field("key_pem", &"<redacted>")
-            .finish()
+            .field("not_after_unix", &self.not_after_unix())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    fn get(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for Identity {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+impl ResolvesClientCert for Identity {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -60,22 +100,62 @@ fn certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError
 }
 
 impl ClusterTls {
+    /// Credentials from PEM: the cluster CA, this node's certificate and its key, which must
+    /// match. `not_after_unix` is the certificate's expiry, for status and alarms.
+    pub fn new(
+        ca_pem: String,
+        cert_pem: &str,
+        key_pem: &str,
+        not_after_unix: Option<i64>,
+    ) -> Result<ClusterTls, TlsError> {
+        let key = certified(&ca_pem, cert_pem, key_pem)?;
+        Ok(ClusterTls {
+            ca_pem,
+            identity: Arc::new(Identity {
+                current: RwLock::new(key),
+                not_after_unix: AtomicI64::new(not_after_unix.unwrap_or(i64::MIN)),
+            }),
+        })
+    }
+
+    /// Replaces this node's certificate and key (a renewal), for every clone at once. The
+    /// new pair is checked first; on error nothing changes.
+    pub fn renew(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+        not_after_unix: Option<i64>,
+    ) -> Result<(), TlsError> {
+        let key = certified(&self.ca_pem, cert_pem, key_pem)?;
+        *self
+            .identity
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+        self.identity
+            .not_after_unix
+            .store(not_after_unix.unwrap_or(i64::MIN), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// When the node certificate in use expires (Unix seconds).
+    pub fn not_after_unix(&self) -> Option<i64> {
+        let t = self.identity.not_after_unix.load(Ordering::Relaxed);
+        (t != i64::MIN).then_some(t)
+    }
+
+    /// SHA-256 of the node certificate in use, hex.
+    pub fn fingerprint(&self) -> Option<String> {
+        let key = self.identity.get();
+        key.cert.first().map(|c| fingerprint(c))
+    }
+
     fn roots(&self) -> Result<RootCertStore, TlsError> {
         let mut roots = RootCertStore::empty();
         for c in certs(&self.ca_pem, "cluster CA")? {
             roots.add(c)?;
         }
         Ok(roots)
-    }
-
-    /// The node certificate followed by the CA, so that a joining node can find the CA its
-    /// token pins.
-    fn chain(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-        let mut chain = certs(&self.cert_pem, "node certificate")?;
-        chain.extend(certs(&self.ca_pem, "cluster CA")?);
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
-            .map_err(|e| TlsError::Pem(format!("node key: {e}")))?;
-        Ok((chain, key))
     }
 
     /// The cluster port: a client certificate from the cluster CA is asked for and verified
@@ -86,23 +166,30 @@ impl ClusterTls {
                 .allow_unauthenticated()
                 .build()
                 .map_err(|e| TlsError::Verifier(e.to_string()))?;
-        let (chain, key) = self.chain()?;
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)?;
+            .with_cert_resolver(self.identity.clone());
         Ok(Arc::new(config))
     }
 
     /// Requests to other nodes: their certificate must chain to the cluster CA and name the
     /// address dialed; ours goes along.
     pub(crate) fn client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
-        let (chain, key) = self.chain()?;
         Ok(rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(self.roots()?)
-            .with_client_auth_cert(chain, key)?)
+            .with_client_cert_resolver(self.identity.clone()))
     }
+}
+
+/// The node certificate followed by the CA, with its key; refused when they do not match.
+fn certified(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, TlsError> {
+    let mut chain = certs(cert_pem, "node certificate")?;
+    chain.extend(certs(ca_pem, "cluster CA")?);
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| TlsError::Pem(format!("node key: {e}")))?;
+    Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider())?))
 }
 
 /// SHA-256 of a certificate's DER, hex.

@@ -542,6 +542,12 @@ fn validate_stored_lists_spec_errors_beside_missing_certificates() {
     let errors = validate_stored(&spec, crate::SCHEMA_SUPPORTED, &BTreeMap::new(), |_| false)
         .expect_err("invalid");
     let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
-    assert!(paths.iter().any(|p| p.starts_with("routes[0]")), "{paths:?}");
-    assert!(paths.iter().any(|p| p.starts_with("listeners[0].tls")), "{paths:?}");
+    assert!(
+        paths.iter().any(|p| p.starts_with("routes[0]")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.starts_with("listeners[0].tls")),
+        "{paths:?}"
+    );
 }

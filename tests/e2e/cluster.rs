@@ -1,6 +1,7 @@
 //! Three `meridian serve` processes forming one Raft cluster: writes on any node, replication,
 //! leader loss and catch-up.
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -835,4 +836,129 @@ async fn a_witness_votes_but_serves_nothing() {
     for node in [n2, w] {
         node.stop().await;
     }
+}
+
+/// The SHA-256 fingerprint (openssl's `AA:BB:…` form) of the first certificate in `pem`.
+fn pem_fingerprint(pem: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(pem.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The fingerprint of the certificate a cluster port presents to a new connection.
+fn presented_fingerprint(addr: &str) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", addr])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    pem_fingerprint(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// A node certificate due for renewal is renewed in place: a new key and certificate are
+/// written, the running node presents them on its cluster port without a restart, the other
+/// member accepts them (forwarded writes, status over mutual TLS), the cluster status shows the
+/// new expiry, and a restart loads the renewed pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_certificate_due_for_renewal_is_renewed_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
+    let token = n1.token().await;
+    let join = format!(
+        "join = \"{}\"\ncluster_secret_file = \"{}\"",
+        n1.cluster,
+        dir.path().join("n1/cluster.secret").display()
+    );
+    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
+    let pem_path = dir.path().join("n2/cluster-tls/node.pem");
+    let enrolled = std::fs::read_to_string(&pem_path).expect("node.pem");
+    assert_eq!(
+        presented_fingerprint(&n2.cluster),
+        pem_fingerprint(&enrolled)
+    );
+    // Node 2's certificate expiry as node 1 gathers it over mutual TLS (None: unreachable).
+    let expiry_of_2 = || {
+        let req = n1.http.get(n1.url("/api/v1/cluster")).bearer_auth(&token);
+        async move {
+            let v: serde_json::Value = req
+                .send()
+                .await
+                .expect("cluster status")
+                .json()
+                .await
+                .expect("json");
+            v["members"]
+                .as_array()
+                .and_then(|m| m.iter().find(|m| m["node_id"] == 2))
+                .filter(|m| m["reachable"] == true)
+                .and_then(|m| m["cert_not_after_unix"].as_i64())
+        }
+    };
+    let enrolled_expiry = expiry_of_2().await.expect("node 2 reachable");
+
+    // Started again with a renewal window longer than the certificate's life: the process
+    // loads the enrolled certificate, then renews it while it runs.
+    let n2_cluster = n2.cluster.clone();
+    n2.stop().await;
+    let extra = format!("{join}\ncluster_cert_renew_days = 825");
+    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, &n2_cluster, &extra).await;
+    let renewed = eventually(Duration::from_secs(30), || async {
+        std::fs::read_to_string(&pem_path).is_ok_and(|p| p != enrolled)
+    })
+    .await;
+    assert!(renewed.is_some(), "node.pem was not renewed");
+    let renewed = std::fs::read_to_string(&pem_path).expect("node.pem");
+    let key = std::fs::read_to_string(dir.path().join("n2/cluster-tls/node.key")).expect("key");
+    assert!(!dir.path().join("n2/cluster-tls/node.pem.new").exists());
+    assert!(!key.is_empty());
+    let fp = pem_fingerprint(&renewed);
+    assert_ne!(fp, pem_fingerprint(&enrolled));
+    let presented = eventually(Duration::from_secs(5), || async {
+        presented_fingerprint(&n2.cluster) == fp
+    })
+    .await;
+    assert!(
+        presented.is_some(),
+        "the cluster port still presents the old certificate"
+    );
+
+    // The other member accepts it: a write through node 2 is forwarded over mutual TLS, and
+    // node 1 reaches node 2 for the status, which shows the renewed certificate's expiry.
+    let (status, body) = n2
+        .put_config(&token, pool_config(&["127.0.0.1:9001"]), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let later = eventually(Duration::from_secs(10), || async {
+        expiry_of_2().await.is_some_and(|t| t > enrolled_expiry)
+    })
+    .await;
+    assert!(
+        later.is_some(),
+        "node 1 reaches node 2 and sees its renewed certificate's later expiry"
+    );
+
+    // A restart loads the renewed pair (renewal is not due again for a fresh certificate).
+    n2.stop().await;
+    let n2 = Meridian::start_with(&dir.path().join("n2"), 2, &n2_cluster, &join).await;
+    assert_eq!(presented_fingerprint(&n2.cluster), fp);
+    n2.stop().await;
+    n1.stop().await;
 }

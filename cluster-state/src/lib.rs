@@ -4,10 +4,12 @@
 //! **API Boundary:** [`ClusterNode`] and the types re-exported here are all the binary and the
 //! console use. **Architecture Invariant:** only this crate touches the Raft log and the store.
 //!
-//! Durability: a log append is acknowledged to Raft only after the store flushed it; the state
-//! machine (document, auth, revision, last applied id, membership) is written and flushed after
-//! every applied batch, so a restart (or kill -9) resumes exactly where it was. The revision is the
-//! log index of the last entry that changed the config document.
+//! Durability: a log append is acknowledged to Raft only after the store flushed it (in the
+//! background, one flush for every append queued meanwhile); the state machine (document, auth,
+//! revision, last applied id, membership) is written after every applied batch and made durable
+//! by the next flush, so a restart resumes where it was, and after a kill -9 openraft applies
+//! again, from the durable log, whatever the document had not yet made durable. The revision is
+//! the log index of the last entry that changed the config document.
 
 mod command;
 mod error;

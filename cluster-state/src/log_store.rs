@@ -1,5 +1,8 @@
 //! openraft's log storage (`RaftLogStorage`) over [`Store`]: entries, vote, committed and purged
-//! log ids. An append is acknowledged to Raft only after the store has flushed it to disk.
+//! log ids. An append is acknowledged to Raft only after the store has flushed it to disk, but
+//! the flush runs in the background ([`Flusher`]): Raft goes on meanwhile (sending the same
+//! entries to the followers, gathering the next batch of writes), and one flush answers every
+//! append queued while the previous one ran (group commit).
 
 use std::fmt::Debug;
 use std::io;
@@ -9,6 +12,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::Store;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
@@ -21,14 +25,17 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
+    flusher: Flusher,
     /// The last committed log index Raft told us about, for status and metrics (openraft 0.9
     /// does not publish it in its metrics).
     committed: Arc<AtomicU64>,
 }
 
 impl LogStore {
+    /// Must be called within a tokio runtime: it starts the background flusher.
     pub fn new(store: Store) -> LogStore {
         LogStore {
+            flusher: Flusher::spawn(store.clone()),
             store,
             committed: Arc::default(),
         }
@@ -37,6 +44,70 @@ impl LogStore {
     /// A handle that follows the committed index.
     pub fn committed_index(&self) -> Arc<AtomicU64> {
         self.committed.clone()
+    }
+}
+
+/// What the flusher answers once the store is flushed past it.
+enum Pending {
+    /// An append: Raft learns it is durable.
+    Append(LogFlushed<TypeConfig>),
+    /// Everything submitted before is durable and answered (see [`Flusher::barrier`]).
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Flushes the store in the background and answers in submission order. Writes reach the store
+/// in order before they are queued here, and a flush makes every earlier write durable, so one
+/// flush answers the whole queue.
+#[derive(Clone)]
+struct Flusher {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl Flusher {
+    fn spawn(store: Store) -> Flusher {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, 1024).await > 0 {
+                let res = store.flush().await;
+                if let Err(e) = &res {
+                    tracing::error!(error = %e, "raft log flush failed");
+                }
+                for p in batch.drain(..) {
+                    match p {
+                        Pending::Append(cb) => cb.log_io_completed(
+                            res.as_ref()
+                                .map(|_| ())
+                                .map_err(|e| io::Error::other(e.to_string())),
+                        ),
+                        Pending::Barrier(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            }
+        });
+        Flusher { tx }
+    }
+
+    /// Answers `callback` once the entries written before this call are durable.
+    async fn submit(&self, store: &Store, callback: LogFlushed<TypeConfig>) {
+        if let Err(mpsc::error::SendError(Pending::Append(callback))) =
+            self.tx.send(Pending::Append(callback))
+        {
+            // The flusher is gone (shutting down): flush here.
+            let res = store.flush().await;
+            callback.log_io_completed(res.map_err(|e| io::Error::other(e.to_string())));
+        }
+    }
+
+    /// Waits until every append submitted before is durable and answered, so that a truncation
+    /// or a vote is never reordered before them.
+    async fn barrier(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Pending::Barrier(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 }
 
@@ -78,6 +149,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.flusher.barrier().await;
         let res = match self.store.put_json(VOTE, vote) {
             Ok(()) => self.store.flush().await,
             Err(e) => Err(e),
@@ -122,13 +194,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let records: Vec<(u64, Entry)> = entries.into_iter().map(|e| (e.log_id.index, e)).collect();
-        let res = match self.store.log_append(&records) {
-            Ok(()) => self.store.flush().await,
-            Err(e) => Err(e),
-        };
-        match res {
+        match self.store.log_append(&records) {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                // Durable (and answered) in the background; readable at once.
+                self.flusher.submit(&self.store, callback).await;
                 Ok(())
             }
             Err(e) => {
@@ -140,6 +209,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.flusher.barrier().await;
         let res = match self
             .store
             .log_remove(Bound::Included(log_id.index), Bound::Unbounded)

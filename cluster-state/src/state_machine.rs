@@ -1,6 +1,6 @@
 //! openraft's state machine (`RaftStateMachine`) and snapshots: applies commands to the
-//! [`Document`], persists it with the last applied log id after every batch, and publishes
-//! [`Applied`] on a watch channel.
+//! [`Document`], writes it with the last applied log id after every batch (made durable by the
+//! log's next flush), and publishes [`Applied`] on a watch channel.
 //!
 //! The history (whole specs of the last revisions) and the audit log are most of the document
 //! and grow with use, so they are not rewritten after every batch: each revision record and
@@ -131,7 +131,13 @@ impl StateMachine {
 
     /// Writes the document without its history and audit log, plus the revision records and
     /// audit entries not written yet, atomically; then deletes those out of retention.
-    async fn persist(&mut self) -> Result<(), StoreError> {
+    ///
+    /// Not flushed here: the log store's next flush (the engines flush every earlier write,
+    /// in order) or a snapshot's makes it durable. A crash before that recovers an older
+    /// document, a prefix of the writes, and openraft applies the entries after its last
+    /// applied id again from the log, where every committed entry is durable; the log is only
+    /// purged up to a snapshot, which is flushed.
+    fn persist(&mut self) -> Result<(), StoreError> {
         let history = std::mem::take(&mut self.state.doc.history);
         let audit = std::mem::take(&mut self.state.doc.audit);
         self.state.split = true;
@@ -176,7 +182,7 @@ impl StateMachine {
                 .remove_prefix_below(AUDIT_PREFIX, Some(&audit_key(now.audit_from)))?;
         }
         self.saved = now;
-        self.store.flush().await
+        Ok(())
     }
 
     fn publish(&self) {
@@ -285,7 +291,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.current.history = Arc::new(self.state.doc.history.iter().cloned().collect());
             self.current.audit = Arc::new(self.state.doc.audit.iter().cloned().collect());
         }
-        self.persist().await.map_err(|e| sm_write_err(&e))?;
+        self.persist().map_err(|e| sm_write_err(&e))?;
         if changed {
             self.publish();
         }
@@ -344,7 +350,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map_err(|e| sm_write_err(&e))?;
         }
         self.saved = Saved::default();
-        self.persist().await.map_err(|e| sm_write_err(&e))?;
+        self.persist().map_err(|e| sm_write_err(&e))?;
         self.publish();
         Ok(())
     }

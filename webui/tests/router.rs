@@ -859,6 +859,20 @@ async fn cluster_trouble_is_503_without_internal_details() {
         .await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert!(body.contains("not confirmed"), "{body}");
+    assert!(!body.contains("audit log lists it"), "{body}");
+    f.backend.lock().fail_next = Some(ChangeError::Unknown {
+        detail: "timed out".into(),
+        after_index: Some(77),
+    });
+    let (status, body) = f
+        .post(
+            &s,
+            "/console/pools/p/members/state",
+            &[("address", "127.0.0.1:1"), ("state", "disabled")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(body.contains("after entry 77"), "{body}");
 }
 
 #[tokio::test]

@@ -400,14 +400,20 @@ pub fn change_failed(
                 "Try again shortly. Nothing was changed.",
             )
         }
-        ChangeError::Unknown { .. } => {
+        ChangeError::Unknown { after_index, .. } => {
             tracing::warn!(error = %e, "console change not confirmed");
+            let place = after_index.map_or(String::new(), |i| {
+                format!(" If it was, the audit log lists it after entry {i}.")
+            });
             message(
                 StatusCode::GATEWAY_TIMEOUT,
                 chrome,
                 "The change was sent but not confirmed in time",
-                "It may still be applied. Check the history before saving again: a save from \
-                 this page is conditional on the revision it was read at, so it cannot apply twice.",
+                &format!(
+                    "It may still be applied.{place} Check the history before saving again: a \
+                     save from this page is conditional on the revision it was read at, so it \
+                     cannot apply twice."
+                ),
             )
         }
     }

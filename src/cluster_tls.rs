@@ -120,6 +120,7 @@ pub async fn keep_renewed(
             Some(ca) if due => match renew(&tls, &dir, node_id, &advertise, &ca, &key) {
                 Ok(not_after) => tracing::info!(
                     not_after_unix = not_after,
+                    sha256 = tls.fingerprint().unwrap_or_default(),
                     "renewed this node's cluster certificate (it had {} days left)",
                     left_s / 86_400
                 ),

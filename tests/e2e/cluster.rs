@@ -1,7 +1,6 @@
 //! Three `meridian serve` processes forming one Raft cluster: writes on any node, replication,
 //! leader loss and catch-up.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -32,12 +31,7 @@ sites = [{{ name = "only", address = "192.0.2.7" }}]
 async fn three_nodes(dir: &std::path::Path) -> (Meridian, Meridian, Meridian, String) {
     let n1 = Meridian::start_with(&dir.join("n1"), 1, "127.0.0.1:0", "").await;
     let token = n1.token().await;
-    let secret = dir.join("n1").join("cluster.secret");
-    let join = format!(
-        "join = \"{}\"\ncluster_secret_file = \"{}\"",
-        n1.cluster,
-        secret.display()
-    );
+    let join = n1.secret_join();
     let n2 = Meridian::start_with(&dir.join("n2"), 2, "127.0.0.1:0", &join).await;
     let n3 = Meridian::start_with(&dir.join("n3"), 3, "127.0.0.1:0", &join).await;
     (n1, n2, n3, token)
@@ -775,11 +769,7 @@ async fn a_witness_votes_but_serves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
     let token = n1.token().await;
-    let join = format!(
-        "join = \"{}\"\ncluster_secret_file = \"{}\"",
-        n1.cluster,
-        dir.path().join("n1").join("cluster.secret").display()
-    );
+    let join = n1.secret_join();
     let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
     let w = Meridian::start_with(
         &dir.path().join("w"),
@@ -838,39 +828,28 @@ async fn a_witness_votes_but_serves_nothing() {
     }
 }
 
-/// The SHA-256 fingerprint (openssl's `AA:BB:…` form) of the first certificate in `pem`.
-fn pem_fingerprint(pem: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(pem.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The fingerprint of the certificate a cluster port presents to a new connection.
-fn presented_fingerprint(addr: &str) -> String {
-    let out = std::process::Command::new("openssl")
-        .args(["s_client", "-connect", addr])
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl s_client");
-    pem_fingerprint(&String::from_utf8_lossy(&out.stdout))
+/// The SHA-256 of the certificate a node's cluster port presents to a new connection,
+/// verified against the cluster CA in `data_dir`.
+async fn presented_fingerprint(node: &Meridian) -> String {
+    let ca = std::fs::read_to_string(node.data_dir.join("cluster-tls/ca.pem")).expect("ca.pem");
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.expect("ca pem")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let (host, port) = node.cluster.rsplit_once(':').expect("host:port");
+    let port = port.parse().expect("port");
+    handshake(std::sync::Arc::new(config), port, host)
+        .await
+        .expect("handshake")
+        .0
 }
 
 /// A node certificate due for renewal is renewed in place: a new key and certificate are
@@ -882,18 +861,11 @@ async fn a_node_certificate_due_for_renewal_is_renewed_in_place() {
     let dir = tempfile::tempdir().expect("tempdir");
     let n1 = Meridian::start_with(&dir.path().join("n1"), 1, "127.0.0.1:0", "").await;
     let token = n1.token().await;
-    let join = format!(
-        "join = \"{}\"\ncluster_secret_file = \"{}\"",
-        n1.cluster,
-        dir.path().join("n1/cluster.secret").display()
-    );
+    let join = n1.secret_join();
     let n2 = Meridian::start_with(&dir.path().join("n2"), 2, "127.0.0.1:0", &join).await;
     let pem_path = dir.path().join("n2/cluster-tls/node.pem");
     let enrolled = std::fs::read_to_string(&pem_path).expect("node.pem");
-    assert_eq!(
-        presented_fingerprint(&n2.cluster),
-        pem_fingerprint(&enrolled)
-    );
+    assert_eq!(presented_fingerprint(&n2).await, fingerprint(&enrolled));
     // Node 2's certificate expiry as node 1 gathers it over mutual TLS (None: unreachable).
     let expiry_of_2 = || {
         let req = n1.http.get(n1.url("/api/v1/cluster")).bearer_auth(&token);
@@ -929,10 +901,10 @@ async fn a_node_certificate_due_for_renewal_is_renewed_in_place() {
     let key = std::fs::read_to_string(dir.path().join("n2/cluster-tls/node.key")).expect("key");
     assert!(!dir.path().join("n2/cluster-tls/node.pem.new").exists());
     assert!(!key.is_empty());
-    let fp = pem_fingerprint(&renewed);
-    assert_ne!(fp, pem_fingerprint(&enrolled));
+    let fp = fingerprint(&renewed);
+    assert_ne!(fp, fingerprint(&enrolled));
     let presented = eventually(Duration::from_secs(5), || async {
-        presented_fingerprint(&n2.cluster) == fp
+        presented_fingerprint(&n2).await == fp
     })
     .await;
     assert!(
@@ -958,7 +930,7 @@ async fn a_node_certificate_due_for_renewal_is_renewed_in_place() {
     // A restart loads the renewed pair (renewal is not due again for a fresh certificate).
     n2.stop().await;
     let n2 = Meridian::start_with(&dir.path().join("n2"), 2, &n2_cluster, &join).await;
-    assert_eq!(presented_fingerprint(&n2.cluster), fp);
+    assert_eq!(presented_fingerprint(&n2).await, fp);
     n2.stop().await;
     n1.stop().await;
 }

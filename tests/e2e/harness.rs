@@ -18,6 +18,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use sha2::{Digest, Sha256};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
 /// A running `meridian serve` process.
@@ -32,6 +36,16 @@ pub struct Meridian {
 }
 
 impl Meridian {
+    /// The node config lines with which another node joins this one's cluster by its shared
+    /// secret.
+    pub fn secret_join(&self) -> String {
+        format!(
+            "join = \"{}\"\ncluster_secret_file = \"{}\"",
+            self.cluster,
+            self.data_dir.join("cluster.secret").display()
+        )
+    }
+
     /// Starts a single node on `data_dir` with every address on 127.0.0.1:0, and waits for its
     /// ready line.
     pub async fn start(data_dir: &Path) -> Meridian {
@@ -67,11 +81,7 @@ impl Meridian {
     pub async fn cluster_in(hosts: &[crate::netns::Host], dir: &Path) -> (Vec<Meridian>, String) {
         let mut nodes = Vec::new();
         let first = Meridian::start_in(&hosts[0], &dir.join("n1"), 1, "").await;
-        let join = format!(
-            "join = \"{}\"\ncluster_secret_file = \"{}\"",
-            first.cluster,
-            dir.join("n1").join("cluster.secret").display()
-        );
+        let join = first.secret_join();
         nodes.push(first);
         for (i, h) in hosts.iter().enumerate().skip(1) {
             let id = i as u64 + 1;
@@ -568,4 +578,36 @@ pub async fn via_proxy(client: &reqwest::Client, port: u16) -> Result<String, St
         Ok(r) => Err(format!("status {}", r.status())),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A TLS handshake to the listener with `sni`: the leaf's SHA-256 and the ALPN protocol, or
+/// the error.
+pub async fn handshake(
+    config: Arc<rustls::ClientConfig>,
+    port: u16,
+    sni: &str,
+) -> Result<(String, Option<Vec<u8>>), String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, conn) = tls.get_ref();
+    let leaf: &CertificateDer<'_> = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("no certificate")?;
+    Ok((
+        hex::encode(Sha256::digest(leaf.as_ref())),
+        conn.alpn_protocol().map(<[u8]>::to_vec),
+    ))
+}
+
+/// SHA-256 of the first certificate in `cert_pem`, hex (as [`handshake`] reports a leaf).
+pub fn fingerprint(cert_pem: &str) -> String {
+    let der = <CertificateDer as PemObject>::from_pem_slice(cert_pem.as_bytes()).expect("pem");
+    hex::encode(Sha256::digest(der.as_ref()))
 }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
@@ -107,39 +107,6 @@ pools = [{{ name = "mesh", members = [{{ address = "{}" }}] }}]
         backend.addr
     )
 }
-
-/// A TLS handshake to the listener with `sni`: the leaf's SHA-256 and the ALPN protocol, or
-/// the error.
-async fn handshake(
-    config: Arc<rustls::ClientConfig>,
-    port: u16,
-    sni: &str,
-) -> Result<(String, Option<Vec<u8>>), String> {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (_, conn) = tls.get_ref();
-    let leaf: &CertificateDer<'_> = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .ok_or("no certificate")?;
-    Ok((
-        hex::encode(Sha256::digest(leaf.as_ref())),
-        conn.alpn_protocol().map(<[u8]>::to_vec),
-    ))
-}
-
-fn fingerprint(cert_pem: &str) -> String {
-    let der = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("pem");
-    hex::encode(Sha256::digest(der.as_ref()))
-}
-
-use rustls::pki_types::pem::PemObject;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_listener_serves_by_sni_rotates_hitlessly_and_keeps_keys_secret() {

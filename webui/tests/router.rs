@@ -801,13 +801,15 @@ async fn cluster_trouble_is_503_without_internal_details() {
         "forwarding to the leader at 10.9.8.7:9700: connection refused".into(),
     ));
     let s = f.login("admin");
-    let (status, body) = f
-        .post(
+    // A console write: disabling a pool member.
+    let disable_member = || {
+        f.post(
             &s,
             "/console/pools/p/members/state",
             &[("address", "127.0.0.1:1"), ("state", "disabled")],
         )
-        .await;
+    };
+    let (status, body) = disable_member().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!body.contains("10.9.8.7"), "{body}");
 
@@ -850,13 +852,7 @@ async fn cluster_trouble_is_503_without_internal_details() {
     assert_eq!(after[0]["index"].as_u64(), Some(newest));
     assert!(audit_after(Some(newest)).await.is_empty());
     f.backend.lock().fail_next = Some(ChangeError::unknown("timed out"));
-    let (status, body) = f
-        .post(
-            &s,
-            "/console/pools/p/members/state",
-            &[("address", "127.0.0.1:1"), ("state", "disabled")],
-        )
-        .await;
+    let (status, body) = disable_member().await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert!(body.contains("not confirmed"), "{body}");
     assert!(!body.contains("audit log lists it"), "{body}");
@@ -864,13 +860,7 @@ async fn cluster_trouble_is_503_without_internal_details() {
         detail: "timed out".into(),
         after_index: Some(77),
     });
-    let (status, body) = f
-        .post(
-            &s,
-            "/console/pools/p/members/state",
-            &[("address", "127.0.0.1:1"), ("state", "disabled")],
-        )
-        .await;
+    let (status, body) = disable_member().await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert!(body.contains("after entry 77"), "{body}");
 }

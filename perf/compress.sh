@@ -70,7 +70,7 @@ m_cpu=$(per_cpu "${RPS[meridian]}" "${CPU[meridian]}"); n_cpu=$(per_cpu "${RPS[n
     echo "## Compression — $(date -u '+%Y-%m-%d %H:%M UTC') — commit \`$(git -C "$ROOT" rev-parse --short HEAD)\`"
     echo
     echo "\`perf/compress.sh\` (DURATION=${DURATION}s): gzip level $LEVEL of a 100 KB text (licence prose),"
-    echo "proxied from one nginx backend; Meridian (flate2 on zlib-rs) against nginx \`gzip on\` (zlib),"
+    echo "proxied from one nginx backend; Meridian (zlib-tune: zlib-rs with tuned search parameters) against nginx \`gzip on\` (zlib),"
     echo "2 workers each; wrk -t1 -c50 with \`Accept-Encoding: gzip\` on the same 2 cores."
     echo
     echo "| | Meridian | nginx | Meridian / nginx |"

@@ -259,20 +259,11 @@ const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
 /// ...and how long input may wait at most, however steadily it trickles in.
 const FLUSH_AT_MOST: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Levels follow zlib's scale (what nginx's `gzip_comp_level` means): level N compresses at
-/// least as well as zlib at N. zlib-rs's lower levels use faster, looser strategies (zlib-ng's
-/// quick and medium matchers), so the zlib-rs level that matches zlib's ratio is higher; on
-/// 100 KB of prose, zlib 5 gives 21,913 bytes and zlib-rs 5 gives 23,234, zlib-rs 7 21,316 in
-/// about the time zlib takes at 5 (perf/RESULTS.md).
-fn zlib_level(level: u32) -> flate2::Compression {
-    const ZLIB_RS: [u32; 10] = [0, 2, 2, 3, 6, 7, 7, 8, 9, 9];
-    flate2::Compression::new(ZLIB_RS.get(level as usize).copied().unwrap_or(6))
-}
-
 /// One streaming encoder writing into a buffer the body drains.
 enum Encoder {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    Deflate(flate2::write::ZlibEncoder<Vec<u8>>),
+    /// gzip and deflate: zlib-rs with zlib's scale of levels (`zlib-tune`: level N is at least
+    /// as small as zlib's N, faster).
+    Zlib(zlib_tune::Encoder),
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
 }
@@ -280,13 +271,10 @@ enum Encoder {
 impl Encoder {
     fn new(codec: Codec, level: u32) -> std::io::Result<Encoder> {
         Ok(match codec {
-            Codec::Gzip => {
-                Encoder::Gzip(flate2::write::GzEncoder::new(Vec::new(), zlib_level(level)))
+            Codec::Gzip => Encoder::Zlib(zlib_tune::Encoder::new(zlib_tune::Format::Gzip, level)?),
+            Codec::Deflate => {
+                Encoder::Zlib(zlib_tune::Encoder::new(zlib_tune::Format::Zlib, level)?)
             }
-            Codec::Deflate => Encoder::Deflate(flate2::write::ZlibEncoder::new(
-                Vec::new(),
-                zlib_level(level),
-            )),
             // A 4 MiB window (lgwin 22) as browsers expect; the quality is the level.
             Codec::Br => Encoder::Br(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
@@ -303,8 +291,7 @@ impl Encoder {
 
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
-            Encoder::Gzip(e) => e.write_all(data),
-            Encoder::Deflate(e) => e.write_all(data),
+            Encoder::Zlib(e) => e.write_all(data),
             Encoder::Br(e) => e.write_all(data),
             Encoder::Zstd(e) => e.write_all(data),
         }
@@ -312,8 +299,7 @@ impl Encoder {
 
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Deflate(e) => e.flush(),
+            Encoder::Zlib(e) => e.flush(),
             Encoder::Br(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
         }
@@ -322,8 +308,7 @@ impl Encoder {
     /// Compressed bytes waiting to be taken.
     fn buffered(&self) -> usize {
         match self {
-            Encoder::Gzip(e) => e.get_ref().len(),
-            Encoder::Deflate(e) => e.get_ref().len(),
+            Encoder::Zlib(e) => e.get_ref().len(),
             Encoder::Br(e) => e.get_ref().len(),
             Encoder::Zstd(e) => e.get_ref().len(),
         }
@@ -332,8 +317,7 @@ impl Encoder {
     /// The compressed bytes produced so far.
     fn take(&mut self) -> Vec<u8> {
         std::mem::take(match self {
-            Encoder::Gzip(e) => e.get_mut(),
-            Encoder::Deflate(e) => e.get_mut(),
+            Encoder::Zlib(e) => e.get_mut(),
             Encoder::Br(e) => e.get_mut(),
             Encoder::Zstd(e) => e.get_mut(),
         })
@@ -342,8 +326,7 @@ impl Encoder {
     /// Ends the stream: the last bytes.
     fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Deflate(e) => e.finish(),
+            Encoder::Zlib(e) => e.finish(),
             Encoder::Br(e) => Ok(e.into_inner()),
             Encoder::Zstd(e) => e.finish(),
         }

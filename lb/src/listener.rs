@@ -23,7 +23,7 @@ use crate::http::ctx::ConnCtx;
 use crate::http::framing::{FramingFlags, FramingWatch};
 use crate::http::headers::{ClientCertHeaders, ClientHeaders};
 use crate::signal::{signal, Signal, Trigger};
-use crate::workers::Workers;
+use crate::workers::{Balance, Workers};
 use crate::Shared;
 use io::ListenerIo;
 
@@ -247,8 +247,9 @@ async fn accept_loop(
     set_state(ListenerState::Listening);
     workers.spawn_each(|| {
         let socket = lock(&copies).pop();
-        let (name, shared, stop, drain, kill, tracker) = (
+        let (name, balance, shared, stop, drain, kill, tracker) = (
             name.clone(),
+            workers.balance().clone(),
             shared.clone(),
             stop.clone(),
             drain.clone(),
@@ -260,7 +261,9 @@ async fn accept_loop(
                 return;
             };
             match TcpListener::from_std(socket) {
-                Ok(l) => accept_on(l, name, addr, shared, stop, drain, kill, tracker).await,
+                Ok(l) => {
+                    accept_on(l, name, addr, balance, shared, stop, drain, kill, tracker).await
+                }
                 Err(e) => {
                     tracing::error!(listener = %name, error = %e, "cannot register the listener")
                 }
@@ -274,12 +277,14 @@ async fn accept_on(
     listener: TcpListener,
     name: Arc<str>,
     addr: SocketAddr,
+    balance: Balance,
     shared: Arc<Shared>,
     stop: CancellationToken,
     drain: Signal,
     kill: Signal,
     tracker: TaskTracker,
 ) {
+    let slot = crate::workers::index();
     loop {
         tokio::select! {
             () = stop.cancelled() => {
@@ -288,8 +293,33 @@ async fn accept_on(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Ahead of another worker: that one serves it (see Balance).
+                    if let Some((to, handle)) = balance.place(slot) {
+                        match stream.into_std() {
+                            Ok(std) => {
+                                let open = balance.open(to);
+                                let (shared, drain) = (shared.clone(), drain.clone());
+                                let conn = async move {
+                                    if let Ok(stream) = TcpStream::from_std(std) {
+                                        serve_accepted(stream, peer, addr, shared, drain).await;
+                                    }
+                                    drop(open);
+                                };
+                                tracker.spawn_on(crate::signal::until(conn, kill.clone()), handle);
+                            }
+                            Err(e) => tracing::debug!(%peer, error = %e, "cannot move a connection"),
+                        }
+                        continue;
+                    }
+                    let open = balance.open(slot);
                     let conn = serve_accepted(stream, peer, addr, shared.clone(), drain.clone());
-                    tracker.spawn(crate::signal::until(conn, kill.clone()));
+                    tracker.spawn(crate::signal::until(
+                        async move {
+                            conn.await;
+                            drop(open);
+                        },
+                        kill.clone(),
+                    ));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

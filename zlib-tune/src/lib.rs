@@ -98,7 +98,7 @@ impl Encoder {
     /// Emits everything written so far, ending on a byte boundary (a sync flush): a client can
     /// decode all of it before more arrives.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.drive(Z_SYNC_FLUSH).map(|_| ())
+        self.drive(Z_SYNC_FLUSH)
     }
 
     /// The compressed bytes waiting to be taken.
@@ -119,22 +119,19 @@ impl Encoder {
 
     /// Calls deflate with no input until it has emitted everything `flush` asks for, which it
     /// has when a call leaves output space unused (or, for `Z_FINISH`, ends the stream).
-    fn drive(&mut self, flush: i32) -> io::Result<bool> {
+    fn drive(&mut self, flush: i32) -> io::Result<()> {
         loop {
             self.out.reserve(OUT_CHUNK);
             let room = self.out.capacity() - self.out.len();
             let before = self.out.len();
             let (_, rc) = self.stream.deflate(&[], &mut self.out, flush);
-            if rc == Z_STREAM_END {
-                return Ok(true);
-            }
             // Z_BUF_ERROR: nothing left to emit (a flush right after a flush).
-            if rc == Z_BUF_ERROR {
-                return Ok(false);
+            if rc == Z_STREAM_END || rc == Z_BUF_ERROR {
+                return Ok(());
             }
             check(rc)?;
             if self.out.len() - before < room && flush != Z_FINISH {
-                return Ok(false);
+                return Ok(());
             }
         }
     }

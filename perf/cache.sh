@@ -5,14 +5,16 @@
 #
 #   hits/s       wrk -t1 -c50 on a 1 KB and on a 100 KB object, warm (every answer a hit)
 #   per CPU-s    the rate divided by the cache's own CPU time during the run
+#                (each measured ROUNDS times, the three caches taking turns; the median counts)
 #   stampede     1,000 concurrent requests for one cold key, one connection each, against a
 #                backend that takes 500 ms: how many reached the backend
 #
 # Varnish runs with its defaults (malloc storage, 256 MB); nginx with 2 workers, a 1 GB
 # proxy_cache and, for the stampede, `proxy_cache_lock on`; Meridian with its defaults (2
 # workers, 256 MB memory tier, disk tier on). Appends a dated section to perf/RESULTS.md.
-# Knobs: DURATION (s, default 10), MERIDIAN_BIN, RESULTS=path, KEEP_TMP=1, PERF_RECORD=1
-# (perf record -g of Meridian during the 1 KB run, to $PERF_OUT/cache.data, default /tmp).
+# Knobs: DURATION (s, default 10), ROUNDS (default 3), MERIDIAN_BIN, RESULTS=path, KEEP_TMP=1,
+# PERF_RECORD=1 (perf record -g of Meridian during its first 1 KB run, to $PERF_OUT/cache.data,
+# default /tmp).
 set -euo pipefail
 
 TAG=cache-perf
@@ -111,7 +113,10 @@ for p in meridian nginx varnish; do
     wait_for 30 "$p" curl -fsS "http://127.0.0.1:${PORT_OF[$p]}/obj/1k.bin"
 done
 
-declare -A RPS CPU STAMPEDE
+ROUNDS=${ROUNDS:-3}
+# median VALUES...: the middle value (the lower middle of an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+declare -A RPS PCPU STAMPEDE ROUND_RATIOS
 for size in 1k 100k; do
     for p in meridian varnish nginx; do
         url="http://127.0.0.1:${PORT_OF[$p]}/obj/$size.bin"
@@ -120,15 +125,31 @@ for size in 1k 100k; do
         cmp -s "$T/$p.$size" "$T/www/obj/$size.bin" || die "$p: $size differs from the backend's"
         log "$p $size: warm-up"
         wrk -t1 -c50 -d2s "$url" >/dev/null 2>&1 || true
-        log "$p $size: ${DURATION}s"
-        if [[ -n "${PERF_RECORD:-}" && $p == meridian && $size == 1k ]]; then
-            perf record -g -o "${PERF_OUT:-/tmp}/cache.data" -p "${PID_OF[$p]}" -- sleep "$DURATION" >/dev/null 2>&1 &
-        fi
-        c0=$(cpu_ticks "${PID_OF[$p]}")
-        RPS[$p.$size]=$(wrk -t1 -c50 -d"${DURATION}s" "$url" | awk '/^Requests\/sec:/{print $2}')
-        c1=$(cpu_ticks "${PID_OF[$p]}")
-        CPU[$p.$size]=$((c1 - c0))
-        sleep 1
+    done
+    declare -A rates=() cpus=()
+    for round in $(seq "$ROUNDS"); do
+        declare -A this=()
+        for p in meridian varnish nginx; do
+            url="http://127.0.0.1:${PORT_OF[$p]}/obj/$size.bin"
+            log "$p $size: ${DURATION}s (round $round of $ROUNDS)"
+            if [[ -n "${PERF_RECORD:-}" && $p == meridian && $size == 1k && $round == 1 ]]; then
+                perf record -g -o "${PERF_OUT:-/tmp}/cache.data" -p "${PID_OF[$p]}" -- sleep "$DURATION" >/dev/null 2>&1 &
+            fi
+            c0=$(cpu_ticks "${PID_OF[$p]}")
+            r=$(wrk -t1 -c50 -d"${DURATION}s" "$url" | awk '/^Requests\/sec:/{print $2}')
+            c1=$(cpu_ticks "${PID_OF[$p]}")
+            rates[$p]="${rates[$p]:-} $r"
+            this[$p]=$(per_cpu "$r" $((c1 - c0)))
+            cpus[$p]="${cpus[$p]:-} ${this[$p]}"
+            sleep 1
+        done
+        ROUND_RATIOS[$size]="${ROUND_RATIOS[$size]:-}${ROUND_RATIOS[$size]:+, }$(ratio "${this[meridian]}" "$(best "${this[varnish]}" "${this[nginx]}")")"
+    done
+    for p in meridian varnish nginx; do
+        # shellcheck disable=SC2086 # word splitting is the point
+        RPS[$p.$size]=$(median ${rates[$p]})
+        # shellcheck disable=SC2086
+        PCPU[$p.$size]=$(median ${cpus[$p]})
     done
 done
 
@@ -160,14 +181,15 @@ for p in meridian varnish nginx; do
     STAMPEDE[$p]="$(cat "$T/slow.count") (answers: $codes)"
 done
 
-m1=$(per_cpu "${RPS[meridian.1k]}" "${CPU[meridian.1k]}"); v1=$(per_cpu "${RPS[varnish.1k]}" "${CPU[varnish.1k]}"); n1=$(per_cpu "${RPS[nginx.1k]}" "${CPU[nginx.1k]}")
-m2=$(per_cpu "${RPS[meridian.100k]}" "${CPU[meridian.100k]}"); v2=$(per_cpu "${RPS[varnish.100k]}" "${CPU[varnish.100k]}"); n2=$(per_cpu "${RPS[nginx.100k]}" "${CPU[nginx.100k]}")
+m1=${PCPU[meridian.1k]}; v1=${PCPU[varnish.1k]}; n1=${PCPU[nginx.1k]}
+m2=${PCPU[meridian.100k]}; v2=${PCPU[varnish.100k]}; n2=${PCPU[nginx.100k]}
 {
     echo
     echo "## Cache hits — $(date -u '+%Y-%m-%d %H:%M UTC') — commit \`$(git -C "$ROOT" rev-parse --short HEAD)\`"
     echo
-    echo "\`perf/cache.sh\` (DURATION=${DURATION}s): warm hits from Meridian (memory tier), Varnish"
-    echo "(malloc) and nginx \`proxy_cache\`; wrk -t1 -c50 on the same 2 cores."
+    echo "\`perf/cache.sh\` (DURATION=${DURATION}s, ROUNDS=$ROUNDS): warm hits from Meridian (memory tier),"
+    echo "Varnish (malloc) and nginx \`proxy_cache\`; wrk -t1 -c50 on the same 2 cores. Each figure is the"
+    echo "median of $ROUNDS rounds in which the three took turns."
     echo
     echo "| | Meridian | Varnish | nginx | Meridian / better anchor |"
     echo "|---|---|---|---|---|"
@@ -175,5 +197,6 @@ m2=$(per_cpu "${RPS[meridian.100k]}" "${CPU[meridian.100k]}"); v2=$(per_cpu "${R
     echo "| 1 KB hits per CPU-s | $m1 | $v1 | $n1 | $(ratio "$m1" "$(best "$v1" "$n1")") |"
     echo "| 100 KB hits/s | ${RPS[meridian.100k]} | ${RPS[varnish.100k]} | ${RPS[nginx.100k]} | $(ratio "${RPS[meridian.100k]}" "$(best "${RPS[varnish.100k]}" "${RPS[nginx.100k]}")") |"
     echo "| 100 KB hits per CPU-s | $m2 | $v2 | $n2 | $(ratio "$m2" "$(best "$v2" "$n2")") |"
+    echo "| per CPU-s, each round (1 KB; 100 KB) | ${ROUND_RATIOS[1k]}; ${ROUND_RATIOS[100k]} | | | |"
     echo "| stampede: backend requests for 1,000 concurrent cold requests | ${STAMPEDE[meridian]} | ${STAMPEDE[varnish]} | ${STAMPEDE[nginx]} (proxy_cache_lock on) | |"
 } | tee -a "$RESULTS"

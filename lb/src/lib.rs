@@ -38,6 +38,8 @@ pub use health::{HealthTable, Target};
 pub use listener::ListenerState;
 pub use metrics::LbMetrics;
 pub use snapshot::RoutingSnapshot;
+/// HTTP/1.1 toward members on the wire: public for its fuzz target.
+pub use upstream::h1::wire as h1_wire;
 
 use crate::http::headers::RequestIds;
 use listener::{Handed, ListenerSet, States};

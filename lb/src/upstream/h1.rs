@@ -92,9 +92,10 @@ impl H1Pool {
         }
     }
 
-    /// Sends `req` to `member` over an idle connection, or a new one. A request without a body
-    /// that a reused connection failed before any answer (the member closed it at that moment)
-    /// goes once more over a new one, when it was not sent or its method is idempotent.
+    /// Sends `req` to `member` over an idle connection, or a new one. A request that a reused
+    /// connection failed before any answer (the member closed it at that moment) goes once more
+    /// over a new one when none of it left (its body untouched), or when it has no body and an
+    /// idempotent method: a POST the member may have acted on is not sent twice.
     pub async fn send(
         self: &Arc<Self>,
         member: SocketAddr,

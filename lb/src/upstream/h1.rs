@@ -282,17 +282,17 @@ impl H1Pool {
         *resp.headers_mut() = head.headers;
         let writing = !writer.finished && write_failed.is_none();
         let keep = keep && write_failed.is_none();
-        if framing == Framing::Empty {
-            // The answer is complete; a request body still going out ends with the connection.
-            if keep && writer.finished && conn.read.is_empty() {
-                self.put(member, conn);
-            }
-            return Ok(resp);
-        }
         let state = match framing {
+            Framing::Empty => {
+                // The answer is complete; a request body still going out ends with the connection.
+                if keep && writer.finished && conn.read.is_empty() {
+                    self.put(member, conn);
+                }
+                return Ok(resp);
+            }
             Framing::Length(n) => State::Length(n),
             Framing::Chunked => State::Chunked(Chunked::Size),
-            Framing::Close | Framing::Empty => State::Close,
+            Framing::Close => State::Close,
         };
         *resp.body_mut() = ResponseBody {
             conn: Some(conn),
@@ -602,6 +602,12 @@ impl ResponseBody {
         }
     }
 
+    /// The body ended badly (or by the member's close): the connection goes with it.
+    fn abandon(&mut self) {
+        self.keep = false;
+        self.finish();
+    }
+
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Ready(None);
@@ -647,8 +653,7 @@ impl ResponseBody {
                     }
                     Ok(Decoded::Pending) => ask = conn.read_size,
                     Err(e) => {
-                        self.conn = None;
-                        self.state = State::Done;
+                        self.abandon();
                         return Poll::Ready(Some(Err(e.into())));
                     }
                 },
@@ -668,8 +673,7 @@ impl ResponseBody {
             )) {
                 Ok(0) => {
                     let closed = matches!(self.state, State::Close);
-                    self.conn = None;
-                    self.state = State::Done;
+                    self.abandon();
                     return Poll::Ready(if closed {
                         None
                     } else {
@@ -684,8 +688,7 @@ impl ResponseBody {
                     }
                 }
                 Err(e) => {
-                    self.conn = None;
-                    self.state = State::Done;
+                    self.abandon();
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }

@@ -15,12 +15,29 @@ fn pool() -> Arc<H1Pool> {
     ))
 }
 
-fn get(path: &str) -> Request<Body> {
+fn request(method: http::Method, path: &str, body: Body) -> Request<Body> {
     Request::builder()
+        .method(method)
         .uri(path)
         .header("host", "member")
-        .body(crate::body::empty())
+        .body(body)
         .unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    request(http::Method::GET, path, crate::body::empty())
+}
+
+/// A request body of unknown length, fed by the test through the returned sender.
+fn streamed() -> (http_body_util::channel::Sender<Bytes, BoxError>, Body) {
+    let (tx, body) = http_body_util::channel::Channel::new(2);
+    (tx, body.boxed())
+}
+
+/// Reads a request without a body from `s`, then writes `response`.
+async fn answer(s: &mut TcpStream, response: &[u8]) {
+    read_request(s, 0).await;
+    s.write_all(response).await.unwrap();
 }
 
 /// Reads one request head (and `body` more bytes) from `s`, returning all of it.
@@ -53,21 +70,6 @@ async fn collect(resp: Response<Body>) -> Result<(Vec<u8>, Option<HeaderMap>), B
         }
     }
     Ok((data, trailers))
-}
-
-/// A request body of unknown length, fed by the test.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>);
-
-impl HttpBody for ChannelBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0.poll_recv(cx)
-    }
 }
 
 async fn member() -> (TcpListener, SocketAddr) {
@@ -108,17 +110,15 @@ async fn chunked_and_close_delimited_answers_are_read_to_their_end() {
     let (l, addr) = member().await;
     tokio::spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await
-            .unwrap();
+        answer(
+            &mut s,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await;
         s.write_all(b"4\r\nwiki\r\n5\r\npedia\r\n0\r\nX-Sum: 9\r\n\r\n")
             .await
             .unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
-            .await
-            .unwrap();
+        answer(&mut s, b"HTTP/1.1 200 OK\r\n\r\nuntil the end").await;
         s.shutdown().await.unwrap();
     });
     let pool = pool();
@@ -154,25 +154,14 @@ async fn a_request_body_goes_out_framed_by_its_size() {
         (fixed, chunked)
     });
     let pool = pool();
-    let req = Request::post("/up")
-        .header("host", "m")
-        .body(crate::body::full("hello"))
-        .unwrap();
+    let req = request(http::Method::POST, "/up", crate::body::full("hello"));
     let resp = pool.send(addr, req, false).await.unwrap();
     assert_eq!(resp.status(), 204);
     // A body of unknown length: two frames from a channel.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(2);
-    let stream = ChannelBody(rx);
-    let req = Request::post("/up")
-        .header("host", "m")
-        .body(stream.boxed())
-        .unwrap();
-    tx.send(Ok(Frame::data(Bytes::from_static(b"abc"))))
-        .await
-        .unwrap();
-    tx.send(Ok(Frame::data(Bytes::from_static(b"defgh"))))
-        .await
-        .unwrap();
+    let (mut tx, body) = streamed();
+    let req = request(http::Method::POST, "/up", body);
+    tx.send_data(Bytes::from_static(b"abc")).await.unwrap();
+    tx.send_data(Bytes::from_static(b"defgh")).await.unwrap();
     drop(tx);
     let resp = pool.send(addr, req, false).await.unwrap();
     assert_eq!(collect(resp).await.unwrap().0, b"ok");
@@ -194,24 +183,17 @@ async fn an_answer_before_the_whole_upload_is_passed_on() {
     let (l, addr) = member().await;
     tokio::spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(
+        answer(
+            &mut s,
             b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!",
         )
-        .await
-        .unwrap();
+        .await;
         // The member does not read the rest of the body.
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
-    let stream = ChannelBody(rx);
-    let req = Request::post("/up")
-        .header("host", "m")
-        .body(stream.boxed())
-        .unwrap();
-    tx.send(Ok(Frame::data(Bytes::from_static(b"first"))))
-        .await
-        .unwrap();
+    let (mut tx, body) = streamed();
+    let req = request(http::Method::POST, "/up", body);
+    tx.send_data(Bytes::from_static(b"first")).await.unwrap();
     let resp = pool().send(addr, req, false).await.unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(collect(resp).await.unwrap().0, b"big!");
@@ -224,18 +206,12 @@ async fn a_reused_connection_the_member_closed_is_not_a_failure() {
     tokio::spawn(async move {
         // First connection: one answer, then the next request is read and left unanswered.
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
-            .await
-            .unwrap();
+        answer(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na").await;
         read_request(&mut s, 0).await;
         drop(s);
         // Second connection: answers.
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb")
-            .await
-            .unwrap();
+        answer(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb").await;
         read_request(&mut s, 0).await;
     });
     let pool = pool();
@@ -254,10 +230,7 @@ async fn a_post_the_member_may_have_seen_is_not_sent_twice() {
     let counter = seen.clone();
     tokio::spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
-            .await
-            .unwrap();
+        answer(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na").await;
         read_request(&mut s, 0).await;
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         drop(s);
@@ -267,10 +240,7 @@ async fn a_post_the_member_may_have_seen_is_not_sent_twice() {
     let pool = pool();
     let resp = pool.send(addr, get("/"), false).await.unwrap();
     collect(resp).await.unwrap();
-    let post = Request::post("/")
-        .header("host", "m")
-        .body(crate::body::empty())
-        .unwrap();
+    let post = request(http::Method::POST, "/", crate::body::empty());
     let err = pool.send(addr, post, false).await.unwrap_err();
     assert!(matches!(err, SendError::Other(_)));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -306,36 +276,35 @@ async fn interim_answers_head_requests_and_bad_answers() {
     let (l, addr) = member().await;
     tokio::spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
-            .await
-            .unwrap();
+        answer(
+            &mut s,
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+        )
+        .await;
         read_request(&mut s, 0).await;
         // A HEAD answer names a length and has no body.
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n")
             .await
             .unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx")
-            .await
-            .unwrap();
+        answer(
+            &mut s,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+        )
+        .await;
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
-            .await
-            .unwrap();
+        answer(
+            &mut s,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        )
+        .await;
         drop(s);
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
+        answer(&mut s, b"NOT HTTP AT ALL\r\n\r\n").await;
     });
     let pool = pool();
     let resp = pool.send(addr, get("/"), false).await.unwrap();
     assert_eq!(collect(resp).await.unwrap().0, b"hi");
-    let head = Request::head("/")
-        .header("host", "m")
-        .body(crate::body::empty())
-        .unwrap();
+    let head = request(http::Method::HEAD, "/", crate::body::empty());
     let resp = pool.send(addr, head, false).await.unwrap();
     assert_eq!(resp.headers()["content-length"], "50");
     assert!(resp.body().is_end_stream());

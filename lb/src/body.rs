@@ -14,6 +14,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
+use crate::http::h1::{BodyError, H1Body};
+
 /// Errors of any body in the pipeline.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -55,16 +57,79 @@ impl ClientBodyState {
         }
     }
 
-    fn record(&self, e: &hyper::Error) {
-        let code = if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
-            1
-        } else if e.is_parse() || e.is_user() {
-            2
-        } else {
+    fn record(&self, e: &RequestBodyError) {
+        let code = match e {
+            RequestBodyError::H1(BodyError::Aborted) => 1,
+            RequestBodyError::H1(BodyError::Malformed(_)) => 2,
+            RequestBodyError::H2(e) if e.is_incomplete_message() || e.is_closed() => 1,
+            RequestBodyError::H2(e) if e.is_canceled() => 1,
+            RequestBodyError::H2(e) if e.is_parse() || e.is_user() => 2,
             // An I/O error on the client connection (reset, timeout) is the client going away.
-            1
+            RequestBodyError::H2(_) => 1,
         };
         self.0.store(code, Ordering::Relaxed);
+    }
+}
+
+/// A client's request body as the pipeline receives it: none, read by Meridian's HTTP/1.1
+/// server, or by hyper's HTTP/2 server.
+pub enum RequestBody {
+    Empty,
+    H1(H1Body),
+    H2(Incoming),
+}
+
+/// How a client's request body failed.
+#[derive(Debug)]
+pub enum RequestBodyError {
+    H1(BodyError),
+    H2(hyper::Error),
+}
+
+impl std::fmt::Display for RequestBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestBodyError::H1(e) => e.fmt(f),
+            RequestBodyError::H2(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RequestBodyError {}
+
+impl HttpBody for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::H1(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(RequestBodyError::H1))),
+            RequestBody::H2(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(RequestBodyError::H2))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::H1(b) => b.is_end_stream(),
+            RequestBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::H1(b) => b.size_hint(),
+            RequestBody::H2(b) => b.size_hint(),
+        }
     }
 }
 
@@ -72,12 +137,16 @@ impl ClientBodyState {
 /// failure is recorded so that the error is charged to the client, not to the upstream.
 pub struct ClientBody {
     first: Option<Frame<Bytes>>,
-    inner: Incoming,
+    inner: RequestBody,
     state: Arc<ClientBodyState>,
 }
 
 impl ClientBody {
-    pub fn new(inner: Incoming, first: Option<Frame<Bytes>>, state: Arc<ClientBodyState>) -> Self {
+    pub fn new(
+        inner: RequestBody,
+        first: Option<Frame<Bytes>>,
+        state: Arc<ClientBodyState>,
+    ) -> Self {
         ClientBody {
             first,
             inner,
@@ -88,7 +157,7 @@ impl ClientBody {
     /// Reads the first frame ahead of time, so that a body malformed from its start is refused
     /// before anything is sent upstream. `Ok(None)` when the body is empty.
     pub async fn read_ahead(
-        inner: &mut Incoming,
+        inner: &mut RequestBody,
         state: &ClientBodyState,
     ) -> Result<Option<Frame<Bytes>>, ClientBodyFault> {
         match inner.frame().await {

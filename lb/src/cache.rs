@@ -296,6 +296,7 @@ impl Prepared {
             stale_if_error: self.sie,
             public: self.public,
             hits: AtomicU64::new(0),
+            encoded: std::sync::OnceLock::new(),
         }
     }
 }
@@ -451,13 +452,16 @@ pub fn freshness(entry: &Entry, req: &HeaderMap, now: SystemTime) -> Freshness {
 }
 
 /// The response a stored entry gives: its head with `Age` and `X-Cache`, its body (none for a
-/// HEAD), or 304 when the client's `If-None-Match` names its entity tag.
+/// HEAD), or 304 when the client's `If-None-Match` names its entity tag. `h1`: the client speaks
+/// HTTP/1.x, whose server takes the stored fields already encoded (one reference, not a copy of
+/// every field) and adds `Age` and `X-Cache` from the head's own map.
 pub fn serve(
     entry: &Entry,
     result: CacheResult,
     now: SystemTime,
     head: bool,
     req: &HeaderMap,
+    h1: bool,
 ) -> Response<Body> {
     entry.hits.fetch_add(1, Ordering::Relaxed);
     let age = entry.policy.age(now).as_secs();
@@ -488,7 +492,11 @@ pub fn serve(
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = entry.status;
-    *resp.headers_mut() = entry.headers.clone();
+    if h1 {
+        resp.extensions_mut().insert(entry.encoded().clone());
+    } else {
+        *resp.headers_mut() = entry.headers.clone();
+    }
     let h = resp.headers_mut();
     if head {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));

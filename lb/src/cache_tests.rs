@@ -235,7 +235,7 @@ fn stored_answers_carry_age_and_x_cache_and_validators_answer_304() {
         "body",
     );
     let later = SystemTime::now() + Duration::from_secs(3);
-    let r = serve(&e, CacheResult::Hit, later, false, &HeaderMap::new());
+    let r = serve(&e, CacheResult::Hit, later, false, &HeaderMap::new(), false);
     assert_eq!(r.status(), 200);
     let age: u64 = r.headers()[header::AGE]
         .to_str()
@@ -245,12 +245,31 @@ fn stored_answers_carry_age_and_x_cache_and_validators_answer_304() {
     assert!((10..=11).contains(&age), "upstream age 7 + 3 s here: {age}");
     assert_eq!(r.headers()[X_CACHE], "HIT");
     let inm = headers(&[("if-none-match", "W/\"v0\", \"v1\"")]);
-    let r = serve(&e, CacheResult::Hit, later, false, &inm);
+    let r = serve(&e, CacheResult::Hit, later, false, &inm, false);
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(r.headers()[header::ETAG], "\"v1\"");
-    let head = serve(&e, CacheResult::Stale, later, true, &HeaderMap::new());
+    let head = serve(
+        &e,
+        CacheResult::Stale,
+        later,
+        true,
+        &HeaderMap::new(),
+        false,
+    );
     assert_eq!(head.headers()[header::CONTENT_LENGTH], "4");
     assert_eq!(head.headers()[X_CACHE], "STALE");
+    // Toward the HTTP/1.1 server: the stored fields ride encoded, once, without the stored Age;
+    // the map carries only what this answer adds.
+    let r = serve(&e, CacheResult::Hit, later, false, &HeaderMap::new(), true);
+    assert_eq!(r.headers().len(), 2, "{:?}", r.headers());
+    assert_eq!(r.headers()[X_CACHE], "HIT");
+    let encoded = r
+        .extensions()
+        .get::<crate::http::h1::wire::EncodedFields>()
+        .expect("encoded fields");
+    let text = String::from_utf8_lossy(encoded.as_bytes());
+    assert!(text.contains("etag: \"v1\"\r\n"), "{text}");
+    assert!(!text.contains("age: 7"), "{text}");
 }
 
 #[test]

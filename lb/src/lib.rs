@@ -35,6 +35,8 @@ use tokio::task::JoinHandle;
 pub use accesslog::AccessLog;
 pub use error::{CompileError, ProxyError, Side};
 pub use health::{HealthTable, Target};
+/// HTTP/1.1 toward clients on the wire: public for its fuzz target.
+pub use http::h1::wire as h1_server_wire;
 pub use listener::ListenerState;
 pub use metrics::LbMetrics;
 pub use snapshot::RoutingSnapshot;

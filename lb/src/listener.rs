@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::ctx::ConnCtx;
-use crate::http::framing::{FramingFlags, FramingWatch};
 use crate::http::headers::{ClientCertHeaders, ClientHeaders};
 use crate::signal::{signal, Signal, Trigger};
 use crate::workers::{Balance, Workers};
@@ -401,15 +400,9 @@ async fn serve_accepted(
                     _ => return,
                 }
             }
-            let framing = Arc::new(FramingFlags::default());
             let mut client_cert = None;
             let (io, scheme) = match tls {
-                None => (
-                    ListenerIo::plain(stream, prefix, metrics).with_framing_watch(
-                        FramingWatch::new(limits.max_request_head_bytes, framing.clone()),
-                    ),
-                    "http",
-                ),
+                None => (ListenerIo::plain(stream, prefix, metrics), "http"),
                 Some(tls) => {
                     let Some((io, cert)) =
                         Box::pin(handshake(&tls, stream, prefix, peer, &shared, metrics)).await
@@ -423,13 +416,7 @@ async fn serve_accepted(
                             values: cert.map(|c| (c.subject, c.sans)),
                         })
                     });
-                    (
-                        io.with_framing_watch(FramingWatch::new(
-                            limits.max_request_head_bytes,
-                            framing.clone(),
-                        )),
-                        "https",
-                    )
+                    (io, "https")
                 }
             };
             let io = io.with_shaping(shaping.as_ref());
@@ -442,7 +429,6 @@ async fn serve_accepted(
                     client_cert,
                     ..ClientHeaders::new(client.ip(), scheme)
                 },
-                framing,
             });
             Box::pin(crate::http::serve_connection(io, conn, limits, drain)).await;
         }

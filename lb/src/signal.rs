@@ -47,6 +47,11 @@ impl Trigger {
 }
 
 impl Signal {
+    /// Whether the trigger fired already (one atomic load).
+    pub fn is_fired(&self) -> bool {
+        self.0.fired.load(Ordering::SeqCst)
+    }
+
     /// Resolves once the trigger fired.
     pub fn fired(self) -> Fired {
         Fired {

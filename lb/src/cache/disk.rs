@@ -352,5 +352,6 @@ fn entry_of(meta: Meta, body: Bytes) -> Entry {
         stale_if_error: Duration::from_millis(meta.stale_if_error_ms),
         public: meta.public,
         hits: AtomicU64::new(0),
+        encoded: std::sync::OnceLock::new(),
     }
 }

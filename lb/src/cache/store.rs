@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use moka::notification::RemovalCause;
 use tokio::sync::watch;
 
 use super::disk::Disk;
+use crate::http::h1::wire::EncodedFields;
 use crate::metrics::CacheMetrics;
 
 /// A stored response is found by its key and the content coding of its body.
@@ -67,9 +68,27 @@ pub struct Entry {
     /// `Cache-Control: public`: may answer requests that carry credentials.
     pub public: bool,
     pub hits: AtomicU64,
+    /// `headers` in HTTP/1.1 field syntax, made at the first hit over HTTP/1.1.
+    pub encoded: OnceLock<EncodedFields>,
 }
 
 impl Entry {
+    /// The stored fields as the HTTP/1.1 server writes them (framing fields left to it).
+    pub fn encoded(&self) -> &EncodedFields {
+        self.encoded.get_or_init(|| {
+            EncodedFields::new(
+                &self.headers,
+                &[
+                    http::header::AGE,
+                    super::X_CACHE,
+                    http::header::CONTENT_LENGTH,
+                    http::header::TRANSFER_ENCODING,
+                    http::header::CONNECTION,
+                ],
+            )
+        })
+    }
+
     /// Bytes it holds, as the tiers weigh it.
     pub fn weight(&self) -> u32 {
         let headers: usize = self
@@ -100,6 +119,7 @@ impl Entry {
             stale_if_error: self.stale_if_error,
             public: self.public,
             hits: AtomicU64::new(self.hits.load(Ordering::Relaxed)),
+            encoded: OnceLock::new(),
         }
     }
 }

@@ -70,9 +70,9 @@ fn strip_port(raw: &str) -> &str {
     raw.rsplit_once(':').map_or(raw, |(h, _)| h)
 }
 
-/// Checks the request head; returns where its host came from. `framing_refused` is the framing
-/// watch's verdict on this request (`http/framing.rs`): hyper drops `Content-Length` when
-/// `Transfer-Encoding` is present, so only the raw bytes show that both were sent.
+/// Checks the request head; returns where its host came from. `framing_refused`: the HTTP/1.1
+/// server saw both `Content-Length` and `Transfer-Encoding` (`h1::FramingRefused`), the shape of
+/// request smuggling, which RFC 9112 lets a server refuse and Meridian does.
 pub fn request_head(
     parts: &Parts,
     max_target: usize,

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Version};
 
-use crate::http::framing::FramingFlags;
 use crate::http::headers::ClientHeaders;
 use crate::snapshot::CompiledRoute;
 use crate::Shared;
@@ -20,8 +19,6 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
     pub scheme: &'static str,
     pub client_headers: ClientHeaders,
-    /// Requests the framing watch refused, by index.
-    pub framing: Arc<FramingFlags>,
 }
 
 /// One request's state as it moves through the phases; the log phase reads it at the end.

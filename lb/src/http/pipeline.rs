@@ -20,10 +20,10 @@ use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 
 use crate::accesslog::Record;
-use crate::body::{self, Body, ClientBody, ClientBodyFault, ClientBodyState};
+use crate::body::{self, Body, ClientBody, ClientBodyFault, ClientBodyState, RequestBody};
 use crate::cache::{
     CacheResult, CacheStore, Entry, Flight, FlightGuard, Freshness, RouteCache, StoreKey,
 };
@@ -39,7 +39,7 @@ use crate::upstream::SendError;
 /// Serves one request that arrived on the connection `conn`.
 pub async fn handle(
     conn: Arc<ConnCtx>,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Result<Response<Body>, Infallible> {
     let snapshot = conn.shared.snapshot.load_full();
     let mut ctx = RequestCtx::new(req.method().clone(), req.version());
@@ -65,8 +65,8 @@ pub async fn handle(
             .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
         (host, target)
     });
-    let on_upgrade = upgrade::requested(&req).then(|| hyper::upgrade::on(&mut req));
-    // hyper drops this future when the client goes away mid-request: count that as an abort.
+    let on_upgrade = upgrade::on(&mut req);
+    // The server drops this future when the client goes away mid-request: count that as an abort.
     let mut in_flight = InFlight(Some(&listener.metrics.aborted));
     let result = proxy(&conn, listener, &mut ctx, req, on_upgrade).await;
     in_flight.0 = None;
@@ -98,8 +98,8 @@ async fn proxy<'s>(
     conn: &ConnCtx,
     listener: &'s ListenerSnapshot,
     ctx: &mut RequestCtx<'s>,
-    req: Request<Incoming>,
-    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    req: Request<RequestBody>,
+    on_upgrade: Option<tokio::sync::oneshot::Receiver<crate::listener::io::ListenerIo>>,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = req.into_parts();
 
@@ -107,7 +107,10 @@ async fn proxy<'s>(
     let source = checks::request_head(
         &parts,
         listener.limits.max_request_line_bytes,
-        conn.framing.next_request_is_bad(),
+        parts
+            .extensions
+            .get::<crate::http::h1::FramingRefused>()
+            .is_some(),
     )?;
     let host = source.host();
 
@@ -225,7 +228,8 @@ async fn proxy<'s>(
     if let Some(c) = cached.as_mut() {
         if let Some(entry) = c.background.take() {
             let now = SystemTime::now();
-            let resp = crate::cache::serve(&entry, CacheResult::Stale, now, c.head, &c.client);
+            let resp =
+                crate::cache::serve(&entry, CacheResult::Stale, now, c.head, &c.client, false);
             if let Some(member) = pool.candidates().next().and_then(|i| pool.members.get(i)) {
                 let mut head = parts.clone();
                 head.uri = member_uri(pool, member, host_authority.as_ref(), &pq)?;
@@ -471,6 +475,7 @@ impl CacheCtx<'_> {
             now,
             self.head,
             &self.client,
+            false,
         ))
     }
 
@@ -502,6 +507,7 @@ impl CacheCtx<'_> {
             now,
             self.head,
             &self.client,
+            false,
         ))
     }
 
@@ -601,6 +607,7 @@ async fn cache_lookup<'r>(
             now,
             parts.method == http::Method::HEAD,
             &parts.headers,
+            parts.version <= Version::HTTP_11,
         )
     };
     if !RouteCache::cacheable_request(&parts.method, &parts.headers) {

@@ -11,7 +11,6 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::http::framing::FramingWatch;
 use crate::metrics::ListenerMetrics;
 
 enum Transport {
@@ -115,8 +114,6 @@ pub struct ListenerIo {
     /// Bytes read ahead of the protocol (after a PROXY protocol header), served first.
     prefix: Bytes,
     metrics: Arc<ListenerMetrics>,
-    /// HTTP/1.1 framing checks on the bytes read (HTTP listeners only).
-    watch: Option<FramingWatch>,
     /// Bandwidth shaping, when the listener asks for it.
     shaper: Option<Box<super::shape::Shaper>>,
 }
@@ -127,7 +124,6 @@ impl ListenerIo {
             transport: Transport::Plain(stream),
             prefix,
             metrics,
-            watch: None,
             shaper: None,
         }
     }
@@ -141,7 +137,6 @@ impl ListenerIo {
             transport: Transport::Tls(Box::new(stream)),
             prefix: Bytes::new(),
             metrics,
-            watch: None,
             shaper: None,
         }
     }
@@ -155,7 +150,6 @@ impl ListenerIo {
             transport: Transport::TlsCork(Box::new(stream)),
             prefix: Bytes::new(),
             metrics,
-            watch: None,
             shaper: None,
         }
     }
@@ -166,21 +160,27 @@ impl ListenerIo {
             transport: Transport::Ktls(Box::new(stream)),
             prefix: Bytes::new(),
             metrics,
-            watch: None,
             shaper: None,
         }
-    }
-
-    /// Watches the bytes read for framing that hyper accepts and Meridian refuses.
-    pub fn with_framing_watch(mut self, watch: FramingWatch) -> ListenerIo {
-        self.watch = Some(watch);
-        self
     }
 
     /// Shapes the connection's bandwidth as the listener says.
     pub fn with_shaping(mut self, shaping: Option<&super::shape::Shaping>) -> ListenerIo {
         self.shaper = shaping.map(|s| Box::new(super::shape::Shaper::new(s)));
         self
+    }
+
+    /// Puts bytes read ahead back in front of what is still to be read (the HTTP/1.1 server
+    /// hands a connection on to HTTP/2 or to an upgrade tunnel this way).
+    pub fn unread(&mut self, bytes: Bytes) {
+        if self.prefix.is_empty() {
+            self.prefix = bytes;
+        } else if !bytes.is_empty() {
+            let mut joined = bytes::BytesMut::with_capacity(bytes.len() + self.prefix.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.prefix);
+            self.prefix = joined.freeze();
+        }
     }
 
     pub fn metrics(&self) -> &Arc<ListenerMetrics> {
@@ -198,9 +198,6 @@ impl AsyncRead for ListenerIo {
             let this = &mut *self;
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
-            if let Some(w) = &mut this.watch {
-                w.observe(&this.prefix[..n]);
-            }
             this.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
@@ -221,9 +218,6 @@ impl AsyncRead for ListenerIo {
             buf.put_slice(small.filled());
             if n > 0 {
                 this.metrics.bytes_in.inc_by(n as u64);
-                if let Some(w) = &mut this.watch {
-                    w.observe(&buf.filled()[before..]);
-                }
             }
             return r;
         }
@@ -231,9 +225,6 @@ impl AsyncRead for ListenerIo {
         let n = buf.filled().len() - before;
         if n > 0 {
             this.metrics.bytes_in.inc_by(n as u64);
-            if let Some(w) = &mut this.watch {
-                w.observe(&buf.filled()[before..]);
-            }
         }
         r
     }

@@ -4,4 +4,5 @@ mod changes;
 mod errors;
 mod harness;
 mod protocols;
+mod server;
 mod strict;

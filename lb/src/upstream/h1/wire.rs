@@ -148,7 +148,7 @@ fn request_framing(method: &Method, headers: &mut HeaderMap, body: BodySize) -> 
 }
 
 /// Whether the last transfer coding named is `chunked`.
-fn chunked_last(headers: &HeaderMap) -> bool {
+pub fn chunked_last(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
@@ -159,7 +159,7 @@ fn chunked_last(headers: &HeaderMap) -> bool {
 }
 
 /// Every `Content-Length` value, which must agree: `None` when there is none.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
     let mut found = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
         let text = value.to_str().map_err(|_| WireError::ContentLength)?;

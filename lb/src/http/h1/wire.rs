@@ -129,7 +129,8 @@ pub fn parse_request(
             .map_err(|_| HeadError::Malformed("invalid request target"))?,
         _ => return Err(HeadError::Malformed("invalid request target")),
     };
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the fields the pipeline adds (forwarding headers, request id) without a regrow.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 6);
     for &(n0, n1, v0, v1) in spans.iter() {
         let (Some(name), Some(value)) = (head.get(n0..n1), head.get(v0..v1)) else {
             return Err(HeadError::Malformed("invalid header"));

@@ -238,7 +238,8 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, WireEr
         let status =
             StatusCode::from_u16(code).map_err(|_| WireError::Head(httparse::Error::Status))?;
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        // Room for what the pipeline adds (request id, X-Cache, a route's own fields).
+        let mut headers = HeaderMap::with_capacity(count + 3);
         for &(n0, n1, v0, v1) in spans.iter().take(count) {
             let (Some(name), Some(value)) = (head.get(n0..n1), head.get(v0..v1)) else {
                 return Err(WireError::Head(httparse::Error::HeaderName));

@@ -201,3 +201,37 @@ async fn a_client_leaving_before_its_answer_aborts_the_request() {
     assert_eq!(aborted, 1.0);
     plane.plane.shutdown().await;
 }
+
+#[tokio::test]
+async fn bytes_sent_right_behind_an_upgrade_request_reach_the_tunnel() {
+    let up = Upstream::start("ws").await;
+    let (plane, web) = one_pool_plane("", &[up.addr]).await;
+    let mut s = TcpStream::connect(web).await.expect("connect");
+    // The first frame goes in the same write as the request, before any 101: the server reads
+    // it while the pipeline waits on the member, and hands it on with the socket.
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nearly",
+    )
+    .await
+    .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !(got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"early")) {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("101 and the echo in time")
+            .expect("read");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 101"), "{text}");
+    s.write_all(b"later").await.expect("write");
+    let mut back = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("echo");
+    assert_eq!(&back, b"later");
+    plane.plane.shutdown().await;
+}

@@ -102,7 +102,7 @@ pub async fn serve(io: ListenerIo, conn: Arc<ConnCtx>, limits: ListenerLimits, d
             }
         };
         first = false;
-        match server.exchange(*head).await {
+        match server.exchange(head).await {
             Outcome::KeepAlive => {}
             Outcome::Close => break,
             Outcome::Upgraded => return,
@@ -111,9 +111,11 @@ pub async fn serve(io: ListenerIo, conn: Arc<ConnCtx>, limits: ListenerLimits, d
     server.close().await;
 }
 
-/// What reading a head found.
+/// What reading a head found. Returned once per request and taken apart at once: boxing the
+/// head would cost an allocation per request to save stack space for a moment.
+#[allow(clippy::large_enum_variant)]
 enum Next {
-    Head(Box<RequestHead>),
+    Head(RequestHead),
     /// The client closed, the wait timed out, or the listener drains.
     Closed,
     H2,
@@ -463,7 +465,7 @@ impl Server {
                 } else {
                     let c = &mut *c;
                     match wire::parse_request(&mut c.buf, max_head, &mut c.spans) {
-                        Ok(Some(head)) => return Poll::Ready(Next::Head(Box::new(head))),
+                        Ok(Some(head)) => return Poll::Ready(Next::Head(head)),
                         Ok(None) => {}
                         Err(e) => return Poll::Ready(Next::Refused(e)),
                     }

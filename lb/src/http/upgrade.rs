@@ -15,7 +15,7 @@ use crate::listener::io::ListenerIo;
 pub fn requested(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
         && headers.contains_key(header::UPGRADE)
-        && super::h1::wire::has_token(headers, header::CONNECTION, "upgrade")
+        && crate::upstream::h1::wire::has_token(headers, header::CONNECTION, "upgrade")
 }
 
 /// The client's connection after the server wrote the 101, carried in the request's extensions

@@ -523,7 +523,9 @@ impl Writer {
                 ))
             }
             Outgoing::Chunked => {
-                self.queue.push_back(wire::chunk_line(data.len()));
+                self.queue.push_back(Bytes::copy_from_slice(
+                    wire::ChunkLine::new(data.len()).as_bytes(),
+                ));
                 self.queue.push_back(data);
                 self.queue.push_back(Bytes::from_static(b"\r\n"));
                 Ok(())
@@ -540,14 +542,7 @@ impl Writer {
             return;
         }
         let mut t = Vec::new();
-        t.extend_from_slice(b"0\r\n");
-        for (name, value) in trailers {
-            t.extend_from_slice(name.as_str().as_bytes());
-            t.extend_from_slice(b": ");
-            t.extend_from_slice(value.as_bytes());
-            t.extend_from_slice(b"\r\n");
-        }
-        t.extend_from_slice(b"\r\n");
+        wire::encode_trailers(&mut t, trailers);
         self.queue.push_back(Bytes::from(t));
         self.outgoing = Outgoing::Empty;
         self.body = None;

@@ -127,6 +127,21 @@ impl Plane {
         }
         total
     }
+
+    /// The listener `web`'s aborted requests, once there is one (or after 2 s: 0).
+    pub async fn aborted(&self) -> f64 {
+        for _ in 0..200 {
+            let aborted = self.metric(
+                "meridian_lb_client_errors_total",
+                &[("listener", "web"), ("kind", "aborted")],
+            );
+            if aborted > 0.0 {
+                return aborted;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        0.0
+    }
 }
 
 /// What an upstream saw of one request.

@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 
-use crate::upstream::h1::wire::{chunked_last, content_length, MAX_HEADERS};
+use crate::upstream::h1::wire::{chunked_last, content_length, encode_field, MAX_HEADERS};
+pub use crate::upstream::h1::wire::{encode_trailers, has_token, ChunkLine};
 
 /// Longest request target `http` parses (its own limit); a longer one is answered 414.
 const MAX_URI: usize = u16::MAX as usize - 1;
@@ -210,16 +211,6 @@ fn malformed(e: httparse::Error) -> &'static str {
     }
 }
 
-/// Whether a comma-separated field of `name` lists `token` (case-insensitive).
-pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 /// How a response body goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFraming {
@@ -277,10 +268,7 @@ impl EncodedFields {
                 continue;
             }
             has_date |= name == header::DATE;
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            encode_field(&mut out, name, value);
         }
         EncodedFields {
             bytes: Bytes::from(out),
@@ -343,10 +331,7 @@ pub fn encode_response(dst: &mut Vec<u8>, head: &ResponseHead<'_>) {
             continue;
         }
         has_connection |= name == header::CONNECTION;
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
+        encode_field(dst, name, value);
     }
     match (framing, length) {
         (ResponseFraming::Length(_), Some(n)) => {
@@ -404,51 +389,6 @@ fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
         }
     }
     &buf[i..]
-}
-
-/// The line that starts a chunk of `len` bytes, in hexadecimal, kept on the stack.
-#[derive(Debug, Clone, Copy)]
-pub struct ChunkLine {
-    buf: [u8; 18],
-    start: u8,
-}
-
-impl ChunkLine {
-    pub fn new(len: usize) -> ChunkLine {
-        let mut buf = [0u8; 18];
-        buf[16] = b'\r';
-        buf[17] = b'\n';
-        let mut i = 16;
-        let mut n = len as u64;
-        loop {
-            i -= 1;
-            buf[i] = b"0123456789abcdef"[(n & 0xf) as usize];
-            n >>= 4;
-            if n == 0 {
-                break;
-            }
-        }
-        ChunkLine {
-            buf,
-            start: i as u8,
-        }
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[usize::from(self.start)..]
-    }
-}
-
-/// Trailer fields after the last chunk, then the blank line that ends the body.
-pub fn encode_trailers(dst: &mut Vec<u8>, trailers: &HeaderMap) {
-    dst.extend_from_slice(b"0\r\n");
-    for (name, value) in trailers {
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
-    }
-    dst.extend_from_slice(b"\r\n");
 }
 
 /// The `Date` value of this second, formatted once per second per worker thread.

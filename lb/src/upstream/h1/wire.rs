@@ -1,5 +1,7 @@
 //! HTTP/1.1 on the wire toward members (RFC 9112): the request head as Meridian writes it, the
 //! response head parsed with httparse, and the response body's framing and chunked decoding.
+//! The pieces both directions share (field lines, framing fields, chunk lines, trailers, the
+//! chunked decoder) live here; the client-facing server (`http/h1/wire.rs`) uses them.
 //!
 //! Everything here works on buffers and never blocks or panics; an answer it cannot frame
 //! safely is an error, and the connection it came on is not reused.
@@ -98,13 +100,28 @@ pub fn encode_request(
     dst.extend_from_slice(target.as_bytes());
     dst.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers.iter() {
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
+        encode_field(dst, name, value);
     }
     dst.extend_from_slice(b"\r\n");
     outgoing
+}
+
+/// One field line, `name: value\r\n` (both directions write fields this way).
+pub fn encode_field(dst: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    dst.extend_from_slice(name.as_str().as_bytes());
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value.as_bytes());
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Whether a comma-separated field of `name` lists `token` (case-insensitive).
+pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 fn request_framing(method: &Method, headers: &mut HeaderMap, body: BodySize) -> Outgoing {
@@ -305,17 +322,9 @@ pub fn response_framing(
 
 /// Whether the response lets the connection carry another request.
 fn keep_alive(head: &ResponseHead) -> bool {
-    let has = |token: &str| {
-        head.headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
     match head.version {
-        Version::HTTP_10 => has("keep-alive"),
-        _ => !has("close"),
+        Version::HTTP_10 => has_token(&head.headers, header::CONNECTION, "keep-alive"),
+        _ => !has_token(&head.headers, header::CONNECTION, "close"),
     }
 }
 
@@ -429,9 +438,46 @@ impl Chunked {
     }
 }
 
-/// The line that starts a chunk of `len` bytes.
-pub fn chunk_line(len: usize) -> Bytes {
-    Bytes::from(format!("{len:x}\r\n"))
+/// The line that starts a chunk of `len` bytes, in hexadecimal, kept on the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkLine {
+    buf: [u8; 18],
+    start: u8,
+}
+
+impl ChunkLine {
+    pub fn new(len: usize) -> ChunkLine {
+        let mut buf = [0u8; 18];
+        buf[16] = b'\r';
+        buf[17] = b'\n';
+        let mut i = 16;
+        let mut n = len as u64;
+        loop {
+            i -= 1;
+            buf[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+            n >>= 4;
+            if n == 0 {
+                break;
+            }
+        }
+        ChunkLine {
+            buf,
+            start: i as u8,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[usize::from(self.start)..]
+    }
+}
+
+/// Trailer fields after the last chunk, then the blank line that ends the body.
+pub fn encode_trailers(dst: &mut Vec<u8>, trailers: &HeaderMap) {
+    dst.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers {
+        encode_field(dst, name, value);
+    }
+    dst.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
